@@ -1,0 +1,269 @@
+//! The clock seam: real time, or a manual clock that tests advance by hand.
+//!
+//! Every time a queue keeps (enqueue times, delays, visibility timeouts, time-to-live) is read from
+//! its [`Clock`]. The real clock reads a coarse monotonic clock (a few milliseconds of resolution,
+//! about five nanoseconds a read on Linux) because a send cannot afford a precise clock read. A
+//! [`ManualClock`] stands still until [`ManualClock::advance`] moves it, and wakes every receiver
+//! of every queue that uses it when it moves, so a test can show that a delayed message becomes due
+//! or a lease expires without sleeping.
+//!
+//! The *waits* of blocking calls (`recv_timeout`, `send_timeout`, ...) are always real time, even on
+//! a manual clock: a test that forgets to advance the clock times out instead of hanging.
+//!
+//! ```
+//! use std::time::Duration;
+//! use switchboard::{ManualClock, Queue};
+//!
+//! let clock = ManualClock::new();
+//! let queue = Queue::builder().clock(clock.clone()).build();
+//! queue.send_after(1, Duration::from_secs(60)).unwrap();
+//! assert!(queue.try_recv().is_err()); // not due yet
+//! clock.advance(Duration::from_secs(60));
+//! assert_eq!(queue.try_recv().unwrap().into_payload(), 1);
+//! ```
+
+use std::fmt;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+/// Nanoseconds since the process-wide base instant. Zero means "not set".
+pub(crate) type Nanos = u64;
+
+/// The instant all internal times count from, and its reading on the coarse clock.
+struct Base {
+    instant: Instant,
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    mono_ns: u64,
+}
+
+fn base() -> &'static Base {
+    static BASE: OnceLock<Base> = OnceLock::new();
+    BASE.get_or_init(|| Base {
+        // Back-date the base by a second so that no real reading is ever 0 ("not set").
+        instant: Instant::now()
+            .checked_sub(Duration::from_secs(1))
+            .unwrap_or_else(Instant::now),
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        mono_ns: {
+            let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+            (ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64).saturating_sub(1_000_000_000)
+        },
+    })
+}
+
+/// Reads the coarse real clock, in nanoseconds since the base.
+#[inline]
+fn coarse_now() -> Nanos {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // CLOCK_MONOTONIC_COARSE shares CLOCK_MONOTONIC's origin (which `Instant` uses on Linux),
+        // so readings convert to `Instant`s by the offset taken once in `base()`.
+        let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+        let ns = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        ns.saturating_sub(base().mono_ns).max(1)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        to_nanos(Instant::now())
+    }
+}
+
+/// Converts an `Instant` to nanoseconds since the base (instants before the base map to 1).
+pub(crate) fn to_nanos(at: Instant) -> Nanos {
+    let ns = at.saturating_duration_since(base().instant).as_nanos();
+    u64::try_from(ns).unwrap_or(u64::MAX).max(1)
+}
+
+/// Converts nanoseconds since the base back to an `Instant`.
+pub(crate) fn to_instant(ns: Nanos) -> Instant {
+    base().instant + Duration::from_nanos(ns)
+}
+
+/// Adds a duration to a time, saturating far in the future.
+pub(crate) fn add(at: Nanos, d: Duration) -> Nanos {
+    at.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Something a manual clock wakes when it moves (a queue's blocked receivers).
+pub(crate) trait Wake: Send + Sync {
+    fn wake_all(&self);
+}
+
+struct ManualState {
+    now: Mutex<Nanos>,
+    listeners: Mutex<Vec<Weak<dyn Wake>>>,
+}
+
+/// A clock that only moves when told to: the seam that lets tests move time without sleeping.
+///
+/// Clones share one time. Hand it to a queue with
+/// [`QueueBuilder::clock`](crate::QueueBuilder::clock). It starts at the real time of its creation.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::ManualClock;
+///
+/// let clock = ManualClock::new();
+/// let start = clock.now();
+/// clock.advance(Duration::from_secs(5));
+/// assert_eq!(clock.now() - start, Duration::from_secs(5));
+/// ```
+#[derive(Clone)]
+pub struct ManualClock {
+    state: Arc<ManualState>,
+}
+
+impl ManualClock {
+    /// Creates a manual clock reading the current real time.
+    pub fn new() -> ManualClock {
+        ManualClock {
+            state: Arc::new(ManualState {
+                now: Mutex::new(to_nanos(Instant::now())),
+                listeners: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The clock's current time.
+    pub fn now(&self) -> Instant {
+        to_instant(*self.state.now.lock())
+    }
+
+    /// Moves the clock forward by `by` and wakes every receiver blocked on a queue that uses it,
+    /// so that delays, leases and time-to-live that became due take effect at once.
+    pub fn advance(&self, by: Duration) {
+        {
+            let mut now = self.state.now.lock();
+            *now = add(*now, by);
+        }
+        let listeners: Vec<Arc<dyn Wake>> = {
+            let mut list = self.state.listeners.lock();
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for l in listeners {
+            l.wake_all();
+        }
+    }
+
+    fn nanos(&self) -> Nanos {
+        *self.state.now.lock()
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        ManualClock::new()
+    }
+}
+
+impl fmt::Debug for ManualClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManualClock")
+            .field("now", &self.now())
+            .finish()
+    }
+}
+
+/// The time source of a queue or topic: the real (coarse) clock, or a [`ManualClock`].
+///
+/// ```
+/// use switchboard::{Clock, ManualClock};
+///
+/// let real = Clock::real();
+/// let manual: Clock = ManualClock::new().into();
+/// assert!(!real.is_manual() && manual.is_manual());
+/// ```
+#[derive(Clone, Default)]
+pub struct Clock {
+    manual: Option<ManualClock>,
+}
+
+impl Clock {
+    /// The real clock (the default).
+    pub fn real() -> Clock {
+        Clock { manual: None }
+    }
+
+    /// Whether this is a manual clock.
+    pub fn is_manual(&self) -> bool {
+        self.manual.is_some()
+    }
+
+    /// The current time on this clock.
+    pub fn now(&self) -> Instant {
+        to_instant(self.nanos())
+    }
+
+    #[inline]
+    pub(crate) fn nanos(&self) -> Nanos {
+        match &self.manual {
+            None => coarse_now(),
+            Some(m) => m.nanos(),
+        }
+    }
+
+    /// Registers something to wake when a manual clock advances (no-op on the real clock).
+    pub(crate) fn register(&self, listener: Weak<dyn Wake>) {
+        if let Some(m) = &self.manual {
+            m.state.listeners.lock().push(listener);
+        }
+    }
+
+    /// The real instant at which a waiter should wake for clock time `at`, or `None` when only
+    /// an advance of a manual clock can bring it (a manual clock wakes its listeners itself).
+    pub(crate) fn wake_instant(&self, at: Nanos) -> Option<Instant> {
+        match &self.manual {
+            None => Some(to_instant(at)),
+            Some(_) => None,
+        }
+    }
+}
+
+impl From<ManualClock> for Clock {
+    fn from(m: ManualClock) -> Clock {
+        Clock { manual: Some(m) }
+    }
+}
+
+impl fmt::Debug for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.manual {
+            None => f.write_str("Clock::Real"),
+            Some(m) => write!(f, "Clock::Manual({:?})", m.now()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coarse_clock_tracks_instant() {
+        let a = to_nanos(Instant::now());
+        let c = coarse_now();
+        // The coarse clock lags by at most a tick (a few ms), never leads by much.
+        assert!(c + 50_000_000 > a && c < a + 50_000_000, "{c} vs {a}");
+    }
+
+    #[test]
+    fn manual_clock_moves_only_when_told() {
+        let m = ManualClock::new();
+        let c: Clock = m.clone().into();
+        let t0 = c.nanos();
+        assert_eq!(c.nanos(), t0);
+        m.advance(Duration::from_millis(3));
+        assert_eq!(c.nanos(), t0 + 3_000_000);
+        assert_eq!(c.wake_instant(t0), None);
+    }
+
+    #[test]
+    fn instant_round_trip() {
+        let now = Instant::now();
+        let back = to_instant(to_nanos(now));
+        assert!(back <= now && now - back < Duration::from_micros(1));
+    }
+}

@@ -1,0 +1,11 @@
+//! switchboard: in-process messaging patterns.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations)]
+
+mod clock;
+mod message;
+
+pub use crate::clock::{Clock, ManualClock};
+pub use crate::message::{
+    AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,
+};
