@@ -3,9 +3,16 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod clock;
+mod error;
 mod message;
+pub mod queue;
 
 pub use crate::clock::{Clock, ManualClock};
+pub use crate::error::{
+    AckError, RecvError, RecvTimeoutError, SendBatchError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
+};
 pub use crate::message::{
     AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,
 };
+pub use crate::queue::{Delivery, Queue, QueueBuilder, QueueStats, Sent};

@@ -1,0 +1,221 @@
+//! Errors: one small type per operation, in the crossbeam style. A failed send hands the message
+//! back; Display is lowercase without a final period; Debug never prints a payload.
+
+use std::fmt;
+
+use crate::message::{Message, MessageId};
+
+macro_rules! payload_free_debug {
+    ($name:ident { $($variant:ident),* }) => {
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $($name::$variant(_) => f.write_str(concat!(stringify!($variant), "(..)")),)*
+                }
+            }
+        }
+    };
+}
+
+/// A blocking send failed because the queue is closed; the message is handed back.
+///
+/// ```
+/// use switchboard::Queue;
+///
+/// let q = Queue::unbounded();
+/// q.close();
+/// let err = q.send(5).unwrap_err();
+/// assert_eq!(err.to_string(), "sending on a closed queue");
+/// assert_eq!(err.into_inner().into_payload(), 5);
+/// ```
+#[derive(thiserror::Error)]
+#[error("sending on a closed queue")]
+pub struct SendError<T>(pub Message<T>);
+
+impl<T> SendError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> Message<T> {
+        self.0
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SendError(..)")
+    }
+}
+
+/// A non-blocking send failed; the message is handed back.
+#[derive(thiserror::Error)]
+pub enum TrySendError<T> {
+    /// The queue is at capacity.
+    #[error("sending on a full queue")]
+    Full(Message<T>),
+    /// The queue is closed.
+    #[error("sending on a closed queue")]
+    Closed(Message<T>),
+}
+payload_free_debug!(TrySendError { Full, Closed });
+
+impl<T> TrySendError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> Message<T> {
+        match self {
+            TrySendError::Full(m) | TrySendError::Closed(m) => m,
+        }
+    }
+
+    /// Whether the queue was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySendError::Full(_))
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TrySendError::Closed(_))
+    }
+}
+
+/// A send with a time limit failed; the message is handed back.
+#[derive(thiserror::Error)]
+pub enum SendTimeoutError<T> {
+    /// The queue stayed full until the deadline.
+    #[error("timed out sending on a full queue")]
+    Timeout(Message<T>),
+    /// The queue is closed.
+    #[error("sending on a closed queue")]
+    Closed(Message<T>),
+}
+payload_free_debug!(SendTimeoutError { Timeout, Closed });
+
+impl<T> SendTimeoutError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> Message<T> {
+        match self {
+            SendTimeoutError::Timeout(m) | SendTimeoutError::Closed(m) => m,
+        }
+    }
+
+    /// Whether the send timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SendTimeoutError::Timeout(_))
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, SendTimeoutError::Closed(_))
+    }
+}
+
+/// A batch send stopped because the queue closed; the messages not sent are handed back.
+#[derive(thiserror::Error)]
+#[error("sending on a closed queue ({sent} of the batch sent)")]
+pub struct SendBatchError<T> {
+    /// How many messages of the batch were sent before the queue closed.
+    pub sent: usize,
+    /// The messages that were not sent, in batch order.
+    pub unsent: Vec<Message<T>>,
+}
+
+impl<T> fmt::Debug for SendBatchError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendBatchError")
+            .field("sent", &self.sent)
+            .field("unsent", &self.unsent.len())
+            .finish()
+    }
+}
+
+/// A blocking receive failed: the queue is closed and holds nothing more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("receiving on a closed and empty queue")]
+pub struct RecvError;
+
+/// A non-blocking receive failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TryRecvError {
+    /// Nothing is ready now.
+    #[error("receiving on an empty queue")]
+    Empty,
+    /// The queue is closed and holds nothing more.
+    #[error("receiving on a closed and empty queue")]
+    Closed,
+}
+
+impl TryRecvError {
+    /// Whether nothing was ready.
+    pub fn is_empty(&self) -> bool {
+        matches!(self, TryRecvError::Empty)
+    }
+
+    /// Whether the queue is closed and drained.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TryRecvError::Closed)
+    }
+}
+
+/// A receive with a time limit failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecvTimeoutError {
+    /// Nothing became ready before the deadline.
+    #[error("timed out receiving on an empty queue")]
+    Timeout,
+    /// The queue is closed and holds nothing more.
+    #[error("receiving on a closed and empty queue")]
+    Closed,
+}
+
+impl RecvTimeoutError {
+    /// Whether the receive timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, RecvTimeoutError::Timeout)
+    }
+
+    /// Whether the queue is closed and drained.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RecvTimeoutError::Closed)
+    }
+}
+
+/// A verdict on a [`Delivery`](crate::Delivery) came too late: its lease had already ended.
+///
+/// The lease ended because its visibility timeout passed; the message went back to the queue (and
+/// perhaps to another consumer) or to the dead-letter queue. The verdict had no effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AckError {
+    /// The visibility timeout passed before the verdict.
+    #[error("the lease on message {0} expired before the verdict")]
+    LeaseExpired(MessageId),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_lowercase_without_period() {
+        let msgs = [
+            SendError(Message::new(())).to_string(),
+            TrySendError::Full(Message::new(())).to_string(),
+            SendTimeoutError::Timeout(Message::new(())).to_string(),
+            RecvError.to_string(),
+            TryRecvError::Empty.to_string(),
+            RecvTimeoutError::Closed.to_string(),
+            AckError::LeaseExpired(MessageId::next()).to_string(),
+        ];
+        for m in msgs {
+            assert!(
+                m.chars().next().unwrap().is_lowercase() && !m.ends_with('.'),
+                "{m}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_needs_no_debug_payload() {
+        struct NoDebug;
+        let e = TrySendError::Closed(Message::new(NoDebug));
+        assert_eq!(format!("{e:?}"), "Closed(..)");
+        assert!(e.is_closed() && !e.is_full());
+    }
+}

@@ -1,0 +1,1210 @@
+//! The queue's shared state: the main lane (a crossbeam channel), the slow state under a mutex
+//! (returned messages, delayed messages, leases), and the counters.
+//!
+//! Invariants:
+//! - Fresh messages travel the main lane; everything else that becomes visible again (a returned
+//!   lease, a due delayed message, a dead letter arriving, a redrive) goes to the ready lane, which
+//!   is unbounded so that a put-back never waits and never fails (Drop cannot block).
+//! - `accepted - popped` is the number of messages in the main lane (or being pushed into it).
+//!   `accepted` shares a word with the closed bit, so a send and `close` are totally ordered: a send
+//!   that got in before the bit is counted, and receivers do not report `Closed` until every counted
+//!   message was popped.
+//! - `next_event` is `READY` when the ready lane holds something, else the earliest timer, else
+//!   `NONE`. The plain path reads it once and touches nothing else of the slow state.
+//! - Every state change a blocked receiver could be waiting for goes through `wake`/`wake_all`,
+//!   which push `Wake` tokens into the main lane (the seam an async version will hook into).
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel as cb;
+use parking_lot::Mutex;
+
+use crate::clock::{self, Clock, Nanos, Wake};
+use crate::error::{AckError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
+use crate::message::{DeadLetter, Message, MessageId};
+use crate::queue::{Delivery, Queue, QueueStats, Sent};
+
+pub(crate) const NONE: u64 = u64::MAX;
+pub(crate) const READY: u64 = 0;
+
+/// Keeps a hot atomic on a cache line of its own.
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Padded<T>(pub T);
+
+/// A fresh message in the main lane: 8 bytes over the message itself.
+pub(crate) struct Fresh<T> {
+    pub msg: Message<T>,
+    pub enqueued: Nanos,
+}
+
+/// What travels the main lane. `Message`'s non-zero id makes `Wake` free in size.
+pub(crate) enum Slot<T> {
+    Msg(Fresh<T>),
+    Wake,
+}
+
+/// A message's body outside the main lane: owned, or shared with an expired lease's holder.
+pub(crate) enum Body<T> {
+    Owned(Message<T>),
+    Shared(Arc<Message<T>>),
+}
+
+impl<T> Body<T> {
+    fn message(&self) -> &Message<T> {
+        match self {
+            Body::Owned(m) => m,
+            Body::Shared(m) => m,
+        }
+    }
+
+    /// Whether a plain receive can take the message by value now.
+    fn ownable(&self) -> bool {
+        match self {
+            Body::Owned(_) => true,
+            Body::Shared(a) => Arc::strong_count(a) == 1,
+        }
+    }
+
+    fn into_owned(self) -> Result<Message<T>, Body<T>> {
+        match self {
+            Body::Owned(m) => Ok(m),
+            Body::Shared(a) => Arc::try_unwrap(a).map_err(Body::Shared),
+        }
+    }
+
+    fn into_shared(self) -> Arc<Message<T>> {
+        match self {
+            Body::Owned(m) => Arc::new(m),
+            Body::Shared(a) => a,
+        }
+    }
+}
+
+/// A message outside the main lane, with its delivery history.
+pub(crate) struct Entry<T> {
+    pub body: Body<T>,
+    pub enqueued: Nanos,
+    pub attempts: u32,
+    pub first_delivered: Nanos,
+    /// Dead-letter information for a shared body (an owned one carries it in its metadata).
+    pub dead: Option<Box<DeadLetter>>,
+    /// The queue a dead letter came from, for `redrive`.
+    pub source: Option<std::sync::Weak<Shared<T>>>,
+}
+
+impl<T> Entry<T> {
+    fn fresh(f: Fresh<T>) -> Entry<T> {
+        Entry {
+            body: Body::Owned(f.msg),
+            enqueued: f.enqueued,
+            attempts: 0,
+            first_delivered: 0,
+            dead: None,
+            source: None,
+        }
+    }
+}
+
+struct Delayed<T> {
+    due: Nanos,
+    seq: u64,
+    entry: Entry<T>,
+}
+
+impl<T> PartialEq for Delayed<T> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl<T> Eq for Delayed<T> {}
+impl<T> PartialOrd for Delayed<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<T> Ord for Delayed<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Reversed: BinaryHeap is a max-heap and we want the earliest due first.
+        (other.due, other.seq).cmp(&(self.due, self.seq))
+    }
+}
+
+/// An outstanding lease.
+struct Lease<T> {
+    held: Arc<Message<T>>,
+    deadline: Nanos,
+    enqueued: Nanos,
+    attempts: u32,
+    first_delivered: Nanos,
+    dead: Option<Box<DeadLetter>>,
+}
+
+struct LeaseSlot<T> {
+    gen: u32,
+    lease: Option<Lease<T>>,
+}
+
+/// (deadline, slot, generation): a timer entry; stale when the slot moved on or the deadline
+/// changed (lazy deletion, compacted when stale entries dominate).
+type Timer = (Nanos, u32, u32);
+
+#[derive(Default)]
+struct Counters {
+    sent_slow: u64,
+    received_ready: u64,
+    expired_main: u64,
+    acked: u64,
+    nacked: u64,
+    abandoned: u64,
+    lease_expired: u64,
+    redelivered: u64,
+    expired: u64,
+    dead_lettered: u64,
+    discarded: u64,
+}
+
+pub(crate) struct Slow<T> {
+    ready: VecDeque<Entry<T>>,
+    delayed: BinaryHeap<Delayed<T>>,
+    slots: Vec<LeaseSlot<T>>,
+    free: Vec<u32>,
+    live: usize,
+    /// Timers of leases on the queue's default visibility timeout: deadlines arrive in order.
+    fifo: VecDeque<Timer>,
+    /// Timers of leases with another timeout, or extended.
+    heap: BinaryHeap<Reverse<Timer>>,
+    seq: u64,
+    /// Alternate between the ready lane and the main lane while both hold messages.
+    prefer_main: bool,
+    c: Counters,
+}
+
+impl<T> Slow<T> {
+    fn new() -> Self {
+        Slow {
+            ready: VecDeque::new(),
+            delayed: BinaryHeap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            fifo: VecDeque::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            prefer_main: false,
+            c: Counters::default(),
+        }
+    }
+
+    fn timer_valid(&self, (deadline, slot, gen): Timer) -> bool {
+        let s = &self.slots[slot as usize];
+        s.gen == gen && s.lease.as_ref().is_some_and(|l| l.deadline == deadline)
+    }
+
+    fn next_timer(&mut self) -> Nanos {
+        while let Some(&t) = self.fifo.front() {
+            if self.timer_valid(t) {
+                break;
+            }
+            self.fifo.pop_front();
+        }
+        while let Some(&Reverse(t)) = self.heap.peek() {
+            if self.timer_valid(t) {
+                break;
+            }
+            self.heap.pop();
+        }
+        let mut next = NONE;
+        if let Some(&(d, _, _)) = self.fifo.front() {
+            next = next.min(d);
+        }
+        if let Some(&Reverse((d, _, _))) = self.heap.peek() {
+            next = next.min(d);
+        }
+        if let Some(d) = self.delayed.peek() {
+            next = next.min(d.due);
+        }
+        next
+    }
+
+    fn compact_timers(&mut self) {
+        if self.fifo.len() > 64 && self.fifo.len() > 4 * self.live {
+            let fifo = std::mem::take(&mut self.fifo);
+            self.fifo = fifo.into_iter().filter(|t| self.timer_valid(*t)).collect();
+        }
+        if self.heap.len() > 64 && self.heap.len() > 4 * self.live {
+            let heap = std::mem::take(&mut self.heap);
+            self.heap = heap.into_iter().filter(|t| self.timer_valid(t.0)).collect();
+        }
+    }
+
+    fn take_lease(&mut self, slot: u32, gen: u32) -> Option<Lease<T>> {
+        let s = self.slots.get_mut(slot as usize)?;
+        if s.gen != gen {
+            return None;
+        }
+        let lease = s.lease.take()?;
+        s.gen = s.gen.wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+        Some(lease)
+    }
+}
+
+/// Static configuration.
+pub(crate) struct Config<T> {
+    pub capacity: Option<usize>,
+    pub visibility: Duration,
+    pub dead_letter: Option<Queue<T>>,
+    pub max_attempts: Option<u32>,
+    pub retention: Option<Duration>,
+    pub dead_letter_expired: bool,
+    pub name: Option<String>,
+    pub clock: Clock,
+}
+
+/// How a receive takes its message.
+#[derive(Clone, Copy)]
+pub(crate) enum How {
+    /// At-most-once: the message leaves the queue.
+    Plain,
+    /// At-least-once, with this visibility timeout.
+    Lease(Duration),
+}
+
+/// Where a lease stands, as its Delivery records it.
+pub(crate) struct LeaseInfo {
+    pub slot: u32,
+    pub gen: u32,
+    pub attempts: u32,
+    pub first_delivered: Nanos,
+    pub enqueued: Nanos,
+    pub deadline: Nanos,
+}
+
+/// What a receive got.
+pub(crate) enum Out<T> {
+    Plain(Message<T>),
+    Lease(Delivery<T>),
+}
+
+/// A dead letter on its way to the dead-letter queue (sent after the source's lock is released).
+type Outgoing<T> = Vec<Entry<T>>;
+
+pub(crate) struct Shared<T> {
+    tx: cb::Sender<Slot<T>>,
+    rx: cb::Receiver<Slot<T>>,
+    /// accepted-into-main-lane count << 1 | closed bit.
+    state: Padded<AtomicU64>,
+    /// Messages (not tokens) popped from the main lane.
+    popped: Padded<AtomicU64>,
+    next_event: AtomicU64,
+    waiters: AtomicUsize,
+    slow: Mutex<Slow<T>>,
+    /// Dropped by `close` to wake senders blocked on a full main lane.
+    close_tx: Mutex<Option<cb::Sender<()>>>,
+    close_rx: cb::Receiver<()>,
+    /// Enqueue times of every 64th accepted message, for the oldest-message age.
+    samples: [AtomicU64; 16],
+    pub(crate) config: Config<T>,
+}
+
+const SAMPLE_SHIFT: u32 = 6;
+
+impl<T> Shared<T> {
+    pub(crate) fn new(config: Config<T>) -> Arc<Shared<T>>
+    where
+        T: Send + Sync + 'static,
+    {
+        let (tx, rx) = match config.capacity {
+            Some(n) => cb::bounded(n),
+            None => cb::unbounded(),
+        };
+        let (close_tx, close_rx) = cb::bounded(0);
+        let shared = Arc::new(Shared {
+            tx,
+            rx,
+            state: Padded(AtomicU64::new(0)),
+            popped: Padded(AtomicU64::new(0)),
+            next_event: AtomicU64::new(NONE),
+            waiters: AtomicUsize::new(0),
+            slow: Mutex::new(Slow::new()),
+            close_tx: Mutex::new(Some(close_tx)),
+            close_rx,
+            samples: Default::default(),
+            config,
+        });
+        let weak: std::sync::Weak<dyn Wake> = Arc::downgrade(&shared) as _;
+        shared.config.clock.register(weak);
+        shared
+    }
+
+    #[inline]
+    pub(crate) fn now(&self) -> Nanos {
+        self.config.clock.nanos()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.0.load(Ordering::Acquire) & 1 != 0
+    }
+
+    // ----- waking -----------------------------------------------------------------------------
+
+    /// Wakes up to `n` blocked receivers. The `SeqCst` load pairs with the `SeqCst` increment a
+    /// receiver makes before its last check, so either it sees our change or we see it waiting.
+    fn wake(&self, n: usize) {
+        let waiting = self.waiters.load(Ordering::SeqCst);
+        for _ in 0..n.min(waiting) {
+            // A full main lane means receivers have messages and are not blocked.
+            if self.tx.try_send(Slot::Wake).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Wakes one blocked receiver (a stale holder let go of a shared message, say).
+    pub(crate) fn nudge(&self) {
+        self.wake(1);
+    }
+
+    fn wake_all_waiters(&self) {
+        self.wake(usize::MAX);
+    }
+
+    /// Publishes the slow state's next event; wakes a receiver when it moved earlier.
+    fn publish_next(&self, slow: &mut Slow<T>) {
+        let next = if slow.ready.is_empty() {
+            slow.next_timer()
+        } else {
+            READY
+        };
+        let before = self.next_event.swap(next, Ordering::SeqCst);
+        if next == READY {
+            self.wake(slow.ready.len());
+        } else if next < before {
+            // An earlier deadline: one waiter recomputes its wait.
+            self.wake(1);
+        }
+        if self.is_closed() {
+            self.wake_all_waiters();
+        }
+    }
+
+    // ----- sending ----------------------------------------------------------------------------
+
+    /// Counts a send into the main lane, unless closed.
+    #[inline]
+    fn accept(&self) -> Result<u64, ()> {
+        let s = self.state.0.fetch_add(2, Ordering::AcqRel);
+        if s & 1 != 0 {
+            self.unaccept();
+            return Err(());
+        }
+        Ok(s >> 1)
+    }
+
+    /// Takes back a count for a send that did not happen.
+    fn unaccept(&self) {
+        let s = self.state.0.fetch_sub(2, Ordering::AcqRel);
+        if s & 1 != 0 {
+            // Receivers of a closed queue wait until every accepted message was popped.
+            self.wake_all_waiters();
+        }
+    }
+
+    #[inline]
+    fn sample(&self, seq: u64, now: Nanos) {
+        if seq & ((1 << SAMPLE_SHIFT) - 1) == 0 {
+            let i = (seq >> SAMPLE_SHIFT) as usize % self.samples.len();
+            self.samples[i].store(now, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn try_send(&self, mut msg: Message<T>) -> Result<Sent, TrySendError<T>> {
+        let Ok(seq) = self.accept() else {
+            return Err(TrySendError::Closed(msg));
+        };
+        let now = self.now();
+        msg.stamp(now);
+        let id = msg.id();
+        self.sample(seq, now);
+        match self.tx.try_send(Slot::Msg(Fresh { msg, enqueued: now })) {
+            Ok(()) => Ok(Sent::Enqueued(id)),
+            Err(e) => {
+                self.unaccept();
+                match e.into_inner() {
+                    Slot::Msg(f) => Err(TrySendError::Full(f.msg)),
+                    Slot::Wake => unreachable!("a send carries a message"),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub(crate) fn send(
+        &self,
+        mut msg: Message<T>,
+        deadline: Option<Instant>,
+    ) -> Result<Sent, SendTimeoutError<T>> {
+        let Ok(seq) = self.accept() else {
+            return Err(SendTimeoutError::Closed(msg));
+        };
+        let now = self.now();
+        msg.stamp(now);
+        let id = msg.id();
+        self.sample(seq, now);
+        let slot = Slot::Msg(Fresh { msg, enqueued: now });
+        let slot = match self.tx.try_send(slot) {
+            Ok(()) => return Ok(Sent::Enqueued(id)),
+            Err(e) => e.into_inner(),
+        };
+        self.send_blocking(slot, deadline)
+            .map(|()| Sent::Enqueued(id))
+    }
+
+    /// Waits for room in the main lane, or for `close`, or for the deadline.
+    #[cold]
+    fn send_blocking(
+        &self,
+        slot: Slot<T>,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        let into_msg = |s: Slot<T>| match s {
+            Slot::Msg(f) => f.msg,
+            Slot::Wake => unreachable!("a send carries a message"),
+        };
+        let mut sel = cb::Select::new();
+        let send_i = sel.send(&self.tx);
+        let _close_i = sel.recv(&self.close_rx);
+        let op = match deadline {
+            None => sel.select(),
+            Some(d) => match sel.select_deadline(d) {
+                Ok(op) => op,
+                Err(_) => {
+                    self.unaccept();
+                    return Err(SendTimeoutError::Timeout(into_msg(slot)));
+                }
+            },
+        };
+        if op.index() == send_i {
+            match op.send(&self.tx, slot) {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    self.unaccept();
+                    Err(SendTimeoutError::Closed(into_msg(e.into_inner())))
+                }
+            }
+        } else {
+            // `close` dropped the other end: the channel reports disconnection.
+            let _ = op.recv(&self.close_rx);
+            self.unaccept();
+            Err(SendTimeoutError::Closed(into_msg(slot)))
+        }
+    }
+
+    /// Puts an entry into the ready lane or, with a due time, the delay set. Never blocks.
+    fn put_back(&self, slow: &mut Slow<T>, entry: Entry<T>, due: Option<Nanos>) {
+        match due {
+            Some(due) if due > self.now() => {
+                slow.seq += 1;
+                let seq = slow.seq;
+                slow.delayed.push(Delayed { due, seq, entry });
+            }
+            _ => slow.ready.push_back(entry),
+        }
+    }
+
+    pub(crate) fn send_at(&self, mut msg: Message<T>, due: Nanos) -> Result<Sent, TrySendError<T>> {
+        if self.is_closed() {
+            return Err(TrySendError::Closed(msg));
+        }
+        let mut slow = self.slow.lock();
+        if let Some(cap) = self.config.capacity {
+            if slow.delayed.len() >= cap {
+                return Err(TrySendError::Full(msg));
+            }
+        }
+        // Checked again under the lock that `is_drained` takes, so a receiver that saw the queue
+        // closed and drained cannot miss this message.
+        if self.is_closed() {
+            return Err(TrySendError::Closed(msg));
+        }
+        let now = self.now();
+        msg.stamp(now);
+        let id = msg.id();
+        slow.c.sent_slow += 1;
+        let entry = Entry::fresh(Fresh { msg, enqueued: now });
+        self.put_back(&mut slow, entry, Some(due));
+        self.publish_next(&mut slow);
+        Ok(Sent::Enqueued(id))
+    }
+
+    /// Accepts entries from elsewhere (dead letters, redrives) into the ready lane, whatever the
+    /// capacity and even when closed: they were accepted by the system already.
+    pub(crate) fn accept_entries(&self, entries: Vec<Entry<T>>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut slow = self.slow.lock();
+        slow.c.sent_slow += entries.len() as u64;
+        slow.ready.extend(entries);
+        self.publish_next(&mut slow);
+    }
+
+    // ----- closing ----------------------------------------------------------------------------
+
+    pub(crate) fn close(&self) -> bool {
+        let before = self.state.0.fetch_or(1, Ordering::AcqRel);
+        if before & 1 != 0 {
+            return false;
+        }
+        drop(self.close_tx.lock().take());
+        // Taking the lock orders the close with `send_at` and the drain check.
+        drop(self.slow.lock());
+        self.wake_all_waiters();
+        true
+    }
+
+    /// Closed, and nothing left that a receiver could ever get.
+    fn is_drained(&self) -> bool {
+        let s = self.state.0.load(Ordering::Acquire);
+        if s & 1 == 0 {
+            return false;
+        }
+        if (s >> 1) != self.popped.0.load(Ordering::Acquire) {
+            return false;
+        }
+        let slow = self.slow.lock();
+        slow.ready.is_empty() && slow.delayed.is_empty() && slow.live == 0
+    }
+
+    // ----- receiving --------------------------------------------------------------------------
+
+    fn expiry(&self, msg: &Message<T>, enqueued: Nanos) -> Option<Nanos> {
+        let by_ttl = msg.expiry_nanos();
+        let by_retention = self.config.retention.map(|r| clock::add(enqueued, r));
+        match (by_ttl, by_retention) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn is_expired(&self, msg: &Message<T>, enqueued: Nanos, now: &mut Option<Nanos>) -> bool {
+        match self.expiry(msg, enqueued) {
+            None => false,
+            Some(at) => at <= *now.get_or_insert_with(|| self.now()),
+        }
+    }
+
+    /// Counts an expired message and, if configured, dead-letters it.
+    fn expire(&self, slow: &mut Slow<T>, entry: Entry<T>, out: &mut Outgoing<T>) {
+        slow.c.expired += 1;
+        if self.config.dead_letter_expired && self.config.dead_letter.is_some() {
+            let attempts = entry.attempts;
+            self.dead_letter(slow, entry, "expired".into(), attempts, out);
+        }
+    }
+
+    /// Sends an entry to the dead-letter queue, or discards it (counted) when there is none.
+    fn dead_letter(
+        &self,
+        slow: &mut Slow<T>,
+        mut entry: Entry<T>,
+        reason: String,
+        attempts: u32,
+        out: &mut Outgoing<T>,
+    ) {
+        if self.config.dead_letter.is_none() {
+            slow.c.discarded += 1;
+            return;
+        }
+        slow.c.dead_lettered += 1;
+        let info = DeadLetter {
+            reason,
+            attempts,
+            source: self.config.name.clone(),
+        };
+        entry.body = match entry.body.into_owned() {
+            Ok(mut m) => {
+                m.set_dead_letter(info);
+                entry.dead = None;
+                Body::Owned(m)
+            }
+            Err(shared) => {
+                entry.dead = Some(Box::new(info));
+                shared
+            }
+        };
+        entry.attempts = 0;
+        entry.first_delivered = 0;
+        out.push(entry);
+    }
+
+    fn forward(&self, out: Outgoing<T>, source: &Arc<Shared<T>>) {
+        if out.is_empty() {
+            return;
+        }
+        if let Some(dlq) = &self.config.dead_letter {
+            let now = dlq.shared.now();
+            let entries = out
+                .into_iter()
+                .map(|mut e| {
+                    e.enqueued = now;
+                    e.source = Some(Arc::downgrade(source));
+                    e
+                })
+                .collect();
+            dlq.shared.accept_entries(entries);
+        }
+    }
+
+    /// Ends a lease that failed (nack, drop, expiry): back to the queue, or to the dead-letter
+    /// queue once it has had `max_attempts` deliveries.
+    fn fail(
+        &self,
+        slow: &mut Slow<T>,
+        lease: Lease<T>,
+        due: Option<Nanos>,
+        why: &str,
+        out: &mut Outgoing<T>,
+    ) {
+        let entry = Entry {
+            body: Body::Shared(lease.held),
+            enqueued: lease.enqueued,
+            attempts: lease.attempts,
+            first_delivered: lease.first_delivered,
+            dead: lease.dead,
+            source: None,
+        };
+        match self.config.max_attempts {
+            Some(max) if lease.attempts >= max => {
+                let reason = format!("{why} after {} deliveries (max {max})", lease.attempts);
+                self.dead_letter(slow, entry, reason, lease.attempts, out);
+            }
+            _ => self.put_back(slow, entry, due),
+        }
+    }
+
+    /// Moves due delayed messages to the ready lane and expires leases past their deadline.
+    fn run_timers(&self, slow: &mut Slow<T>, now: Nanos, out: &mut Outgoing<T>) {
+        while slow.delayed.peek().is_some_and(|d| d.due <= now) {
+            let d = slow.delayed.pop().expect("peeked");
+            slow.ready.push_back(d.entry);
+        }
+        loop {
+            let from_fifo = slow.fifo.front().copied().filter(|t| t.0 <= now);
+            let t = match from_fifo {
+                Some(t) => {
+                    slow.fifo.pop_front();
+                    t
+                }
+                None => match slow.heap.peek() {
+                    Some(&Reverse(t)) if t.0 <= now => {
+                        slow.heap.pop();
+                        t
+                    }
+                    _ => break,
+                },
+            };
+            if !slow.timer_valid(t) {
+                continue;
+            }
+            let lease = slow.take_lease(t.1, t.2).expect("valid timer has a lease");
+            slow.c.lease_expired += 1;
+            self.fail(slow, lease, None, "lease expired", out);
+        }
+    }
+
+    /// Pops from the ready lane: the first entry a plain receive can own, or any for a lease.
+    fn pop_ready(&self, slow: &mut Slow<T>, how: How) -> Option<Entry<T>> {
+        match how {
+            How::Lease(_) => slow.ready.pop_front(),
+            How::Plain => {
+                let i = slow.ready.iter().position(|e| e.body.ownable())?;
+                slow.ready.remove(i)
+            }
+        }
+    }
+
+    /// Registers a lease on an entry and makes its Delivery.
+    fn lease(
+        self: &Arc<Self>,
+        slow: &mut Slow<T>,
+        entry: Entry<T>,
+        vis: Duration,
+        now: Nanos,
+    ) -> Delivery<T> {
+        let attempts = entry.attempts + 1;
+        if attempts > 1 {
+            slow.c.redelivered += 1;
+        }
+        let first_delivered = if entry.first_delivered == 0 {
+            now
+        } else {
+            entry.first_delivered
+        };
+        let deadline = clock::add(now, vis);
+        let held = entry.body.into_shared();
+        let slot = match slow.free.pop() {
+            Some(s) => s,
+            None => {
+                slow.slots.push(LeaseSlot {
+                    gen: 0,
+                    lease: None,
+                });
+                (slow.slots.len() - 1) as u32
+            }
+        };
+        let gen = slow.slots[slot as usize].gen;
+        slow.slots[slot as usize].lease = Some(Lease {
+            held: Arc::clone(&held),
+            deadline,
+            enqueued: entry.enqueued,
+            attempts,
+            first_delivered,
+            dead: entry.dead.clone(),
+        });
+        slow.live += 1;
+        if vis == self.config.visibility && slow.fifo.back().is_none_or(|b| b.0 <= deadline) {
+            slow.fifo.push_back((deadline, slot, gen));
+        } else {
+            slow.heap.push(Reverse((deadline, slot, gen)));
+        }
+        slow.compact_timers();
+        let info = LeaseInfo {
+            slot,
+            gen,
+            attempts,
+            first_delivered,
+            enqueued: entry.enqueued,
+            deadline,
+        };
+        Delivery::new(Arc::clone(self), held, info, entry.dead)
+    }
+
+    /// Turns an entry from the slow lanes into what the receive asked for.
+    fn hand_out(
+        self: &Arc<Self>,
+        slow: &mut Slow<T>,
+        entry: Entry<T>,
+        how: How,
+        now: Nanos,
+    ) -> Out<T> {
+        match how {
+            How::Lease(vis) => Out::Lease(self.lease(slow, entry, vis, now)),
+            How::Plain => {
+                let dead = entry.dead;
+                match entry.body.into_owned() {
+                    Ok(mut m) => {
+                        if let Some(d) = dead {
+                            m.set_dead_letter(*d);
+                        }
+                        Out::Plain(m)
+                    }
+                    Err(_) => {
+                        unreachable!("pop_ready only hands out ownable entries to plain receives")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The slow path of a receive: timers, then the ready lane (alternating with the main lane).
+    /// Returns `None` when the main lane should be tried.
+    fn take_slow(self: &Arc<Self>, how: How) -> Option<Out<T>> {
+        let mut out = Vec::new();
+        let result = {
+            let mut slow = self.slow.lock();
+            let now = self.now();
+            self.run_timers(&mut slow, now, &mut out);
+            let mut result = None;
+            loop {
+                if slow.ready.is_empty() {
+                    break;
+                }
+                if slow.prefer_main && !self.rx.is_empty() {
+                    slow.prefer_main = false;
+                    break;
+                }
+                let Some(entry) = self.pop_ready(&mut slow, how) else {
+                    break;
+                };
+                if self.is_expired(entry.body.message(), entry.enqueued, &mut Some(now)) {
+                    self.expire(&mut slow, entry, &mut out);
+                    continue;
+                }
+                slow.prefer_main = true;
+                slow.c.received_ready += 1;
+                result = Some(self.hand_out(&mut slow, entry, how, now));
+                break;
+            }
+            self.publish_next(&mut slow);
+            result
+        };
+        self.forward(out, self);
+        result
+    }
+
+    /// A message popped from the main lane: count it, drop it if expired, hand it out.
+    #[inline]
+    fn take_fresh(self: &Arc<Self>, f: Fresh<T>, how: How) -> Option<Out<T>> {
+        self.popped.0.fetch_add(1, Ordering::AcqRel);
+        let mut now = None;
+        if self.is_expired(&f.msg, f.enqueued, &mut now) {
+            let mut out = Vec::new();
+            {
+                let mut slow = self.slow.lock();
+                slow.c.expired_main += 1;
+                self.expire(&mut slow, Entry::fresh(f), &mut out);
+                self.publish_next(&mut slow);
+            }
+            self.forward(out, self);
+            return None;
+        }
+        let result = match how {
+            How::Plain => Out::Plain(f.msg),
+            How::Lease(vis) => {
+                let mut slow = self.slow.lock();
+                let now = now.unwrap_or_else(|| self.now());
+                let d = self.lease(&mut slow, Entry::fresh(f), vis, now);
+                self.publish_next(&mut slow);
+                Out::Lease(d)
+            }
+        };
+        if self.is_closed() {
+            self.wake_all_waiters();
+        }
+        Some(result)
+    }
+
+    #[inline]
+    fn slow_pending(&self) -> bool {
+        let ne = self.next_event.load(Ordering::Acquire);
+        ne != NONE && (ne == READY || self.now() >= ne)
+    }
+
+    #[inline]
+    pub(crate) fn try_take(self: &Arc<Self>, how: How) -> Result<Out<T>, TryRecvError> {
+        let mut retried = false;
+        loop {
+            let pending = self.slow_pending();
+            if pending {
+                if let Some(o) = self.take_slow(how) {
+                    return Ok(o);
+                }
+            }
+            match self.rx.try_recv() {
+                Ok(Slot::Msg(f)) => {
+                    if let Some(o) = self.take_fresh(f, how) {
+                        return Ok(o);
+                    }
+                }
+                Ok(Slot::Wake) => {}
+                Err(_) => {
+                    // The ready lane may have deferred to a main lane that another receiver
+                    // emptied meanwhile: look at it once more.
+                    if pending && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(if self.is_drained() {
+                        TryRecvError::Closed
+                    } else {
+                        TryRecvError::Empty
+                    });
+                }
+            }
+        }
+    }
+
+    pub(crate) fn take(
+        self: &Arc<Self>,
+        how: How,
+        deadline: Option<Instant>,
+    ) -> Result<Out<T>, RecvTimeoutError> {
+        loop {
+            match self.try_take(how) {
+                Ok(o) => return Ok(o),
+                Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
+                Err(TryRecvError::Empty) => {}
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            // Announce the wait, then look once more: whoever changes the state after this point
+            // sees us waiting and sends a token.
+            self.waiters.fetch_add(1, Ordering::SeqCst);
+            let got = match self.try_take(how) {
+                Ok(o) => Ok(Some(o)),
+                Err(TryRecvError::Closed) => Err(RecvTimeoutError::Closed),
+                Err(TryRecvError::Empty) => {
+                    let ne = self.next_event.load(Ordering::SeqCst);
+                    let timer = if ne != NONE && ne != READY {
+                        self.config.clock.wake_instant(ne)
+                    } else {
+                        None
+                    };
+                    let wake_at = match (deadline, timer) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let r = match wake_at {
+                        Some(at) => self.rx.recv_deadline(at).ok(),
+                        None => self.rx.recv().ok(),
+                    };
+                    match r {
+                        Some(Slot::Msg(f)) => Ok(self.take_fresh(f, how)),
+                        _ => Ok(None),
+                    }
+                }
+            };
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            if let Some(o) = got? {
+                return Ok(o);
+            }
+        }
+    }
+
+    // ----- verdicts ---------------------------------------------------------------------------
+
+    fn settle(
+        self: &Arc<Self>,
+        slot: u32,
+        gen: u32,
+        f: impl FnOnce(&Self, &mut Slow<T>, Lease<T>, &mut Outgoing<T>),
+    ) -> bool {
+        let mut out = Vec::new();
+        let ok = {
+            let mut slow = self.slow.lock();
+            match slow.take_lease(slot, gen) {
+                Some(lease) => {
+                    f(self, &mut slow, lease, &mut out);
+                    self.publish_next(&mut slow);
+                    true
+                }
+                None => false,
+            }
+        };
+        self.forward(out, self);
+        ok
+    }
+
+    pub(crate) fn ack(
+        self: &Arc<Self>,
+        slot: u32,
+        gen: u32,
+        id: MessageId,
+    ) -> Result<(), AckError> {
+        let ok = self.settle(slot, gen, |_, slow, _lease, _| slow.c.acked += 1);
+        ok.then_some(()).ok_or(AckError::LeaseExpired(id))
+    }
+
+    pub(crate) fn ack_many(self: &Arc<Self>, leases: &[(u32, u32, MessageId)]) -> Vec<MessageId> {
+        let mut lost = Vec::new();
+        let mut slow = self.slow.lock();
+        for &(slot, gen, id) in leases {
+            match slow.take_lease(slot, gen) {
+                Some(_) => slow.c.acked += 1,
+                None => lost.push(id),
+            }
+        }
+        self.publish_next(&mut slow);
+        lost
+    }
+
+    pub(crate) fn nack(
+        self: &Arc<Self>,
+        slot: u32,
+        gen: u32,
+        id: MessageId,
+        after: Option<Duration>,
+        abandoned: bool,
+    ) -> Result<(), AckError> {
+        let due = after.map(|d| clock::add(self.now(), d));
+        let ok = self.settle(slot, gen, |this, slow, lease, out| {
+            if abandoned {
+                slow.c.abandoned += 1;
+            } else {
+                slow.c.nacked += 1;
+            }
+            this.fail(
+                slow,
+                lease,
+                due,
+                if abandoned { "dropped" } else { "nacked" },
+                out,
+            );
+        });
+        ok.then_some(()).ok_or(AckError::LeaseExpired(id))
+    }
+
+    pub(crate) fn reject(
+        self: &Arc<Self>,
+        slot: u32,
+        gen: u32,
+        id: MessageId,
+        reason: String,
+    ) -> Result<(), AckError> {
+        let ok = self.settle(slot, gen, |this, slow, lease, out| {
+            let entry = Entry {
+                body: Body::Shared(lease.held),
+                enqueued: lease.enqueued,
+                attempts: lease.attempts,
+                first_delivered: lease.first_delivered,
+                dead: lease.dead,
+                source: None,
+            };
+            this.dead_letter(slow, entry, reason, lease.attempts, out);
+        });
+        ok.then_some(()).ok_or(AckError::LeaseExpired(id))
+    }
+
+    pub(crate) fn extend(
+        &self,
+        slot: u32,
+        gen: u32,
+        id: MessageId,
+        by: Duration,
+    ) -> Result<Nanos, AckError> {
+        let mut slow = self.slow.lock();
+        let deadline = clock::add(self.now(), by);
+        let s = slow
+            .slots
+            .get_mut(slot as usize)
+            .filter(|s| s.gen == gen)
+            .and_then(|s| s.lease.as_mut())
+            .ok_or(AckError::LeaseExpired(id))?;
+        s.deadline = deadline;
+        slow.heap.push(Reverse((deadline, slot, gen)));
+        slow.compact_timers();
+        self.publish_next(&mut slow);
+        Ok(deadline)
+    }
+
+    // ----- dead-letter queue side -------------------------------------------------------------
+
+    /// Moves the visible dead letters to `target` (or each to its source when `target` is None).
+    pub(crate) fn redrive(self: &Arc<Self>, target: Option<&Arc<Shared<T>>>, max: usize) -> usize {
+        let mut moved: Vec<(Arc<Shared<T>>, Entry<T>)> = Vec::new();
+        {
+            let mut slow = self.slow.lock();
+            let mut keep = VecDeque::with_capacity(slow.ready.len());
+            while let Some(mut e) = slow.ready.pop_front() {
+                let dest = match target {
+                    Some(t) => Some(Arc::clone(t)),
+                    None => e.source.as_ref().and_then(std::sync::Weak::upgrade),
+                };
+                match dest {
+                    Some(d) if moved.len() < max => {
+                        e.dead = None;
+                        e.source = None;
+                        e.attempts = 0;
+                        e.first_delivered = 0;
+                        if let Body::Owned(m) = &mut e.body {
+                            m.clear_dead_letter();
+                        }
+                        moved.push((d, e));
+                    }
+                    _ => keep.push_back(e),
+                }
+            }
+            slow.ready = keep;
+            slow.c.received_ready += moved.len() as u64;
+            self.publish_next(&mut slow);
+        }
+        let n = moved.len();
+        for (dest, mut e) in moved {
+            e.enqueued = dest.now();
+            dest.accept_entries(vec![e]);
+        }
+        n
+    }
+
+    // ----- introspection ----------------------------------------------------------------------
+
+    pub(crate) fn main_len(&self) -> usize {
+        let accepted = self.state.0.load(Ordering::Acquire) >> 1;
+        accepted.saturating_sub(self.popped.0.load(Ordering::Acquire)) as usize
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        let ready = if self.next_event.load(Ordering::Acquire) == READY {
+            self.slow.lock().ready.len()
+        } else {
+            0
+        };
+        self.main_len() + ready
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        self.config.capacity.is_some_and(|c| self.main_len() >= c)
+    }
+
+    pub(crate) fn stats(&self) -> QueueStats {
+        let slow = self.slow.lock();
+        let now = self.now();
+        let accepted = self.state.0.load(Ordering::Acquire) >> 1;
+        let popped = self.popped.0.load(Ordering::Acquire);
+        let main_len = accepted.saturating_sub(popped);
+        let mut oldest: Option<Nanos> = slow.ready.iter().map(|e| e.enqueued).min();
+        if main_len > 0 {
+            // The head of the main lane is message number `popped`; the sample taken at or before
+            // it is at most 63 sends older. Overwritten samples (a backlog over 1024) fall back to
+            // the oldest sample kept.
+            let block = popped >> SAMPLE_SHIFT;
+            let i = block as usize % self.samples.len();
+            let t = self.samples[i].load(Ordering::Relaxed);
+            let t = if t != 0 {
+                t
+            } else {
+                self.samples
+                    .iter()
+                    .map(|s| s.load(Ordering::Relaxed))
+                    .filter(|&t| t != 0)
+                    .min()
+                    .unwrap_or(now)
+            };
+            oldest = Some(oldest.map_or(t, |o| o.min(t)));
+        }
+        let c = &slow.c;
+        QueueStats {
+            visible: main_len as usize + slow.ready.len(),
+            in_flight: slow.live,
+            delayed: slow.delayed.len(),
+            sent: accepted + c.sent_slow,
+            received: popped - c.expired_main + c.received_ready,
+            acked: c.acked,
+            nacked: c.nacked,
+            abandoned: c.abandoned,
+            lease_expired: c.lease_expired,
+            redelivered: c.redelivered,
+            expired: c.expired,
+            dead_lettered: c.dead_lettered,
+            discarded: c.discarded,
+            oldest_age: oldest.map(|t| Duration::from_nanos(now.saturating_sub(t))),
+        }
+    }
+}
+
+impl<T: Send + Sync> Wake for Shared<T> {
+    fn wake_all(&self) {
+        self.wake_all_waiters();
+    }
+}
+
+#[cfg(test)]
+impl<T> Shared<T> {
+    pub(crate) fn slow_len_for_tests(&self) -> usize {
+        let s = self.slow.lock();
+        s.fifo.len() + s.heap.len()
+    }
+
+    pub(crate) fn waiters_for_tests(&self) -> usize {
+        self.waiters.load(Ordering::SeqCst)
+    }
+}

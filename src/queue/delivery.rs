@@ -1,0 +1,218 @@
+//! `Delivery<T>`: a message on lease, and the verdicts that end the lease.
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::{self, Nanos};
+use crate::error::AckError;
+use crate::message::{DeadLetter, Message};
+use crate::queue::core::{LeaseInfo, Shared};
+
+/// A message received on lease (at-least-once): it stays in flight until a verdict.
+///
+/// The verdicts: [`ack`](Delivery::ack) (done), [`nack`](Delivery::nack) (back now),
+/// [`nack_after`](Delivery::nack_after) (back later), [`reject`](Delivery::reject) (to the
+/// dead-letter queue), and [`extend`](Delivery::extend) to keep the lease longer. Without a verdict,
+/// the lease ends when the visibility timeout passes, or when the `Delivery` is dropped (a consumer
+/// that returned early or panicked): either way the message goes back to the queue for another
+/// receiver. Each delivery has its own lease token, so a verdict that comes after the lease ended
+/// returns [`AckError::LeaseExpired`] and never touches the lease of whoever holds the message now.
+///
+/// A `Delivery` derefs to its [`Message`]. The message is shared with the queue while leased (so
+/// that an expired lease can hand it to someone else); it is never copied.
+///
+/// ```
+/// use switchboard::Queue;
+///
+/// let queue = Queue::unbounded();
+/// queue.send("job").unwrap();
+/// let d = queue.receive().unwrap();
+/// assert_eq!(*d.payload(), "job");
+/// assert_eq!(d.attempt(), 1);
+/// d.ack().unwrap();
+/// assert_eq!(queue.stats().acked, 1);
+/// ```
+#[must_use = "a Delivery dropped without a verdict goes back to the queue"]
+pub struct Delivery<T> {
+    shared: Arc<Shared<T>>,
+    /// Always `Some` until drop, which lets go of it before telling a waiting plain receiver.
+    msg: Option<Arc<Message<T>>>,
+    info: LeaseInfo,
+    dead: Option<Box<DeadLetter>>,
+    settled: bool,
+}
+
+impl<T> Delivery<T> {
+    pub(crate) fn new(
+        shared: Arc<Shared<T>>,
+        msg: Arc<Message<T>>,
+        info: LeaseInfo,
+        dead: Option<Box<DeadLetter>>,
+    ) -> Delivery<T> {
+        Delivery {
+            shared,
+            msg: Some(msg),
+            info,
+            dead,
+            settled: false,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message<T> {
+        self.msg.as_deref().expect("present until drop")
+    }
+
+    /// Which delivery of this message this is: 1 the first time, 2 after one redelivery, ...
+    pub fn attempt(&self) -> u32 {
+        self.info.attempts
+    }
+
+    /// When the message was first delivered (equal to now on the first attempt).
+    pub fn first_delivered_at(&self) -> Instant {
+        clock::to_instant(self.info.first_delivered)
+    }
+
+    /// When the message entered this queue (the queue clock's coarse reading).
+    pub fn enqueued_at(&self) -> Instant {
+        clock::to_instant(self.info.enqueued)
+    }
+
+    /// When the lease ends unless extended.
+    pub fn lease_deadline(&self) -> Instant {
+        clock::to_instant(self.info.deadline)
+    }
+
+    /// Why and where the message was dead-lettered, for deliveries from a dead-letter queue.
+    pub fn dead_letter(&self) -> Option<&DeadLetter> {
+        self.dead
+            .as_deref()
+            .or_else(|| self.message().dead_letter())
+    }
+
+    /// Done: the message leaves the queue for good.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::LeaseExpired`] if the visibility timeout had passed: the message had gone back
+    /// to the queue (or to the dead-letter queue), and this ack changed nothing.
+    pub fn ack(mut self) -> Result<(), AckError> {
+        self.settled = true;
+        self.shared
+            .ack(self.info.slot, self.info.gen, self.message().id())
+    }
+
+    /// Not done: the message goes back to the queue at once (or to the dead-letter queue if it
+    /// has had its maximum number of deliveries).
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::LeaseExpired`] if the lease had already ended.
+    pub fn nack(mut self) -> Result<(), AckError> {
+        self.settled = true;
+        self.shared.nack(
+            self.info.slot,
+            self.info.gen,
+            self.message().id(),
+            None,
+            false,
+        )
+    }
+
+    /// Not done: the message goes back to the queue after `delay` (a retry backoff).
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::LeaseExpired`] if the lease had already ended.
+    pub fn nack_after(mut self, delay: Duration) -> Result<(), AckError> {
+        self.settled = true;
+        self.shared.nack(
+            self.info.slot,
+            self.info.gen,
+            self.message().id(),
+            Some(delay),
+            false,
+        )
+    }
+
+    /// Never processable: the message goes straight to the dead-letter queue with `reason` (or
+    /// is discarded and counted in [`QueueStats::discarded`](crate::QueueStats) when the queue has
+    /// none).
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::LeaseExpired`] if the lease had already ended.
+    pub fn reject(mut self, reason: impl Into<String>) -> Result<(), AckError> {
+        self.settled = true;
+        self.shared.reject(
+            self.info.slot,
+            self.info.gen,
+            self.message().id(),
+            reason.into(),
+        )
+    }
+
+    /// Keeps the lease for `by` from now (a heartbeat for long work), like SQS's
+    /// `ChangeMessageVisibility`.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::LeaseExpired`] if the lease had already ended: too late to keep it.
+    pub fn extend(&mut self, by: Duration) -> Result<(), AckError> {
+        let deadline: Nanos =
+            self.shared
+                .extend(self.info.slot, self.info.gen, self.message().id(), by)?;
+        self.info.deadline = deadline;
+        Ok(())
+    }
+
+    pub(crate) fn lease_key(&self) -> (u32, u32, crate::MessageId) {
+        (self.info.slot, self.info.gen, self.message().id())
+    }
+
+    pub(crate) fn mark_settled(&mut self) {
+        self.settled = true;
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared<T>> {
+        &self.shared
+    }
+}
+
+impl<T> Deref for Delivery<T> {
+    type Target = Message<T>;
+
+    fn deref(&self) -> &Message<T> {
+        self.message()
+    }
+}
+
+impl<T> Drop for Delivery<T> {
+    /// Without a verdict, the message goes back to the queue at once. Never blocks.
+    fn drop(&mut self) {
+        if !self.settled {
+            let (slot, gen, id) = self.lease_key();
+            let _ = self.shared.nack(slot, gen, id, None, true);
+        }
+        // Two holders means us and a queue entry: our lease had expired and the message waits,
+        // shared with us, for a plain receiver that can only take it by value once we let go.
+        if let Some(msg) = self.msg.take() {
+            let waiting = Arc::strong_count(&msg) == 2;
+            drop(msg);
+            if waiting {
+                self.shared.nudge();
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Delivery<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("id", &self.message().id())
+            .field("attempt", &self.info.attempts)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,938 @@
+//! Point-to-point queues: many senders, many competing receivers, each message consumed once.
+//!
+//! A [`Queue`] is the in-process equivalent of an SQS queue. Sending is crossbeam-channel's send
+//! plus a counter and a clock read; receiving comes two ways:
+//!
+//! - **Plain** ([`recv`](Queue::recv) and family): at-most-once. The message leaves the queue
+//!   when it is received, at the cost of a raw channel receive.
+//! - **Leased** ([`receive`](Queue::receive) and family): at-least-once. The message stays in
+//!   flight, invisible to other receivers, until the [`Delivery`] gets a verdict.
+//!
+//! # Leases and redelivery
+//!
+//! A lease ends with `ack` (gone), `nack` / `nack_after` (back now / later), `reject` (to the
+//! dead-letter queue), when its visibility timeout passes, or when the `Delivery` is dropped
+//! without a verdict (a consumer that returned early or panicked), which puts the message back at
+//! once. A verdict after the lease ended returns [`AckError::LeaseExpired`](crate::AckError) and
+//! changes nothing: each delivery has its own token.
+//!
+//! ```
+//! use std::time::Duration;
+//! use switchboard::{ManualClock, Queue};
+//!
+//! let clock = ManualClock::new();
+//! let q = Queue::builder().clock(clock.clone()).visibility_timeout(Duration::from_secs(30)).build();
+//! q.send("job").unwrap();
+//!
+//! let first = q.receive().unwrap();
+//! clock.advance(Duration::from_secs(31)); // the consumer stalled: its lease expires
+//! let second = q.try_receive().unwrap(); // and someone else gets the message
+//! assert_eq!(second.attempt(), 2);
+//! assert!(first.ack().is_err()); // too late: the stale ack does not touch the new lease
+//! second.ack().unwrap();
+//! ```
+//!
+//! # Ordering and fairness
+//!
+//! Fresh messages are delivered in the order they were sent (per sender; across senders in the
+//! order the channel accepted them). A message that comes back (nack, drop, lease expiry, a delay
+//! that became due) joins the *ready lane*, which receivers serve alternately with the fresh
+//! messages while both hold messages: a returned message never waits behind a deep backlog, and a
+//! message that keeps failing cannot starve the rest.
+//!
+//! # Capacity
+//!
+//! A bounded queue holds at most `capacity` fresh messages waiting to be received: `send` waits
+//! for room, `try_send` fails with `Full`. Messages coming *back* (a returned lease, a dead letter
+//! arriving, a redrive) never wait for room, since a `Drop` can neither block nor lose a message,
+//! so [`len`](Queue::len) can exceed the capacity by the number of messages returned. Delayed
+//! messages are bounded separately, by the same capacity. In-flight messages are outside the bound.
+//!
+//! # Dead letters
+//!
+//! With [`dead_letter(dlq, max)`](QueueBuilder::dead_letter), a message whose lease fails (nack,
+//! drop, expiry) on its `max`-th delivery, or that is rejected, goes to `dlq` with a
+//! [`DeadLetter`](crate::DeadLetter) record (reason, attempts, source). [`redrive`](Queue::redrive)
+//! moves dead letters back to their source. Without a dead-letter queue, messages are retried
+//! without limit, unless [`max_attempts`](QueueBuilder::max_attempts) is set; then they, and rejected
+//! messages, are discarded and counted in [`QueueStats::discarded`].
+//!
+//! # Delay and time-to-live
+//!
+//! [`send_after`](Queue::send_after) and [`send_at`](Queue::send_at) hold a message back until it
+//! is due. A message's [`with_ttl`](crate::Message::with_ttl), or the queue's
+//! [`retention`](QueueBuilder::retention), makes it expire: an expired message never reaches a
+//! consumer; it is counted in [`QueueStats::expired`] when a receiver comes to it, and
+//! dead-lettered if [`dead_letter_expired`](QueueBuilder::dead_letter_expired) is set.
+//!
+//! # Closing
+//!
+//! [`close`](Queue::close) makes every later send fail and hand its message back, and wakes
+//! senders blocked on a full queue. Receivers go on receiving what is left, including delayed
+//! messages when due and messages whose leases fail, and get `Closed` only when nothing is left:
+//! nothing visible, delayed or in flight. Deliveries can be acked, nacked or rejected after close.
+//! Dropping the last handle (and the last `Delivery`) drops the messages still in the queue.
+//!
+//! # Time
+//!
+//! No thread runs behind the queue. Visibility timeouts, delays and expiry are deadlines that
+//! receivers honour in their own waits: a blocked receiver wakes when a lease expires or a delayed
+//! message becomes due, even one that appeared after it began to wait. Time comes from the
+//! queue's [`Clock`](crate::Clock), which tests can replace with a [`ManualClock`](crate::ManualClock).
+
+mod builder;
+pub(crate) mod core;
+mod delivery;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use self::builder::QueueBuilder;
+pub use self::delivery::Delivery;
+
+use self::core::{How, Out, Shared};
+use crate::clock;
+use crate::error::{
+    RecvError, RecvTimeoutError, SendBatchError, SendError, SendTimeoutError, TryRecvError,
+    TrySendError,
+};
+use crate::message::{Message, MessageId};
+
+/// What a successful send did.
+///
+/// ```
+/// use switchboard::{Queue, Sent};
+///
+/// let q = Queue::unbounded();
+/// let sent = q.send("hello").unwrap();
+/// assert!(matches!(sent, Sent::Enqueued(_)));
+/// assert!(!sent.is_duplicate());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Sent {
+    /// The message is in the queue, under this id.
+    Enqueued(MessageId),
+    /// The message was a duplicate of one already accepted within the de-duplication window and
+    /// was not enqueued again; the id is the one it was sent under.
+    Duplicate(MessageId),
+}
+
+impl Sent {
+    /// The id of the message sent.
+    pub fn id(&self) -> MessageId {
+        match *self {
+            Sent::Enqueued(id) | Sent::Duplicate(id) => id,
+        }
+    }
+
+    /// Whether the message was dropped as a duplicate.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, Sent::Duplicate(_))
+    }
+}
+
+/// Counts and gauges of a queue, from [`Queue::stats`].
+///
+/// Counters are counted where each transition happens, so they stay exact under concurrency (a
+/// snapshot taken while other threads work can be a few operations apart between fields).
+///
+/// ```
+/// use switchboard::Queue;
+///
+/// let q = Queue::unbounded();
+/// q.send(1).unwrap();
+/// q.send(2).unwrap();
+/// let d = q.receive().unwrap();
+/// let s = q.stats();
+/// assert_eq!((s.sent, s.received, s.visible, s.in_flight), (2, 1, 1, 1));
+/// d.ack().unwrap();
+/// assert_eq!(q.stats().acked, 1);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Messages waiting to be received now.
+    pub visible: usize,
+    /// Messages leased and not yet settled.
+    pub in_flight: usize,
+    /// Messages waiting for their delay to pass.
+    pub delayed: usize,
+    /// Messages accepted: sends, delayed sends, dead letters and redrives arriving.
+    pub sent: u64,
+    /// Receives: plain and leased, redeliveries included.
+    pub received: u64,
+    /// Leases acked.
+    pub acked: u64,
+    /// Leases nacked (`nack`, `nack_after`).
+    pub nacked: u64,
+    /// Leases whose Delivery was dropped without a verdict.
+    pub abandoned: u64,
+    /// Leases whose visibility timeout passed.
+    pub lease_expired: u64,
+    /// Deliveries after the first of a message.
+    pub redelivered: u64,
+    /// Messages that expired (time-to-live or retention) before a consumer got them.
+    pub expired: u64,
+    /// Messages sent to the dead-letter queue.
+    pub dead_lettered: u64,
+    /// Messages dropped because they failed or were rejected with no dead-letter queue.
+    pub discarded: u64,
+    /// Age of the oldest visible message (for the fresh messages, to within 64 sends).
+    pub oldest_age: Option<Duration>,
+}
+
+/// A point-to-point queue: many senders, many competing receivers, each message consumed by one.
+///
+/// `Clone` gives another handle to the same queue, never a new queue. See the [module
+/// docs](crate::queue) for leases, ordering, capacity, dead letters, delays and closing.
+///
+/// ```
+/// use std::thread;
+/// use switchboard::Queue;
+///
+/// let q = Queue::bounded(16);
+/// let producer = {
+///     let q = q.clone(); // another handle to the same queue
+///     thread::spawn(move || {
+///         for i in 0..100 {
+///             q.send(i).unwrap();
+///         }
+///         q.close();
+///     })
+/// };
+/// let sum: i32 = q.iter().map(|m| m.into_payload()).sum();
+/// producer.join().unwrap();
+/// assert_eq!(sum, 4950);
+/// ```
+pub struct Queue<T> {
+    pub(crate) shared: Arc<Shared<T>>,
+}
+
+impl<T: Send + Sync + 'static> Queue<T> {
+    /// A queue holding at most `capacity` fresh messages; `send` waits for room.
+    ///
+    /// A capacity of 0 makes a rendezvous queue: a send waits for a receiver to take the message.
+    pub fn bounded(capacity: usize) -> Queue<T> {
+        Queue::builder().capacity(capacity).build()
+    }
+
+    /// A queue without a bound; `send` never waits.
+    pub fn unbounded() -> Queue<T> {
+        Queue::builder().build()
+    }
+
+    /// A builder for the other options: visibility timeout, dead letters, retention, clock, name.
+    pub fn builder() -> QueueBuilder<T> {
+        QueueBuilder::new()
+    }
+}
+
+impl<T> Queue<T> {
+    // ----- sending ----------------------------------------------------------------------------
+
+    /// Sends a message, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] when a bounded queue is at capacity, [`TrySendError::Closed`] after
+    /// [`close`](Queue::close); both hand the message back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::{Queue, TrySendError};
+    ///
+    /// let q = Queue::bounded(1);
+    /// q.try_send(1).unwrap();
+    /// let err = q.try_send(2).unwrap_err();
+    /// assert!(err.is_full());
+    /// assert_eq!(err.into_inner().into_payload(), 2);
+    /// ```
+    #[inline]
+    pub fn try_send(&self, msg: impl Into<Message<T>>) -> Result<Sent, TrySendError<T>> {
+        self.shared.try_send(msg.into())
+    }
+
+    /// Sends a message, waiting for room in a full bounded queue.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] once the queue is closed (also when it closes during the wait), handing the
+    /// message back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// let id = q.send("hello").unwrap().id();
+    /// assert_eq!(q.recv().unwrap().id(), id);
+    /// ```
+    #[inline]
+    pub fn send(&self, msg: impl Into<Message<T>>) -> Result<Sent, SendError<T>> {
+        self.shared
+            .send(msg.into(), None)
+            .map_err(|e| SendError(e.into_inner()))
+    }
+
+    /// Sends a message, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] or [`SendTimeoutError::Closed`], handing the message back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::bounded(1);
+    /// q.send(1).unwrap();
+    /// let err = q.send_timeout(2, Duration::from_millis(10)).unwrap_err();
+    /// assert!(err.is_timeout());
+    /// ```
+    pub fn send_timeout(
+        &self,
+        msg: impl Into<Message<T>>,
+        timeout: Duration,
+    ) -> Result<Sent, SendTimeoutError<T>> {
+        self.send_deadline(msg, deadline_after(timeout))
+    }
+
+    /// Sends a message, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_timeout`](Queue::send_timeout).
+    pub fn send_deadline(
+        &self,
+        msg: impl Into<Message<T>>,
+        deadline: Instant,
+    ) -> Result<Sent, SendTimeoutError<T>> {
+        self.shared.send(msg.into(), Some(deadline))
+    }
+
+    /// Sends a message that becomes visible after `delay` (SQS's `DelaySeconds`), without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Closed`] after close; [`TrySendError::Full`] when a bounded queue already
+    /// holds `capacity` delayed messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{ManualClock, Queue};
+    ///
+    /// let clock = ManualClock::new();
+    /// let q = Queue::builder().clock(clock.clone()).build();
+    /// q.send_after("later", Duration::from_secs(10)).unwrap();
+    /// assert!(q.try_recv().is_err());
+    /// assert_eq!(q.stats().delayed, 1);
+    /// clock.advance(Duration::from_secs(10));
+    /// assert_eq!(q.try_recv().unwrap().into_payload(), "later");
+    /// ```
+    pub fn send_after(
+        &self,
+        msg: impl Into<Message<T>>,
+        delay: Duration,
+    ) -> Result<Sent, TrySendError<T>> {
+        let due = clock::add(self.shared.now(), delay);
+        self.shared.send_at(msg.into(), due)
+    }
+
+    /// Sends a message that becomes visible at `at` on the queue's clock, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_after`](Queue::send_after).
+    pub fn send_at(
+        &self,
+        msg: impl Into<Message<T>>,
+        at: Instant,
+    ) -> Result<Sent, TrySendError<T>> {
+        self.shared.send_at(msg.into(), clock::to_nanos(at))
+    }
+
+    /// Sends every message of `batch` in order, waiting for room as [`send`](Queue::send) does.
+    /// Returns how many were sent.
+    ///
+    /// # Errors
+    ///
+    /// If the queue closes part-way, [`SendBatchError`] says how many were sent and hands back the
+    /// rest.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// assert_eq!(q.send_batch(0..10).unwrap(), 10);
+    /// assert_eq!(q.len(), 10);
+    /// ```
+    pub fn send_batch<I>(&self, batch: I) -> Result<usize, SendBatchError<T>>
+    where
+        I: IntoIterator,
+        I::Item: Into<Message<T>>,
+    {
+        let mut iter = batch.into_iter();
+        let mut sent = 0;
+        while let Some(m) = iter.next() {
+            if let Err(e) = self.send(m) {
+                let mut unsent = vec![e.into_inner()];
+                unsent.extend(iter.map(Into::into));
+                return Err(SendBatchError { sent, unsent });
+            }
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    // ----- plain receiving --------------------------------------------------------------------
+
+    /// Receives a message if one is ready, without waiting (at-most-once).
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when nothing is ready, [`TryRecvError::Closed`] when the queue is
+    /// closed and nothing is left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::{Queue, TryRecvError};
+    ///
+    /// let q = Queue::unbounded();
+    /// assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Empty);
+    /// q.send(1).unwrap();
+    /// assert_eq!(q.try_recv().unwrap().into_payload(), 1);
+    /// q.close();
+    /// assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Closed);
+    /// ```
+    #[inline]
+    pub fn try_recv(&self) -> Result<Message<T>, TryRecvError> {
+        self.shared.try_take(How::Plain).map(plain)
+    }
+
+    /// Receives a message, waiting for one (at-most-once).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] when the queue is closed and nothing is left.
+    #[inline]
+    pub fn recv(&self) -> Result<Message<T>, RecvError> {
+        if let Ok(o) = self.shared.try_take(How::Plain) {
+            return Ok(plain(o));
+        }
+        self.shared
+            .take(How::Plain, None)
+            .map(plain)
+            .map_err(|_| RecvError)
+    }
+
+    /// Receives a message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{Queue, RecvTimeoutError};
+    ///
+    /// let q: Queue<u8> = Queue::unbounded();
+    /// assert_eq!(q.recv_timeout(Duration::from_millis(5)).unwrap_err(), RecvTimeoutError::Timeout);
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message<T>, RecvTimeoutError> {
+        self.recv_deadline(deadline_after(timeout))
+    }
+
+    /// Receives a message, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Queue::recv_timeout).
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<T>, RecvTimeoutError> {
+        self.shared.take(How::Plain, Some(deadline)).map(plain)
+    }
+
+    /// Waits up to `wait` for a first message, then takes up to `max` in all without waiting
+    /// more (SQS's `ReceiveMessage` with `MaxNumberOfMessages` and `WaitTimeSeconds`). An empty
+    /// vector means nothing came within `wait`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] when the queue is closed and nothing is left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send_batch(0..5).unwrap();
+    /// let got = q.recv_many(3, Duration::ZERO).unwrap();
+    /// assert_eq!(got.iter().map(|m| *m.payload()).collect::<Vec<_>>(), [0, 1, 2]);
+    /// ```
+    pub fn recv_many(&self, max: usize, wait: Duration) -> Result<Vec<Message<T>>, RecvError> {
+        self.take_many(max, wait, How::Plain)
+            .map(|v| v.into_iter().map(plain).collect())
+    }
+
+    /// A blocking iterator over received messages; it ends when the queue is closed and drained.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { queue: self }
+    }
+
+    /// An iterator over the messages ready now; it never waits.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { queue: self }
+    }
+
+    // ----- leased receiving -------------------------------------------------------------------
+
+    /// Receives a message on lease if one is ready, without waiting (at-least-once).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_recv`](Queue::try_recv).
+    pub fn try_receive(&self) -> Result<Delivery<T>, TryRecvError> {
+        self.with_visibility(self.shared.config.visibility)
+            .try_receive()
+    }
+
+    /// Receives a message on lease, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] when the queue is closed and nothing is left (nothing visible, delayed or in
+    /// flight).
+    pub fn receive(&self) -> Result<Delivery<T>, RecvError> {
+        self.with_visibility(self.shared.config.visibility)
+            .receive()
+    }
+
+    /// Receives a message on lease, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Closed`].
+    pub fn receive_timeout(&self, timeout: Duration) -> Result<Delivery<T>, RecvTimeoutError> {
+        self.with_visibility(self.shared.config.visibility)
+            .receive_timeout(timeout)
+    }
+
+    /// Receives a message on lease, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`receive_timeout`](Queue::receive_timeout).
+    pub fn receive_deadline(&self, deadline: Instant) -> Result<Delivery<T>, RecvTimeoutError> {
+        self.with_visibility(self.shared.config.visibility)
+            .receive_deadline(deadline)
+    }
+
+    /// Waits up to `wait` for a first message, then leases up to `max` in all.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] when the queue is closed and nothing is left.
+    pub fn receive_many(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<T>>, RecvError> {
+        self.with_visibility(self.shared.config.visibility)
+            .receive_many(max, wait)
+    }
+
+    /// Leased receives with another visibility timeout than the queue's default.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send("slow job").unwrap();
+    /// let d = q.with_visibility(Duration::from_secs(600)).receive().unwrap();
+    /// assert!(d.lease_deadline() > std::time::Instant::now() + Duration::from_secs(500));
+    /// d.ack().unwrap();
+    /// ```
+    pub fn with_visibility(&self, timeout: Duration) -> Leasing<'_, T> {
+        Leasing {
+            queue: self,
+            visibility: timeout,
+        }
+    }
+
+    /// Acks many deliveries at once (one lock for all). Returns the ids of those whose lease had
+    /// expired; the rest are acked.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send_batch(0..4).unwrap();
+    /// let batch = q.receive_many(10, Duration::ZERO).unwrap();
+    /// assert!(q.ack_many(batch).is_empty());
+    /// assert_eq!(q.stats().acked, 4);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If a delivery came from another queue.
+    pub fn ack_many(&self, deliveries: impl IntoIterator<Item = Delivery<T>>) -> Vec<MessageId> {
+        let mut keys = Vec::new();
+        let mut held = Vec::new();
+        for mut d in deliveries {
+            assert!(
+                Arc::ptr_eq(d.shared(), &self.shared),
+                "ack_many: a delivery from another queue"
+            );
+            keys.push(d.lease_key());
+            d.mark_settled();
+            held.push(d);
+        }
+        let lost = self.shared.ack_many(&keys);
+        drop(held);
+        lost
+    }
+
+    // ----- dead letters -----------------------------------------------------------------------
+
+    /// Moves the dead letters waiting in this queue (used as a dead-letter queue) back to the
+    /// queues they came from, with their attempt counts reset. Returns how many moved. Dead
+    /// letters whose source queue is gone, or that were sent here directly, stay.
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let dlq = Queue::unbounded();
+    /// let q = Queue::builder().dead_letter(&dlq, 1).build();
+    /// q.send("poison").unwrap();
+    /// q.receive().unwrap().nack().unwrap(); // first and last attempt
+    /// assert_eq!(dlq.len(), 1);
+    /// assert_eq!(dlq.redrive(), 1);
+    /// assert_eq!(q.try_receive().unwrap().attempt(), 1);
+    /// ```
+    pub fn redrive(&self) -> usize {
+        self.shared.redrive(None, usize::MAX)
+    }
+
+    /// Moves up to `max` dead letters waiting in this queue to `target`, whatever their source.
+    pub fn redrive_to(&self, target: &Queue<T>, max: usize) -> usize {
+        self.shared.redrive(Some(&target.shared), max)
+    }
+
+    // ----- lifecycle and introspection --------------------------------------------------------
+
+    /// Closes the queue: later sends fail and hand their message back; receivers drain what is
+    /// left, then get `Closed`. Returns whether this call closed it (false if already closed).
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send(1).unwrap();
+    /// assert!(q.close());
+    /// assert!(!q.close());
+    /// assert!(q.send(2).is_err());
+    /// assert_eq!(q.recv().unwrap().into_payload(), 1); // drained after close
+    /// assert!(q.recv().is_err());
+    /// ```
+    pub fn close(&self) -> bool {
+        self.shared.close()
+    }
+
+    /// Whether the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    /// Messages waiting to be received now (fresh and returned; not delayed or in flight).
+    pub fn len(&self) -> usize {
+        self.shared.len()
+    }
+
+    /// Whether no message is waiting to be received now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether a bounded queue is at capacity (a send would wait).
+    pub fn is_full(&self) -> bool {
+        self.shared.is_full()
+    }
+
+    /// The bound on fresh messages, `None` for an unbounded queue.
+    pub fn capacity(&self) -> Option<usize> {
+        self.shared.config.capacity
+    }
+
+    /// The queue's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.shared.config.name.as_deref()
+    }
+
+    /// Counts and gauges: see [`QueueStats`].
+    pub fn stats(&self) -> QueueStats {
+        self.shared.stats()
+    }
+
+    fn take_many(&self, max: usize, wait: Duration, how: How) -> Result<Vec<Out<T>>, RecvError> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        match self.shared.take(how, Some(deadline_after(wait))) {
+            Ok(o) => out.push(o),
+            Err(RecvTimeoutError::Timeout) => return Ok(out),
+            Err(RecvTimeoutError::Closed) => return Err(RecvError),
+        }
+        while out.len() < max {
+            match self.shared.try_take(how) {
+                Ok(o) => out.push(o),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn plain<T>(o: Out<T>) -> Message<T> {
+    match o {
+        Out::Plain(m) => m,
+        Out::Lease(_) => unreachable!("a plain receive hands out messages"),
+    }
+}
+
+fn leased<T>(o: Out<T>) -> Delivery<T> {
+    match o {
+        Out::Lease(d) => d,
+        Out::Plain(_) => unreachable!("a leased receive hands out deliveries"),
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 100))
+}
+
+impl<T> Clone for Queue<T> {
+    /// Another handle to the same queue.
+    fn clone(&self) -> Self {
+        Queue {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.name())
+            .field("len", &self.len())
+            .field("capacity", &self.capacity())
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Leased receives with a visibility timeout other than the queue's default: see
+/// [`Queue::with_visibility`].
+pub struct Leasing<'a, T> {
+    queue: &'a Queue<T>,
+    visibility: Duration,
+}
+
+impl<T> Leasing<'_, T> {
+    /// As [`Queue::try_receive`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_recv`].
+    pub fn try_receive(&self) -> Result<Delivery<T>, TryRecvError> {
+        self.queue
+            .shared
+            .try_take(How::Lease(self.visibility))
+            .map(leased)
+    }
+
+    /// As [`Queue::receive`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receive`].
+    pub fn receive(&self) -> Result<Delivery<T>, RecvError> {
+        self.queue
+            .shared
+            .take(How::Lease(self.visibility), None)
+            .map(leased)
+            .map_err(|_| RecvError)
+    }
+
+    /// As [`Queue::receive_timeout`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receive_timeout`].
+    pub fn receive_timeout(&self, timeout: Duration) -> Result<Delivery<T>, RecvTimeoutError> {
+        self.receive_deadline(deadline_after(timeout))
+    }
+
+    /// As [`Queue::receive_deadline`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receive_timeout`].
+    pub fn receive_deadline(&self, deadline: Instant) -> Result<Delivery<T>, RecvTimeoutError> {
+        self.queue
+            .shared
+            .take(How::Lease(self.visibility), Some(deadline))
+            .map(leased)
+    }
+
+    /// As [`Queue::receive_many`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::receive_many`].
+    pub fn receive_many(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<T>>, RecvError> {
+        self.queue
+            .take_many(max, wait, How::Lease(self.visibility))
+            .map(|v| v.into_iter().map(leased).collect())
+    }
+}
+
+impl<T> fmt::Debug for Leasing<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leasing")
+            .field("visibility", &self.visibility)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A blocking iterator over a queue's messages: see [`Queue::iter`].
+pub struct Iter<'a, T> {
+    queue: &'a Queue<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = Message<T>;
+
+    fn next(&mut self) -> Option<Message<T>> {
+        self.queue.recv().ok()
+    }
+}
+
+impl<T> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Iter { .. }")
+    }
+}
+
+/// A non-blocking iterator over the messages ready now: see [`Queue::try_iter`].
+pub struct TryIter<'a, T> {
+    queue: &'a Queue<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = Message<T>;
+
+    fn next(&mut self) -> Option<Message<T>> {
+        self.queue.try_recv().ok()
+    }
+}
+
+impl<T> fmt::Debug for TryIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TryIter { .. }")
+    }
+}
+
+/// An owning blocking iterator over a queue's messages.
+pub struct IntoIter<T> {
+    queue: Queue<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = Message<T>;
+
+    fn next(&mut self) -> Option<Message<T>> {
+        self.queue.recv().ok()
+    }
+}
+
+impl<T> fmt::Debug for IntoIter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IntoIter { .. }")
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Queue<T> {
+    type Item = Message<T>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for Queue<T> {
+    type Item = Message<T>;
+    type IntoIter = IntoIter<T>;
+
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { queue: self }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+
+    #[test]
+    fn fresh_slot_costs_eight_bytes_over_the_message() {
+        use self::core::Slot;
+        assert_eq!(
+            std::mem::size_of::<Slot<u64>>(),
+            std::mem::size_of::<Message<u64>>() + 8
+        );
+    }
+
+    #[test]
+    fn timers_compact_when_acks_leave_stale_entries() {
+        let q = Queue::unbounded();
+        for i in 0..10_000 {
+            q.send(i).unwrap();
+            let keep = q.receive().unwrap();
+            keep.ack().unwrap();
+        }
+        let slow = q.shared.slow_len_for_tests();
+        assert!(slow < 200, "timer queue grew to {slow}");
+    }
+
+    #[test]
+    fn blocked_receiver_wakes_for_a_deadline_that_appears_later() {
+        let clock = ManualClock::new();
+        let q: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+        std::thread::scope(|s| {
+            let h = s.spawn(|| q.recv_timeout(Duration::from_secs(20)));
+            // Wait until the receiver is blocked, then schedule and advance.
+            let t0 = Instant::now();
+            while q.shared.waiters_for_tests() == 0 && t0.elapsed() < Duration::from_secs(10) {
+                std::thread::yield_now();
+            }
+            q.send_after(7, Duration::from_secs(5)).unwrap();
+            clock.advance(Duration::from_secs(5));
+            assert_eq!(h.join().unwrap().unwrap().into_payload(), 7);
+        });
+    }
+}
