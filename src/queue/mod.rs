@@ -674,6 +674,17 @@ impl<T> Queue<T> {
         self.shared.config.capacity
     }
 
+    /// The default visibility timeout of leases.
+    pub fn visibility_timeout(&self) -> Duration {
+        self.shared.config.visibility
+    }
+
+    /// How many deliveries a message gets before it is dead-lettered or discarded (`None`: no
+    /// limit).
+    pub fn max_attempts(&self) -> Option<u32> {
+        self.shared.config.max_attempts
+    }
+
     /// The queue's name, if it was given one.
     pub fn name(&self) -> Option<&str> {
         self.shared.config.name.as_deref()
