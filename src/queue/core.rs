@@ -834,7 +834,16 @@ impl<T> Shared<T> {
                 let Some(entry) = self.pop_ready(&mut slow, how) else {
                     break;
                 };
-                if self.is_expired(entry.body.message(), entry.enqueued, &mut Some(now)) {
+                // A dead letter's time-to-live did its work in the source queue (it may be why
+                // the message is here): in a dead-letter queue only retention applies.
+                let dead = entry.dead.is_some() || entry.body.message().dead_letter().is_some();
+                let expired = if dead {
+                    let retention = self.config.retention;
+                    retention.is_some_and(|r| clock::add(entry.enqueued, r) <= now)
+                } else {
+                    self.is_expired(entry.body.message(), entry.enqueued, &mut Some(now))
+                };
+                if expired {
                     self.expire(&mut slow, entry, &mut out);
                     continue;
                 }
@@ -912,11 +921,13 @@ impl<T> Shared<T> {
                         retried = true;
                         continue;
                     }
-                    return Err(if self.is_drained() {
-                        TryRecvError::Closed
-                    } else {
-                        TryRecvError::Empty
-                    });
+                    if self.is_drained() {
+                        // The token that woke a blocked receiver may have been taken by one
+                        // passing by (this one): pass the news on so no receiver sleeps forever.
+                        self.wake_all_waiters();
+                        return Err(TryRecvError::Closed);
+                    }
+                    return Err(TryRecvError::Empty);
                 }
             }
         }
