@@ -1,1 +1,173 @@
-fn main() {}
+//! Queue throughput against raw crossbeam-channel, side by side in each group.
+//!
+//! Each iteration moves a batch of messages through the channel with real threads, so the
+//! figures are messages per second including cross-core hand-off. Compare the ratio of
+//! `switchboard` to `crossbeam` within one group: the machine is shared and noisy.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use switchboard::{Message, Queue};
+
+const BATCH: u64 = 100_000;
+const CAP: usize = 1024;
+
+/// The payload: a small struct, as a typical event id plus a couple of fields.
+type Payload = [u64; 2];
+
+trait Lane: Clone + Send + 'static {
+    fn send(&self, v: Payload);
+    fn recv(&self) -> Payload;
+}
+
+#[derive(Clone)]
+struct Raw(
+    crossbeam_channel::Sender<Payload>,
+    crossbeam_channel::Receiver<Payload>,
+);
+
+impl Lane for Raw {
+    fn send(&self, v: Payload) {
+        self.0.send(v).unwrap();
+    }
+    fn recv(&self) -> Payload {
+        self.1.recv().unwrap()
+    }
+}
+
+#[derive(Clone)]
+struct Plain(Queue<Payload>);
+
+impl Lane for Plain {
+    fn send(&self, v: Payload) {
+        self.0.send(v).unwrap();
+    }
+    fn recv(&self) -> Payload {
+        self.0.recv().unwrap().into_payload()
+    }
+}
+
+#[derive(Clone)]
+struct Leased(Queue<Payload>);
+
+impl Lane for Leased {
+    fn send(&self, v: Payload) {
+        self.0.send(v).unwrap();
+    }
+    fn recv(&self) -> Payload {
+        let d = self.0.receive().unwrap();
+        let v = *d.payload();
+        d.ack().unwrap();
+        v
+    }
+}
+
+/// Moves `n` messages from `producers` threads to `consumers` threads; returns the elapsed time.
+fn run<L: Lane>(lane: &L, n: u64, producers: u64, consumers: u64) -> Duration {
+    let start = Instant::now();
+    thread::scope(|s| {
+        for p in 0..producers {
+            let lane = lane.clone();
+            s.spawn(move || {
+                for i in 0..n / producers {
+                    lane.send([p, i]);
+                }
+            });
+        }
+        for _ in 0..consumers {
+            let lane = lane.clone();
+            s.spawn(move || {
+                for _ in 0..n / consumers {
+                    criterion::black_box(lane.recv());
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn raw(cap: Option<usize>) -> Raw {
+    let (tx, rx) = match cap {
+        Some(c) => crossbeam_channel::bounded(c),
+        None => crossbeam_channel::unbounded(),
+    };
+    Raw(tx, rx)
+}
+
+fn ours(cap: Option<usize>) -> Queue<Payload> {
+    match cap {
+        Some(c) => Queue::bounded(c),
+        None => Queue::unbounded(),
+    }
+}
+
+fn group(c: &mut Criterion, name: &str, producers: u64, consumers: u64, cap: Option<usize>) {
+    let mut g = c.benchmark_group(name);
+    g.throughput(Throughput::Elements(BATCH));
+    g.sample_size(20);
+    g.bench_function(BenchmarkId::new("crossbeam", "plain"), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| run(&raw(cap), BATCH, producers, consumers))
+                .sum()
+        })
+    });
+    g.bench_function(BenchmarkId::new("switchboard", "plain"), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| run(&Plain(ours(cap)), BATCH, producers, consumers))
+                .sum()
+        })
+    });
+    g.bench_function(BenchmarkId::new("switchboard", "leased"), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| run(&Leased(ours(cap)), BATCH, producers, consumers))
+                .sum()
+        })
+    });
+    g.finish();
+}
+
+fn spsc(c: &mut Criterion) {
+    group(c, "spsc_bounded", 1, 1, Some(CAP));
+    group(c, "spsc_unbounded", 1, 1, None);
+}
+
+fn mpmc(c: &mut Criterion) {
+    group(c, "mpmc_bounded", 2, 2, Some(CAP));
+}
+
+/// Single-threaded send then receive: the per-message cost without cross-core traffic.
+fn single_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("single_thread");
+    g.throughput(Throughput::Elements(1));
+    let (tx, rx) = crossbeam_channel::bounded::<Payload>(CAP);
+    g.bench_function("crossbeam", |b| {
+        b.iter(|| {
+            tx.send([1, 2]).unwrap();
+            rx.recv().unwrap()
+        })
+    });
+    let q = Queue::<Payload>::bounded(CAP);
+    g.bench_function("switchboard_plain", |b| {
+        b.iter(|| {
+            q.send([1, 2]).unwrap();
+            q.recv().unwrap().into_payload()
+        })
+    });
+    g.bench_function("switchboard_leased", |b| {
+        b.iter(|| {
+            q.send(Message::new([1, 2])).unwrap();
+            let d = q.receive().unwrap();
+            let v = *d.payload();
+            d.ack().unwrap();
+            v
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, single_thread, spsc, mpmc);
+criterion_main!(benches);

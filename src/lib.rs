@@ -16,3 +16,8 @@ pub use crate::message::{
     AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,
 };
 pub use crate::queue::{Delivery, Queue, QueueBuilder, QueueStats, Sent};
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -295,15 +295,22 @@ pub(crate) enum Out<T> {
 /// A dead letter on its way to the dead-letter queue (sent after the source's lock is released).
 type Outgoing<T> = Vec<Entry<T>>;
 
+/// What receivers read on every receive and write when they block, on a line of its own so that
+/// a receiver going to sleep does not invalidate the line senders read.
+#[derive(Default)]
+struct Signals {
+    next_event: AtomicU64,
+    waiters: AtomicUsize,
+}
+
 pub(crate) struct Shared<T> {
     tx: cb::Sender<Slot<T>>,
     rx: cb::Receiver<Slot<T>>,
-    /// accepted-into-main-lane count << 1 | closed bit.
+    /// accepted-into-main-lane count << 1 | closed bit. Written by senders.
     state: Padded<AtomicU64>,
-    /// Messages (not tokens) popped from the main lane.
+    /// Messages (not tokens) popped from the main lane. Written by receivers.
     popped: Padded<AtomicU64>,
-    next_event: AtomicU64,
-    waiters: AtomicUsize,
+    signals: Padded<Signals>,
     slow: Mutex<Slow<T>>,
     /// Dropped by `close` to wake senders blocked on a full main lane.
     close_tx: Mutex<Option<cb::Sender<()>>>,
@@ -314,6 +321,20 @@ pub(crate) struct Shared<T> {
 }
 
 const SAMPLE_SHIFT: u32 = 6;
+
+/// Tries before a blocked send or receive parks: spins, then yields (crossbeam's `Backoff`).
+const SPIN_STEPS: u32 = 10;
+
+#[inline]
+fn backoff(step: u32) {
+    if step < 6 {
+        for _ in 0..1u32 << step {
+            std::hint::spin_loop();
+        }
+    } else {
+        std::thread::yield_now();
+    }
+}
 
 impl<T> Shared<T> {
     pub(crate) fn new(config: Config<T>) -> Arc<Shared<T>>
@@ -330,8 +351,10 @@ impl<T> Shared<T> {
             rx,
             state: Padded(AtomicU64::new(0)),
             popped: Padded(AtomicU64::new(0)),
-            next_event: AtomicU64::new(NONE),
-            waiters: AtomicUsize::new(0),
+            signals: Padded(Signals {
+                next_event: AtomicU64::new(NONE),
+                waiters: AtomicUsize::new(0),
+            }),
             slow: Mutex::new(Slow::new()),
             close_tx: Mutex::new(Some(close_tx)),
             close_rx,
@@ -357,7 +380,7 @@ impl<T> Shared<T> {
     /// Wakes up to `n` blocked receivers. The `SeqCst` load pairs with the `SeqCst` increment a
     /// receiver makes before its last check, so either it sees our change or we see it waiting.
     fn wake(&self, n: usize) {
-        let waiting = self.waiters.load(Ordering::SeqCst);
+        let waiting = self.signals.0.waiters.load(Ordering::SeqCst);
         for _ in 0..n.min(waiting) {
             // A full main lane means receivers have messages and are not blocked.
             if self.tx.try_send(Slot::Wake).is_err() {
@@ -382,7 +405,7 @@ impl<T> Shared<T> {
         } else {
             READY
         };
-        let before = self.next_event.swap(next, Ordering::SeqCst);
+        let before = self.signals.0.next_event.swap(next, Ordering::SeqCst);
         if next == READY {
             self.wake(slow.ready.len());
         } else if next < before {
@@ -471,9 +494,21 @@ impl<T> Shared<T> {
     #[cold]
     fn send_blocking(
         &self,
-        slot: Slot<T>,
+        mut slot: Slot<T>,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
+        // Like crossbeam's own send: spin briefly, then yield, before the heavier blocking select
+        // (which also watches for `close`).
+        for step in 0..SPIN_STEPS {
+            backoff(step);
+            slot = match self.tx.try_send(slot) {
+                Ok(()) => return Ok(()),
+                Err(e) => e.into_inner(),
+            };
+            if self.is_closed() || deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+        }
         let into_msg = |s: Slot<T>| match s {
             Slot::Msg(f) => f.msg,
             Slot::Wake => unreachable!("a send carries a message"),
@@ -893,7 +928,7 @@ impl<T> Shared<T> {
 
     #[inline]
     fn slow_pending(&self) -> bool {
-        let ne = self.next_event.load(Ordering::Acquire);
+        let ne = self.signals.0.next_event.load(Ordering::Acquire);
         ne != NONE && (ne == READY || self.now() >= ne)
     }
 
@@ -949,12 +984,12 @@ impl<T> Shared<T> {
             }
             // Announce the wait, then look once more: whoever changes the state after this point
             // sees us waiting and sends a token.
-            self.waiters.fetch_add(1, Ordering::SeqCst);
+            self.signals.0.waiters.fetch_add(1, Ordering::SeqCst);
             let got = match self.try_take(how) {
                 Ok(o) => Ok(Some(o)),
                 Err(TryRecvError::Closed) => Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) => {
-                    let ne = self.next_event.load(Ordering::SeqCst);
+                    let ne = self.signals.0.next_event.load(Ordering::SeqCst);
                     let timer = if ne != NONE && ne != READY {
                         self.config.clock.wake_instant(ne)
                     } else {
@@ -974,7 +1009,7 @@ impl<T> Shared<T> {
                     }
                 }
             };
-            self.waiters.fetch_sub(1, Ordering::SeqCst);
+            self.signals.0.waiters.fetch_sub(1, Ordering::SeqCst);
             if let Some(o) = got? {
                 return Ok(o);
             }
@@ -992,14 +1027,18 @@ impl<T> Shared<T> {
         let mut out = Vec::new();
         let ok = {
             let mut slow = self.slow.lock();
-            match slow.take_lease(slot, gen) {
+            // Expire what is due first: a verdict after the deadline finds its lease gone.
+            self.run_timers(&mut slow, self.now(), &mut out);
+            let ok = match slow.take_lease(slot, gen) {
                 Some(lease) => {
                     f(self, &mut slow, lease, &mut out);
-                    self.publish_next(&mut slow);
                     true
                 }
                 None => false,
-            }
+            };
+            // Also when the lease was gone: the timers may have moved messages.
+            self.publish_next(&mut slow);
+            ok
         };
         self.forward(out, self);
         ok
@@ -1017,14 +1056,19 @@ impl<T> Shared<T> {
 
     pub(crate) fn ack_many(self: &Arc<Self>, leases: &[(u32, u32, MessageId)]) -> Vec<MessageId> {
         let mut lost = Vec::new();
-        let mut slow = self.slow.lock();
-        for &(slot, gen, id) in leases {
-            match slow.take_lease(slot, gen) {
-                Some(_) => slow.c.acked += 1,
-                None => lost.push(id),
+        let mut out = Vec::new();
+        {
+            let mut slow = self.slow.lock();
+            self.run_timers(&mut slow, self.now(), &mut out);
+            for &(slot, gen, id) in leases {
+                match slow.take_lease(slot, gen) {
+                    Some(_) => slow.c.acked += 1,
+                    None => lost.push(id),
+                }
             }
+            self.publish_next(&mut slow);
         }
-        self.publish_next(&mut slow);
+        self.forward(out, self);
         lost
     }
 
@@ -1076,14 +1120,23 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn extend(
-        &self,
+        self: &Arc<Self>,
         slot: u32,
         gen: u32,
         id: MessageId,
         by: Duration,
     ) -> Result<Nanos, AckError> {
+        let mut out = Vec::new();
         let mut slow = self.slow.lock();
-        let deadline = clock::add(self.now(), by);
+        let now = self.now();
+        self.run_timers(&mut slow, now, &mut out);
+        if !out.is_empty() {
+            // Dead letters from expired leases: forward them without holding our lock.
+            drop(slow);
+            self.forward(out, self);
+            slow = self.slow.lock();
+        }
+        let deadline = clock::add(now, by);
         let s = slow
             .slots
             .get_mut(slot as usize)
@@ -1144,7 +1197,7 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        let ready = if self.next_event.load(Ordering::Acquire) == READY {
+        let ready = if self.signals.0.next_event.load(Ordering::Acquire) == READY {
             self.slow.lock().ready.len()
         } else {
             0
@@ -1216,6 +1269,6 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn waiters_for_tests(&self) -> usize {
-        self.waiters.load(Ordering::SeqCst)
+        self.signals.0.waiters.load(Ordering::SeqCst)
     }
 }
