@@ -76,15 +76,6 @@ fn is_sleeping(_name: &str) -> bool {
     true
 }
 
-/// Waits until `cond` holds, or fails after ten seconds.
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::yield_now();
-    }
-}
-
 fn payloads<T: Clone>(msgs: &[Message<T>]) -> Vec<T> {
     msgs.iter().map(|m| m.payload().clone()).collect()
 }
@@ -203,7 +194,10 @@ fn try_recv() {
 fn recv_timeout() {
     let q: Queue<u32> = Queue::unbounded();
     let t0 = Instant::now();
-    assert_eq!(q.recv_timeout(ms(50)).unwrap_err(), RecvTimeoutError::Timeout);
+    assert_eq!(
+        q.recv_timeout(ms(50)).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
     assert!(t0.elapsed() >= ms(50));
     let t0 = Instant::now();
     assert!(q.receive_timeout(ms(30)).unwrap_err().is_timeout());
@@ -338,7 +332,12 @@ fn close_wakes_sender() {
         }
         assert!(q.close());
         assert_eq!(
-            blocking.join().unwrap().unwrap_err().into_inner().into_payload(),
+            blocking
+                .join()
+                .unwrap()
+                .unwrap_err()
+                .into_inner()
+                .into_payload(),
             1
         );
         let e = timed.join().unwrap().unwrap_err();
@@ -658,7 +657,10 @@ fn fairness() {
         if m < 10 {
             returned_seen += 1;
         }
-        assert!(returned_seen >= n / 2, "returned messages starve: {n} {returned_seen}");
+        assert!(
+            returned_seen >= n / 2,
+            "returned messages starve: {n} {returned_seen}"
+        );
     }
     assert_eq!(returned_seen, 10);
 
@@ -748,10 +750,16 @@ fn ack_after_expiry_without_another_receive() {
     assert_eq!(again.attempt(), 2);
     let mut again = again;
     clock.advance(secs(11));
-    assert!(again.extend(secs(10)).is_err(), "extend after the lease ran out");
+    assert!(
+        again.extend(secs(10)).is_err(),
+        "extend after the lease ran out"
+    );
     drop(again);
     let s = q.stats();
-    assert_eq!((s.acked, s.lease_expired, s.in_flight, s.visible), (0, 2, 0, 1));
+    assert_eq!(
+        (s.acked, s.lease_expired, s.in_flight, s.visible),
+        (0, 2, 0, 1)
+    );
 }
 
 #[test]
@@ -829,10 +837,7 @@ fn extend() {
 #[test]
 fn reject() {
     let dlq = Queue::unbounded();
-    let q = Queue::builder()
-        .name("orders")
-        .dead_letter(&dlq, 5)
-        .build();
+    let q = Queue::builder().name("orders").dead_letter(&dlq, 5).build();
     q.send(Message::new("poison").with_attr("k", "v")).unwrap();
     let d = q.receive().unwrap();
     let id = d.id();
@@ -864,7 +869,10 @@ fn reject() {
     q.send(1).unwrap();
     q.receive().unwrap().reject("nope").unwrap();
     let s = q.stats();
-    assert_eq!((s.discarded, s.dead_lettered, s.visible, s.in_flight), (1, 0, 0, 0));
+    assert_eq!(
+        (s.discarded, s.dead_lettered, s.visible, s.in_flight),
+        (1, 0, 0, 0)
+    );
 }
 
 #[test]
@@ -889,7 +897,10 @@ fn drop_redelivers() {
     assert_eq!(d.attempt(), 4);
     d.ack().unwrap();
     let s = q.stats();
-    assert_eq!((s.abandoned, s.redelivered, s.acked, s.nacked), (3, 3, 1, 0));
+    assert_eq!(
+        (s.abandoned, s.redelivered, s.acked, s.nacked),
+        (3, 3, 1, 0)
+    );
 
     // A plain receiver gets an abandoned message too.
     q.send(2).unwrap();
@@ -954,7 +965,13 @@ fn dlq_after_max_attempts() {
     assert!(!info.reason().is_empty());
     let s = q.stats();
     assert_eq!(
-        (s.nacked, s.abandoned, s.lease_expired, s.dead_lettered, s.redelivered),
+        (
+            s.nacked,
+            s.abandoned,
+            s.lease_expired,
+            s.dead_lettered,
+            s.redelivered
+        ),
         (1, 1, 1, 1, 2)
     );
     assert_eq!((s.visible, s.in_flight, s.delayed), (0, 0, 0));
@@ -1275,23 +1292,43 @@ fn stats() {
     assert_eq!((*d3.payload(), *d4.payload()), (3, 4));
     let s = q.stats();
     assert_eq!(
-        (s.sent, s.received, s.acked, s.nacked, s.abandoned, s.redelivered),
+        (
+            s.sent,
+            s.received,
+            s.acked,
+            s.nacked,
+            s.abandoned,
+            s.redelivered
+        ),
         (6, 5, 1, 1, 1, 1)
     );
     assert_eq!(
-        (s.dead_lettered, s.in_flight, s.visible, s.delayed, s.expired),
+        (
+            s.dead_lettered,
+            s.in_flight,
+            s.visible,
+            s.delayed,
+            s.expired
+        ),
         (1, 2, 1, 1, 0)
     );
     d4.reject("bad").unwrap();
     assert_eq!(q.stats().dead_lettered, 2);
 
     clock.advance(secs(10)); // 3's lease expires, 5 is due
-    // The receive runs the timers (5 and 3 join the ready lane), alternates to the main lane,
-    // finds 6 expired there, then takes 5.
+                             // The receive runs the timers (5 and 3 join the ready lane), alternates to the main lane,
+                             // finds 6 expired there, then takes 5.
     assert_eq!(q.try_recv().unwrap().into_payload(), 5);
     let s = q.stats();
     assert_eq!(
-        (s.received, s.lease_expired, s.expired, s.visible, s.in_flight, s.delayed),
+        (
+            s.received,
+            s.lease_expired,
+            s.expired,
+            s.visible,
+            s.in_flight,
+            s.delayed
+        ),
         (6, 1, 1, 1, 0, 0)
     );
     // 3 is back, while its stale holder still has it.
@@ -1304,7 +1341,10 @@ fn stats() {
     assert_eq!((s.sent, s.received, s.acked, s.nacked), (6, 7, 2, 1));
     assert_eq!((s.abandoned, s.lease_expired, s.redelivered), (1, 1, 2));
     assert_eq!((s.expired, s.dead_lettered, s.discarded), (1, 2, 0));
-    assert_eq!((s.visible, s.in_flight, s.delayed, s.oldest_age), (0, 0, 0, None));
+    assert_eq!(
+        (s.visible, s.in_flight, s.delayed, s.oldest_age),
+        (0, 0, 0, None)
+    );
     let ds = dlq.stats();
     assert_eq!((ds.sent, ds.visible, ds.received), (2, 2, 0));
     assert_eq!(ds.oldest_age, Some(secs(10)));

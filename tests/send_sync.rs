@@ -1,0 +1,128 @@
+//! Compile-time checks: handles, deliveries, messages and errors cross threads where they should.
+//!
+//! A queue moves its payload between threads and shares it (an expired lease's holder and the
+//! next receiver can both see a message), so `Queue<T>` needs `T: Send + Sync`. A payload that
+//! is not `Sync` (a `Cell`) or not `Send` (an `Rc`) must not make a sendable queue: the
+//! `compile_fail` doctests of the crate cannot live here, so those cases are checked through
+//! autoref-based specialisation below.
+
+#![allow(dead_code)]
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use switchboard::{
+    AckError, AttrValue, Attributes, Clock, CorrelationId, DeadLetter, Delivery, ManualClock,
+    Message, MessageId, Queue, QueueBuilder, QueueStats, RecvError, RecvTimeoutError,
+    ReturnAddress, SendBatchError, SendError, SendTimeoutError, Sent, TryRecvError, TrySendError,
+};
+
+fn send_sync<T: Send + Sync>() {}
+fn send<T: Send>() {}
+fn static_error<E: std::error::Error + Send + Sync + 'static>() {}
+
+/// A payload that is `Send + Sync`.
+struct Job(Vec<u8>);
+
+#[test]
+fn handles_are_send_sync() {
+    send_sync::<Queue<Job>>();
+    send_sync::<QueueBuilder<Job>>();
+    send_sync::<Delivery<Job>>();
+    send_sync::<Message<Job>>();
+    send_sync::<Sent>();
+    send_sync::<QueueStats>();
+    send_sync::<ManualClock>();
+    send_sync::<Clock>();
+    send_sync::<MessageId>();
+    send_sync::<CorrelationId>();
+    send_sync::<ReturnAddress>();
+    send_sync::<Attributes>();
+    send_sync::<AttrValue>();
+    send_sync::<DeadLetter>();
+    // Iterators over a shared queue can move to another thread.
+    send::<switchboard::queue::Iter<'static, Job>>();
+    send::<switchboard::queue::TryIter<'static, Job>>();
+    send::<switchboard::queue::IntoIter<Job>>();
+}
+
+#[test]
+fn errors_are_send_sync_and_static() {
+    send_sync::<SendError<Job>>();
+    send_sync::<TrySendError<Job>>();
+    send_sync::<SendTimeoutError<Job>>();
+    send_sync::<SendBatchError<Job>>();
+    static_error::<SendError<Job>>();
+    static_error::<TrySendError<Job>>();
+    static_error::<SendTimeoutError<Job>>();
+    static_error::<SendBatchError<Job>>();
+    static_error::<RecvError>();
+    static_error::<TryRecvError>();
+    static_error::<RecvTimeoutError>();
+    static_error::<AckError>();
+    // They convert into boxed errors, which `?` in an application needs.
+    let _: Box<dyn std::error::Error + Send + Sync> = Box::new(RecvError);
+    let e: Box<dyn std::error::Error + Send + Sync> =
+        Box::new(SendError(Message::new(Job(vec![]))));
+    assert_eq!(e.to_string(), "sending on a closed queue");
+}
+
+#[test]
+fn messages_follow_their_payload() {
+    // A Message is Send when its payload is, and Sync when its payload is.
+    send::<Message<Cell<u8>>>();
+    assert!(!IsSync::<Message<Cell<u8>>>::new().is_sync());
+    assert!(!IsSend::<Message<Rc<u8>>>::new().is_send());
+    assert!(IsSync::<Message<Arc<u8>>>::new().is_sync());
+}
+
+#[test]
+fn queues_of_unshareable_payloads_do_not_cross_threads() {
+    // Queue<T> requires T: Send + Sync to be built at all; the handle type itself must not be
+    // Send/Sync for payloads that are not, so that no unsound queue can exist.
+    assert!(!IsSend::<Queue<Rc<u8>>>::new().is_send());
+    assert!(!IsSync::<Queue<Cell<u8>>>::new().is_sync());
+    assert!(!IsSend::<Delivery<Rc<u8>>>::new().is_send());
+    assert!(IsSend::<Queue<u8>>::new().is_send());
+}
+
+// Autoref specialisation: `is_send` resolves to the inherent method when `T: Send`, else to the
+// trait method. Evaluated at compile time in effect (no runtime state involved).
+struct IsSend<T>(std::marker::PhantomData<T>);
+struct IsSync<T>(std::marker::PhantomData<T>);
+
+impl<T> IsSend<T> {
+    fn new() -> Self {
+        IsSend(std::marker::PhantomData)
+    }
+}
+impl<T> IsSync<T> {
+    fn new() -> Self {
+        IsSync(std::marker::PhantomData)
+    }
+}
+
+trait NotSend {
+    fn is_send(&self) -> bool {
+        false
+    }
+}
+impl<T> NotSend for IsSend<T> {}
+trait NotSync {
+    fn is_sync(&self) -> bool {
+        false
+    }
+}
+impl<T> NotSync for IsSync<T> {}
+
+impl<T: Send> IsSend<T> {
+    fn is_send(&self) -> bool {
+        true
+    }
+}
+impl<T: Sync> IsSync<T> {
+    fn is_sync(&self) -> bool {
+        true
+    }
+}
