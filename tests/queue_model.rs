@@ -110,7 +110,10 @@ fn check_plain(capacity: Option<usize>, ops: &[PlainOp]) -> Result<(), TestCaseE
         prop_assert_eq!(q.is_full(), full(&model));
         prop_assert_eq!(q.is_closed(), closed);
         let s = q.stats();
-        prop_assert_eq!((s.sent, s.received, s.visible), (sent, received, model.len()));
+        prop_assert_eq!(
+            (s.sent, s.received, s.visible),
+            (sent, received, model.len())
+        );
     }
     Ok(())
 }
@@ -258,8 +261,20 @@ impl Model {
             (c.sent, c.received, c.acked, c.nacked, c.abandoned)
         );
         prop_assert_eq!(
-            (s.lease_expired, s.redelivered, s.dead_lettered, s.discarded, s.expired),
-            (c.lease_expired, c.redelivered, c.dead_lettered, c.discarded, 0)
+            (
+                s.lease_expired,
+                s.redelivered,
+                s.dead_lettered,
+                s.discarded,
+                s.expired
+            ),
+            (
+                c.lease_expired,
+                c.redelivered,
+                c.dead_lettered,
+                c.discarded,
+                0
+            )
         );
         prop_assert_eq!(s.visible, self.count(|s| *s == St::Visible), "visible");
         prop_assert_eq!(
@@ -304,7 +319,12 @@ fn receive(
     match r {
         Ok(d) => {
             let i = *d.payload() as usize;
-            prop_assert_eq!(m.msgs[i].st, St::Visible, "delivered message {} not visible", i);
+            prop_assert_eq!(
+                m.msgs[i].st,
+                St::Visible,
+                "delivered message {} not visible",
+                i
+            );
             prop_assert_eq!(d.attempt(), m.msgs[i].attempts + 1, "attempt of {}", i);
             if d.attempt() == 1 {
                 // Fresh messages come in the order they were sent.
@@ -315,10 +335,7 @@ fn receive(
                 prop_assert_eq!(first_fresh, Some(i));
             }
             let vis = vis.unwrap_or(VIS);
-            prop_assert_eq!(
-                d.lease_deadline(),
-                start + Duration::from_secs(m.now + vis)
-            );
+            prop_assert_eq!(d.lease_deadline(), start + Duration::from_secs(m.now + vis));
             m.msgs[i].attempts += 1;
             m.c.received += 1;
             if m.msgs[i].attempts > 1 {
@@ -337,7 +354,11 @@ fn receive(
             Ok(Recv::Got)
         }
         Err(TryRecvError::Empty) => {
-            prop_assert_eq!(m.count(|s| *s == St::Visible), 0, "Empty with visible messages");
+            prop_assert_eq!(
+                m.count(|s| *s == St::Visible),
+                0,
+                "Empty with visible messages"
+            );
             Ok(Recv::Empty)
         }
         Err(TryRecvError::Closed) => {
@@ -407,17 +428,20 @@ fn check_leases(dlq: bool, max: Option<u32>, ops: &[LeaseOp]) -> Result<(), Test
                 let h = &mut held[k];
                 let valid = m.holds(h.idx, h.gen);
                 let r = h.d.extend(Duration::from_secs(u64::from(s)));
-                prop_assert_eq!(r.is_ok(), valid, "extend of {} (lease held: {})", h.idx, valid);
+                prop_assert_eq!(
+                    r.is_ok(),
+                    valid,
+                    "extend of {} (lease held: {})",
+                    h.idx,
+                    valid
+                );
                 if valid {
                     let deadline = m.now + u64::from(s);
                     m.msgs[h.idx].st = St::Leased {
                         gen: h.gen,
                         deadline,
                     };
-                    prop_assert_eq!(
-                        h.d.lease_deadline(),
-                        start + Duration::from_secs(deadline)
-                    );
+                    prop_assert_eq!(h.d.lease_deadline(), start + Duration::from_secs(deadline));
                 }
             }
             LeaseOp::Stats => {}
@@ -524,7 +548,12 @@ fn check_leases(dlq: bool, max: Option<u32>, ops: &[LeaseOp]) -> Result<(), Test
         let i = *msg.payload() as usize;
         prop_assert!(in_dlq.insert(i), "message {} twice in the DLQ", i);
         let info = msg.dead_letter().expect("a dead letter carries its record");
-        prop_assert_eq!(m.msgs[i].st, St::Dead { attempts: info.attempts() });
+        prop_assert_eq!(
+            m.msgs[i].st,
+            St::Dead {
+                attempts: info.attempts()
+            }
+        );
     }
     let mut acked = 0;
     for (i, msg) in m.msgs.iter().enumerate() {
