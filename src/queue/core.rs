@@ -1137,12 +1137,16 @@ impl<T> Shared<T> {
             slow = self.slow.lock();
         }
         let deadline = clock::add(now, by);
-        let s = slow
+        let Some(s) = slow
             .slots
             .get_mut(slot as usize)
             .filter(|s| s.gen == gen)
             .and_then(|s| s.lease.as_mut())
-            .ok_or(AckError::LeaseExpired(id))?;
+        else {
+            // The timers may have moved messages: publish that before reporting.
+            self.publish_next(&mut slow);
+            return Err(AckError::LeaseExpired(id));
+        };
         s.deadline = deadline;
         slow.heap.push(Reverse((deadline, slot, gen)));
         slow.compact_timers();
