@@ -4,8 +4,11 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::clock::Clock;
-use crate::queue::core::{Config, Shared};
+use crate::message::Message;
+use crate::queue::core::{Config, DedupKey, Shared};
 use crate::queue::Queue;
 
 /// Builds a [`Queue`] with options beyond a capacity.
@@ -34,6 +37,10 @@ pub struct QueueBuilder<T> {
     dead_letter_expired: bool,
     name: Option<String>,
     clock: Clock,
+    fifo: bool,
+    dedup_window: Duration,
+    dedup_max: usize,
+    dedup_key: Option<DedupKey<T>>,
     _t: PhantomData<fn() -> T>,
 }
 
@@ -50,6 +57,10 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
             dead_letter_expired: false,
             name: None,
             clock: Clock::real(),
+            fifo: false,
+            dedup_window: Duration::from_secs(300),
+            dedup_max: 1 << 20,
+            dedup_key: None,
             _t: PhantomData,
         }
     }
@@ -112,6 +123,67 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
         self
     }
 
+    /// FIFO mode (SQS FIFO queues, Pub/Sub ordering keys): messages of one group (see
+    /// [`Message::with_group`](crate::Message::with_group)) are delivered in the order they were
+    /// sent and one at a time: while a message of a group is in flight, no later message of that
+    /// group is handed out. Different groups flow in parallel, served round-robin so that a deep
+    /// group cannot starve the others. Messages without a group key form one default group.
+    /// A returned message (nack, drop, lease expiry) comes back first in its group; a
+    /// `nack_after` holds its group until the delay passes. The capacity bounds waiting messages.
+    ///
+    /// ```
+    /// use switchboard::{Message, Queue};
+    ///
+    /// let q = Queue::builder().fifo().build();
+    /// for (group, n) in [("a", 1), ("a", 2), ("b", 1)] {
+    ///     q.send(Message::new((group, n)).with_group(group)).unwrap();
+    /// }
+    /// let a1 = q.receive().unwrap();
+    /// let b1 = q.receive().unwrap(); // "a" is busy until a1 is settled
+    /// assert_eq!((*a1.payload(), *b1.payload()), (("a", 1), ("b", 1)));
+    /// assert!(q.try_receive().is_err());
+    /// a1.ack().unwrap();
+    /// assert_eq!(*q.receive().unwrap().payload(), ("a", 2));
+    /// ```
+    pub fn fifo(mut self) -> Self {
+        self.fifo = true;
+        self
+    }
+
+    /// How long a de-duplication key is remembered (default 5 minutes, as SQS). A message whose
+    /// [`dedup_id`](crate::Message::with_dedup_id) (or content key) was accepted within the window is
+    /// accepted again but not enqueued, and the send returns [`Sent::Duplicate`](crate::Sent).
+    /// Works on any queue, FIFO or not. Keys are forgotten as they age out, on the queue's clock.
+    pub fn dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
+        self
+    }
+
+    /// The most keys the window remembers (default 2^20); beyond it the oldest are forgotten
+    /// early, so the window's memory stays bounded whatever the send rate.
+    pub fn dedup_max_keys(mut self, max: usize) -> Self {
+        self.dedup_max = max.max(1);
+        self
+    }
+
+    /// Content-based de-duplication: messages without a dedup id are de-duplicated by
+    /// `key(message)` (say, a hash of the payload).
+    ///
+    /// ```
+    /// use switchboard::{Message, Queue};
+    ///
+    /// let q = Queue::builder()
+    ///     .dedup_by(|m: &Message<&str>| m.payload().to_string())
+    ///     .build();
+    /// assert!(!q.send("order-1").unwrap().is_duplicate());
+    /// assert!(q.send("order-1").unwrap().is_duplicate());
+    /// assert_eq!(q.len(), 1);
+    /// ```
+    pub fn dedup_by(mut self, key: impl Fn(&Message<T>) -> String + Send + Sync + 'static) -> Self {
+        self.dedup_key = Some(Arc::new(key));
+        self
+    }
+
     /// Builds the queue.
     pub fn build(self) -> Queue<T> {
         Queue {
@@ -124,6 +196,10 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
                 dead_letter_expired: self.dead_letter_expired,
                 name: self.name,
                 clock: self.clock,
+                fifo: self.fifo,
+                dedup_window: self.dedup_window,
+                dedup_max: self.dedup_max,
+                dedup_key: self.dedup_key,
             }),
         }
     }
@@ -143,6 +219,8 @@ impl<T> fmt::Debug for QueueBuilder<T> {
             .field("max_attempts", &self.max_attempts)
             .field("retention", &self.retention)
             .field("name", &self.name)
+            .field("fifo", &self.fifo)
+            .field("dedup_window", &self.dedup_window)
             .finish_non_exhaustive()
     }
 }

@@ -21,11 +21,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::clock::{self, Clock, Nanos, Wake};
 use crate::error::{AckError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
 use crate::message::{DeadLetter, Message, MessageId};
+use crate::queue::fifo::{group_of, Dedup, Groups, Seen};
 use crate::queue::{Delivery, Queue, QueueStats, Sent};
 
 pub(crate) const NONE: u64 = u64::MAX;
@@ -114,6 +115,9 @@ struct Delayed<T> {
     due: Nanos,
     seq: u64,
     entry: Entry<T>,
+    /// A FIFO message returned with `nack_after`: it goes back to the head of its group, which
+    /// stays busy until then.
+    front: bool,
 }
 
 impl<T> PartialEq for Delayed<T> {
@@ -181,12 +185,17 @@ pub(crate) struct Slow<T> {
     seq: u64,
     /// Alternate between the ready lane and the main lane while both hold messages.
     prefer_main: bool,
+    /// FIFO queues keep every waiting message here, per group, instead of the lanes.
+    groups: Option<Groups<Entry<T>>>,
+    dedup: Dedup,
     c: Counters,
 }
 
 impl<T> Slow<T> {
-    fn new() -> Self {
+    fn new(fifo: bool) -> Self {
         Slow {
+            groups: fifo.then(Groups::new),
+            dedup: Dedup::new(),
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
             slots: Vec::new(),
@@ -265,6 +274,20 @@ pub(crate) struct Config<T> {
     pub dead_letter_expired: bool,
     pub name: Option<String>,
     pub clock: Clock,
+    pub fifo: bool,
+    pub dedup_window: Duration,
+    pub dedup_max: usize,
+    pub dedup_key: Option<DedupKey<T>>,
+}
+
+/// A content-based de-duplication key function.
+pub(crate) type DedupKey<T> = Arc<dyn Fn(&Message<T>) -> String + Send + Sync>;
+
+/// How long a send may wait for room.
+#[derive(Clone, Copy)]
+enum Wait {
+    Never,
+    Until(Option<Instant>),
 }
 
 /// How a receive takes its message.
@@ -312,6 +335,8 @@ pub(crate) struct Shared<T> {
     popped: Padded<AtomicU64>,
     signals: Padded<Signals>,
     slow: Mutex<Slow<T>>,
+    /// Signalled when a FIFO queue's waiting messages drop below capacity, and on close.
+    room: Condvar,
     /// Dropped by `close` to wake senders blocked on a full main lane.
     close_tx: Mutex<Option<cb::Sender<()>>>,
     close_rx: cb::Receiver<()>,
@@ -341,9 +366,10 @@ impl<T> Shared<T> {
     where
         T: Send + Sync + 'static,
     {
+        // A FIFO queue keeps its messages in per-group queues; its channel carries wake tokens.
         let (tx, rx) = match config.capacity {
-            Some(n) => cb::bounded(n),
-            None => cb::unbounded(),
+            Some(n) if !config.fifo => cb::bounded(n),
+            _ => cb::unbounded(),
         };
         let (close_tx, close_rx) = cb::bounded(0);
         let shared = Arc::new(Shared {
@@ -355,7 +381,8 @@ impl<T> Shared<T> {
                 next_event: AtomicU64::new(NONE),
                 waiters: AtomicUsize::new(0),
             }),
-            slow: Mutex::new(Slow::new()),
+            slow: Mutex::new(Slow::new(config.fifo)),
+            room: Condvar::new(),
             close_tx: Mutex::new(Some(close_tx)),
             close_rx,
             samples: Default::default(),
@@ -400,14 +427,15 @@ impl<T> Shared<T> {
 
     /// Publishes the slow state's next event; wakes a receiver when it moved earlier.
     fn publish_next(&self, slow: &mut Slow<T>) {
-        let next = if slow.ready.is_empty() {
+        let fifo_ready = slow.groups.as_ref().is_some_and(Groups::has_available);
+        let next = if slow.ready.is_empty() && !fifo_ready {
             slow.next_timer()
         } else {
             READY
         };
         let before = self.signals.0.next_event.swap(next, Ordering::SeqCst);
         if next == READY {
-            self.wake(slow.ready.len());
+            self.wake(slow.ready.len().max(1));
         } else if next < before {
             // An earlier deadline: one waiter recomputes its wait.
             self.wake(1);
@@ -447,8 +475,25 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Whether a send must take the lock: FIFO queues, and de-duplication.
     #[inline]
-    pub(crate) fn try_send(&self, mut msg: Message<T>) -> Result<Sent, TrySendError<T>> {
+    fn send_needs_lock(&self, msg: &Message<T>) -> bool {
+        self.config.fifo || self.config.dedup_key.is_some() || msg.dedup_id().is_some()
+    }
+
+    #[inline]
+    pub(crate) fn try_send(&self, msg: Message<T>) -> Result<Sent, TrySendError<T>> {
+        if self.send_needs_lock(&msg) {
+            return self.send_locked(msg, Wait::Never).map_err(|e| match e {
+                SendTimeoutError::Timeout(m) => TrySendError::Full(m),
+                SendTimeoutError::Closed(m) => TrySendError::Closed(m),
+            });
+        }
+        self.try_send_main(msg)
+    }
+
+    #[inline]
+    fn try_send_main(&self, mut msg: Message<T>) -> Result<Sent, TrySendError<T>> {
         let Ok(seq) = self.accept() else {
             return Err(TrySendError::Closed(msg));
         };
@@ -470,6 +515,18 @@ impl<T> Shared<T> {
 
     #[inline]
     pub(crate) fn send(
+        &self,
+        msg: Message<T>,
+        deadline: Option<Instant>,
+    ) -> Result<Sent, SendTimeoutError<T>> {
+        if self.send_needs_lock(&msg) {
+            return self.send_locked(msg, Wait::Until(deadline));
+        }
+        self.send_main(msg, deadline)
+    }
+
+    #[inline]
+    fn send_main(
         &self,
         mut msg: Message<T>,
         deadline: Option<Instant>,
@@ -542,15 +599,134 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Puts an entry into the ready lane or, with a due time, the delay set. Never blocks.
-    fn put_back(&self, slow: &mut Slow<T>, entry: Entry<T>, due: Option<Nanos>) {
+    /// The de-duplication key of a message: its dedup id, else the content key, if configured.
+    fn dedup_key_of(&self, msg: &Message<T>) -> Option<String> {
+        match msg.dedup_id() {
+            Some(id) => Some(id.to_owned()),
+            None => self.config.dedup_key.as_ref().map(|f| f(msg)),
+        }
+    }
+
+    /// Checks the de-duplication window; `Some` is the original's id when `msg` is a duplicate.
+    fn check_dedup(
+        &self,
+        slow: &mut Slow<T>,
+        key: &Option<String>,
+        id: MessageId,
+        now: Nanos,
+    ) -> Option<MessageId> {
+        let key = key.as_ref()?;
+        let window = u64::try_from(self.config.dedup_window.as_nanos()).unwrap_or(u64::MAX);
+        match slow
+            .dedup
+            .check(key.clone(), id, now, window, self.config.dedup_max)
+        {
+            Seen::New => None,
+            Seen::Duplicate(first) => Some(first),
+        }
+    }
+
+    /// The send of FIFO queues and of de-duplicated messages: through the lock.
+    #[cold]
+    fn send_locked(&self, mut msg: Message<T>, wait: Wait) -> Result<Sent, SendTimeoutError<T>> {
+        let now = self.now();
+        msg.stamp(now);
+        let id = msg.id();
+        let key = self.dedup_key_of(&msg);
+        let mut slow = self.slow.lock();
+        if self.is_closed() {
+            return Err(SendTimeoutError::Closed(msg));
+        }
+        if let Some(first) = self.check_dedup(&mut slow, &key, id, now) {
+            return Ok(Sent::Duplicate(first));
+        }
+        if !self.config.fifo {
+            drop(slow);
+            let result = match wait {
+                Wait::Never => self.try_send_main(msg).map_err(|e| match e {
+                    TrySendError::Full(m) => SendTimeoutError::Timeout(m),
+                    TrySendError::Closed(m) => SendTimeoutError::Closed(m),
+                }),
+                Wait::Until(deadline) => self.send_main(msg, deadline),
+            };
+            if let (Err(_), Some(k)) = (&result, &key) {
+                self.slow.lock().dedup.forget(k, id);
+            }
+            return result;
+        }
+        // FIFO: wait for room among the waiting messages.
+        loop {
+            let len = slow.groups.as_ref().map_or(0, Groups::len);
+            if self.is_closed() || self.config.capacity.is_none_or(|c| len < c) {
+                break;
+            }
+            let timed_out = match wait {
+                Wait::Never => true,
+                Wait::Until(None) => {
+                    self.room.wait(&mut slow);
+                    false
+                }
+                Wait::Until(Some(d)) => self.room.wait_until(&mut slow, d).timed_out(),
+            };
+            if timed_out && !self.is_closed() {
+                if let Some(k) = &key {
+                    slow.dedup.forget(k, id);
+                }
+                return Err(SendTimeoutError::Timeout(msg));
+            }
+        }
+        if self.is_closed() {
+            if let Some(k) = &key {
+                slow.dedup.forget(k, id);
+            }
+            return Err(SendTimeoutError::Closed(msg));
+        }
+        slow.c.sent_slow += 1;
+        let key = group_of(&msg).to_owned();
+        let entry = Entry::fresh(Fresh { msg, enqueued: now });
+        slow.groups.as_mut().expect("fifo").push_back(&key, entry);
+        self.publish_next(&mut slow);
+        Ok(Sent::Enqueued(id))
+    }
+
+    /// Makes an entry visible: the ready lane, or its group in a FIFO queue (at the head for a
+    /// returned message, which also frees the group).
+    fn make_ready(&self, slow: &mut Slow<T>, entry: Entry<T>, returned: bool) {
+        match slow.groups.as_mut() {
+            None => slow.ready.push_back(entry),
+            Some(g) => {
+                let key = group_of(entry.body.message()).to_owned();
+                if returned {
+                    g.push_front_and_release(&key, entry);
+                } else {
+                    g.push_back(&key, entry);
+                }
+            }
+        }
+    }
+
+    /// Frees the FIFO group of a settled message.
+    fn release_group(&self, slow: &mut Slow<T>, msg: &Message<T>) {
+        if let Some(g) = slow.groups.as_mut() {
+            g.release(group_of(msg));
+        }
+    }
+
+    /// Puts an entry back (`returned`) or in for the first time, now or, with a due time, later.
+    /// Never blocks.
+    fn put_back(&self, slow: &mut Slow<T>, entry: Entry<T>, due: Option<Nanos>, returned: bool) {
         match due {
             Some(due) if due > self.now() => {
                 slow.seq += 1;
                 let seq = slow.seq;
-                slow.delayed.push(Delayed { due, seq, entry });
+                slow.delayed.push(Delayed {
+                    due,
+                    seq,
+                    entry,
+                    front: returned,
+                });
             }
-            _ => slow.ready.push_back(entry),
+            _ => self.make_ready(slow, entry, returned),
         }
     }
 
@@ -572,9 +748,13 @@ impl<T> Shared<T> {
         let now = self.now();
         msg.stamp(now);
         let id = msg.id();
+        let key = self.dedup_key_of(&msg);
+        if let Some(first) = self.check_dedup(&mut slow, &key, id, now) {
+            return Ok(Sent::Duplicate(first));
+        }
         slow.c.sent_slow += 1;
         let entry = Entry::fresh(Fresh { msg, enqueued: now });
-        self.put_back(&mut slow, entry, Some(due));
+        self.put_back(&mut slow, entry, Some(due), false);
         self.publish_next(&mut slow);
         Ok(Sent::Enqueued(id))
     }
@@ -587,7 +767,9 @@ impl<T> Shared<T> {
         }
         let mut slow = self.slow.lock();
         slow.c.sent_slow += entries.len() as u64;
-        slow.ready.extend(entries);
+        for e in entries {
+            self.make_ready(&mut slow, e, false);
+        }
         self.publish_next(&mut slow);
     }
 
@@ -601,6 +783,7 @@ impl<T> Shared<T> {
         drop(self.close_tx.lock().take());
         // Taking the lock orders the close with `send_at` and the drain check.
         drop(self.slow.lock());
+        self.room.notify_all();
         self.wake_all_waiters();
         true
     }
@@ -615,7 +798,10 @@ impl<T> Shared<T> {
             return false;
         }
         let slow = self.slow.lock();
-        slow.ready.is_empty() && slow.delayed.is_empty() && slow.live == 0
+        slow.ready.is_empty()
+            && slow.delayed.is_empty()
+            && slow.live == 0
+            && slow.groups.as_ref().is_none_or(|g| g.len() == 0)
     }
 
     // ----- receiving --------------------------------------------------------------------------
@@ -719,9 +905,10 @@ impl<T> Shared<T> {
         match self.config.max_attempts {
             Some(max) if lease.attempts >= max => {
                 let reason = format!("{why} after {} deliveries (max {max})", lease.attempts);
+                self.release_group(slow, entry.body.message());
                 self.dead_letter(slow, entry, reason, lease.attempts, out);
             }
-            _ => self.put_back(slow, entry, due),
+            _ => self.put_back(slow, entry, due, true),
         }
     }
 
@@ -729,7 +916,7 @@ impl<T> Shared<T> {
     fn run_timers(&self, slow: &mut Slow<T>, now: Nanos, out: &mut Outgoing<T>) {
         while slow.delayed.peek().is_some_and(|d| d.due <= now) {
             let d = slow.delayed.pop().expect("peeked");
-            slow.ready.push_back(d.entry);
+            self.make_ready(slow, d.entry, d.front);
         }
         loop {
             let from_fifo = slow.fifo.front().copied().filter(|t| t.0 <= now);
@@ -757,6 +944,19 @@ impl<T> Shared<T> {
 
     /// Pops from the ready lane: the first entry a plain receive can own, or any for a lease.
     fn pop_ready(&self, slow: &mut Slow<T>, how: How) -> Option<Entry<T>> {
+        if let Some(g) = slow.groups.as_mut() {
+            let lease = matches!(how, How::Lease(_));
+            let e = g.pop(lease)?;
+            if !lease && !e.body.ownable() {
+                // Shared with an expired lease's holder: wait for it to let go (see Delivery's
+                // Drop), keeping the group's order.
+                let key = group_of(e.body.message()).to_owned();
+                g.push_front_and_release(&key, e);
+                return None;
+            }
+            self.room.notify_one();
+            return Some(e);
+        }
         match how {
             How::Lease(_) => slow.ready.pop_front(),
             How::Plain => {
@@ -859,10 +1059,12 @@ impl<T> Shared<T> {
             self.run_timers(&mut slow, now, &mut out);
             let mut result = None;
             loop {
-                if slow.ready.is_empty() {
+                let fifo = slow.groups.as_ref().map(Groups::has_available);
+                if slow.ready.is_empty() && fifo != Some(true) {
                     break;
                 }
-                if slow.prefer_main && !self.rx.is_empty() {
+                // Fresh and returned messages take turns (a FIFO queue's channel has no messages).
+                if fifo.is_none() && slow.prefer_main && !self.rx.is_empty() {
                     slow.prefer_main = false;
                     break;
                 }
@@ -879,6 +1081,7 @@ impl<T> Shared<T> {
                     self.is_expired(entry.body.message(), entry.enqueued, &mut Some(now))
                 };
                 if expired {
+                    self.release_group(&mut slow, entry.body.message());
                     self.expire(&mut slow, entry, &mut out);
                     continue;
                 }
@@ -1050,7 +1253,10 @@ impl<T> Shared<T> {
         gen: u32,
         id: MessageId,
     ) -> Result<(), AckError> {
-        let ok = self.settle(slot, gen, |_, slow, _lease, _| slow.c.acked += 1);
+        let ok = self.settle(slot, gen, |this, slow, lease, _| {
+            slow.c.acked += 1;
+            this.release_group(slow, &lease.held);
+        });
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
 
@@ -1062,7 +1268,10 @@ impl<T> Shared<T> {
             self.run_timers(&mut slow, self.now(), &mut out);
             for &(slot, gen, id) in leases {
                 match slow.take_lease(slot, gen) {
-                    Some(_) => slow.c.acked += 1,
+                    Some(lease) => {
+                        slow.c.acked += 1;
+                        self.release_group(&mut slow, &lease.held);
+                    }
                     None => lost.push(id),
                 }
             }
@@ -1114,6 +1323,7 @@ impl<T> Shared<T> {
                 dead: lease.dead,
                 source: None,
             };
+            this.release_group(slow, entry.body.message());
             this.dead_letter(slow, entry, reason, lease.attempts, out);
         });
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
@@ -1161,8 +1371,12 @@ impl<T> Shared<T> {
         let mut moved: Vec<(Arc<Shared<T>>, Entry<T>)> = Vec::new();
         {
             let mut slow = self.slow.lock();
-            let mut keep = VecDeque::with_capacity(slow.ready.len());
-            while let Some(mut e) = slow.ready.pop_front() {
+            let mut waiting: VecDeque<Entry<T>> = std::mem::take(&mut slow.ready);
+            if let Some(g) = slow.groups.as_mut() {
+                waiting.extend(g.drain());
+            }
+            let mut keep = Vec::new();
+            while let Some(mut e) = waiting.pop_front() {
                 let dest = match target {
                     Some(t) => Some(Arc::clone(t)),
                     None => e.source.as_ref().and_then(std::sync::Weak::upgrade),
@@ -1178,10 +1392,12 @@ impl<T> Shared<T> {
                         }
                         moved.push((d, e));
                     }
-                    _ => keep.push_back(e),
+                    _ => keep.push(e),
                 }
             }
-            slow.ready = keep;
+            for e in keep {
+                self.make_ready(&mut slow, e, false);
+            }
             slow.c.received_ready += moved.len() as u64;
             self.publish_next(&mut slow);
         }
@@ -1201,6 +1417,9 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn len(&self) -> usize {
+        if self.config.fifo {
+            return self.fifo_len();
+        }
         let ready = if self.signals.0.next_event.load(Ordering::Acquire) == READY {
             self.slow.lock().ready.len()
         } else {
@@ -1209,8 +1428,18 @@ impl<T> Shared<T> {
         self.main_len() + ready
     }
 
+    fn fifo_len(&self) -> usize {
+        let slow = self.slow.lock();
+        slow.ready.len() + slow.groups.as_ref().map_or(0, Groups::len)
+    }
+
     pub(crate) fn is_full(&self) -> bool {
-        self.config.capacity.is_some_and(|c| self.main_len() >= c)
+        let len = if self.config.fifo {
+            self.fifo_len()
+        } else {
+            self.main_len()
+        };
+        self.config.capacity.is_some_and(|c| len >= c)
     }
 
     pub(crate) fn stats(&self) -> QueueStats {
@@ -1219,7 +1448,13 @@ impl<T> Shared<T> {
         let accepted = self.state.0.load(Ordering::Acquire) >> 1;
         let popped = self.popped.0.load(Ordering::Acquire);
         let main_len = accepted.saturating_sub(popped);
-        let mut oldest: Option<Nanos> = slow.ready.iter().map(|e| e.enqueued).min();
+        let grouped = slow.groups.as_ref();
+        let mut oldest: Option<Nanos> = slow
+            .ready
+            .iter()
+            .chain(grouped.into_iter().flat_map(Groups::iter))
+            .map(|e| e.enqueued)
+            .min();
         if main_len > 0 {
             // The head of the main lane is message number `popped`; the sample taken at or before
             // it is at most 63 sends older. Overwritten samples (a backlog over 1024) fall back to
@@ -1241,7 +1476,9 @@ impl<T> Shared<T> {
         }
         let c = &slow.c;
         QueueStats {
-            visible: main_len as usize + slow.ready.len(),
+            visible: main_len as usize + slow.ready.len() + grouped.map_or(0, Groups::len),
+            groups_waiting: grouped.map_or(0, Groups::groups_waiting),
+            duplicates: slow.dedup.duplicates,
             in_flight: slow.live,
             delayed: slow.delayed.len(),
             sent: accepted + c.sent_slow,

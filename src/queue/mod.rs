@@ -83,6 +83,7 @@
 mod builder;
 pub(crate) mod core;
 mod delivery;
+mod fifo;
 
 use std::fmt;
 use std::sync::Arc;
@@ -113,8 +114,8 @@ use crate::message::{Message, MessageId};
 pub enum Sent {
     /// The message is in the queue, under this id.
     Enqueued(MessageId),
-    /// The message was a duplicate of one already accepted within the de-duplication window and
-    /// was not enqueued again; the id is the one it was sent under.
+    /// The message duplicated one accepted within the de-duplication window and was not enqueued
+    /// again; the id is the original message's.
     Duplicate(MessageId),
 }
 
@@ -180,6 +181,10 @@ pub struct QueueStats {
     pub discarded: u64,
     /// Age of the oldest visible message (for the fresh messages, to within 64 sends).
     pub oldest_age: Option<Duration>,
+    /// FIFO queues: groups with messages waiting.
+    pub groups_waiting: usize,
+    /// Messages accepted but not enqueued because they duplicated one within the window.
+    pub duplicates: u64,
 }
 
 /// A point-to-point queue: many senders, many competing receivers, each message consumed by one.
