@@ -1,0 +1,486 @@
+//! FIFO queues: order within a group, one in flight per group, groups in parallel, fairness, and
+//! de-duplication.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use switchboard::{ManualClock, Message, Queue, Sent, TryRecvError};
+
+/// A tiny deterministic random source for the threaded tests.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn grouped(group: &str, n: u32) -> Message<(String, u32)> {
+    Message::new((group.to_owned(), n)).with_group(group)
+}
+
+#[test]
+fn order_within_a_group_under_competing_consumers_with_nacks_and_drops() {
+    const GROUPS: u32 = 8;
+    const PER_GROUP: u32 = 200;
+    let q: Queue<(String, u32)> = Queue::builder().fifo().capacity(64).build();
+    // Each group's acked sequence must be 0, 1, 2, ... exactly.
+    let acked: Mutex<HashMap<String, Vec<u32>>> = Mutex::new(HashMap::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    thread::scope(|s| {
+        s.spawn(|| {
+            for n in 0..PER_GROUP {
+                for g in 0..GROUPS {
+                    q.send(grouped(&format!("g{g}"), n)).unwrap();
+                }
+            }
+        });
+        for c in 0..4 {
+            let (q, acked) = (&q, &acked);
+            s.spawn(move || {
+                let mut rng = XorShift(0x9E37_79B9 + c);
+                let mut done = 0;
+                while done < (GROUPS * PER_GROUP) as usize && Instant::now() < deadline {
+                    let total: usize = acked.lock().unwrap().values().map(Vec::len).sum();
+                    if total == (GROUPS * PER_GROUP) as usize {
+                        break;
+                    }
+                    let Ok(d) = q.receive_timeout(Duration::from_millis(20)) else {
+                        continue;
+                    };
+                    match rng.next() % 10 {
+                        0 => d.nack().unwrap(),
+                        1 => drop(d),
+                        _ => {
+                            let (g, n) = d.payload().clone();
+                            // Record before acking: the group's next message is only handed out
+                            // after the ack, so records within a group cannot interleave.
+                            acked.lock().unwrap().entry(g).or_default().push(n);
+                            d.ack().unwrap();
+                            done += 1;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let acked = acked.into_inner().unwrap();
+    assert_eq!(acked.len(), GROUPS as usize);
+    for (g, seq) in acked {
+        assert_eq!(
+            seq,
+            (0..PER_GROUP).collect::<Vec<_>>(),
+            "group {g} out of order"
+        );
+    }
+    assert_eq!(q.len(), 0);
+}
+
+#[test]
+fn one_in_flight_per_group() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().build();
+    for n in 0..3 {
+        q.send(grouped("a", n)).unwrap();
+    }
+    let first = q.try_receive().unwrap();
+    assert_eq!(first.payload().1, 0);
+    assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
+    assert_eq!(q.len(), 2, "the others wait");
+    first.ack().unwrap();
+    let second = q.try_receive().unwrap();
+    assert_eq!(second.payload().1, 1);
+    second.ack().unwrap();
+}
+
+#[test]
+fn groups_flow_in_parallel() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().build();
+    for g in ["a", "b", "c"] {
+        q.send(grouped(g, 0)).unwrap();
+        q.send(grouped(g, 1)).unwrap();
+    }
+    // Three consumers each hold one group's head at once.
+    let held: Vec<_> = (0..3).map(|_| q.try_receive().unwrap()).collect();
+    let groups: HashSet<String> = held.iter().map(|d| d.payload().0.clone()).collect();
+    assert_eq!(groups.len(), 3);
+    assert!(held.iter().all(|d| d.payload().1 == 0));
+    assert!(q.try_receive().is_err());
+    drop(held); // all three come back, each first in its group
+    let again: Vec<u32> = (0..3)
+        .map(|_| q.try_receive().unwrap().payload().1)
+        .collect();
+    assert_eq!(again, [0, 0, 0]);
+}
+
+#[test]
+fn returned_message_comes_back_first_in_its_group() {
+    let clock = ManualClock::new();
+    let q: Queue<(String, u32)> = Queue::builder()
+        .fifo()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::from_secs(10))
+        .build();
+    for n in 0..3 {
+        q.send(grouped("a", n)).unwrap();
+    }
+    // nack
+    q.try_receive().unwrap().nack().unwrap();
+    let d = q.try_receive().unwrap();
+    assert_eq!((d.payload().1, d.attempt()), (0, 2));
+    // lease expiry
+    clock.advance(Duration::from_secs(11));
+    let d2 = q.try_receive().unwrap();
+    assert_eq!((d2.payload().1, d2.attempt()), (0, 3));
+    assert!(d.ack().is_err());
+    // nack_after holds the group until the delay passes
+    d2.nack_after(Duration::from_secs(5)).unwrap();
+    assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
+    clock.advance(Duration::from_secs(5));
+    let d3 = q.try_receive().unwrap();
+    assert_eq!(d3.payload().1, 0);
+    d3.ack().unwrap();
+    assert_eq!(q.try_receive().unwrap().payload().1, 1);
+}
+
+#[test]
+fn plain_receive_keeps_group_order() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().build();
+    for n in 0..5 {
+        q.send(grouped("x", n)).unwrap();
+        q.send(grouped("y", n)).unwrap();
+    }
+    let mut seen: HashMap<String, Vec<u32>> = HashMap::new();
+    for m in q.try_iter() {
+        let (g, n) = m.into_payload();
+        seen.entry(g).or_default().push(n);
+    }
+    assert_eq!(seen["x"], [0, 1, 2, 3, 4]);
+    assert_eq!(seen["y"], [0, 1, 2, 3, 4]);
+}
+
+#[test]
+fn messages_without_a_group_form_the_default_group() {
+    let q: Queue<i32> = Queue::builder().fifo().build();
+    q.send(1).unwrap();
+    q.send(2).unwrap();
+    let d = q.try_receive().unwrap();
+    assert_eq!(*d.payload(), 1);
+    assert!(q.try_receive().is_err(), "ungrouped messages are one group");
+    d.ack().unwrap();
+    assert_eq!(*q.try_receive().unwrap().payload(), 2);
+}
+
+#[test]
+fn fairness_between_a_hot_group_and_cold_ones() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().build();
+    for n in 0..1000 {
+        q.send(grouped("hot", n)).unwrap();
+    }
+    for g in 0..5 {
+        q.send(grouped(&format!("cold{g}"), 0)).unwrap();
+    }
+    // Round-robin: every cold group is served within the first few receives, not after 1000.
+    let mut position = HashMap::new();
+    for i in 0..12 {
+        let m = q.try_recv().unwrap();
+        position.entry(m.payload().0.clone()).or_insert(i);
+    }
+    for g in 0..5 {
+        let p = position[&format!("cold{g}")];
+        assert!(p <= 10, "cold{g} waited until receive {p}");
+    }
+}
+
+#[test]
+fn capacity_bounds_waiting_messages() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().capacity(2).build();
+    q.try_send(grouped("a", 0)).unwrap();
+    q.try_send(grouped("b", 0)).unwrap();
+    assert!(q.is_full());
+    assert!(q.try_send(grouped("c", 0)).unwrap_err().is_full());
+    assert!(q
+        .send_timeout(grouped("c", 0), Duration::from_millis(10))
+        .unwrap_err()
+        .is_timeout());
+    let d = q.try_receive().unwrap();
+    q.try_send(grouped("c", 0)).unwrap();
+    d.ack().unwrap();
+}
+
+#[test]
+fn blocked_fifo_sender_wakes_on_room_and_on_close() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().capacity(1).build();
+    q.send(grouped("a", 0)).unwrap();
+    thread::scope(|s| {
+        let h = s.spawn(|| q.send(grouped("a", 1)));
+        // The sender is blocked until a message leaves.
+        assert_eq!(q.recv().unwrap().payload().1, 0);
+        h.join().unwrap().unwrap();
+    });
+    thread::scope(|s| {
+        let h = s.spawn(|| q.send(grouped("a", 2)));
+        let t0 = Instant::now();
+        while !q.is_full() && t0.elapsed() < Duration::from_secs(10) {
+            thread::yield_now();
+        }
+        q.close();
+        let err = h.join().unwrap().unwrap_err();
+        assert_eq!(err.into_inner().payload().1, 2);
+    });
+}
+
+#[test]
+fn fifo_close_drains_then_reports_closed() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().build();
+    q.send(grouped("a", 0)).unwrap();
+    q.send(grouped("a", 1)).unwrap();
+    let d = q.try_receive().unwrap();
+    q.close();
+    assert!(q.send(grouped("a", 2)).is_err());
+    assert_eq!(
+        q.try_receive().unwrap_err(),
+        TryRecvError::Empty,
+        "group busy, not closed"
+    );
+    d.ack().unwrap();
+    q.try_receive().unwrap().ack().unwrap();
+    assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Closed);
+}
+
+#[test]
+fn receiver_blocked_on_a_busy_group_wakes_when_it_is_acked() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().build();
+    q.send(grouped("a", 0)).unwrap();
+    q.send(grouped("a", 1)).unwrap();
+    let d = q.try_receive().unwrap();
+    thread::scope(|s| {
+        let h = s.spawn(|| {
+            q.receive_timeout(Duration::from_secs(30))
+                .map(|d| d.payload().1)
+        });
+        d.ack().unwrap();
+        assert_eq!(h.join().unwrap().unwrap(), 1);
+    });
+}
+
+#[test]
+fn fifo_dead_letters_free_the_group() {
+    let dlq = Queue::unbounded();
+    let q: Queue<(String, u32)> = Queue::builder().fifo().dead_letter(&dlq, 2).build();
+    q.send(grouped("a", 0)).unwrap();
+    q.send(grouped("a", 1)).unwrap();
+    q.try_receive().unwrap().nack().unwrap();
+    q.try_receive().unwrap().nack().unwrap(); // second failure: dead-lettered
+    assert_eq!(dlq.len(), 1);
+    let next = q.try_receive().unwrap();
+    assert_eq!(next.payload().1, 1);
+    q.try_receive().unwrap_err();
+    let d = q.stats();
+    assert_eq!((d.dead_lettered, d.in_flight), (1, 1));
+}
+
+#[test]
+fn dedup_inside_and_outside_the_window() {
+    let clock = ManualClock::new();
+    let q: Queue<i32> = Queue::builder()
+        .clock(clock.clone())
+        .dedup_window(Duration::from_secs(300))
+        .build();
+    let first = q.send(Message::new(1).with_dedup_id("order-7")).unwrap();
+    assert!(matches!(first, Sent::Enqueued(_)));
+    clock.advance(Duration::from_secs(299));
+    let again = q.send(Message::new(2).with_dedup_id("order-7")).unwrap();
+    assert_eq!(again, Sent::Duplicate(first.id()), "inside the window");
+    clock.advance(Duration::from_secs(1));
+    let later = q.send(Message::new(3).with_dedup_id("order-7")).unwrap();
+    assert!(!later.is_duplicate(), "outside the window");
+    let got: Vec<i32> = q.try_iter().map(|m| m.into_payload()).collect();
+    assert_eq!(got, [1, 3]);
+    assert_eq!(q.stats().duplicates, 1);
+}
+
+#[test]
+fn dedup_on_a_fifo_queue_and_with_send_after() {
+    let clock = ManualClock::new();
+    let q: Queue<(String, u32)> = Queue::builder().fifo().clock(clock.clone()).build();
+    q.send(grouped("a", 0).with_dedup_id("x")).unwrap();
+    assert!(q
+        .send(grouped("a", 0).with_dedup_id("x"))
+        .unwrap()
+        .is_duplicate());
+    assert!(q
+        .send_after(grouped("a", 0).with_dedup_id("x"), Duration::from_secs(1))
+        .unwrap()
+        .is_duplicate());
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.stats().delayed, 0);
+}
+
+#[test]
+fn content_based_dedup() {
+    let q = Queue::builder()
+        .dedup_by(|m: &Message<String>| m.payload().clone())
+        .build();
+    for body in ["a", "b", "a", "c", "b"] {
+        q.send(body.to_owned()).unwrap();
+    }
+    let got: Vec<String> = q.try_iter().map(|m| m.into_payload()).collect();
+    assert_eq!(got, ["a", "b", "c"]);
+    // An explicit dedup id takes precedence over the content key.
+    assert!(!q
+        .send(Message::new("a".to_owned()).with_dedup_id("fresh"))
+        .unwrap()
+        .is_duplicate());
+}
+
+#[test]
+fn a_failed_send_does_not_poison_the_dedup_window() {
+    let q: Queue<i32> = Queue::bounded(1);
+    q.send(0).unwrap();
+    let err = q.try_send(Message::new(1).with_dedup_id("k")).unwrap_err();
+    assert!(err.is_full());
+    q.recv().unwrap();
+    // The retry is accepted: the failed attempt was not recorded.
+    assert!(!q.try_send(err.into_inner()).unwrap().is_duplicate());
+    assert_eq!(q.len(), 1);
+}
+
+#[test]
+fn concurrent_duplicates_enqueue_once() {
+    let q: Queue<i32> = Queue::unbounded();
+    let enqueued = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for i in 0..500 {
+                    let sent = q
+                        .send(Message::new(i).with_dedup_id(format!("k{i}")))
+                        .unwrap();
+                    if !sent.is_duplicate() {
+                        enqueued.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(enqueued.load(Ordering::Relaxed), 500);
+    assert_eq!(q.len(), 500);
+    assert_eq!(q.stats().duplicates, 1500);
+}
+
+/// One step of the FIFO model.
+#[derive(Clone, Debug)]
+enum Op {
+    Send { group: u8, dup_of: Option<u8> },
+    Receive,
+    Ack(usize),
+    Nack(usize),
+    Drop(usize),
+    Advance(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u8..4, proptest::option::weighted(0.2, 0u8..8)).prop_map(|(group, dup_of)| Op::Send { group, dup_of }),
+        4 => Just(Op::Receive),
+        3 => (0usize..4).prop_map(Op::Ack),
+        1 => (0usize..4).prop_map(Op::Nack),
+        1 => (0usize..4).prop_map(Op::Drop),
+        1 => (0u8..40).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Against an oracle of per-group queues: the order in which each group's messages are acked
+    /// equals the order they were sent in, minus duplicates; at most one in flight per group; and
+    /// every message is acked exactly once in the end.
+    #[test]
+    fn fifo_model(ops in proptest::collection::vec(op(), 1..120)) {
+        let clock = ManualClock::new();
+        let q: Queue<(u8, u32)> = Queue::builder()
+            .fifo()
+            .clock(clock.clone())
+            .visibility_timeout(Duration::from_secs(30))
+            .dedup_window(Duration::from_secs(60))
+            .build();
+        let mut next = 0u32;
+        let mut sent: HashMap<u8, VecDeque<u32>> = HashMap::new();
+        let mut acked: HashMap<u8, Vec<u32>> = HashMap::new();
+        let mut dedup_seen: HashMap<u8, Instant> = HashMap::new();
+        let mut held = Vec::new();
+        for op in ops {
+            match op {
+                Op::Send { group, dup_of } => {
+                    let mut m = Message::new((group, next)).with_group(format!("g{group}"));
+                    let mut dup = false;
+                    if let Some(k) = dup_of {
+                        m = m.with_dedup_id(format!("d{k}"));
+                        let now = clock.now();
+                        match dedup_seen.get(&k) {
+                            Some(&at) if now - at < Duration::from_secs(60) => dup = true,
+                            _ => { dedup_seen.insert(k, now); }
+                        }
+                    }
+                    let r = q.send(m).unwrap();
+                    prop_assert_eq!(r.is_duplicate(), dup);
+                    if !dup {
+                        sent.entry(group).or_default().push_back(next);
+                    }
+                    next += 1;
+                }
+                Op::Receive => {
+                    if let Ok(d) = q.try_receive() {
+                        let (g, _) = *d.payload();
+                        // A holder whose lease expired is not in flight any more.
+                        let now = clock.now();
+                        prop_assert!(
+                            held.iter().all(|h: &switchboard::Delivery<(u8, u32)>| {
+                                h.payload().0 != g || h.lease_deadline() <= now
+                            }),
+                            "two in flight in group {}", g
+                        );
+                        held.push(d);
+                    }
+                }
+                Op::Ack(i) if i < held.len() => {
+                    let d = held.remove(i);
+                    let (g, n) = *d.payload();
+                    if d.ack().is_ok() {
+                        acked.entry(g).or_default().push(n);
+                    }
+                }
+                Op::Nack(i) if i < held.len() => { let _ = held.remove(i).nack(); }
+                Op::Drop(i) if i < held.len() => { drop(held.remove(i)); }
+                Op::Advance(s) => clock.advance(Duration::from_secs(u64::from(s))),
+                _ => {}
+            }
+        }
+        // Settle everything: ack what is held, then drain.
+        for d in held.drain(..) {
+            let (g, n) = *d.payload();
+            if d.ack().is_ok() {
+                acked.entry(g).or_default().push(n);
+            }
+        }
+        while let Ok(d) = q.try_receive() {
+            let (g, n) = *d.payload();
+            d.ack().unwrap();
+            acked.entry(g).or_default().push(n);
+        }
+        for (g, expect) in sent {
+            let got = acked.remove(&g).unwrap_or_default();
+            prop_assert_eq!(got, Vec::from(expect), "group {}", g);
+        }
+        prop_assert!(acked.values().all(Vec::is_empty));
+        prop_assert_eq!(q.len(), 0);
+    }
+}
