@@ -701,3 +701,37 @@ fn handles_and_reports_are_send_and_sync() {
     check::<ShutdownReport>();
     check::<RetryPolicy>();
 }
+
+/// A queue fix this branch carries (src/queue/core.rs, `try_take`): a receiver that returned
+/// `Closed` could have swallowed the wake tokens `close` sent to the others, leaving them blocked
+/// forever in a receive without a deadline. A pool's workers poll, so they never hung; plain
+/// leased receive loops did (about one round in two before the fix).
+#[test]
+fn close_wakes_every_blocked_leased_receiver() {
+    for round in 0..50 {
+        let q: Queue<u64> = Queue::unbounded();
+        let receivers: Vec<_> = (0..4)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    while let Ok(d) = q.receive() {
+                        d.ack().unwrap();
+                    }
+                })
+            })
+            .collect();
+        q.send_batch(0..1000).unwrap();
+        wait_until("all acked", || q.stats().acked == 1000);
+        thread::sleep(Duration::from_millis(1)); // let them all block again
+        q.close();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for r in receivers {
+                r.join().unwrap();
+            }
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("round {round}: receivers still blocked after close"));
+    }
+}

@@ -913,6 +913,9 @@ impl<T> Shared<T> {
                         continue;
                     }
                     return Err(if self.is_drained() {
+                        // This receiver may have swallowed wake tokens meant for others blocked
+                        // in the lane: pass the news on (each one leaving does the same).
+                        self.wake_all_waiters();
                         TryRecvError::Closed
                     } else {
                         TryRecvError::Empty
