@@ -216,13 +216,14 @@ impl<T> Pool<T> {
         if held.closed {
             return false;
         }
+        let vis = u64::try_from(self.visibility.as_nanos()).unwrap_or(u64::MAX);
         held.leases.extend(ds.iter().map(|d| {
-            let key = d.key();
-            let leased_at = key.now();
+            // Leased one visibility timeout before its first deadline: no clock read needed.
+            let deadline = d.deadline_nanos();
             Tracked {
-                key,
-                leased_at,
-                deadline: d.deadline_nanos(),
+                key: d.key(),
+                leased_at: deadline.saturating_sub(vis),
+                deadline,
             }
         }));
         true
@@ -346,11 +347,15 @@ impl<T> Pool<T> {
     {
         let _exit = Exit(self);
         let mut rng = XorShift::seeded(w as u64);
+        // The end of the last handler call doubles as "now" for the next receive's deadline
+        // (saving a clock read per message); a stale one only makes that receive time out early.
+        let mut last: Option<Instant> = None;
         while !self.stopped() {
             let Some(permits) = self.take_permits(1) else {
                 break;
             };
-            let d = match self.queue.receive_timeout(POLL) {
+            let deadline = last.take().unwrap_or_else(Instant::now) + POLL;
+            let d = match self.queue.receive_deadline(deadline) {
                 Ok(d) => d,
                 Err(e) => {
                     self.give_permits(permits);
@@ -367,7 +372,7 @@ impl<T> Pool<T> {
             }
             let start = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| handler(d.message())));
-            self.add_time(w, start);
+            last = Some(self.add_time(w, start));
             self.untrack(w);
             let outcome = match result {
                 Ok(Ok(())) => Outcome::Ok,
@@ -414,7 +419,7 @@ impl<T> Pool<T> {
                 let msgs: Vec<&Message<T>> = ds.iter().map(|d| d.message()).collect();
                 catch_unwind(AssertUnwindSafe(|| handler(&msgs)))
             };
-            self.add_time(w, start);
+            let _ = self.add_time(w, start);
             self.untrack(w);
             let mut outcomes: Vec<Outcome> = match result {
                 Ok(results) => results
@@ -453,12 +458,15 @@ impl<T> Pool<T> {
         }
     }
 
-    fn add_time(&self, w: usize, start: Instant) {
-        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    /// Adds the time since `start` to worker `w`'s handler time; returns now.
+    fn add_time(&self, w: usize, start: Instant) -> Instant {
+        let end = Instant::now();
+        let ns = u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX);
         self.slots[w]
             .c
             .handler_nanos
             .fetch_add(ns, Ordering::Relaxed);
+        end
     }
 
     /// The verdict: ack on success; on failure, retry after the policy's delay, or dead-letter
