@@ -73,11 +73,17 @@ fn main() {
             )
             .start(move |msg| -> Result<(), ResizeError> {
                 let job = msg.payload();
-                if reads.fetch_add(1, Ordering::Relaxed) % 7 == 6 {
-                    return Err(ResizeError::StorageTimeout);
-                }
-                if job.corrupt {
-                    return Err(ResizeError::Corrupt(job.name.clone()));
+                let failure = if reads.fetch_add(1, Ordering::Relaxed) % 7 == 6 {
+                    Some(ResizeError::StorageTimeout)
+                } else if job.corrupt {
+                    Some(ResizeError::Corrupt(job.name.clone()))
+                } else {
+                    None
+                };
+                if let Some(e) = failure {
+                    // The pool retries after a backoff, or dead-letters on the third attempt.
+                    println!("  failed  {}: {e}", job.name);
+                    return Err(e);
                 }
                 let target_height = job.height * job.target_width / job.width;
                 std::thread::sleep(Duration::from_millis(2)); // the "resize"
