@@ -9,9 +9,10 @@ use crate::consumer::pool::Pool;
 
 /// Counts and gauges of a worker pool, from [`ConsumerHandle::stats`].
 ///
-/// Every attempt ends in exactly one of `processed`, `retried`, `dead_lettered`, `lease_lost`
-/// or `released`: `failed` counts the failed attempts among them (`panicked` the panics among
-/// those).
+/// Every finished attempt is counted once, in `processed`, `retried`, `dead_lettered` or
+/// `lease_lost`; `failed` counts the failed ones among them (`Err` or panic), `panicked` the
+/// panics. `released` counts messages a shutdown deadline gave back to the queue: the verdicts
+/// of their handlers, if they ever come, land in `lease_lost`.
 ///
 /// ```
 /// use switchboard::Queue;
