@@ -693,6 +693,24 @@ fn stress_every_message_acked_once_or_dead_lettered() {
 }
 
 #[test]
+fn shutdown_of_an_idle_pool_is_prompt() {
+    let queue: Queue<u32> = Queue::unbounded();
+    let pool = queue.consume(4, |_m| Ok::<(), String>(()));
+    wait_until("the workers wait", || pool.stats().workers == 4);
+    let start = Instant::now();
+    assert!(pool.shutdown().is_clean());
+    // Idle workers notice within one receive slice (20 ms); the bound leaves room for a
+    // loaded machine.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(pool.is_finished());
+    assert_eq!(pool.join().workers, 0);
+}
+
+#[test]
 fn handles_and_reports_are_send_and_sync() {
     fn check<X: Send + Sync>() {}
     check::<ConsumerHandle<String>>();

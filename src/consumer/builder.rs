@@ -171,13 +171,21 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         let run = Arc::new(run);
         let name = pool.queue.name().unwrap_or("queue").to_owned();
         let mut threads = Vec::with_capacity(pool.settings.workers + 1);
-        for w in 0..pool.settings.workers {
-            let (pool, run) = (Arc::clone(&pool), Arc::clone(&run));
-            let t = thread::Builder::new()
+        let workers = pool.settings.workers;
+        for w in 0..workers {
+            let (p, run) = (Arc::clone(&pool), Arc::clone(&run));
+            match thread::Builder::new()
                 .name(format!("{name}-worker-{w}"))
-                .spawn(move || run(&pool, w))
-                .expect("failed to start a consumer worker thread");
-            threads.push(t);
+                .spawn(move || run(&p, w))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    // Stop the workers already started before giving up.
+                    pool.ctl.lock().alive -= workers - w;
+                    pool.begin_shutdown(std::time::Instant::now());
+                    panic!("failed to start a consumer worker thread: {e}");
+                }
+            }
         }
         let p = Arc::clone(&pool);
         let t = thread::Builder::new()
