@@ -692,6 +692,56 @@ fn stress_every_message_acked_once_or_dead_lettered() {
     assert!(stats.panicked > 0 && stats.failed > 1000, "{stats:?}");
 }
 
+/// A payload that counts its drops.
+struct Counted(u32, Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn drops() {
+    quiet_deliberate_panics();
+    const N: u32 = 500;
+    let dropped = Arc::new(AtomicUsize::new(0));
+    {
+        let dlq = Queue::unbounded();
+        let queue = Queue::builder().dead_letter(&dlq, 2).build();
+        let pool = Consumer::new(&queue)
+            .workers(4)
+            .retry(RetryPolicy::immediate())
+            .start(
+                |m: &switchboard::Message<Counted>| match m.payload().0 % 10 {
+                    0 => Err("error"),
+                    1 => panic!("{DELIBERATE}"),
+                    _ => Ok(()),
+                },
+            );
+        queue
+            .send_batch((0..N).map(|i| Counted(i, Arc::clone(&dropped))))
+            .unwrap();
+        wait_until("some work done", || pool.stats().processed > 50);
+        pool.shutdown_timeout(LIMIT); // part-way: the rest stays queued
+        let stats = join_bounded(pool);
+        let q = queue.stats();
+        assert_eq!(q.in_flight, 0);
+        assert_eq!(
+            q.acked as usize + queue.len() + dlq.len(),
+            N as usize,
+            "{stats:?}"
+        );
+        // Acked and discarded messages are dropped already; queued and dead letters are not.
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            q.acked as usize,
+            "acked messages are dropped exactly once"
+        );
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), N as usize);
+}
+
 #[test]
 fn shutdown_of_an_idle_pool_is_prompt() {
     let queue: Queue<u32> = Queue::unbounded();
