@@ -3,11 +3,15 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod clock;
+pub mod consumer;
 mod error;
 mod message;
 pub mod queue;
 
 pub use crate::clock::{Clock, ManualClock};
+pub use crate::consumer::{
+    Consumer, ConsumerHandle, ConsumerStats, Jitter, RetryPolicy, ShutdownReport,
+};
 pub use crate::error::{
     AckError, RecvError, RecvTimeoutError, SendBatchError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,

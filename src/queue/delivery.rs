@@ -216,3 +216,62 @@ impl<T> fmt::Debug for Delivery<T> {
             .finish_non_exhaustive()
     }
 }
+
+/// A delivery's lease, detached from the `Delivery` so that another thread can act on it: keep it
+/// alive ([`extend`](LeaseKey::extend), a heartbeat) or give the message back
+/// ([`release`](LeaseKey::release)) while the holder is still busy. Like any verdict, both fail
+/// with [`AckError::LeaseExpired`] once the lease has ended, and the holder's own later verdict
+/// then fails the same way (the token has moved on).
+pub(crate) struct LeaseKey<T> {
+    shared: Arc<Shared<T>>,
+    slot: u32,
+    gen: u32,
+    id: crate::MessageId,
+}
+
+impl<T> LeaseKey<T> {
+    /// Keeps the lease for `by` from now; returns the new deadline on the queue's clock.
+    pub(crate) fn extend(&self, by: Duration) -> Result<Nanos, AckError> {
+        self.shared.extend(self.slot, self.gen, self.id, by)
+    }
+
+    /// Ends the lease as a dropped `Delivery` would: the message goes back to the queue at once
+    /// (or to the dead-letter queue if this was its last attempt).
+    pub(crate) fn release(&self) -> Result<(), AckError> {
+        self.shared.nack(self.slot, self.gen, self.id, None, true)
+    }
+
+    /// The queue's clock now.
+    pub(crate) fn now(&self) -> Nanos {
+        self.shared.now()
+    }
+}
+
+impl<T> Clone for LeaseKey<T> {
+    fn clone(&self) -> Self {
+        LeaseKey {
+            shared: Arc::clone(&self.shared),
+            slot: self.slot,
+            gen: self.gen,
+            id: self.id,
+        }
+    }
+}
+
+impl<T> Delivery<T> {
+    /// A key to this delivery's lease for another thread (see [`LeaseKey`]).
+    pub(crate) fn key(&self) -> LeaseKey<T> {
+        let (slot, gen, id) = self.lease_key();
+        LeaseKey {
+            shared: Arc::clone(&self.shared),
+            slot,
+            gen,
+            id,
+        }
+    }
+
+    /// When the lease ends unless extended, on the queue's clock.
+    pub(crate) fn deadline_nanos(&self) -> Nanos {
+        self.info.deadline
+    }
+}

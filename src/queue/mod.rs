@@ -91,6 +91,7 @@ use std::time::{Duration, Instant};
 
 pub use self::builder::QueueBuilder;
 pub use self::delivery::Delivery;
+pub(crate) use self::delivery::LeaseKey;
 
 use self::core::{How, Out, Shared};
 use crate::clock;

@@ -1,0 +1,533 @@
+//! The pool's internals: the worker loops, the supervisor (heartbeat and shutdown deadline), and
+//! the shared state they use.
+//!
+//! Invariants:
+//! - Each worker records the leases it holds in its own `Held` table (its own lock, so workers do
+//!   not contend), from just after the receive until just before the verdict. The supervisor
+//!   reads the tables to extend leases (heartbeat) and, at a shutdown deadline, takes what is in
+//!   them and releases those leases by key. A table it has closed accepts nothing more: a worker
+//!   that receives after that gives its messages back at once.
+//! - Counters are per worker (a cache line each) and summed by `stats`; the hot path touches no
+//!   shared atomic except the stop flag.
+
+use std::any::Any;
+use std::fmt::Display;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::clock::Nanos;
+use crate::consumer::retry::{RetryPolicy, XorShift};
+use crate::consumer::ConsumerStats;
+use crate::error::RecvTimeoutError;
+use crate::message::Message;
+use crate::queue::{Delivery, LeaseKey, Queue};
+
+/// How long an idle worker waits in one receive before it looks at the stop flag again.
+pub(crate) const POLL: Duration = Duration::from_millis(20);
+
+/// The settings a pool runs with.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub workers: usize,
+    pub retry: RetryPolicy,
+    pub max_in_flight: Option<usize>,
+    /// How often (real time) the supervisor looks at the leases; `None`: no heartbeat.
+    pub heartbeat: Option<Duration>,
+    pub max_lease: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// A lease a worker holds, as the supervisor sees it.
+struct Tracked<T> {
+    key: LeaseKey<T>,
+    leased_at: Nanos,
+    deadline: Nanos,
+}
+
+struct Held<T> {
+    leases: Vec<Tracked<T>>,
+    /// Set at the shutdown deadline: nothing more may be tracked.
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    processed: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    panicked: AtomicU64,
+    dead_lettered: AtomicU64,
+    lease_lost: AtomicU64,
+    released: AtomicU64,
+    handler_nanos: AtomicU64,
+}
+
+/// One worker's state, on cache lines of its own.
+#[repr(align(128))]
+struct Slot<T> {
+    held: Mutex<Held<T>>,
+    c: Counters,
+}
+
+/// A counting semaphore for `max_in_flight`.
+struct Permits {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Permits {
+    /// Takes between 1 and `want` permits, waiting for one; 0 once `stop` is set.
+    fn acquire(&self, want: usize, stop: &AtomicBool) -> usize {
+        let mut free = self.free.lock();
+        loop {
+            if stop.load(Ordering::Acquire) {
+                return 0;
+            }
+            if *free > 0 {
+                let n = want.min(*free);
+                *free -= n;
+                return n;
+            }
+            self.cv.wait_for(&mut free, POLL);
+        }
+    }
+
+    fn release(&self, n: usize) {
+        if n > 0 {
+            *self.free.lock() += n;
+            self.cv.notify_all();
+        }
+    }
+}
+
+/// Lifecycle state, under `Pool::ctl`.
+pub(crate) struct Ctl {
+    pub stopping: bool,
+    pub deadline: Option<Instant>,
+    /// Worker threads still running.
+    pub alive: usize,
+    /// The shutdown deadline passed and the leases of running handlers were released.
+    pub expired: bool,
+}
+
+pub(crate) struct Pool<T> {
+    pub queue: Queue<T>,
+    pub settings: Settings,
+    /// The leases' visibility timeout, which the heartbeat renews.
+    visibility: Duration,
+    max_attempts: Option<u32>,
+    stop: AtomicBool,
+    pub ctl: Mutex<Ctl>,
+    pub cv: Condvar,
+    slots: Vec<Slot<T>>,
+    permits: Option<Permits>,
+    heartbeats: AtomicU64,
+}
+
+/// What a handler made of one message.
+enum Outcome {
+    Ok,
+    Failed(String),
+    Panicked(String),
+}
+
+fn panic_message(p: &(dyn Any + Send)) -> String {
+    let msg = if let Some(s) = p.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        "a non-string panic payload"
+    };
+    format!("panicked: {msg}")
+}
+
+/// Decrements the live-worker count when a worker ends, however it ends.
+struct Exit<'a, T>(&'a Pool<T>);
+
+impl<T> Drop for Exit<'_, T> {
+    fn drop(&mut self) {
+        let mut ctl = self.0.ctl.lock();
+        ctl.alive -= 1;
+        self.0.cv.notify_all();
+    }
+}
+
+impl<T> Pool<T> {
+    pub(crate) fn new(queue: Queue<T>, settings: Settings) -> Pool<T> {
+        let visibility = queue.visibility_timeout();
+        let max_attempts = queue.max_attempts();
+        let slots = (0..settings.workers)
+            .map(|_| Slot {
+                held: Mutex::new(Held {
+                    leases: Vec::new(),
+                    closed: false,
+                }),
+                c: Counters::default(),
+            })
+            .collect();
+        let permits = settings.max_in_flight.map(|n| Permits {
+            free: Mutex::new(n.max(1)),
+            cv: Condvar::new(),
+        });
+        Pool {
+            queue,
+            visibility,
+            max_attempts,
+            stop: AtomicBool::new(false),
+            ctl: Mutex::new(Ctl {
+                stopping: false,
+                deadline: None,
+                alive: settings.workers,
+                expired: false,
+            }),
+            cv: Condvar::new(),
+            slots,
+            permits,
+            heartbeats: AtomicU64::new(0),
+            settings,
+        }
+    }
+
+    // ----- lifecycle --------------------------------------------------------------------------
+
+    /// Stops the intake; the supervisor releases what is still held at `deadline` (the earlier
+    /// one if a shutdown was already under way).
+    pub(crate) fn begin_shutdown(&self, deadline: Instant) {
+        self.stop.store(true, Ordering::Release);
+        {
+            let mut ctl = self.ctl.lock();
+            ctl.stopping = true;
+            ctl.deadline = Some(ctl.deadline.map_or(deadline, |d| d.min(deadline)));
+            self.cv.notify_all();
+        }
+        if let Some(p) = &self.permits {
+            let _lock = p.free.lock();
+            p.cv.notify_all();
+        }
+    }
+
+    /// Tracks leases for worker `w`; false (tracking nothing) once its table is closed.
+    fn track(&self, w: usize, ds: &[Delivery<T>]) -> bool {
+        let mut held = self.slots[w].held.lock();
+        if held.closed {
+            return false;
+        }
+        let vis = u64::try_from(self.visibility.as_nanos()).unwrap_or(u64::MAX);
+        held.leases.extend(ds.iter().map(|d| {
+            // Leased one visibility timeout before its first deadline: no clock read needed.
+            let deadline = d.deadline_nanos();
+            Tracked {
+                key: d.key(),
+                leased_at: deadline.saturating_sub(vis),
+                deadline,
+            }
+        }));
+        true
+    }
+
+    fn untrack(&self, w: usize) {
+        self.slots[w].held.lock().leases.clear();
+    }
+
+    /// The supervisor: heartbeats until the workers are gone, and enforces the shutdown deadline.
+    pub(crate) fn supervise(&self) {
+        loop {
+            {
+                let mut ctl = self.ctl.lock();
+                if ctl.alive == 0 {
+                    return;
+                }
+                if ctl.stopping && ctl.deadline.is_some_and(|d| Instant::now() >= d) {
+                    drop(ctl);
+                    self.release_all();
+                    let mut ctl = self.ctl.lock();
+                    ctl.expired = true;
+                    self.cv.notify_all();
+                    return;
+                }
+                let tick = self.settings.heartbeat.map(|i| Instant::now() + i);
+                let wake = match (tick, ctl.deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match wake {
+                    Some(at) => {
+                        self.cv.wait_until(&mut ctl, at);
+                    }
+                    None => self.cv.wait(&mut ctl),
+                }
+            }
+            if self.settings.heartbeat.is_some() {
+                self.heartbeat();
+            }
+        }
+    }
+
+    /// Extends every held lease with less than half its visibility timeout left, by the
+    /// visibility timeout, never past `max_lease` after it was received.
+    fn heartbeat(&self) {
+        let vis = self.visibility;
+        let half = u64::try_from((vis / 2).as_nanos()).unwrap_or(u64::MAX);
+        for slot in &self.slots {
+            let mut held = slot.held.lock();
+            for t in &mut held.leases {
+                let now = t.key.now();
+                if t.deadline.saturating_sub(now) >= half {
+                    continue;
+                }
+                let limit = crate::clock::add(t.leased_at, self.settings.max_lease);
+                let target = crate::clock::add(now, vis).min(limit);
+                if target <= t.deadline {
+                    continue;
+                }
+                if let Ok(d) = t.key.extend(Duration::from_nanos(target - now)) {
+                    t.deadline = d;
+                    self.heartbeats.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    /// At the shutdown deadline: gives back every lease still held, and closes the tables.
+    fn release_all(&self) {
+        for slot in &self.slots {
+            let leases = {
+                let mut held = slot.held.lock();
+                held.closed = true;
+                std::mem::take(&mut held.leases)
+            };
+            for t in leases {
+                if t.key.release().is_ok() {
+                    slot.c.released.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    // ----- workers ----------------------------------------------------------------------------
+
+    fn take_permits(&self, want: usize) -> Option<usize> {
+        match &self.permits {
+            None => Some(0),
+            Some(p) => match p.acquire(want, &self.stop) {
+                0 => None,
+                n => Some(n),
+            },
+        }
+    }
+
+    fn give_permits(&self, n: usize) {
+        if let Some(p) = &self.permits {
+            p.release(n);
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Gives back deliveries received after the shutdown deadline (dropping puts them back).
+    fn give_back(&self, w: usize, ds: Vec<Delivery<T>>) {
+        self.slots[w]
+            .c
+            .released
+            .fetch_add(ds.len() as u64, Ordering::Relaxed);
+        drop(ds);
+    }
+
+    /// The loop of a worker running a one-message handler.
+    pub(crate) fn run_single<H, E>(&self, w: usize, handler: &H)
+    where
+        H: Fn(&Message<T>) -> Result<(), E>,
+        E: Display,
+    {
+        let _exit = Exit(self);
+        let mut rng = XorShift::seeded(w as u64);
+        // The end of the last handler call doubles as "now" for the next receive's deadline
+        // (saving a clock read per message); a stale one only makes that receive time out early.
+        let mut last: Option<Instant> = None;
+        while !self.stopped() {
+            let Some(permits) = self.take_permits(1) else {
+                break;
+            };
+            let deadline = last.take().unwrap_or_else(Instant::now) + POLL;
+            let d = match self.queue.receive_deadline(deadline) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.give_permits(permits);
+                    match e {
+                        RecvTimeoutError::Timeout => continue,
+                        RecvTimeoutError::Closed => break,
+                    }
+                }
+            };
+            if !self.track(w, std::slice::from_ref(&d)) {
+                self.give_back(w, vec![d]);
+                self.give_permits(permits);
+                break;
+            }
+            let start = Instant::now();
+            let result = catch_unwind(AssertUnwindSafe(|| handler(d.message())));
+            last = Some(self.add_time(w, start));
+            self.untrack(w);
+            let outcome = match result {
+                Ok(Ok(())) => Outcome::Ok,
+                Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                Err(p) => Outcome::Panicked(panic_message(&*p)),
+            };
+            self.settle(w, d, outcome, &mut rng);
+            self.give_permits(permits);
+        }
+    }
+
+    /// The loop of a worker running a batch handler.
+    pub(crate) fn run_batch<H, E>(&self, w: usize, max: usize, handler: &H)
+    where
+        H: Fn(&[&Message<T>]) -> Vec<Result<(), E>>,
+        E: Display,
+    {
+        let _exit = Exit(self);
+        let mut rng = XorShift::seeded(w as u64);
+        let max = max.max(1);
+        while !self.stopped() {
+            let Some(permits) = self.take_permits(max) else {
+                break;
+            };
+            let want = if self.permits.is_some() { permits } else { max };
+            let ds = match self.queue.receive_many(want, POLL) {
+                Ok(ds) if ds.is_empty() => {
+                    self.give_permits(permits);
+                    continue;
+                }
+                Ok(ds) => ds,
+                Err(_) => {
+                    self.give_permits(permits);
+                    break;
+                }
+            };
+            if !self.track(w, &ds) {
+                self.give_back(w, ds);
+                self.give_permits(permits);
+                break;
+            }
+            let start = Instant::now();
+            let result = {
+                let msgs: Vec<&Message<T>> = ds.iter().map(|d| d.message()).collect();
+                catch_unwind(AssertUnwindSafe(|| handler(&msgs)))
+            };
+            let _ = self.add_time(w, start);
+            self.untrack(w);
+            let mut outcomes: Vec<Outcome> = match result {
+                Ok(results) => results
+                    .into_iter()
+                    .take(ds.len())
+                    .map(|r| match r {
+                        Ok(()) => Outcome::Ok,
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    })
+                    .collect(),
+                Err(p) => {
+                    let msg = panic_message(&*p);
+                    ds.iter().map(|_| Outcome::Panicked(msg.clone())).collect()
+                }
+            };
+            while outcomes.len() < ds.len() {
+                outcomes.push(Outcome::Failed(
+                    "the batch handler returned no outcome for this message".into(),
+                ));
+            }
+            let mut oks = Vec::new();
+            for (d, o) in ds.into_iter().zip(outcomes) {
+                match o {
+                    Outcome::Ok => oks.push(d),
+                    o => self.settle(w, d, o, &mut rng),
+                }
+            }
+            if !oks.is_empty() {
+                let n = oks.len() as u64;
+                let lost = self.queue.ack_many(oks).len() as u64;
+                let c = &self.slots[w].c;
+                c.processed.fetch_add(n - lost, Ordering::Relaxed);
+                c.lease_lost.fetch_add(lost, Ordering::Relaxed);
+            }
+            self.give_permits(permits);
+        }
+    }
+
+    /// Adds the time since `start` to worker `w`'s handler time; returns now.
+    fn add_time(&self, w: usize, start: Instant) -> Instant {
+        let end = Instant::now();
+        let ns = u64::try_from((end - start).as_nanos()).unwrap_or(u64::MAX);
+        self.slots[w]
+            .c
+            .handler_nanos
+            .fetch_add(ns, Ordering::Relaxed);
+        end
+    }
+
+    /// The verdict: ack on success; on failure, retry after the policy's delay, or dead-letter
+    /// with the failure as the reason when this was the message's last attempt.
+    fn settle(&self, w: usize, d: Delivery<T>, outcome: Outcome, rng: &mut XorShift) {
+        let c = &self.slots[w].c;
+        let (reason, panicked) = match outcome {
+            Outcome::Ok => {
+                let counter = match d.ack() {
+                    Ok(()) => &c.processed,
+                    Err(_) => &c.lease_lost,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Outcome::Failed(r) => (r, false),
+            Outcome::Panicked(r) => (r, true),
+        };
+        c.failed.fetch_add(1, Ordering::Relaxed);
+        if panicked {
+            c.panicked.fetch_add(1, Ordering::Relaxed);
+        }
+        let attempt = d.attempt();
+        let counter = if self.max_attempts.is_some_and(|m| attempt >= m) {
+            match d.reject(reason) {
+                Ok(()) => &c.dead_lettered,
+                Err(_) => &c.lease_lost,
+            }
+        } else {
+            let delay = self.settings.retry.delay_with(attempt, rng);
+            match d.nack_after(delay) {
+                Ok(()) => &c.retried,
+                Err(_) => &c.lease_lost,
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // ----- introspection ----------------------------------------------------------------------
+
+    pub(crate) fn stats(&self) -> ConsumerStats {
+        let mut s = ConsumerStats {
+            heartbeats: self.heartbeats.load(Ordering::Relaxed),
+            workers: self.ctl.lock().alive,
+            ..ConsumerStats::default()
+        };
+        let mut nanos = 0u64;
+        for slot in &self.slots {
+            let c = &slot.c;
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            s.processed += get(&c.processed);
+            s.failed += get(&c.failed);
+            s.retried += get(&c.retried);
+            s.panicked += get(&c.panicked);
+            s.dead_lettered += get(&c.dead_lettered);
+            s.lease_lost += get(&c.lease_lost);
+            s.released += get(&c.released);
+            nanos = nanos.saturating_add(get(&c.handler_nanos));
+            s.in_flight += slot.held.lock().leases.len();
+        }
+        s.handler_time = Duration::from_nanos(nanos);
+        s
+    }
+}

@@ -1,0 +1,805 @@
+//! Worker pools: outcomes, retries on the queue's clock, panics, heartbeat, shutdown, batches,
+//! flow control, and a stress test that counts every message's final state.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, Once};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use switchboard::{
+    Consumer, ConsumerHandle, ConsumerStats, ManualClock, Queue, RetryPolicy, ShutdownReport,
+};
+
+/// Every bounded wait in these tests: long enough never to fire on a healthy run, short enough
+/// that a broken one fails instead of hanging.
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Panics raised on purpose carry this marker; the hook stays quiet for them only.
+const DELIBERATE: &str = "deliberate panic";
+
+fn quiet_deliberate_panics() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let p = info.payload();
+            let msg = p
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("");
+            if !msg.contains(DELIBERATE) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Waits (yielding, bounded by `LIMIT`) until `cond` holds; fails the test otherwise.
+#[track_caller]
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < LIMIT, "timed out waiting until {what}");
+        thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// A gate handlers block on until the test opens it.
+#[derive(Clone, Default)]
+struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    fn wait(&self) {
+        let (open, cv) = &*self.0;
+        let mut open = open.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+    }
+
+    fn open(&self) {
+        let (open, cv) = &*self.0;
+        *open.lock().unwrap() = true;
+        cv.notify_all();
+    }
+}
+
+/// Joins a pool on another thread, failing the test if that takes longer than `LIMIT`.
+fn join_bounded<T: Send + Sync + 'static>(pool: ConsumerHandle<T>) -> ConsumerStats {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(pool.join());
+    });
+    rx.recv_timeout(LIMIT)
+        .expect("the pool did not finish in time")
+}
+
+#[test]
+fn smoke() {
+    let queue = Queue::unbounded();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let pool = {
+        let seen = Arc::clone(&seen);
+        queue.consume(2, move |m| {
+            seen.lock().unwrap().push(*m.payload());
+            Ok::<(), String>(())
+        })
+    };
+    assert_eq!(pool.workers(), 2);
+    queue.send_batch(0..100).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!((stats.processed, stats.failed, stats.retried), (100, 0, 0));
+    assert_eq!(
+        (stats.in_flight, stats.workers, stats.lease_lost),
+        (0, 0, 0)
+    );
+    let q = queue.stats();
+    assert_eq!(
+        (q.acked, q.in_flight, q.visible, q.redelivered),
+        (100, 0, 0, 0)
+    );
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..100).collect::<Vec<_>>());
+}
+
+/// Runs a handler that always fails under `policy` on a manual clock and returns the clock times
+/// of its attempts, checking that no attempt comes before its delay has passed.
+fn attempt_times(policy: RetryPolicy, max_attempts: u32) -> (Vec<Instant>, Queue<&'static str>) {
+    let clock = ManualClock::new();
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder()
+        .clock(clock.clone())
+        .dead_letter(&dlq, max_attempts)
+        .build();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let pool = {
+        let clock = clock.clone();
+        Consumer::new(&queue)
+            .workers(2)
+            .retry(policy.clone())
+            .start(move |_m| {
+                tx.lock().unwrap().send(clock.now()).unwrap();
+                Err("boom")
+            })
+    };
+    queue.send("job").unwrap();
+    let mut times = vec![rx.recv_timeout(LIMIT).unwrap()];
+    for attempt in 1..max_attempts {
+        // The nack happened: the retry is scheduled from the time of this attempt.
+        wait_until("the failed attempt was nacked", || {
+            pool.stats().retried >= u64::from(attempt)
+        });
+        let delay = policy.delay(attempt);
+        if delay > Duration::ZERO {
+            clock.advance(delay - Duration::from_millis(1));
+            // Not yet: a redelivery now would also show in the exact times below.
+            assert!(rx.recv_timeout(Duration::from_millis(30)).is_err());
+            clock.advance(Duration::from_millis(1));
+        }
+        times.push(rx.recv_timeout(LIMIT).unwrap());
+    }
+    wait_until("the last attempt was dead-lettered", || {
+        pool.stats().dead_lettered == 1
+    });
+    let stats = pool.stats();
+    assert_eq!(stats.failed, u64::from(max_attempts));
+    assert_eq!(stats.retried, u64::from(max_attempts - 1));
+    assert!(pool.shutdown().is_clean());
+    (times, dlq)
+}
+
+#[test]
+fn retry_waits_the_schedules_delays_on_the_queue_clock() {
+    let s = Duration::from_secs;
+    let (times, dlq) = attempt_times(RetryPolicy::schedule([s(10), s(20)]), 4);
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [s(10), s(20), s(20)]);
+    let dead = dlq.try_recv().unwrap();
+    let info = dead.dead_letter().unwrap();
+    assert_eq!((info.reason(), info.attempts()), ("boom", 4));
+}
+
+#[test]
+fn retry_backs_off_exponentially_to_the_cap() {
+    let s = Duration::from_secs;
+    let (times, _dlq) = attempt_times(RetryPolicy::exponential(s(1), s(5)), 6);
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [s(1), s(2), s(4), s(5), s(5)]);
+}
+
+#[test]
+fn retry_fixed_and_immediate() {
+    let s = Duration::from_secs;
+    let (times, _dlq) = attempt_times(RetryPolicy::fixed(s(3)), 3);
+    assert_eq!(times[2] - times[0], s(6));
+    let (times, _dlq) = attempt_times(RetryPolicy::immediate(), 3);
+    assert_eq!(times[2], times[0]);
+}
+
+#[test]
+fn panics_are_isolated_and_dead_lettered_after_max_attempts() {
+    quiet_deliberate_panics();
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder().dead_letter(&dlq, 3).build();
+    let pool = Consumer::new(&queue)
+        .workers(2)
+        .retry(RetryPolicy::immediate())
+        .start(|m| {
+            if *m.payload() == 13 {
+                panic!("{DELIBERATE}: bad payload {}", m.payload());
+            }
+            Ok::<(), String>(())
+        });
+    queue.send_batch(0..50).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!(stats.processed, 49);
+    assert_eq!((stats.panicked, stats.failed, stats.retried), (3, 3, 2));
+    assert_eq!(stats.dead_lettered, 1);
+    assert_eq!(queue.stats().acked, 49);
+    let dead = dlq.try_recv().unwrap();
+    assert_eq!(*dead.payload(), 13);
+    let info = dead.dead_letter().unwrap();
+    assert_eq!(
+        info.reason(),
+        format!("panicked: {DELIBERATE}: bad payload 13")
+    );
+    assert_eq!(info.attempts(), 3);
+}
+
+#[test]
+fn errors_without_a_dead_letter_queue_are_discarded_and_counted() {
+    let queue = Queue::builder().max_attempts(2).build();
+    let pool = Consumer::new(&queue)
+        .retry(RetryPolicy::immediate())
+        .start(|_m| Err(std::io::Error::other("disk full")));
+    queue.send_batch(0..5).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!(
+        (stats.failed, stats.retried, stats.dead_lettered),
+        (10, 5, 5)
+    );
+    assert_eq!(queue.stats().discarded, 5);
+}
+
+/// A pool on a manual clock whose handler blocks until the gate opens.
+struct Slow {
+    clock: ManualClock,
+    queue: Queue<u32>,
+    pool: ConsumerHandle<u32>,
+    gate: Gate,
+}
+
+fn slow_handler(max_lease: Duration) -> Slow {
+    let clock = ManualClock::new();
+    let queue = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::from_secs(10))
+        .build();
+    let gate = Gate::default();
+    let started = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        Consumer::new(&queue)
+            .heartbeat(Duration::from_millis(2))
+            .max_lease(max_lease)
+            .start(move |_m| {
+                started.fetch_add(1, Ordering::SeqCst);
+                gate.wait();
+                Ok::<(), String>(())
+            })
+    };
+    queue.send(1).unwrap();
+    wait_until("the handler started", || {
+        started.load(Ordering::SeqCst) == 1
+    });
+    Slow {
+        clock,
+        queue,
+        pool,
+        gate,
+    }
+}
+
+#[test]
+fn heartbeat_keeps_a_slow_handlers_lease() {
+    let Slow {
+        clock,
+        queue,
+        pool,
+        gate,
+    } = slow_handler(Duration::from_secs(3600));
+    for beat in 1..=3 {
+        // 6 s on: 4 s of the 10 s lease left, under half: the heartbeat renews it.
+        clock.advance(Duration::from_secs(6));
+        wait_until("the heartbeat extended the lease", || {
+            pool.stats().heartbeats == beat
+        });
+    }
+    // 18 s after the receive, well past the first 10 s lease: still held.
+    assert!(queue.try_receive().is_err());
+    let q = queue.stats();
+    assert_eq!((q.lease_expired, q.in_flight), (0, 1));
+    assert_eq!(pool.stats().in_flight, 1);
+    gate.open();
+    wait_until("the message was acked", || pool.stats().processed == 1);
+    let q = queue.stats();
+    assert_eq!((q.acked, q.redelivered, q.lease_expired), (1, 0, 0));
+    assert!(pool.shutdown().is_clean());
+}
+
+#[test]
+fn max_lease_bounds_the_heartbeat() {
+    let Slow {
+        clock,
+        queue,
+        pool,
+        gate,
+    } = slow_handler(Duration::from_secs(15));
+    clock.advance(Duration::from_secs(6));
+    wait_until("the heartbeat extended the lease to the maximum", || {
+        pool.stats().heartbeats == 1
+    });
+    clock.advance(Duration::from_secs(10)); // 16 s: past the 15 s maximum lease
+    let again = queue
+        .try_receive()
+        .expect("the lease expired at the maximum");
+    assert_eq!(again.attempt(), 2);
+    again.ack().unwrap();
+    gate.open();
+    wait_until("the slow handler's verdict came", || {
+        pool.stats().lease_lost == 1
+    });
+    let stats = pool.stats();
+    assert_eq!((stats.processed, stats.heartbeats), (0, 1));
+    assert_eq!((queue.stats().acked, queue.stats().lease_expired), (1, 1));
+    assert!(pool.shutdown().is_clean());
+}
+
+#[test]
+fn without_heartbeat_a_slow_handler_loses_its_lease() {
+    let clock = ManualClock::new();
+    let queue = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::from_secs(10))
+        .build();
+    let gate = Gate::default();
+    let started = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        Consumer::new(&queue).without_heartbeat().start(move |_m| {
+            started.fetch_add(1, Ordering::SeqCst);
+            gate.wait();
+            Ok::<(), String>(())
+        })
+    };
+    queue.send(1).unwrap();
+    wait_until("the handler started", || {
+        started.load(Ordering::SeqCst) == 1
+    });
+    clock.advance(Duration::from_secs(11));
+    let again = queue.try_receive().expect("the lease expired");
+    again.ack().unwrap();
+    gate.open();
+    wait_until("the late verdict", || pool.stats().lease_lost == 1);
+    assert_eq!(pool.stats().heartbeats, 0);
+}
+
+#[test]
+fn shutdown_waits_for_running_handlers() {
+    let queue = Queue::unbounded();
+    let gate = Gate::default();
+    let started = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        queue.consume(1, move |_m| {
+            started.fetch_add(1, Ordering::SeqCst);
+            gate.wait();
+            Ok::<(), String>(())
+        })
+    };
+    queue.send(1).unwrap();
+    wait_until("the handler started", || {
+        started.load(Ordering::SeqCst) == 1
+    });
+    let report: ShutdownReport = thread::scope(|s| {
+        let h = s.spawn(|| pool.shutdown_timeout(LIMIT));
+        gate.open();
+        h.join().unwrap()
+    });
+    assert!(report.is_clean(), "{report:?}");
+    assert!(pool.is_finished());
+    assert_eq!(queue.stats().acked, 1);
+    assert_eq!(pool.join().processed, 1);
+}
+
+#[test]
+fn shutdown_with_in_flight_work_loses_nothing() {
+    const N: u32 = 200;
+    let queue = Queue::unbounded();
+    let gate = Gate::default();
+    let blocked = Arc::new(AtomicUsize::new(0));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let pool = {
+        let (gate, blocked, acked) = (gate.clone(), Arc::clone(&blocked), Arc::clone(&acked));
+        Consumer::new(&queue)
+            .workers(4)
+            .shutdown_timeout(Duration::from_millis(50))
+            .start(move |m| {
+                let p = *m.payload();
+                if p % 50 == 7 {
+                    // Four stragglers: every worker ends up stuck on one of them.
+                    blocked.fetch_add(1, Ordering::SeqCst);
+                    gate.wait();
+                } else {
+                    acked.lock().unwrap().push(p);
+                }
+                Ok::<(), String>(())
+            })
+    };
+    queue.send_batch(0..N).unwrap();
+    wait_until("every worker is stuck", || {
+        blocked.load(Ordering::SeqCst) == 4
+    });
+    let before = Instant::now();
+    let report = pool.shutdown();
+    assert!(before.elapsed() < LIMIT);
+    assert_eq!((report.still_running, report.released), (4, 4));
+    assert!(!report.is_clean());
+
+    // Every message is acked or back in the queue; none in flight.
+    let q = queue.stats();
+    assert_eq!(q.in_flight, 0);
+    let acked: HashSet<u32> = acked.lock().unwrap().iter().copied().collect();
+    assert_eq!(q.acked as usize, acked.len());
+    assert_eq!(q.visible + acked.len(), N as usize);
+    // Leased receives: a plain receive cannot take a given-back message by value while its
+    // straggler still holds it.
+    let held: Vec<_> = std::iter::from_fn(|| queue.try_receive().ok()).collect();
+    let waiting: Vec<u32> = held.iter().map(|d| *d.payload()).collect();
+    drop(held); // back to the queue
+    assert_eq!(acked.len() + waiting.len(), N as usize);
+    let all: HashSet<u32> = acked
+        .union(&waiting.iter().copied().collect())
+        .copied()
+        .collect();
+    assert_eq!(all, (0..N).collect());
+    for p in [7, 57, 107, 157] {
+        assert!(waiting.contains(&p), "{p} was given back");
+    }
+
+    // The stragglers finish: their acks change nothing.
+    gate.open();
+    let stats = join_bounded(pool);
+    assert_eq!((stats.lease_lost, stats.released), (4, 4));
+    assert_eq!(stats.processed as usize, acked.len());
+    assert_eq!(queue.stats().acked as usize, acked.len());
+}
+
+/// Sends `()` when dropped: shows that a pool let go of its handler.
+struct DropProbe(Mutex<mpsc::Sender<()>>);
+
+impl Drop for DropProbe {
+    fn drop(&mut self) {
+        let _ = self.0.lock().unwrap().send(());
+    }
+}
+
+#[test]
+fn drop_of_the_handle_finishes_running_work_in_the_background() {
+    let queue = Queue::unbounded();
+    let gate = Gate::default();
+    let started = Arc::new(AtomicUsize::new(0));
+    let (probe_tx, probe_rx) = mpsc::channel();
+    let pool = {
+        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        let probe = DropProbe(Mutex::new(probe_tx));
+        queue.consume(1, move |_m| {
+            let _ = &probe;
+            started.fetch_add(1, Ordering::SeqCst);
+            gate.wait();
+            Ok::<(), String>(())
+        })
+    };
+    queue.send_batch(0..10).unwrap();
+    wait_until("the handler started", || {
+        started.load(Ordering::SeqCst) == 1
+    });
+    drop(pool); // returns at once, the handler still blocked
+    assert!(probe_rx.try_recv().is_err());
+    gate.open();
+    probe_rx
+        .recv_timeout(LIMIT)
+        .expect("the workers ended and let go of the handler");
+    let q = queue.stats();
+    assert_eq!((q.acked, q.in_flight, q.visible), (1, 0, 9));
+    assert_eq!(started.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn drop_of_the_handle_releases_stuck_messages_at_the_deadline() {
+    let queue = Queue::unbounded();
+    let gate = Gate::default();
+    let started = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        Consumer::new(&queue)
+            .workers(2)
+            .shutdown_timeout(Duration::from_millis(20))
+            .start(move |_m| {
+                started.fetch_add(1, Ordering::SeqCst);
+                gate.wait();
+                Ok::<(), String>(())
+            })
+    };
+    queue.send_batch(0..10).unwrap();
+    wait_until("both handlers started", || {
+        started.load(Ordering::SeqCst) == 2
+    });
+    drop(pool);
+    wait_until("the stuck messages are back", || {
+        let q = queue.stats();
+        q.in_flight == 0 && q.visible == 10
+    });
+    assert_eq!(queue.stats().abandoned, 2);
+    gate.open();
+}
+
+#[test]
+fn batch_handler_with_mixed_outcomes() {
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder().dead_letter(&dlq, 2).build();
+    queue.send_batch(0..30u32).unwrap();
+    queue.close();
+    let attempts: Arc<Vec<AtomicU32>> = Arc::new((0..30).map(|_| AtomicU32::new(0)).collect());
+    let largest = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (attempts, largest) = (Arc::clone(&attempts), Arc::clone(&largest));
+        Consumer::new(&queue)
+            .retry(RetryPolicy::immediate())
+            .start_batch(10, move |batch| {
+                largest.fetch_max(batch.len(), Ordering::SeqCst);
+                batch
+                    .iter()
+                    .map(|m| {
+                        let p = *m.payload();
+                        let n = attempts[p as usize].fetch_add(1, Ordering::SeqCst) + 1;
+                        match p % 3 {
+                            0 => Ok(()),
+                            1 => Err(format!("cannot process {p}")),
+                            _ if n == 1 => Err("flaky".to_string()),
+                            _ => Ok(()),
+                        }
+                    })
+                    .collect()
+            })
+    };
+    let stats = join_bounded(pool);
+    assert_eq!(largest.load(Ordering::SeqCst), 10);
+    assert_eq!(stats.processed, 20); // 10 at once, 10 on their second attempt
+    assert_eq!(
+        (stats.failed, stats.retried, stats.dead_lettered),
+        (30, 20, 10)
+    );
+    assert_eq!(queue.stats().acked, 20);
+    let mut dead: Vec<(u32, String)> = dlq
+        .try_iter()
+        .map(|m| {
+            let reason = m.dead_letter().unwrap().reason().to_string();
+            (m.into_payload(), reason)
+        })
+        .collect();
+    dead.sort();
+    let expected: Vec<(u32, String)> = (0..30)
+        .filter(|p| p % 3 == 1)
+        .map(|p| (p, format!("cannot process {p}")))
+        .collect();
+    assert_eq!(dead, expected);
+}
+
+#[test]
+fn batch_handler_without_outcomes_or_panicking_fails_its_messages() {
+    quiet_deliberate_panics();
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder().dead_letter(&dlq, 1).build();
+    queue.send_batch(0..6u32).unwrap();
+    queue.close();
+    let pool = queue.consume_batch(1, 3, |batch| {
+        if *batch[0].payload() == 0 {
+            Vec::<Result<(), String>>::new() // no outcome for anyone
+        } else {
+            panic!("{DELIBERATE} in a batch");
+        }
+    });
+    let stats = join_bounded(pool);
+    assert_eq!((stats.failed, stats.dead_lettered), (6, 6));
+    assert_eq!(stats.panicked, 3);
+    let reasons: HashSet<String> = dlq
+        .try_iter()
+        .map(|m| m.dead_letter().unwrap().reason().to_string())
+        .collect();
+    assert_eq!(
+        reasons,
+        HashSet::from([
+            "the batch handler returned no outcome for this message".to_string(),
+            format!("panicked: {DELIBERATE} in a batch"),
+        ])
+    );
+}
+
+#[test]
+fn max_in_flight_caps_the_pool() {
+    let queue = Queue::unbounded();
+    let now = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (now, most) = (Arc::clone(&now), Arc::clone(&most));
+        Consumer::new(&queue)
+            .workers(4)
+            .max_in_flight(2)
+            .start(move |_m| {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                for _ in 0..50 {
+                    thread::yield_now();
+                }
+                now.fetch_sub(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            })
+    };
+    queue.send_batch(0..300).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!(stats.processed, 300);
+    assert!(most.load(Ordering::SeqCst) <= 2);
+}
+
+#[test]
+fn stats_count_handler_time() {
+    let queue = Queue::unbounded();
+    let pool = queue.consume(1, |_m| {
+        thread::sleep(Duration::from_millis(2)); // the work whose time is measured
+        Ok::<(), String>(())
+    });
+    queue.send_batch(0..5).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert!(stats.handler_time >= Duration::from_millis(10));
+}
+
+#[test]
+fn stress_every_message_acked_once_or_dead_lettered() {
+    quiet_deliberate_panics();
+    const N: usize = 20_000;
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder().dead_letter(&dlq, 3).build();
+    let attempts: Arc<Vec<AtomicU32>> = Arc::new((0..N).map(|_| AtomicU32::new(0)).collect());
+    let oks: Arc<Vec<AtomicU32>> = Arc::new((0..N).map(|_| AtomicU32::new(0)).collect());
+    let pool = {
+        let (attempts, oks) = (Arc::clone(&attempts), Arc::clone(&oks));
+        Consumer::new(&queue)
+            .workers(4)
+            .retry(
+                RetryPolicy::exponential(Duration::from_micros(100), Duration::from_millis(1))
+                    .jitter(switchboard::Jitter::Full),
+            )
+            .start(move |m| {
+                let p: usize = *m.payload();
+                let n = attempts[p].fetch_add(1, Ordering::SeqCst);
+                // A fixed pseudo-random draw per (message, attempt): 1% panics, 10% errors.
+                let roll =
+                    (p as u64 * 31 + u64::from(n) * 7919).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+                match roll % 100 {
+                    0 => panic!("{DELIBERATE} on {p}"),
+                    1..=10 => Err(format!("error on {p}")),
+                    _ => {
+                        oks[p].fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    }
+                }
+            })
+    };
+    queue.send_batch(0..N).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+
+    let dead: Vec<usize> = dlq.try_iter().map(|m| m.into_payload()).collect();
+    let dead_set: HashSet<usize> = dead.iter().copied().collect();
+    assert_eq!(dead.len(), dead_set.len(), "a message dead-lettered twice");
+    for p in 0..N {
+        let ok = oks[p].load(Ordering::SeqCst);
+        if dead_set.contains(&p) {
+            assert_eq!(ok, 0, "message {p} both acked and dead-lettered");
+            assert_eq!(attempts[p].load(Ordering::SeqCst), 3);
+        } else {
+            assert_eq!(ok, 1, "message {p} acked {ok} times");
+        }
+    }
+    let q = queue.stats();
+    assert_eq!(q.acked as usize + dead.len(), N);
+    assert_eq!((q.in_flight, q.visible, q.delayed), (0, 0, 0));
+    assert_eq!(stats.processed, q.acked);
+    assert_eq!(stats.dead_lettered as usize, dead.len());
+    assert_eq!(stats.failed, stats.retried + stats.dead_lettered);
+    assert_eq!(stats.lease_lost, 0);
+    assert!(stats.panicked > 0 && stats.failed > 1000, "{stats:?}");
+}
+
+/// A payload that counts its drops.
+struct Counted(u32, Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.1.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn drops() {
+    quiet_deliberate_panics();
+    const N: u32 = 500;
+    let dropped = Arc::new(AtomicUsize::new(0));
+    {
+        let dlq = Queue::unbounded();
+        let queue = Queue::builder().dead_letter(&dlq, 2).build();
+        let pool = Consumer::new(&queue)
+            .workers(4)
+            .retry(RetryPolicy::immediate())
+            .start(
+                |m: &switchboard::Message<Counted>| match m.payload().0 % 10 {
+                    0 => Err("error"),
+                    1 => panic!("{DELIBERATE}"),
+                    _ => Ok(()),
+                },
+            );
+        queue
+            .send_batch((0..N).map(|i| Counted(i, Arc::clone(&dropped))))
+            .unwrap();
+        wait_until("some work done", || pool.stats().processed > 50);
+        pool.shutdown_timeout(LIMIT); // part-way: the rest stays queued
+        let stats = join_bounded(pool);
+        let q = queue.stats();
+        assert_eq!(q.in_flight, 0);
+        assert_eq!(
+            q.acked as usize + queue.len() + dlq.len(),
+            N as usize,
+            "{stats:?}"
+        );
+        // Acked and discarded messages are dropped already; queued and dead letters are not.
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            q.acked as usize,
+            "acked messages are dropped exactly once"
+        );
+    }
+    assert_eq!(dropped.load(Ordering::SeqCst), N as usize);
+}
+
+#[test]
+fn shutdown_of_an_idle_pool_is_prompt() {
+    let queue: Queue<u32> = Queue::unbounded();
+    let pool = queue.consume(4, |_m| Ok::<(), String>(()));
+    wait_until("the workers wait", || pool.stats().workers == 4);
+    let start = Instant::now();
+    assert!(pool.shutdown().is_clean());
+    // Idle workers notice within one receive slice (20 ms); the bound leaves room for a
+    // loaded machine.
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(pool.is_finished());
+    assert_eq!(pool.join().workers, 0);
+}
+
+#[test]
+fn handles_and_reports_are_send_and_sync() {
+    fn check<X: Send + Sync>() {}
+    check::<ConsumerHandle<String>>();
+    check::<Consumer<String>>();
+    check::<ConsumerStats>();
+    check::<ShutdownReport>();
+    check::<RetryPolicy>();
+}
+
+/// A queue fix this branch carries (src/queue/core.rs, `try_take`): a receiver that returned
+/// `Closed` could have swallowed the wake tokens `close` sent to the others, leaving them blocked
+/// forever in a receive without a deadline. A pool's workers poll, so they never hung; plain
+/// leased receive loops did (about one round in two before the fix).
+#[test]
+fn close_wakes_every_blocked_leased_receiver() {
+    for round in 0..50 {
+        let q: Queue<u64> = Queue::unbounded();
+        let receivers: Vec<_> = (0..4)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || {
+                    while let Ok(d) = q.receive() {
+                        d.ack().unwrap();
+                    }
+                })
+            })
+            .collect();
+        q.send_batch(0..1000).unwrap();
+        wait_until("all acked", || q.stats().acked == 1000);
+        thread::sleep(Duration::from_millis(1)); // let them all block again
+        q.close();
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            for r in receivers {
+                r.join().unwrap();
+            }
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(LIMIT)
+            .unwrap_or_else(|_| panic!("round {round}: receivers still blocked after close"));
+    }
+}
