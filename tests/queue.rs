@@ -397,15 +397,23 @@ fn mpmc() {
             let seen = &seen;
             s.spawn(move || {
                 // Half the receivers plain, half leased.
-                if r % 2 == 0 {
-                    for m in q.iter() {
-                        seen[m.into_payload() as usize].fetch_add(1, Ordering::Relaxed);
-                    }
-                } else {
-                    while let Ok(d) = q.receive() {
-                        seen[*d.payload() as usize].fetch_add(1, Ordering::Relaxed);
-                        d.ack().unwrap();
-                    }
+                // A deadline fails the test instead of hanging it.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let id = if r % 2 == 0 {
+                        q.recv_deadline(deadline).map(Message::into_payload)
+                    } else {
+                        q.receive_deadline(deadline).map(|d| {
+                            let id = *d.payload();
+                            d.ack().unwrap();
+                            id
+                        })
+                    };
+                    match id {
+                        Ok(id) => seen[id as usize].fetch_add(1, Ordering::Relaxed),
+                        Err(RecvTimeoutError::Closed) => break,
+                        Err(RecvTimeoutError::Timeout) => panic!("receiver {r} hung"),
+                    };
                 }
             });
         }
@@ -1347,4 +1355,201 @@ fn stats() {
     let ds = dlq.stats();
     assert_eq!((ds.sent, ds.visible, ds.received), (2, 2, 0));
     assert_eq!(ds.oldest_age, Some(secs(10)));
+}
+
+// ----- close, waking, rendezvous ---------------------------------------------------------------
+
+#[test]
+fn close_drains_and_waits_for_in_flight() {
+    let (clock, q) = manual();
+    q.send_batch([1, 2, 3]).unwrap();
+    q.send_after(4, secs(5)).unwrap();
+    let d1 = q.receive().unwrap();
+    let d2 = q.receive().unwrap();
+    assert!(q.close());
+    // Receivers drain what is visible.
+    assert_eq!(q.recv().unwrap().into_payload(), 3);
+    // Two in flight and one delayed: not closed yet, only empty.
+    assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Empty);
+    // In-flight deliveries can be acked after close.
+    d1.ack().unwrap();
+    assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
+    // A blocked receiver waits for the in-flight lease and gets the message when it is nacked.
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("cl-wait".into())
+            .spawn_scoped(s, || q.receive_timeout(LONG))
+            .unwrap();
+        wait_blocked("cl-wait");
+        d2.nack().unwrap();
+        let d = h.join().unwrap().unwrap();
+        assert_eq!((*d.payload(), d.attempt()), (2, 2));
+        d.ack().unwrap();
+    });
+    // The delayed message still comes when due, even after close.
+    assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Empty);
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("cl-delay".into())
+            .spawn_scoped(s, || q.recv_timeout(LONG))
+            .unwrap();
+        wait_blocked("cl-delay");
+        clock.advance(secs(5));
+        assert_eq!(h.join().unwrap().unwrap().into_payload(), 4);
+    });
+    // Nothing left: Closed.
+    assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Closed);
+    assert_eq!(q.recv_timeout(LONG).unwrap_err(), RecvTimeoutError::Closed);
+
+    // A receiver blocked on a closed queue with a lease in flight gets Closed when it is acked,
+    // and a lease that expires after close comes back to a receiver.
+    let (clock, q) = manual();
+    q.send(1).unwrap();
+    q.send(2).unwrap();
+    let a = q.receive().unwrap();
+    let b = q.receive().unwrap();
+    q.close();
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("cl-expire".into())
+            .spawn_scoped(s, || q.receive_timeout(LONG))
+            .unwrap();
+        wait_blocked("cl-expire");
+        clock.advance(secs(10)); // both leases expire
+        let d = h.join().unwrap().unwrap();
+        assert_eq!(d.attempt(), 2);
+        d.ack().unwrap();
+    });
+    assert!(a.ack().is_err() && b.ack().is_err());
+    let last = q.try_receive().unwrap();
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("cl-last".into())
+            .spawn_scoped(s, || q.receive_timeout(LONG).map(|_| ()))
+            .unwrap();
+        wait_blocked("cl-last");
+        last.ack().unwrap();
+        assert_eq!(h.join().unwrap().unwrap_err(), RecvTimeoutError::Closed);
+    });
+    // Rejected after close: to the dead-letter side (here: discarded), and the queue is done.
+    let q: Queue<u32> = Queue::unbounded();
+    q.send(1).unwrap();
+    let d = q.receive().unwrap();
+    q.close();
+    d.reject("late").unwrap();
+    assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Closed);
+    assert_eq!(q.stats().discarded, 1);
+}
+
+#[test]
+fn blocked_receiver_wakes_on_lease_expiry() {
+    let (clock, q) = manual();
+    q.send(1).unwrap();
+    let first = q.receive().unwrap();
+    thread::scope(|s| {
+        let leased = thread::Builder::new()
+            .name("wl-lease".into())
+            .spawn_scoped(s, || q.receive_timeout(LONG))
+            .unwrap();
+        wait_blocked("wl-lease");
+        clock.advance(secs(9));
+        assert_eq!(q.stats().lease_expired, 0); // not yet
+        clock.advance(secs(1));
+        let d = leased.join().unwrap().expect("woken by the lease expiry");
+        assert_eq!((d.id(), d.attempt()), (first.id(), 2));
+        d.ack().unwrap();
+    });
+    assert!(first.ack().is_err());
+
+    // A plain receiver too, and with the real clock (a short lease), without any advance.
+    let q: Queue<u32> = Queue::unbounded();
+    q.send(2).unwrap();
+    let held = q.with_visibility(ms(50)).receive().unwrap();
+    thread::scope(|s| {
+        let h = s.spawn(|| q.recv_timeout(LONG));
+        let t0 = Instant::now();
+        // The stale holder lets go after the lease ran out, so the plain receiver can own it.
+        let until = held.lease_deadline() + ms(10);
+        while Instant::now() < until {
+            thread::yield_now();
+        }
+        drop(held);
+        assert_eq!(h.join().unwrap().unwrap().into_payload(), 2);
+        assert!(t0.elapsed() < LONG);
+    });
+}
+
+#[test]
+fn blocked_receiver_wakes_when_a_delay_is_due() {
+    let (clock, q) = manual();
+    thread::scope(|s| {
+        // The receiver blocks on an empty queue: the delayed message appears after it began
+        // to wait, so only a wake-up can tell it about the new deadline.
+        let h = thread::Builder::new()
+            .name("wd-recv".into())
+            .spawn_scoped(s, || q.recv_timeout(LONG))
+            .unwrap();
+        wait_blocked("wd-recv");
+        q.send_after(7, secs(30)).unwrap();
+        q.send_after(8, secs(5)).unwrap(); // an earlier deadline, later
+        clock.advance(secs(5));
+        assert_eq!(h.join().unwrap().unwrap().into_payload(), 8);
+    });
+
+    // Real clock: a receiver waiting until a far deadline learns about a nack_after that makes
+    // a message due sooner.
+    let q: Queue<u32> = Queue::unbounded();
+    q.send(1).unwrap();
+    let d = q.with_visibility(secs(60)).receive().unwrap();
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("wd-real".into())
+            .spawn_scoped(s, || q.receive_timeout(LONG))
+            .unwrap();
+        wait_blocked("wd-real");
+        let t0 = Instant::now();
+        d.nack_after(ms(50)).unwrap();
+        let again = h.join().unwrap().expect("woken when the backoff ended");
+        assert!(t0.elapsed() >= ms(40), "delivered before the backoff ended");
+        assert!(t0.elapsed() < secs(5), "woken late: {:?}", t0.elapsed());
+        assert_eq!(again.attempt(), 2);
+        again.ack().unwrap();
+    });
+}
+
+#[test]
+fn rendezvous() {
+    let q: Queue<u32> = Queue::bounded(0);
+    assert_eq!(q.capacity(), Some(0));
+    assert!(q.is_full());
+    assert!(q.try_send(1).unwrap_err().is_full());
+    let e = q.send_timeout(2, ms(20)).unwrap_err();
+    assert!(e.is_timeout());
+    assert_eq!(e.into_inner().into_payload(), 2);
+    assert_eq!(q.len(), 0);
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("rv-recv".into())
+            .spawn_scoped(s, || q.recv_timeout(LONG))
+            .unwrap();
+        // The send completes only when the receiver takes the message.
+        q.send_timeout(3, LONG).unwrap();
+        assert_eq!(h.join().unwrap().unwrap().into_payload(), 3);
+        let h = thread::Builder::new()
+            .name("rv-send".into())
+            .spawn_scoped(s, || q.send_timeout(4, LONG))
+            .unwrap();
+        wait_blocked("rv-send");
+        let d = q.receive_timeout(LONG).unwrap();
+        assert!(h.join().unwrap().is_ok());
+        // A returned lease does not need a rendezvous: it waits in the queue.
+        drop(d);
+        assert_eq!(q.len(), 1);
+        let d = q.try_receive().unwrap();
+        assert_eq!((*d.payload(), d.attempt()), (4, 2));
+        d.ack().unwrap();
+    });
+    q.close();
+    assert!(q.try_send(5).unwrap_err().is_closed());
+    assert!(q.recv().is_err());
 }
