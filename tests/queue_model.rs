@@ -597,3 +597,114 @@ proptest! {
         check_leases(false, None, &ops)?;
     }
 }
+
+// ----- (c) time-to-live and retention on the plain path -----------------------------------------
+
+#[derive(Clone, Debug)]
+enum TtlOp {
+    /// Send with this time-to-live in seconds (none if `None`).
+    Send(Option<u8>),
+    TryRecv,
+    Advance(u8),
+}
+
+fn ttl_op() -> impl Strategy<Value = TtlOp> {
+    prop_oneof![
+        4 => prop::option::of(0u8..10).prop_map(TtlOp::Send),
+        3 => Just(TtlOp::TryRecv),
+        2 => (0u8..6).prop_map(TtlOp::Advance),
+    ]
+}
+
+/// Fresh messages in order, each with the time it expires (TTL from the send, or retention
+/// from entering the queue, whichever comes first). A receive drops the expired ones at the head,
+/// counting them, and returns the first live one.
+fn check_ttl(retention: Option<u64>, ops: &[TtlOp]) -> Result<(), TestCaseError> {
+    let clock = ManualClock::new();
+    let mut b = Queue::builder().clock(clock.clone());
+    if let Some(r) = retention {
+        b = b.retention(Duration::from_secs(r));
+    }
+    let q: Queue<u32> = b.build();
+    let mut model: VecDeque<(u32, Option<u64>)> = VecDeque::new();
+    let (mut now, mut next, mut expired, mut received) = (0u64, 0u32, 0u64, 0u64);
+    for op in ops {
+        match *op {
+            TtlOp::Send(ttl) => {
+                let mut msg = switchboard::Message::new(next);
+                if let Some(t) = ttl {
+                    msg = msg.with_ttl(Duration::from_secs(u64::from(t)));
+                }
+                q.send(msg).unwrap();
+                let by_ttl = ttl.map(|t| now + u64::from(t));
+                let by_retention = retention.map(|r| now + r);
+                let at = match (by_ttl, by_retention) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                model.push_back((next, at));
+                next += 1;
+            }
+            TtlOp::TryRecv => {
+                let want = loop {
+                    match model.pop_front() {
+                        Some((_, Some(at))) if at <= now => expired += 1,
+                        Some((v, _)) => break Some(v),
+                        None => break None,
+                    }
+                };
+                match q.try_recv() {
+                    Ok(m) => {
+                        received += 1;
+                        prop_assert_eq!(Some(*m.payload()), want);
+                    }
+                    Err(e) => {
+                        prop_assert!(e.is_empty());
+                        prop_assert_eq!(None, want);
+                    }
+                }
+            }
+            TtlOp::Advance(s) => {
+                clock.advance(Duration::from_secs(u64::from(s)));
+                now += u64::from(s);
+            }
+        }
+        let s = q.stats();
+        prop_assert_eq!((s.expired, s.received), (expired, received));
+        prop_assert_eq!((s.sent, s.visible), (u64::from(next), model.len()));
+        prop_assert_eq!(q.len(), model.len());
+    }
+    // Every message was received or expired, exactly once.
+    while let Some((_, at)) = model.pop_front() {
+        if at.is_some_and(|at| at <= now) {
+            expired += 1;
+        } else {
+            received += 1;
+            prop_assert!(q.try_recv().is_ok());
+        }
+    }
+    prop_assert!(q.try_recv().is_err());
+    let s = q.stats();
+    prop_assert_eq!((s.expired, s.received), (expired, received));
+    prop_assert_eq!(expired + received, u64::from(next));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn ttl_expires_exactly_the_messages_past_their_time(
+        ops in prop::collection::vec(ttl_op(), 0..60),
+    ) {
+        check_ttl(None, &ops)?;
+    }
+
+    #[test]
+    fn retention_and_ttl_together(
+        retention in 1u64..8,
+        ops in prop::collection::vec(ttl_op(), 0..60),
+    ) {
+        check_ttl(Some(retention), &ops)?;
+    }
+}
