@@ -251,6 +251,17 @@ impl<T> Slow<T> {
         }
     }
 
+    /// Drops timer entries of settled leases from the front of the in-order queue: with acks in
+    /// delivery order (the common case) this keeps it as short as the leases outstanding.
+    fn trim_stale_timers(&mut self) {
+        while let Some(&t) = self.fifo.front() {
+            if self.timer_valid(t) {
+                break;
+            }
+            self.fifo.pop_front();
+        }
+    }
+
     fn take_lease(&mut self, slot: u32, gen: u32) -> Option<Lease<T>> {
         let s = self.slots.get_mut(slot as usize)?;
         if s.gen != gen {
@@ -423,6 +434,15 @@ impl<T> Shared<T> {
 
     fn wake_all_waiters(&self) {
         self.wake(usize::MAX);
+    }
+
+    /// A new deadline (a lease): lower `next_event` to it if earlier, and wake a receiver to
+    /// recompute its wait. `next_event` may run early (a settled lease's stale timer), never late.
+    fn note_deadline(&self, at: Nanos) {
+        let before = self.signals.0.next_event.fetch_min(at, Ordering::SeqCst);
+        if at < before {
+            self.wake(1);
+        }
     }
 
     /// Publishes the slow state's next event; wakes a receiver when it moved earlier.
@@ -1119,7 +1139,8 @@ impl<T> Shared<T> {
                 let mut slow = self.slow.lock();
                 let now = now.unwrap_or_else(|| self.now());
                 let d = self.lease(&mut slow, Entry::fresh(f), vis, now);
-                self.publish_next(&mut slow);
+                drop(slow);
+                self.note_deadline(d.deadline_nanos());
                 Out::Lease(d)
             }
         };
@@ -1225,25 +1246,39 @@ impl<T> Shared<T> {
         self: &Arc<Self>,
         slot: u32,
         gen: u32,
-        f: impl FnOnce(&Self, &mut Slow<T>, Lease<T>, &mut Outgoing<T>),
+        f: impl FnOnce(&Self, &mut Slow<T>, Lease<T>, &mut Outgoing<T>) -> bool,
     ) -> bool {
         let mut out = Vec::new();
         let ok = {
             let mut slow = self.slow.lock();
             // Expire what is due first: a verdict after the deadline finds its lease gone.
-            self.run_timers(&mut slow, self.now(), &mut out);
+            // `next_event` is never later than a pending deadline, so nothing due is missed.
+            let now = self.now();
+            let mut changed = false;
+            if self.signals.0.next_event.load(Ordering::Acquire) <= now {
+                // Ran: `next_event` must be recomputed, or it would stay in the past.
+                self.run_timers(&mut slow, now, &mut out);
+                changed = true;
+            }
             let ok = match slow.take_lease(slot, gen) {
                 Some(lease) => {
-                    f(self, &mut slow, lease, &mut out);
+                    changed |= f(self, &mut slow, lease, &mut out);
+                    slow.trim_stale_timers();
                     true
                 }
                 None => false,
             };
-            // Also when the lease was gone: the timers may have moved messages.
-            self.publish_next(&mut slow);
+            if changed {
+                self.publish_next(&mut slow);
+            } else if self.is_closed() {
+                // Receivers of a closed queue wait for the last lease to settle.
+                self.wake_all_waiters();
+            }
             ok
         };
-        self.forward(out, self);
+        if !out.is_empty() {
+            self.forward(out, self);
+        }
         ok
     }
 
@@ -1256,6 +1291,8 @@ impl<T> Shared<T> {
         let ok = self.settle(slot, gen, |this, slow, lease, _| {
             slow.c.acked += 1;
             this.release_group(slow, &lease.held);
+            // Only a FIFO group freed by the ack changes what receivers can get.
+            this.config.fifo
         });
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
@@ -1303,6 +1340,7 @@ impl<T> Shared<T> {
                 if abandoned { "dropped" } else { "nacked" },
                 out,
             );
+            true
         });
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
@@ -1325,6 +1363,7 @@ impl<T> Shared<T> {
             };
             this.release_group(slow, entry.body.message());
             this.dead_letter(slow, entry, reason, lease.attempts, out);
+            true
         });
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
