@@ -3,11 +3,14 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod clock;
+mod endpoint;
 mod error;
 mod message;
 pub mod queue;
+pub mod topic;
 
 pub use crate::clock::{Clock, ManualClock};
+pub use crate::endpoint::{DeliverError, Endpoint};
 pub use crate::error::{
     AckError, RecvError, RecvTimeoutError, SendBatchError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
@@ -16,3 +19,7 @@ pub use crate::message::{
     AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,
 };
 pub use crate::queue::{Delivery, Queue, QueueBuilder, QueueStats, Sent};
+pub use crate::topic::{
+    Overflow, PublishError, PublishReport, SubscribeOptions, Subscription, SubscriptionId,
+    SubscriptionStats, Topic, TopicBuilder, TopicStats,
+};
