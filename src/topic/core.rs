@@ -356,7 +356,8 @@ fn overflow<T>(
         }
         (Overflow::Block, _) => {
             let res = match wait {
-                Wait::Forever => tx.send(msg).map_err(|e| Some(e.into_inner())).map(drop),
+                // `send` fails only on a disconnected channel.
+                Wait::Forever => tx.send(msg).map_err(|_| None),
                 Wait::Until(d) => tx.send_deadline(msg, d).map_err(|e| match e {
                     cb::SendTimeoutError::Timeout(m) => Some(m),
                     cb::SendTimeoutError::Disconnected(_) => None,
