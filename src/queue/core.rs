@@ -770,7 +770,7 @@ impl<T> Shared<T> {
             dead: entry.dead.clone(),
         });
         slow.live += 1;
-        if vis == self.config.visibility && slow.fifo.back().is_none_or(|b| b.0 <= deadline) {
+        if vis == self.config.visibility && slow.fifo.back().map_or(true, |b| b.0 <= deadline) {
             slow.fifo.push_back((deadline, slot, gen));
         } else {
             slow.heap.push(Reverse((deadline, slot, gen)));
