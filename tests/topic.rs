@@ -672,3 +672,24 @@ fn errors_display_lowercase_and_debug_without_payload() {
         "Closed(..)"
     );
 }
+
+#[test]
+fn an_endpoint_closure_may_own_a_subscription_of_the_same_topic() {
+    // Dropping the closure (on unsubscribe or close) drops the subscription it owns, which
+    // unsubscribes from the same topic: this must not deadlock on the topic's writer lock.
+    let topic: Topic<u8> = Topic::new();
+    let inner = Mutex::new(Some(topic.subscribe()));
+    let id = topic.subscribe_endpoint(Endpoint::from_fn(move |_m: Message<u8>| {
+        let _keep = &inner;
+        Ok(())
+    }));
+    assert_eq!(topic.subscriber_count(), 2);
+    assert!(topic.unsubscribe(id));
+    assert_eq!(topic.subscriber_count(), 0);
+    let inner = Mutex::new(Some(topic.subscribe()));
+    topic.subscribe_endpoint(Endpoint::from_fn(move |_m: Message<u8>| {
+        let _keep = &inner;
+        Ok(())
+    }));
+    assert!(topic.close());
+}

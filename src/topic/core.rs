@@ -173,21 +173,26 @@ impl<T> Shared<T> {
         let sub = make(key);
         let cur = self.set.load_full();
         if cur.closed {
+            drop(w);
             return key;
         }
         let mut subs = Vec::with_capacity(cur.subs.len() + 1);
         subs.extend(cur.subs.iter().cloned());
         subs.push(sub);
-        self.set.store(Arc::new(Set {
+        let old = self.set.swap(Arc::new(Set {
             closed: false,
             subs,
         }));
+        // Old sets (whose drop may run user code, an endpoint closure's captures) and a sink
+        // refused by a closed topic go after the lock, so that code may unsubscribe.
+        drop(w);
+        drop((old, cur));
         key
     }
 
     /// Removes a subscription; returns whether it was there.
     pub(crate) fn remove(&self, key: SubKey) -> bool {
-        let _w = self.writer.lock();
+        let w = self.writer.lock();
         let cur = self.set.load_full();
         let Ok(i) = cur.subs.binary_search_by_key(&key, |s| s.key) else {
             return false;
@@ -195,21 +200,26 @@ impl<T> Shared<T> {
         let mut subs = Vec::with_capacity(cur.subs.len() - 1);
         subs.extend(cur.subs[..i].iter().cloned());
         subs.extend(cur.subs[i + 1..].iter().cloned());
-        let next = Arc::new(Set {
+        let old = self.set.swap(Arc::new(Set {
             closed: cur.closed,
             subs,
-        });
-        self.set.store(next);
-        // `cur` (and with it the removed sink) goes when the last publisher lets go of it.
+        }));
+        drop(w);
+        drop(old);
+        // `cur` (and with it the removed sink) goes now, or when the last publisher lets go of
+        // it, outside the lock.
+        drop(cur);
         true
     }
 
     pub(crate) fn close(&self) -> bool {
-        let _w = self.writer.lock();
+        let w = self.writer.lock();
         if self.set.load().closed {
             return false;
         }
-        self.set.store(Arc::new(Set::empty(true)));
+        let old = self.set.swap(Arc::new(Set::empty(true)));
+        drop(w);
+        drop(old);
         true
     }
 
