@@ -4,14 +4,17 @@
 
 mod clock;
 pub mod consumer;
+mod endpoint;
 mod error;
 mod message;
 pub mod queue;
+pub mod topic;
 
 pub use crate::clock::{Clock, ManualClock};
 pub use crate::consumer::{
     Consumer, ConsumerHandle, ConsumerStats, Jitter, RetryPolicy, ShutdownReport,
 };
+pub use crate::endpoint::{DeliverError, Endpoint};
 pub use crate::error::{
     AckError, RecvError, RecvTimeoutError, SendBatchError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
@@ -20,6 +23,10 @@ pub use crate::message::{
     AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,
 };
 pub use crate::queue::{Delivery, Queue, QueueBuilder, QueueStats, Sent};
+pub use crate::topic::{
+    Overflow, PublishError, PublishReport, SubscribeOptions, Subscription, SubscriptionId,
+    SubscriptionStats, Topic, TopicBuilder, TopicStats,
+};
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]

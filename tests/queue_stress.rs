@@ -141,6 +141,7 @@ fn leased_consumers_with_random_verdicts_ack_each_message_once() {
     assert_eq!(s.lease_expired, stale_acks.load(Ordering::Relaxed));
     assert_eq!((s.expired, s.dead_lettered, s.discarded), (0, 0, 0));
     assert!(q.try_receive().unwrap_err().is_closed());
+    eprintln!("{s:?}");
 }
 
 #[test]

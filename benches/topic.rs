@@ -1,0 +1,191 @@
+//! Topic fan-out against tokio's broadcast channel and the bus crate, in deliveries per second.
+//!
+//! Scenario (one generic shape, the same for all three): one publisher, N subscribers, an `Arc`
+//! payload. Each iteration publishes a batch of `BATCH` messages, then every subscriber drains its
+//! `BATCH` copies; throughput counts deliveries (`BATCH * N`). Every buffer holds a whole batch, so
+//! nothing blocks or drops and all three do the same work.
+//!
+//! - `single_thread`: publisher and subscribers on one thread: the cost of the data structures.
+//! - `threaded`: the publisher on one thread, one thread draining all subscribers round-robin
+//!   (this machine has two cores), each buffer holding `BATCH`; the publisher waits for room.
+//!   Throughput is per `BATCH` publishes, as in `single_thread`.
+
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use switchboard::{SubscribeOptions, Topic};
+
+const BATCH: usize = 256;
+const FANOUT: [usize; 3] = [1, 4, 16];
+
+type Payload = Arc<[u64; 8]>;
+
+fn payload() -> Payload {
+    Arc::new([7; 8])
+}
+
+fn single_thread(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout_single_thread");
+    for n in FANOUT {
+        g.throughput(Throughput::Elements((BATCH * n) as u64));
+
+        g.bench_with_input(BenchmarkId::new("switchboard", n), &n, |b, &n| {
+            let topic: Topic<Payload> = Topic::new();
+            let subs: Vec<_> = (0..n)
+                .map(|_| topic.subscribe_with(SubscribeOptions::new().capacity(BATCH)))
+                .collect();
+            let p = payload();
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    topic.publish(Arc::clone(&p)).unwrap();
+                }
+                for s in &subs {
+                    for _ in 0..BATCH {
+                        std::hint::black_box(s.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+
+        g.bench_with_input(BenchmarkId::new("tokio_broadcast", n), &n, |b, &n| {
+            let (tx, _) = tokio::sync::broadcast::channel::<Payload>(BATCH);
+            let mut rxs: Vec<_> = (0..n).map(|_| tx.subscribe()).collect();
+            let p = payload();
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    tx.send(Arc::clone(&p)).unwrap();
+                }
+                for rx in &mut rxs {
+                    for _ in 0..BATCH {
+                        std::hint::black_box(rx.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+
+        g.bench_with_input(BenchmarkId::new("bus", n), &n, |b, &n| {
+            // bus keeps one slot free: room for a whole batch needs BATCH + 1.
+            let mut bus = bus::Bus::<Payload>::new(BATCH + 1);
+            let mut rxs: Vec<_> = (0..n).map(|_| bus.add_rx()).collect();
+            let p = payload();
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    bus.try_broadcast(Arc::clone(&p)).unwrap();
+                }
+                for rx in &mut rxs {
+                    for _ in 0..BATCH {
+                        std::hint::black_box(rx.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+    }
+    g.finish();
+}
+
+/// Publishes `iters * BATCH` messages on this thread while a second thread drains every
+/// subscriber round-robin (`drain(i)` takes one message of subscriber `i` if there is one);
+/// returns the elapsed time. Every buffer holds `BATCH` messages; publishers wait for room.
+fn run_threaded<D>(
+    n: usize,
+    iters: u64,
+    mut publish: impl FnMut(),
+    make_drain: impl FnOnce() -> D + Send,
+) -> Duration
+where
+    D: FnMut(usize) -> bool,
+{
+    let total = iters as usize * BATCH;
+    thread::scope(|s| {
+        let start = Instant::now();
+        s.spawn(move || {
+            let mut drain = make_drain();
+            let mut got = vec![0usize; n];
+            let mut left = n * total;
+            while left > 0 {
+                let mut progress = false;
+                for (i, g) in got.iter_mut().enumerate() {
+                    while *g < total && drain(i) {
+                        *g += 1;
+                        left -= 1;
+                        progress = true;
+                    }
+                }
+                if !progress {
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        for _ in 0..total {
+            publish();
+        }
+        // The scope joins the drainer: the time includes the last delivery.
+        start
+    })
+    .elapsed()
+}
+
+fn threaded(c: &mut Criterion) {
+    let mut g = c.benchmark_group("fanout_threaded");
+    for n in FANOUT {
+        g.throughput(Throughput::Elements((BATCH * n) as u64));
+
+        g.bench_with_input(BenchmarkId::new("switchboard", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let topic: Topic<Payload> = Topic::new();
+                let subs: Vec<_> = (0..n)
+                    .map(|_| topic.subscribe_with(SubscribeOptions::new().capacity(BATCH)))
+                    .collect();
+                let p = payload();
+                run_threaded(
+                    n,
+                    iters,
+                    || {
+                        topic.publish(Arc::clone(&p)).unwrap();
+                    },
+                    move || move |i: usize| subs[i].try_recv().map(std::hint::black_box).is_ok(),
+                )
+            });
+        });
+
+        g.bench_with_input(BenchmarkId::new("tokio_broadcast", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let (tx, _) = tokio::sync::broadcast::channel::<Payload>(BATCH);
+                let mut rxs: Vec<_> = (0..n).map(|_| tx.subscribe()).collect();
+                let p = payload();
+                run_threaded(
+                    n,
+                    iters,
+                    || {
+                        // tokio's sender never waits: hold back instead of lapping receivers.
+                        while tx.len() >= BATCH {
+                            std::hint::spin_loop();
+                        }
+                        tx.send(Arc::clone(&p)).unwrap();
+                    },
+                    move || move |i: usize| rxs[i].try_recv().map(std::hint::black_box).is_ok(),
+                )
+            });
+        });
+
+        g.bench_with_input(BenchmarkId::new("bus", n), &n, |b, &n| {
+            b.iter_custom(|iters| {
+                let mut bus = bus::Bus::<Payload>::new(BATCH);
+                let mut rxs: Vec<_> = (0..n).map(|_| bus.add_rx()).collect();
+                let p = payload();
+                run_threaded(
+                    n,
+                    iters,
+                    || bus.broadcast(Arc::clone(&p)),
+                    move || move |i: usize| rxs[i].try_recv().map(std::hint::black_box).is_ok(),
+                )
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, single_thread, threaded);
+criterion_main!(benches);

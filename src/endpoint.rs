@@ -1,0 +1,374 @@
+//! `Endpoint<T>`: anything a message can be delivered to (a queue, a topic, a closure).
+//!
+//! Patterns take endpoints, so they compose: a [`Topic`] delivers into queues and other topics
+//! through them (topic-queue chaining), and the routing patterns to come target any of them.
+//! An `Endpoint` is one public type over a private enum: adding a kind of endpoint never changes
+//! a public signature.
+//!
+//! Delivering comes in the usual family: [`try_deliver`](Endpoint::try_deliver) never waits,
+//! [`deliver`](Endpoint::deliver) waits for room, [`deliver_timeout`](Endpoint::deliver_timeout)
+//! and [`deliver_deadline`](Endpoint::deliver_deadline) wait at most so long. A failed delivery
+//! always hands the message back in a [`DeliverError`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::{SendTimeoutError, TrySendError};
+use crate::message::Message;
+use crate::queue::Queue;
+use crate::topic::{PublishError, Topic};
+
+/// How long a delivery may wait for room.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Not at all.
+    Never,
+    /// Until this instant.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+/// `now + timeout`, saturating a century ahead.
+pub(crate) fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 100))
+}
+
+type DeliverFn<T> = dyn Fn(Message<T>) -> Result<(), DeliverError<T>> + Send + Sync;
+
+/// Anything a message can be delivered to: a [`Queue`], a [`Topic`] or a closure.
+///
+/// `From<Queue<T>>` and `From<Topic<T>>` wrap the handles (a clone of a handle is another handle to
+/// the same queue or topic); [`Endpoint::from_fn`] wraps a closure. `Clone` gives another handle to
+/// the same endpoint.
+///
+/// ```
+/// use switchboard::{Endpoint, Queue, Topic};
+///
+/// let queue = Queue::unbounded();
+/// let topic = Topic::new();
+/// let sub = topic.subscribe();
+///
+/// let endpoints: Vec<Endpoint<&str>> = vec![queue.clone().into(), topic.clone().into()];
+/// for e in &endpoints {
+///     e.try_deliver("hello").unwrap();
+/// }
+/// assert_eq!(queue.try_recv().unwrap().into_payload(), "hello");
+/// assert_eq!(sub.try_recv().unwrap().into_payload(), "hello");
+/// ```
+pub struct Endpoint<T> {
+    kind: Kind<T>,
+}
+
+enum Kind<T> {
+    Queue(Queue<T>),
+    Topic(Topic<T>),
+    Fn(Arc<DeliverFn<T>>),
+}
+
+impl<T> Endpoint<T> {
+    /// An endpoint that hands each message to `f`; `f` may refuse it by returning a
+    /// [`DeliverError`] that hands it back.
+    ///
+    /// The closure runs on the delivering thread (the publisher's, for a topic subscription), so it
+    /// should be quick; it serves every delivery mode alike (it cannot wait for room).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use switchboard::{DeliverError, Endpoint};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = {
+    ///     let seen = Arc::clone(&seen);
+    ///     Endpoint::from_fn(move |m: switchboard::Message<i32>| {
+    ///         if *m.payload() < 0 {
+    ///             return Err(DeliverError::rejected(m, "negative"));
+    ///         }
+    ///         seen.lock().unwrap().push(m.into_payload());
+    ///         Ok(())
+    ///     })
+    /// };
+    /// log.deliver(1).unwrap();
+    /// let err = log.deliver(-1).unwrap_err();
+    /// assert_eq!(err.reason(), Some("negative"));
+    /// assert_eq!(*seen.lock().unwrap(), [1]);
+    /// ```
+    pub fn from_fn<F>(f: F) -> Endpoint<T>
+    where
+        F: Fn(Message<T>) -> Result<(), DeliverError<T>> + Send + Sync + 'static,
+    {
+        Endpoint {
+            kind: Kind::Fn(Arc::new(f)),
+        }
+    }
+
+    /// Whether this endpoint is a queue.
+    pub fn is_queue(&self) -> bool {
+        matches!(self.kind, Kind::Queue(_))
+    }
+
+    /// Whether this endpoint is a topic.
+    pub fn is_topic(&self) -> bool {
+        matches!(self.kind, Kind::Topic(_))
+    }
+
+    /// Whether this endpoint is a closure.
+    pub fn is_fn(&self) -> bool {
+        matches!(self.kind, Kind::Fn(_))
+    }
+}
+
+impl<T: Clone> Endpoint<T> {
+    /// Delivers a message without waiting.
+    ///
+    /// A queue gets it by [`try_send`](Queue::try_send), a topic by
+    /// [`try_publish`](Topic::try_publish), a closure by a call.
+    ///
+    /// # Errors
+    ///
+    /// [`DeliverError::Full`] when a queue is at capacity (or, for a topic, a subscription could
+    /// not take it: the others did), [`DeliverError::Closed`] when the queue or topic is closed,
+    /// [`DeliverError::Rejected`] when a topic's validator or the closure refused it. Each hands
+    /// the message back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::{Endpoint, Queue};
+    ///
+    /// let q = Queue::bounded(1);
+    /// let e = Endpoint::from(q.clone());
+    /// e.try_deliver(1).unwrap();
+    /// let err = e.try_deliver(2).unwrap_err();
+    /// assert!(err.is_full());
+    /// assert_eq!(err.into_inner().into_payload(), 2);
+    /// ```
+    pub fn try_deliver(&self, msg: impl Into<Message<T>>) -> Result<(), DeliverError<T>> {
+        self.deliver_wait(msg.into(), Wait::Never)
+    }
+
+    /// Delivers a message, waiting for room as long as it takes.
+    ///
+    /// A queue gets it by [`send`](Queue::send), a topic by [`publish`](Topic::publish).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_deliver`](Endpoint::try_deliver), except that a full queue is waited on; a topic
+    /// can still report `Full` for subscriptions with [`Overflow::Error`](crate::Overflow::Error).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::{Endpoint, Queue};
+    ///
+    /// let q = Queue::unbounded();
+    /// Endpoint::from(q.clone()).deliver("job").unwrap();
+    /// assert_eq!(q.len(), 1);
+    /// ```
+    pub fn deliver(&self, msg: impl Into<Message<T>>) -> Result<(), DeliverError<T>> {
+        self.deliver_wait(msg.into(), Wait::Forever)
+    }
+
+    /// Delivers a message, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_deliver`](Endpoint::try_deliver); `Full` once the time is up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{Endpoint, Queue};
+    ///
+    /// let e = Endpoint::from(Queue::bounded(1));
+    /// e.deliver(1).unwrap();
+    /// assert!(e.deliver_timeout(2, Duration::from_millis(5)).unwrap_err().is_full());
+    /// ```
+    pub fn deliver_timeout(
+        &self,
+        msg: impl Into<Message<T>>,
+        timeout: Duration,
+    ) -> Result<(), DeliverError<T>> {
+        self.deliver_wait(msg.into(), Wait::Until(deadline_after(timeout)))
+    }
+
+    /// Delivers a message, waiting until `deadline` at most for room.
+    ///
+    /// # Errors
+    ///
+    /// As [`deliver_timeout`](Endpoint::deliver_timeout).
+    pub fn deliver_deadline(
+        &self,
+        msg: impl Into<Message<T>>,
+        deadline: Instant,
+    ) -> Result<(), DeliverError<T>> {
+        self.deliver_wait(msg.into(), Wait::Until(deadline))
+    }
+
+    pub(crate) fn deliver_wait(&self, msg: Message<T>, wait: Wait) -> Result<(), DeliverError<T>> {
+        match &self.kind {
+            Kind::Queue(q) => match wait {
+                Wait::Never => q.try_send(msg).map(drop).map_err(|e| match e {
+                    TrySendError::Full(m) => DeliverError::Full(m),
+                    TrySendError::Closed(m) => DeliverError::Closed(m),
+                }),
+                Wait::Forever => q
+                    .send(msg)
+                    .map(drop)
+                    .map_err(|e| DeliverError::Closed(e.into_inner())),
+                Wait::Until(d) => q.send_deadline(msg, d).map(drop).map_err(|e| match e {
+                    SendTimeoutError::Timeout(m) => DeliverError::Full(m),
+                    SendTimeoutError::Closed(m) => DeliverError::Closed(m),
+                }),
+            },
+            Kind::Topic(t) => t.publish_wait(msg, wait).map(drop).map_err(|e| match e {
+                PublishError::Closed(m) => DeliverError::Closed(m),
+                PublishError::Rejected { message, reason } => {
+                    DeliverError::Rejected { message, reason }
+                }
+                PublishError::Full { message, .. } => DeliverError::Full(message),
+            }),
+            Kind::Fn(f) => f(msg),
+        }
+    }
+}
+
+impl<T> From<Queue<T>> for Endpoint<T> {
+    fn from(q: Queue<T>) -> Endpoint<T> {
+        Endpoint {
+            kind: Kind::Queue(q),
+        }
+    }
+}
+
+impl<T> From<&Queue<T>> for Endpoint<T> {
+    fn from(q: &Queue<T>) -> Endpoint<T> {
+        Endpoint::from(q.clone())
+    }
+}
+
+impl<T> From<Topic<T>> for Endpoint<T> {
+    fn from(t: Topic<T>) -> Endpoint<T> {
+        Endpoint {
+            kind: Kind::Topic(t),
+        }
+    }
+}
+
+impl<T> From<&Topic<T>> for Endpoint<T> {
+    fn from(t: &Topic<T>) -> Endpoint<T> {
+        Endpoint::from(t.clone())
+    }
+}
+
+impl<T> Clone for Endpoint<T> {
+    /// Another handle to the same endpoint.
+    fn clone(&self) -> Self {
+        let kind = match &self.kind {
+            Kind::Queue(q) => Kind::Queue(q.clone()),
+            Kind::Topic(t) => Kind::Topic(t.clone()),
+            Kind::Fn(f) => Kind::Fn(Arc::clone(f)),
+        };
+        Endpoint { kind }
+    }
+}
+
+impl<T> fmt::Debug for Endpoint<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Queue(q) => f.debug_tuple("Endpoint::Queue").field(q).finish(),
+            Kind::Topic(t) => f.debug_tuple("Endpoint::Topic").field(t).finish(),
+            Kind::Fn(_) => f.write_str("Endpoint::Fn(..)"),
+        }
+    }
+}
+
+/// A delivery to an [`Endpoint`] failed; the message is handed back.
+///
+/// ```
+/// use switchboard::{Endpoint, Queue};
+///
+/// let q = Queue::unbounded();
+/// q.close();
+/// let err = Endpoint::from(q).try_deliver(7).unwrap_err();
+/// assert!(err.is_closed());
+/// assert_eq!(err.to_string(), "delivering to a closed endpoint");
+/// assert_eq!(err.into_inner().into_payload(), 7);
+/// ```
+#[derive(thiserror::Error)]
+pub enum DeliverError<T> {
+    /// The endpoint had no room (in time).
+    #[error("delivering to a full endpoint")]
+    Full(Message<T>),
+    /// The endpoint is closed.
+    #[error("delivering to a closed endpoint")]
+    Closed(Message<T>),
+    /// The endpoint refused the message (a topic's validator, a closure).
+    #[error("message rejected: {reason}")]
+    Rejected {
+        /// The message refused.
+        message: Message<T>,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl<T> DeliverError<T> {
+    /// A rejection of `message` for `reason` (for [`Endpoint::from_fn`] closures).
+    pub fn rejected(message: Message<T>, reason: impl Into<String>) -> DeliverError<T> {
+        DeliverError::Rejected {
+            message,
+            reason: reason.into(),
+        }
+    }
+
+    /// The message that was not delivered.
+    pub fn into_inner(self) -> Message<T> {
+        match self {
+            DeliverError::Full(m) | DeliverError::Closed(m) => m,
+            DeliverError::Rejected { message, .. } => message,
+        }
+    }
+
+    /// Whether the endpoint was full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, DeliverError::Full(_))
+    }
+
+    /// Whether the endpoint was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, DeliverError::Closed(_))
+    }
+
+    /// Whether the endpoint refused the message.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, DeliverError::Rejected { .. })
+    }
+
+    /// Why the endpoint refused the message, for a rejection.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            DeliverError::Rejected { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+impl<T> fmt::Debug for DeliverError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliverError::Full(_) => f.write_str("Full(..)"),
+            DeliverError::Closed(_) => f.write_str("Closed(..)"),
+            DeliverError::Rejected { reason, .. } => f
+                .debug_struct("Rejected")
+                .field("reason", reason)
+                .finish_non_exhaustive(),
+        }
+    }
+}

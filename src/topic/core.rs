@@ -1,0 +1,452 @@
+//! The topic's shared state: the subscriber set (copy-on-write, swapped atomically), the
+//! per-subscription sinks and the counters, and the publish loop.
+//!
+//! Invariants:
+//! - The subscriber set is immutable. Writers (subscribe, unsubscribe, close) build a new one under
+//!   `writer` and swap it in; publishers only `load` it. A publisher never takes a lock, and never
+//!   touches a reference count a subscriber or another publisher writes (arc-swap's `load` borrows
+//!   through a per-thread debt slot).
+//! - A channel subscription's `Sender` lives only in sets. When the topic closes (an empty, closed
+//!   set is swapped in) or drops, the last set holding it goes once the publishes in progress
+//!   finish, and the subscriber sees `Closed` after draining: nothing accepted is lost.
+//! - Only `DropOldest` subscriptions keep a `Receiver` in the set (to pop the oldest message when
+//!   full), so dropping a `Subscription` of any other policy disconnects its channel at once, and a
+//!   publisher blocked on it wakes and moves on.
+//! - Subscriptions are keyed by a `u64` handed out in subscription order, and a set keeps them in
+//!   key order. This is the seam for filters: a `FilterIndex<SubKey, T>` snapshot, built by the
+//!   writer alongside the vector, goes into `Set` next to `subs`, and `publish` walks the keys it
+//!   yields (insertion order = key order = `subs` order) instead of every subscription, counting
+//!   the rest as `filtered_out`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use crossbeam_channel as cb;
+use parking_lot::Mutex;
+
+use crate::clock::Clock;
+use crate::endpoint::{Endpoint, Wait};
+use crate::message::Message;
+use crate::queue::core::Padded;
+use crate::topic::{
+    Overflow, PublishError, PublishReport, SubscribeOptions, SubscriptionId, SubscriptionStats,
+    TopicStats,
+};
+use crate::DeliverError;
+
+/// The key of a subscription in the set (and, later, in the filter index).
+pub(crate) type SubKey = u64;
+
+pub(crate) type Validator<T> = dyn Fn(&Message<T>) -> Result<(), String> + Send + Sync;
+
+/// Counters of one subscription. `received` is written by the subscriber only; `dropped` by
+/// publishers, only when they drop something.
+#[derive(Default)]
+pub(crate) struct SubCounters {
+    pub received: Padded<AtomicU64>,
+    pub dropped: AtomicU64,
+}
+
+/// Where a subscription's messages go.
+pub(crate) enum Sink<T> {
+    /// The subscription's own buffer.
+    Channel {
+        tx: cb::Sender<Message<T>>,
+        /// Kept for `DropOldest` only: the publisher pops the oldest message when full.
+        rx: Option<cb::Receiver<Message<T>>>,
+    },
+    /// A queue, topic or closure.
+    Endpoint(Endpoint<T>),
+}
+
+/// One subscription in the set.
+pub(crate) struct Sub<T> {
+    pub key: SubKey,
+    pub overflow: Overflow,
+    pub capacity: Option<usize>,
+    pub sink: Sink<T>,
+    pub counters: Arc<SubCounters>,
+}
+
+impl<T> Clone for Sub<T> {
+    fn clone(&self) -> Self {
+        Sub {
+            key: self.key,
+            overflow: self.overflow,
+            capacity: self.capacity,
+            sink: match &self.sink {
+                Sink::Channel { tx, rx } => Sink::Channel {
+                    tx: tx.clone(),
+                    rx: rx.clone(),
+                },
+                Sink::Endpoint(e) => Sink::Endpoint(e.clone()),
+            },
+            counters: Arc::clone(&self.counters),
+        }
+    }
+}
+
+impl<T> Sub<T> {
+    fn stats(&self) -> SubscriptionStats {
+        let lag = match &self.sink {
+            Sink::Channel { tx, .. } => tx.len(),
+            Sink::Endpoint(_) => 0,
+        };
+        SubscriptionStats {
+            received: self.counters.received.0.load(Ordering::Relaxed),
+            dropped: self.counters.dropped.load(Ordering::Relaxed),
+            lag,
+        }
+    }
+}
+
+/// An immutable subscriber set, in key (subscription) order.
+pub(crate) struct Set<T> {
+    pub closed: bool,
+    pub subs: Vec<Sub<T>>,
+    // Seam: `pub filters: Option<FilterSnapshot<SubKey>>` goes here, rebuilt with `subs`.
+}
+
+impl<T> Set<T> {
+    fn empty(closed: bool) -> Set<T> {
+        Set {
+            closed,
+            subs: Vec::new(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    published: AtomicU64,
+    delivered: AtomicU64,
+}
+
+/// What writers serialize on: the next key.
+struct Writer {
+    next_key: SubKey,
+}
+
+pub(crate) struct Shared<T> {
+    set: ArcSwap<Set<T>>,
+    writer: Mutex<Writer>,
+    hot: Padded<Counters>,
+    dropped: AtomicU64,
+    rejected: AtomicU64,
+    filtered_out: AtomicU64,
+    pub(crate) validator: Option<Box<Validator<T>>>,
+    pub(crate) clock: Clock,
+    pub(crate) name: Option<String>,
+}
+
+/// Where a message that could not be delivered is kept, to hand back to the publisher.
+type HandBack<T> = Option<Message<T>>;
+
+impl<T> Shared<T> {
+    pub(crate) fn new(
+        validator: Option<Box<Validator<T>>>,
+        clock: Clock,
+        name: Option<String>,
+    ) -> Shared<T> {
+        Shared {
+            set: ArcSwap::from_pointee(Set::empty(false)),
+            writer: Mutex::new(Writer { next_key: 1 }),
+            hot: Padded::default(),
+            dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            filtered_out: AtomicU64::new(0),
+            validator,
+            clock,
+            name,
+        }
+    }
+
+    // ----- writers ----------------------------------------------------------------------------
+
+    /// Adds a subscription built by `make` from its key; returns the key. On a closed topic the
+    /// subscription is built and dropped at once (a channel subscriber then sees `Closed`).
+    pub(crate) fn add(&self, make: impl FnOnce(SubKey) -> Sub<T>) -> SubKey {
+        let mut w = self.writer.lock();
+        let key = w.next_key;
+        w.next_key += 1;
+        let sub = make(key);
+        let cur = self.set.load_full();
+        if cur.closed {
+            drop(w);
+            return key;
+        }
+        let mut subs = Vec::with_capacity(cur.subs.len() + 1);
+        subs.extend(cur.subs.iter().cloned());
+        subs.push(sub);
+        let old = self.set.swap(Arc::new(Set {
+            closed: false,
+            subs,
+        }));
+        // Old sets (whose drop may run user code, an endpoint closure's captures) and a sink
+        // refused by a closed topic go after the lock, so that code may unsubscribe.
+        drop(w);
+        drop((old, cur));
+        key
+    }
+
+    /// Removes a subscription; returns whether it was there.
+    pub(crate) fn remove(&self, key: SubKey) -> bool {
+        let w = self.writer.lock();
+        let cur = self.set.load_full();
+        let Ok(i) = cur.subs.binary_search_by_key(&key, |s| s.key) else {
+            return false;
+        };
+        let mut subs = Vec::with_capacity(cur.subs.len() - 1);
+        subs.extend(cur.subs[..i].iter().cloned());
+        subs.extend(cur.subs[i + 1..].iter().cloned());
+        let old = self.set.swap(Arc::new(Set {
+            closed: cur.closed,
+            subs,
+        }));
+        drop(w);
+        drop(old);
+        // `cur` (and with it the removed sink) goes now, or when the last publisher lets go of
+        // it, outside the lock.
+        drop(cur);
+        true
+    }
+
+    pub(crate) fn close(&self) -> bool {
+        let w = self.writer.lock();
+        if self.set.load().closed {
+            return false;
+        }
+        let old = self.set.swap(Arc::new(Set::empty(true)));
+        drop(w);
+        drop(old);
+        true
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.set.load().closed
+    }
+
+    pub(crate) fn subscriber_count(&self) -> usize {
+        self.set.load().subs.len()
+    }
+
+    pub(crate) fn stats(&self) -> TopicStats {
+        TopicStats {
+            published: self.hot.0.published.load(Ordering::Relaxed),
+            delivered: self.hot.0.delivered.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            filtered_out: self.filtered_out.load(Ordering::Relaxed),
+            subscribers: self.subscriber_count(),
+        }
+    }
+
+    pub(crate) fn subscription_stats(&self, id: SubscriptionId) -> Option<SubscriptionStats> {
+        let set = self.set.load();
+        let i = set.subs.binary_search_by_key(&id.0, |s| s.key).ok()?;
+        Some(set.subs[i].stats())
+    }
+}
+
+impl<T: Clone> Shared<T> {
+    // ----- the hot path -----------------------------------------------------------------------
+
+    /// Delivers `msg` to every subscription of the current set.
+    #[inline]
+    pub(crate) fn publish(
+        &self,
+        mut msg: Message<T>,
+        wait: Wait,
+    ) -> Result<PublishReport, PublishError<T>> {
+        let set = self.set.load();
+        if set.closed {
+            return Err(PublishError::Closed(msg));
+        }
+        if let Some(v) = &self.validator {
+            if let Err(reason) = v(&msg) {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(PublishError::Rejected {
+                    message: msg,
+                    reason,
+                });
+            }
+        }
+        msg.stamp(self.clock.nanos());
+        self.hot.0.published.fetch_add(1, Ordering::Relaxed);
+
+        let mut report = PublishReport::default();
+        let mut back: HandBack<T> = None;
+        if let Some((last, rest)) = set.subs.split_last() {
+            // Seam: with a filter index, walk the matching keys instead, counting the others
+            // in `report.filtered_out`.
+            for sub in rest {
+                deliver(sub, msg.clone(), wait, &mut report, &mut back);
+            }
+            // The last subscription gets the original: one clone fewer.
+            deliver(last, msg, wait, &mut report, &mut back);
+        }
+        // Release the set before touching shared counters: a writer may be waiting to free it.
+        drop(set);
+        if report.delivered != 0 {
+            self.hot
+                .0
+                .delivered
+                .fetch_add(report.delivered as u64, Ordering::Relaxed);
+        }
+        let lost = report.dropped();
+        if lost != 0 {
+            self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
+        }
+        match back {
+            None => Ok(report),
+            Some(message) => Err(PublishError::Full { message, report }),
+        }
+    }
+}
+
+/// Delivers one copy to one subscription.
+#[inline]
+fn deliver<T: Clone>(
+    sub: &Sub<T>,
+    msg: Message<T>,
+    wait: Wait,
+    report: &mut PublishReport,
+    back: &mut HandBack<T>,
+) {
+    match &sub.sink {
+        Sink::Channel { tx, rx } => match tx.try_send(msg) {
+            Ok(()) => report.delivered += 1,
+            Err(cb::TrySendError::Full(msg)) => {
+                overflow(sub, tx, rx.as_ref(), msg, wait, report, back)
+            }
+            // The subscription was dropped; its removal from the set is under way.
+            Err(cb::TrySendError::Disconnected(_)) => {}
+        },
+        Sink::Endpoint(e) => deliver_endpoint(sub, e, msg, wait, report, back),
+    }
+}
+
+/// A full channel subscription: apply its overflow policy.
+#[cold]
+#[inline(never)]
+fn overflow<T>(
+    sub: &Sub<T>,
+    tx: &cb::Sender<Message<T>>,
+    rx: Option<&cb::Receiver<Message<T>>>,
+    mut msg: Message<T>,
+    wait: Wait,
+    report: &mut PublishReport,
+    back: &mut HandBack<T>,
+) {
+    let lost = || {
+        sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    };
+    match (sub.overflow, rx) {
+        (Overflow::DropOldest, Some(rx)) => loop {
+            // Make room by dropping the oldest (the subscriber may have made room meanwhile).
+            if let Ok(old) = rx.try_recv() {
+                drop(old);
+                lost();
+                report.dropped_oldest += 1;
+            }
+            match tx.try_send(msg) {
+                Ok(()) => {
+                    report.delivered += 1;
+                    return;
+                }
+                Err(cb::TrySendError::Full(m)) => msg = m,
+                Err(cb::TrySendError::Disconnected(_)) => return,
+            }
+        },
+        (Overflow::DropNewest, _) => {
+            drop(msg);
+            lost();
+            report.dropped_newest += 1;
+        }
+        (Overflow::Block, _) => {
+            let res = match wait {
+                // `send` fails only on a disconnected channel.
+                Wait::Forever => tx.send(msg).map_err(|_| None),
+                Wait::Until(d) => tx.send_deadline(msg, d).map_err(|e| match e {
+                    cb::SendTimeoutError::Timeout(m) => Some(m),
+                    cb::SendTimeoutError::Disconnected(_) => None,
+                }),
+                Wait::Never => Err(Some(msg)),
+            };
+            match res {
+                Ok(()) => report.delivered += 1,
+                // A disconnected channel: the subscription was dropped while we waited.
+                Err(None) => {}
+                Err(Some(m)) => {
+                    // Blocking was not allowed (long enough): the publisher gets it back.
+                    lost();
+                    report.full += 1;
+                    back.get_or_insert(m);
+                }
+            }
+        }
+        (Overflow::Error, _) | (Overflow::DropOldest, None) => {
+            lost();
+            report.full += 1;
+            back.get_or_insert(msg);
+        }
+    }
+}
+
+/// Delivers one copy to an endpoint subscription, per its overflow policy.
+fn deliver_endpoint<T: Clone>(
+    sub: &Sub<T>,
+    e: &Endpoint<T>,
+    msg: Message<T>,
+    wait: Wait,
+    report: &mut PublishReport,
+    back: &mut HandBack<T>,
+) {
+    let how = match sub.overflow {
+        Overflow::Block => wait,
+        _ => Wait::Never,
+    };
+    let err = match e.deliver_wait(msg, how) {
+        Ok(()) => {
+            report.delivered += 1;
+            return;
+        }
+        Err(err) => err,
+    };
+    sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    match err {
+        DeliverError::Full(m) => match sub.overflow {
+            Overflow::DropNewest | Overflow::DropOldest => {
+                drop(m);
+                report.dropped_newest += 1;
+            }
+            Overflow::Block | Overflow::Error => {
+                report.full += 1;
+                back.get_or_insert(m);
+            }
+        },
+        DeliverError::Closed(m) => {
+            drop(m);
+            report.closed += 1;
+        }
+        DeliverError::Rejected { message, .. } => {
+            drop(message);
+            report.rejected += 1;
+        }
+    }
+}
+
+/// Builds the sink of a channel subscription and the receiving end.
+pub(crate) fn channel<T>(opts: &SubscribeOptions) -> (Sink<T>, cb::Receiver<Message<T>>) {
+    let (tx, rx) = match opts.capacity {
+        Some(n) => cb::bounded(n),
+        None => cb::unbounded(),
+    };
+    let keep = matches!(opts.overflow, Overflow::DropOldest) && opts.capacity.is_some();
+    let sink = Sink::Channel {
+        tx,
+        rx: keep.then(|| rx.clone()),
+    };
+    (sink, rx)
+}

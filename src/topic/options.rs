@@ -1,0 +1,112 @@
+//! Subscription options: capacity and the overflow policy.
+
+/// What a publish does when a subscription's buffer is full.
+///
+/// Every message a policy drops is counted, on the subscription
+/// ([`Subscription::dropped`](crate::Subscription::dropped)) and in the
+/// [`PublishReport`](crate::PublishReport): nothing is lost silently.
+///
+/// ```
+/// use switchboard::{Overflow, SubscribeOptions, Topic};
+///
+/// let topic = Topic::new();
+/// let latest = topic.subscribe_with(SubscribeOptions::new().capacity(2).overflow(Overflow::DropOldest));
+/// for i in 0..5 {
+///     topic.publish(i).unwrap();
+/// }
+/// assert_eq!(latest.dropped(), 3);
+/// let kept: Vec<i32> = latest.try_iter().map(|m| m.into_payload()).collect();
+/// assert_eq!(kept, [3, 4]);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Overflow {
+    /// The publisher waits for room (lossless back-pressure; the default). A publish that may
+    /// not wait ([`try_publish`](crate::Topic::try_publish)) or whose time runs out fails for this
+    /// subscription, which counts it as dropped, and hands the message back in
+    /// [`PublishError::Full`](crate::PublishError::Full).
+    #[default]
+    Block,
+    /// The oldest buffered message is dropped to make room (a "latest values" subscriber).
+    DropOldest,
+    /// The new message is dropped for this subscription.
+    DropNewest,
+    /// The new message is not delivered to this subscription and the publisher is told: the
+    /// publish still reaches every other subscriber, then fails with
+    /// [`PublishError::Full`](crate::PublishError::Full), handing the message back.
+    Error,
+}
+
+/// Options of a subscription: buffer capacity and [`Overflow`] policy.
+///
+/// The default is a buffer of [`SubscribeOptions::DEFAULT_CAPACITY`] messages with
+/// [`Overflow::Block`]: lossless, and a subscriber that stops reading holds publishers up once
+/// its buffer is full. Pick [`Overflow::DropOldest`] for a best-effort subscriber, or
+/// [`unbounded`](SubscribeOptions::unbounded) to never hold publishers up (at the price of
+/// memory).
+///
+/// ```
+/// use switchboard::{Overflow, SubscribeOptions};
+///
+/// let opts = SubscribeOptions::new().capacity(64).overflow(Overflow::DropNewest);
+/// assert_eq!(opts.get_capacity(), Some(64));
+/// assert_eq!(opts.get_overflow(), Overflow::DropNewest);
+/// assert_eq!(SubscribeOptions::default().get_overflow(), Overflow::Block);
+/// assert_eq!(SubscribeOptions::new().unbounded().get_capacity(), None);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SubscribeOptions {
+    pub(crate) capacity: Option<usize>,
+    pub(crate) overflow: Overflow,
+}
+
+impl SubscribeOptions {
+    /// The buffer capacity of a subscription made with default options.
+    pub const DEFAULT_CAPACITY: usize = 1024;
+
+    /// The defaults: [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY) messages, [`Overflow::Block`].
+    pub const fn new() -> SubscribeOptions {
+        SubscribeOptions {
+            capacity: Some(Self::DEFAULT_CAPACITY),
+            overflow: Overflow::Block,
+        }
+    }
+
+    /// Buffers at most `capacity` messages.
+    ///
+    /// # Panics
+    ///
+    /// If `capacity` is 0: a subscription needs room for one message.
+    pub fn capacity(mut self, capacity: usize) -> SubscribeOptions {
+        assert!(capacity > 0, "a subscription's capacity must be at least 1");
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// No bound on the buffer: publishers never wait for this subscription and it never drops.
+    pub fn unbounded(mut self) -> SubscribeOptions {
+        self.capacity = None;
+        self
+    }
+
+    /// What a publish does when the buffer is full.
+    pub fn overflow(mut self, overflow: Overflow) -> SubscribeOptions {
+        self.overflow = overflow;
+        self
+    }
+
+    /// The capacity (`None`: unbounded).
+    pub fn get_capacity(&self) -> Option<usize> {
+        self.capacity
+    }
+
+    /// The overflow policy.
+    pub fn get_overflow(&self) -> Overflow {
+        self.overflow
+    }
+}
+
+impl Default for SubscribeOptions {
+    fn default() -> Self {
+        SubscribeOptions::new()
+    }
+}

@@ -1,0 +1,305 @@
+//! `Subscription<T>`: one subscriber's buffer and its receive family.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel as cb;
+
+use crate::endpoint::deadline_after;
+use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
+use crate::message::Message;
+use crate::topic::core::{Shared, SubCounters, SubKey};
+use crate::topic::{Overflow, SubscribeOptions, SubscriptionId, SubscriptionStats};
+
+/// One subscriber's stream of a [`Topic`](crate::Topic)'s messages, from
+/// [`Topic::subscribe`](crate::Topic::subscribe).
+///
+/// It holds its own buffer and receives like a queue (`try_recv`, `recv`, `recv_timeout`,
+/// `recv_deadline`, `iter`, `try_iter`, `IntoIterator`): the messages published after it
+/// subscribed, in publish order. It is not `Clone`: a second subscriber subscribes. Dropping it
+/// unsubscribes at once; publishers then pay nothing for it. After the topic closes (or its last
+/// handle is dropped) it receives what it holds, then `Closed`.
+///
+/// ```
+/// use switchboard::{Topic, TryRecvError};
+///
+/// let topic = Topic::new();
+/// let sub = topic.subscribe();
+/// topic.publish(1).unwrap();
+/// topic.publish(2).unwrap();
+/// assert_eq!(sub.len(), 2);
+/// let got: Vec<i32> = sub.try_iter().map(|m| m.into_payload()).collect();
+/// assert_eq!(got, [1, 2]);
+/// assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Empty);
+/// drop(sub); // unsubscribes
+/// assert_eq!(topic.subscriber_count(), 0);
+/// ```
+pub struct Subscription<T> {
+    rx: cb::Receiver<Message<T>>,
+    key: SubKey,
+    options: SubscribeOptions,
+    counters: Arc<SubCounters>,
+    topic: Weak<Shared<T>>,
+}
+
+impl<T> Subscription<T> {
+    pub(crate) fn new(
+        rx: cb::Receiver<Message<T>>,
+        key: SubKey,
+        options: SubscribeOptions,
+        counters: Arc<SubCounters>,
+        topic: Weak<Shared<T>>,
+    ) -> Subscription<T> {
+        Subscription {
+            rx,
+            key,
+            options,
+            counters,
+            topic,
+        }
+    }
+
+    #[inline]
+    fn got(&self, m: Message<T>) -> Message<T> {
+        self.counters.received.0.fetch_add(1, Ordering::Relaxed);
+        m
+    }
+
+    /// Receives a message if one is buffered, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when nothing is buffered, [`TryRecvError::Closed`] when the topic
+    /// is closed (or gone, or this subscription was unsubscribed) and nothing is left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::{Topic, TryRecvError};
+    ///
+    /// let topic = Topic::new();
+    /// let sub = topic.subscribe();
+    /// assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Empty);
+    /// topic.publish("x").unwrap();
+    /// assert_eq!(sub.try_recv().unwrap().into_payload(), "x");
+    /// drop(topic);
+    /// assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Closed);
+    /// ```
+    #[inline]
+    pub fn try_recv(&self) -> Result<Message<T>, TryRecvError> {
+        match self.rx.try_recv() {
+            Ok(m) => Ok(self.got(m)),
+            Err(cb::TryRecvError::Empty) => Err(TryRecvError::Empty),
+            Err(cb::TryRecvError::Disconnected) => Err(TryRecvError::Closed),
+        }
+    }
+
+    /// Receives a message, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] when the topic is closed and nothing is left.
+    #[inline]
+    pub fn recv(&self) -> Result<Message<T>, RecvError> {
+        match self.rx.recv() {
+            Ok(m) => Ok(self.got(m)),
+            Err(_) => Err(RecvError),
+        }
+    }
+
+    /// Receives a message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{RecvTimeoutError, Topic};
+    ///
+    /// let topic: Topic<u8> = Topic::new();
+    /// let sub = topic.subscribe();
+    /// assert_eq!(sub.recv_timeout(Duration::from_millis(5)).unwrap_err(), RecvTimeoutError::Timeout);
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Message<T>, RecvTimeoutError> {
+        self.recv_deadline(deadline_after(timeout))
+    }
+
+    /// Receives a message, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_timeout`](Subscription::recv_timeout).
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<T>, RecvTimeoutError> {
+        match self.rx.recv_deadline(deadline) {
+            Ok(m) => Ok(self.got(m)),
+            Err(cb::RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
+            Err(cb::RecvTimeoutError::Disconnected) => Err(RecvTimeoutError::Closed),
+        }
+    }
+
+    /// A blocking iterator over received messages; it ends when the topic is closed and this
+    /// subscription drained.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { sub: self }
+    }
+
+    /// An iterator over the messages buffered now; it never waits.
+    pub fn try_iter(&self) -> TryIter<'_, T> {
+        TryIter { sub: self }
+    }
+
+    /// This subscription's id in its topic.
+    pub fn id(&self) -> SubscriptionId {
+        SubscriptionId(self.key)
+    }
+
+    /// Messages buffered and not yet received (the lag behind the publishers).
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// The lag behind the publishers: the same as [`len`](Subscription::len).
+    pub fn lag(&self) -> usize {
+        self.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// Whether the buffer is full (the next publish triggers the overflow policy).
+    pub fn is_full(&self) -> bool {
+        self.rx.is_full()
+    }
+
+    /// The buffer's capacity, `None` if unbounded.
+    pub fn capacity(&self) -> Option<usize> {
+        self.options.capacity
+    }
+
+    /// The overflow policy.
+    pub fn overflow(&self) -> Overflow {
+        self.options.overflow
+    }
+
+    /// Messages received so far.
+    pub fn received(&self) -> u64 {
+        self.counters.received.0.load(Ordering::Relaxed)
+    }
+
+    /// Messages this subscription lost to its overflow policy: how much it missed.
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Received, dropped and lag together.
+    pub fn stats(&self) -> SubscriptionStats {
+        SubscriptionStats {
+            received: self.received(),
+            dropped: self.dropped(),
+            lag: self.len(),
+        }
+    }
+}
+
+impl<T> Drop for Subscription<T> {
+    /// Unsubscribes: the next publish no longer sees this subscription.
+    fn drop(&mut self) {
+        if let Some(topic) = self.topic.upgrade() {
+            topic.remove(self.key);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Subscription<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.key)
+            .field("len", &self.len())
+            .field("capacity", &self.options.capacity)
+            .field("overflow", &self.options.overflow)
+            .field("dropped", &self.dropped())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A blocking iterator over a subscription's messages: see [`Subscription::iter`].
+pub struct Iter<'a, T> {
+    sub: &'a Subscription<T>,
+}
+
+impl<T> Iterator for Iter<'_, T> {
+    type Item = Message<T>;
+
+    fn next(&mut self) -> Option<Message<T>> {
+        self.sub.recv().ok()
+    }
+}
+
+impl<T> fmt::Debug for Iter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Iter { .. }")
+    }
+}
+
+/// A non-blocking iterator over the messages buffered now: see [`Subscription::try_iter`].
+pub struct TryIter<'a, T> {
+    sub: &'a Subscription<T>,
+}
+
+impl<T> Iterator for TryIter<'_, T> {
+    type Item = Message<T>;
+
+    fn next(&mut self) -> Option<Message<T>> {
+        self.sub.try_recv().ok()
+    }
+}
+
+impl<T> fmt::Debug for TryIter<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TryIter { .. }")
+    }
+}
+
+/// An owning blocking iterator over a subscription's messages.
+pub struct IntoIter<T> {
+    sub: Subscription<T>,
+}
+
+impl<T> Iterator for IntoIter<T> {
+    type Item = Message<T>;
+
+    fn next(&mut self) -> Option<Message<T>> {
+        self.sub.recv().ok()
+    }
+}
+
+impl<T> fmt::Debug for IntoIter<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("IntoIter { .. }")
+    }
+}
+
+impl<'a, T> IntoIterator for &'a Subscription<T> {
+    type Item = Message<T>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T> IntoIterator for Subscription<T> {
+    type Item = Message<T>;
+    type IntoIter = IntoIter<T>;
+
+    fn into_iter(self) -> IntoIter<T> {
+        IntoIter { sub: self }
+    }
+}

@@ -1,0 +1,695 @@
+//! Topic: fan-out, subscriptions, overflow policies, chaining, validation, closing, drops.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use switchboard::{
+    DeliverError, Endpoint, Message, Overflow, PublishError, PublishReport, Queue, RecvError,
+    RecvTimeoutError, SubscribeOptions, Subscription, SubscriptionId, Topic, TryRecvError,
+};
+
+/// Generous bound on anything that should happen promptly: a test fails, never hangs.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn opts(capacity: usize, overflow: Overflow) -> SubscribeOptions {
+    SubscribeOptions::new()
+        .capacity(capacity)
+        .overflow(overflow)
+}
+
+fn drain<T>(sub: &Subscription<T>) -> Vec<T> {
+    sub.try_iter().map(Message::into_payload).collect()
+}
+
+/// Waits until `cond` holds, failing the test after `PATIENCE`.
+fn eventually(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        thread::yield_now();
+    }
+}
+
+#[test]
+fn smoke() {
+    let topic = Topic::new();
+    let sub = topic.subscribe();
+    let report = topic.publish(1).unwrap();
+    assert_eq!(report.delivered, 1);
+    assert!(report.is_lossless());
+    assert_eq!(sub.recv().unwrap().into_payload(), 1);
+}
+
+#[test]
+fn no_subscribers_is_ok_with_zeros() {
+    let topic = Topic::new();
+    assert_eq!(topic.publish("x").unwrap(), PublishReport::default());
+    assert_eq!(topic.stats().published, 1);
+    assert_eq!(topic.stats().delivered, 0);
+}
+
+#[test]
+fn every_subscriber_sees_every_later_message_in_order() {
+    let topic = Topic::new();
+    let subs: Vec<_> = (0..5).map(|_| topic.subscribe()).collect();
+    for i in 0..100 {
+        assert_eq!(topic.publish(i).unwrap().delivered, 5);
+    }
+    for s in &subs {
+        assert_eq!(drain(s), (0..100).collect::<Vec<_>>());
+    }
+}
+
+#[test]
+fn late_subscriber_sees_nothing_earlier() {
+    let topic = Topic::new();
+    let early = topic.subscribe();
+    topic.publish("a").unwrap();
+    topic.publish("b").unwrap();
+    let late = topic.subscribe();
+    assert_eq!(late.try_recv().unwrap_err(), TryRecvError::Empty);
+    topic.publish("c").unwrap();
+    assert_eq!(drain(&early), ["a", "b", "c"]);
+    assert_eq!(drain(&late), ["c"]);
+}
+
+#[test]
+fn fan_out_shares_metadata_and_id() {
+    let topic = Topic::new();
+    let a = topic.subscribe();
+    let b = topic.subscribe();
+    let msg = Message::new(Arc::new(5u32)).with_attr("k", "v");
+    let id = msg.id();
+    topic.publish(msg).unwrap();
+    let (ma, mb) = (a.recv().unwrap(), b.recv().unwrap());
+    assert_eq!((ma.id(), mb.id()), (id, id));
+    assert!(
+        std::ptr::eq(ma.attributes(), mb.attributes()),
+        "metadata shared, not copied"
+    );
+    assert!(Arc::ptr_eq(ma.payload(), mb.payload()));
+    assert!(ma.timestamp().is_some(), "publish stamps the message");
+}
+
+#[test]
+fn drop_unsubscribes() {
+    let topic = Topic::new();
+    let a = topic.subscribe();
+    let b = topic.subscribe();
+    assert_eq!(topic.subscriber_count(), 2);
+    drop(a);
+    assert_eq!(topic.subscriber_count(), 1);
+    assert_eq!(topic.publish(1).unwrap().delivered, 1);
+    drop(b);
+    assert_eq!(topic.subscriber_count(), 0);
+    assert_eq!(topic.publish(2).unwrap().delivered, 0);
+    assert_eq!(topic.stats().subscribers, 0);
+}
+
+#[test]
+fn unsubscribe_by_id_closes_the_subscription_after_draining() {
+    let topic = Topic::new();
+    let sub = topic.subscribe();
+    topic.publish(1).unwrap();
+    assert!(topic.unsubscribe(sub.id()));
+    topic.publish(2).unwrap();
+    assert_eq!(sub.recv().unwrap().into_payload(), 1);
+    assert_eq!(sub.recv().unwrap_err(), RecvError);
+    assert!(!topic.unsubscribe(sub.id()));
+}
+
+#[test]
+fn recv_timeout_times_out() {
+    let topic: Topic<u8> = Topic::new();
+    let sub = topic.subscribe();
+    let start = Instant::now();
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(20)).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    assert!(start.elapsed() >= Duration::from_millis(20));
+    assert_eq!(
+        sub.recv_deadline(Instant::now()).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+}
+
+#[test]
+fn len_empty_full_capacity() {
+    let topic = Topic::new();
+    let sub = topic.subscribe_with(opts(2, Overflow::DropNewest));
+    assert!(sub.is_empty() && !sub.is_full());
+    assert_eq!(sub.capacity(), Some(2));
+    assert_eq!(sub.overflow(), Overflow::DropNewest);
+    topic.publish(1).unwrap();
+    topic.publish(2).unwrap();
+    assert!(sub.is_full());
+    assert_eq!((sub.len(), sub.lag()), (2, 2));
+    let unbounded = topic.subscribe_with(SubscribeOptions::new().unbounded());
+    assert_eq!(unbounded.capacity(), None);
+    assert_eq!(
+        topic.subscribe().capacity(),
+        Some(SubscribeOptions::DEFAULT_CAPACITY)
+    );
+}
+
+#[test]
+fn iterators() {
+    let topic = Topic::new();
+    let sub = topic.subscribe();
+    for i in 0..3 {
+        topic.publish(i).unwrap();
+    }
+    topic.close();
+    let by_ref: Vec<i32> = (&sub)
+        .into_iter()
+        .take(1)
+        .map(Message::into_payload)
+        .collect();
+    assert_eq!(by_ref, [0]);
+    let owned: Vec<i32> = sub.into_iter().map(Message::into_payload).collect();
+    assert_eq!(owned, [1, 2]);
+}
+
+// ----- overflow policies -------------------------------------------------------------------------
+
+#[test]
+fn overflow_drop_oldest_counts_exactly() {
+    let topic = Topic::new();
+    let sub = topic.subscribe_with(opts(3, Overflow::DropOldest));
+    let mut dropped = 0;
+    for i in 0..10 {
+        let r = topic.publish(i).unwrap();
+        assert_eq!(r.delivered, 1);
+        dropped += r.dropped_oldest;
+    }
+    assert_eq!(dropped, 7);
+    assert_eq!(sub.dropped(), 7);
+    assert_eq!(topic.stats().dropped, 7);
+    assert_eq!(drain(&sub), [7, 8, 9]);
+    assert_eq!(sub.stats().received, 3);
+}
+
+#[test]
+fn overflow_drop_newest_counts_exactly() {
+    let topic = Topic::new();
+    let sub = topic.subscribe_with(opts(3, Overflow::DropNewest));
+    let mut dropped = 0;
+    for i in 0..10 {
+        let r = topic.publish(i).unwrap();
+        dropped += r.dropped_newest;
+        assert_eq!(r.delivered + r.dropped_newest, 1);
+    }
+    assert_eq!((dropped, sub.dropped()), (7, 7));
+    assert_eq!(drain(&sub), [0, 1, 2]);
+    assert_eq!(topic.stats().delivered, 3);
+}
+
+#[test]
+fn overflow_error_tells_the_publisher_and_hands_the_message_back() {
+    let topic = Topic::new();
+    let strict = topic.subscribe_with(opts(2, Overflow::Error));
+    let other = topic.subscribe();
+    topic.publish(0).unwrap();
+    topic.publish(1).unwrap();
+    for i in 2..5 {
+        match topic.publish(i).unwrap_err() {
+            PublishError::Full { message, report } => {
+                assert_eq!(*message.payload(), i);
+                assert_eq!((report.delivered, report.full), (1, 1));
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(strict.dropped(), 3);
+    assert_eq!(drain(&strict), [0, 1]);
+    assert_eq!(drain(&other), [0, 1, 2, 3, 4]);
+    assert_eq!(topic.stats().dropped, 3);
+}
+
+#[test]
+fn overflow_block_waits_for_room() {
+    let topic = Topic::new();
+    let sub = topic.subscribe_with(opts(2, Overflow::Block));
+    topic.publish(0).unwrap();
+    topic.publish(1).unwrap();
+    // Not allowed to wait: fails for the full subscription, counted, handed back.
+    let err = topic.try_publish(9).unwrap_err();
+    assert!(err.is_full());
+    assert_eq!(err.into_inner().into_payload(), 9);
+    let err = topic
+        .publish_timeout(9, Duration::from_millis(10))
+        .unwrap_err();
+    assert_eq!(err.report().unwrap().full, 1);
+    assert_eq!(sub.dropped(), 2);
+    thread::scope(|s| {
+        let publisher = s.spawn(|| {
+            for i in 2..50 {
+                topic.publish(i).unwrap();
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < 50 {
+            got.push(sub.recv_timeout(PATIENCE).unwrap().into_payload());
+        }
+        publisher.join().unwrap();
+        assert_eq!(got, (0..50).collect::<Vec<_>>(), "lossless and in order");
+    });
+    assert_eq!(sub.dropped(), 2);
+}
+
+#[test]
+fn blocked_publisher_moves_on_when_the_subscription_is_dropped() {
+    let topic = Topic::new();
+    // Subscription order is delivery order: `fast` gets each message before `slow` is tried.
+    let fast = topic.subscribe_with(SubscribeOptions::new().unbounded());
+    let slow = topic.subscribe_with(opts(1, Overflow::Block));
+    topic.publish(0).unwrap();
+    thread::scope(|s| {
+        let publisher = s.spawn(|| topic.publish(1).unwrap());
+        assert_eq!(fast.recv_timeout(PATIENCE).unwrap().into_payload(), 0);
+        // Once `fast` has message 1, the publisher is at `slow` (full): blocked, or about to be.
+        eventually("the publish to reach the fast subscriber", || {
+            !fast.is_empty()
+        });
+        drop(slow);
+        let report = publisher.join().unwrap();
+        assert_eq!(report.delivered, 1);
+    });
+    assert_eq!(drain(&fast), [1]);
+}
+
+// ----- chaining ----------------------------------------------------------------------------------
+
+#[test]
+fn chaining_into_queues_with_competing_leased_consumers() {
+    const N: u32 = 500;
+    let topic: Topic<u32> = Topic::new();
+    let queues = [Queue::bounded(16), Queue::bounded(16)];
+    for q in &queues {
+        topic.subscribe_queue(q);
+    }
+    let consumed: Vec<Mutex<Vec<u32>>> = (0..4).map(|_| Mutex::new(Vec::new())).collect();
+    let acked = [AtomicU64::new(0), AtomicU64::new(0)];
+    let start = Instant::now();
+    thread::scope(|s| {
+        for (qi, q) in queues.iter().enumerate() {
+            for c in 0..2 {
+                let consumed = &consumed[qi * 2 + c];
+                let acked = &acked[qi];
+                // Two competing consumers per queue, each taking leases, until the queue's
+                // share of messages is all acked.
+                s.spawn(move || {
+                    while acked.load(Ordering::SeqCst) < u64::from(N) {
+                        assert!(start.elapsed() < PATIENCE, "consumers stalled");
+                        if let Ok(d) = q.receive_timeout(Duration::from_millis(10)) {
+                            consumed.lock().unwrap().push(*d.payload());
+                            d.ack().unwrap();
+                            acked.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        }
+        for i in 0..N {
+            assert_eq!(topic.publish(i).unwrap().delivered, 2);
+        }
+    });
+    for qi in 0..2 {
+        let mut all: Vec<u32> = consumed[qi * 2].lock().unwrap().clone();
+        all.extend(consumed[qi * 2 + 1].lock().unwrap().iter());
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..N).collect::<Vec<_>>(),
+            "queue {qi}: each message once"
+        );
+        let st = queues[qi].stats();
+        assert_eq!((st.acked, st.redelivered, st.visible), (u64::from(N), 0, 0));
+    }
+}
+
+#[test]
+fn chained_queue_overflow_and_closed_are_counted() {
+    let topic = Topic::new();
+    let small = Queue::bounded(1);
+    let closed = Queue::unbounded();
+    let strict = Queue::bounded(1);
+    let small_id = topic.subscribe_queue_with(&small, Overflow::DropNewest);
+    let closed_id = topic.subscribe_queue(&closed);
+    let strict_id = topic.subscribe_queue_with(&strict, Overflow::Error);
+    closed.close();
+    let r = topic.publish(1).unwrap();
+    assert_eq!((r.delivered, r.closed), (2, 1));
+    let err = topic.publish(2).unwrap_err();
+    let r = *err.report().unwrap();
+    assert_eq!(
+        (r.delivered, r.dropped_newest, r.closed, r.full),
+        (0, 1, 1, 1)
+    );
+    assert_eq!(err.into_inner().into_payload(), 2);
+    assert_eq!(topic.subscription_stats(small_id).unwrap().dropped, 1);
+    assert_eq!(topic.subscription_stats(closed_id).unwrap().dropped, 2);
+    assert_eq!(topic.subscription_stats(strict_id).unwrap().dropped, 1);
+    assert_eq!(topic.stats().dropped, 4);
+    assert!(topic.unsubscribe(closed_id));
+    assert!(topic.subscription_stats(closed_id).is_none());
+}
+
+#[test]
+fn chaining_into_another_topic_and_a_closure() {
+    let upstream = Topic::new();
+    let downstream = Topic::new();
+    let sub = downstream.subscribe();
+    upstream.subscribe_endpoint(&downstream);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    upstream.subscribe_endpoint(Endpoint::from_fn(move |m: Message<&str>| {
+        if *m.payload() == "bad" {
+            return Err(DeliverError::rejected(m, "no"));
+        }
+        log.lock().unwrap().push(m.into_payload());
+        Ok(())
+    }));
+    assert_eq!(upstream.publish("hello").unwrap().delivered, 2);
+    let r = upstream.publish("bad").unwrap();
+    assert_eq!((r.delivered, r.rejected), (1, 1));
+    assert_eq!(drain(&sub), ["hello", "bad"]);
+    assert_eq!(*seen.lock().unwrap(), ["hello"]);
+}
+
+#[test]
+fn endpoint_errors_hand_the_message_back() {
+    let topic: Topic<u8> = Topic::builder()
+        .validate(|_: &Message<u8>| Err("never"))
+        .build();
+    let e = Endpoint::from(&topic);
+    assert!(e.is_topic());
+    let err = e.try_deliver(3).unwrap_err();
+    assert!(err.is_rejected());
+    assert_eq!(err.reason(), Some("never"));
+    assert_eq!(format!("{err:?}"), r#"Rejected { reason: "never", .. }"#);
+    assert_eq!(err.into_inner().into_payload(), 3);
+    topic.close();
+    assert!(e.deliver(4).unwrap_err().is_closed());
+    let q = Queue::bounded(1);
+    let e = Endpoint::from(q.clone());
+    e.deliver(1).unwrap();
+    assert!(e
+        .deliver_timeout(2, Duration::from_millis(5))
+        .unwrap_err()
+        .is_full());
+    assert!(e.try_deliver(2).unwrap_err().is_full());
+}
+
+// ----- validation and closing --------------------------------------------------------------------
+
+#[test]
+fn validator_rejects_before_any_subscriber_sees_it() {
+    let topic = Topic::builder()
+        .name("orders")
+        .validate(|m: &Message<u32>| {
+            if m.attr("tenant").is_some() {
+                Ok(())
+            } else {
+                Err(String::from("missing attribute tenant"))
+            }
+        })
+        .build();
+    assert_eq!(topic.name(), Some("orders"));
+    let sub = topic.subscribe();
+    let q = Queue::unbounded();
+    topic.subscribe_queue(&q);
+    let err = topic.publish(1).unwrap_err();
+    assert!(err.is_rejected());
+    assert_eq!(
+        err.to_string(),
+        "message rejected by the topic's validator: missing attribute tenant"
+    );
+    assert_eq!(err.into_inner().into_payload(), 1);
+    assert!(sub.is_empty() && q.is_empty());
+    topic
+        .publish(Message::new(2).with_attr("tenant", "t1"))
+        .unwrap();
+    assert_eq!(drain(&sub), [2]);
+    let s = topic.stats();
+    assert_eq!((s.published, s.rejected, s.delivered), (1, 1, 2));
+}
+
+#[test]
+fn send_after_close() {
+    let topic = Topic::new();
+    let sub = topic.subscribe();
+    topic.publish(1).unwrap();
+    assert!(topic.close());
+    assert!(topic.is_closed());
+    assert!(!topic.close());
+    let err = topic.publish(2).unwrap_err();
+    assert!(err.is_closed());
+    assert_eq!(err.into_inner().into_payload(), 2);
+    assert_eq!(sub.recv().unwrap().into_payload(), 1);
+    assert_eq!(sub.try_recv().unwrap_err(), TryRecvError::Closed);
+    let late = topic.subscribe();
+    assert_eq!(late.try_recv().unwrap_err(), TryRecvError::Closed);
+    assert_eq!(topic.subscriber_count(), 0);
+}
+
+#[test]
+fn close_wakes_receiver() {
+    let topic: Topic<u8> = Topic::new();
+    let sub = topic.subscribe();
+    thread::scope(|s| {
+        let h = s.spawn(|| sub.recv_timeout(PATIENCE));
+        thread::sleep(Duration::from_millis(5)); // let it block (the result holds either way)
+        topic.close();
+        assert_eq!(h.join().unwrap().unwrap_err(), RecvTimeoutError::Closed);
+    });
+}
+
+#[test]
+fn dropping_the_last_handle_closes_subscriptions() {
+    let topic = Topic::new();
+    let sub = topic.subscribe();
+    let other = topic.clone();
+    drop(topic);
+    other.publish(1).unwrap();
+    drop(other);
+    assert_eq!(sub.recv().unwrap().into_payload(), 1);
+    assert_eq!(sub.recv().unwrap_err(), RecvError);
+}
+
+// ----- drops: every payload copy is dropped exactly once -----------------------------------------
+
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+fn ledger() -> &'static Mutex<(HashSet<u64>, HashSet<u64>)> {
+    static L: std::sync::OnceLock<Mutex<(HashSet<u64>, HashSet<u64>)>> = std::sync::OnceLock::new();
+    L.get_or_init(Default::default)
+}
+
+/// A payload whose every copy has a serial; the ledger records creations and drops.
+struct Counted {
+    serial: u64,
+    value: u32,
+}
+
+impl Counted {
+    fn new(value: u32) -> Counted {
+        let serial = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+        assert!(ledger().lock().unwrap().0.insert(serial));
+        Counted { serial, value }
+    }
+}
+
+impl Clone for Counted {
+    fn clone(&self) -> Self {
+        Counted::new(self.value)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let fresh = ledger().lock().unwrap().1.insert(self.serial);
+        assert!(fresh, "payload copy {} dropped twice", self.serial);
+    }
+}
+
+#[test]
+fn drops() {
+    {
+        let topic = Topic::new();
+        let block = topic.subscribe_with(opts(64, Overflow::Block));
+        let oldest = topic.subscribe_with(opts(3, Overflow::DropOldest));
+        let newest = topic.subscribe_with(opts(3, Overflow::DropNewest));
+        let error = topic.subscribe_with(opts(3, Overflow::Error));
+        let q = Queue::bounded(5);
+        topic.subscribe_queue_with(&q, Overflow::DropNewest);
+        let gone = topic.subscribe();
+        let mut handed_back = 0;
+        for i in 0..20 {
+            match topic.publish(Counted::new(i)) {
+                Ok(_) => {}
+                Err(e) => {
+                    handed_back += 1;
+                    drop(e.into_inner());
+                }
+            }
+            if i == 10 {
+                drop(gone.recv().unwrap()); // one received, the rest abandoned with it
+            }
+        }
+        assert_eq!(handed_back, 17);
+        let _gone = gone; // dropped at the end with its buffer
+        for _ in 0..5 {
+            assert!(block.recv().unwrap().payload().value < 20);
+        }
+        drop(q.receive().unwrap()); // a lease abandoned: back to the queue
+        assert_eq!(
+            (oldest.dropped(), newest.dropped(), error.dropped()),
+            (17, 17, 17)
+        );
+        topic.close();
+    }
+    let (created, dropped) = &*ledger().lock().unwrap();
+    assert!(!created.is_empty());
+    assert_eq!(created, dropped, "every copy dropped exactly once");
+}
+
+// ----- concurrency -------------------------------------------------------------------------------
+
+#[test]
+fn mpmc_every_subscriber_sees_each_publishers_messages_in_order() {
+    const PUBLISHERS: u64 = 3;
+    const PER: u64 = 2_000;
+    let topic: Topic<(u64, u64)> = Topic::new();
+    let subs: Vec<_> = (0..3)
+        .map(|i| topic.subscribe_with(opts(8 << i, Overflow::Block)))
+        .collect();
+    thread::scope(|s| {
+        let readers: Vec<_> = subs
+            .iter()
+            .map(|sub| {
+                s.spawn(move || {
+                    let mut next = [0u64; PUBLISHERS as usize];
+                    for _ in 0..PUBLISHERS * PER {
+                        let (p, i) = sub.recv_timeout(PATIENCE).unwrap().into_payload();
+                        assert_eq!(next[p as usize], i, "publisher {p} out of order");
+                        next[p as usize] += 1;
+                    }
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..PUBLISHERS)
+            .map(|p| {
+                let topic = topic.clone();
+                s.spawn(move || {
+                    for i in 0..PER {
+                        assert_eq!(topic.publish((p, i)).unwrap().delivered, 3);
+                    }
+                })
+            })
+            .collect();
+        for h in writers.into_iter().chain(readers) {
+            h.join().unwrap();
+        }
+    });
+    let s = topic.stats();
+    assert_eq!((s.published, s.delivered, s.dropped), (6_000, 18_000, 0));
+}
+
+#[test]
+fn subscribing_and_unsubscribing_while_publishing() {
+    let topic: Topic<u64> = Topic::new();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    thread::scope(|s| {
+        let publisher = s.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 1_000_000 {
+                topic.publish(n).unwrap();
+                n += 1;
+            }
+            n
+        });
+        let start = Instant::now();
+        for round in 0.. {
+            let sub = topic.subscribe_with(opts(4, Overflow::DropOldest));
+            // Whatever it got is increasing: later messages only, in order.
+            let got: Vec<u64> = drain(&sub);
+            assert!(got.windows(2).all(|w| w[0] < w[1]));
+            if round >= 200 && topic.stats().published >= 1_000 {
+                break;
+            }
+            assert!(start.elapsed() < PATIENCE, "the publisher made no progress");
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(publisher.join().unwrap() > 0);
+    });
+    assert_eq!(topic.subscriber_count(), 0);
+}
+
+// ----- types -------------------------------------------------------------------------------------
+
+#[test]
+fn handles_and_errors_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Topic<u8>>();
+    send_sync::<Subscription<u8>>();
+    send_sync::<Endpoint<u8>>();
+    send_sync::<PublishError<u8>>();
+    send_sync::<DeliverError<u8>>();
+    send_sync::<PublishReport>();
+    send_sync::<SubscriptionId>();
+}
+
+#[test]
+fn errors_display_lowercase_and_debug_without_payload() {
+    struct NoDebug;
+    let errs = [
+        PublishError::Closed(Message::new(NoDebug)).to_string(),
+        PublishError::Full {
+            message: Message::new(NoDebug),
+            report: PublishReport::default(),
+        }
+        .to_string(),
+        DeliverError::Full(Message::new(NoDebug)).to_string(),
+        DeliverError::rejected(Message::new(NoDebug), "why").to_string(),
+    ];
+    for e in errs {
+        assert!(
+            e.chars().next().unwrap().is_lowercase() && !e.ends_with('.'),
+            "{e}"
+        );
+    }
+    assert_eq!(
+        format!("{:?}", PublishError::Closed(Message::new(NoDebug))),
+        "Closed(..)"
+    );
+    assert_eq!(
+        format!("{:?}", DeliverError::Closed(Message::new(NoDebug))),
+        "Closed(..)"
+    );
+}
+
+#[test]
+fn an_endpoint_closure_may_own_a_subscription_of_the_same_topic() {
+    // Dropping the closure (on unsubscribe or close) drops the subscription it owns, which
+    // unsubscribes from the same topic: this must not deadlock on the topic's writer lock.
+    let topic: Topic<u8> = Topic::new();
+    let inner = Mutex::new(Some(topic.subscribe()));
+    let id = topic.subscribe_endpoint(Endpoint::from_fn(move |_m: Message<u8>| {
+        let _keep = &inner;
+        Ok(())
+    }));
+    assert_eq!(topic.subscriber_count(), 2);
+    assert!(topic.unsubscribe(id));
+    assert_eq!(topic.subscriber_count(), 0);
+    let inner = Mutex::new(Some(topic.subscribe()));
+    topic.subscribe_endpoint(Endpoint::from_fn(move |_m: Message<u8>| {
+        let _keep = &inner;
+        Ok(())
+    }));
+    assert!(topic.close());
+}
