@@ -1455,7 +1455,26 @@ impl<T> Shared<T> {
         accepted.saturating_sub(self.popped.0.load(Ordering::Acquire)) as usize
     }
 
-    pub(crate) fn len(&self) -> usize {
+    /// Runs the timers that are due, so that `len` and `stats` count a lease that ran out or a
+    /// delay that came due whether or not a receiver came by since the clock moved.
+    fn run_due_timers(self: &Arc<Self>) {
+        let now = self.now();
+        if self.signals.0.next_event.load(Ordering::Acquire) > now {
+            return;
+        }
+        let mut out = Vec::new();
+        {
+            let mut slow = self.slow.lock();
+            self.run_timers(&mut slow, now, &mut out);
+            self.publish_next(&mut slow);
+        }
+        if !out.is_empty() {
+            self.forward(out, self);
+        }
+    }
+
+    pub(crate) fn len(self: &Arc<Self>) -> usize {
+        self.run_due_timers();
         if self.config.fifo {
             return self.fifo_len();
         }
@@ -1481,7 +1500,8 @@ impl<T> Shared<T> {
         self.config.capacity.is_some_and(|c| len >= c)
     }
 
-    pub(crate) fn stats(&self) -> QueueStats {
+    pub(crate) fn stats(self: &Arc<Self>) -> QueueStats {
+        self.run_due_timers();
         let slow = self.slow.lock();
         let now = self.now();
         let accepted = self.state.0.load(Ordering::Acquire) >> 1;
