@@ -1190,7 +1190,6 @@ fn retention() {
 }
 
 #[test]
-#[ignore = "bug: len() counts the message of a sender blocked on a full queue"]
 fn batches() {
     let (clock, q) = manual();
     assert_eq!(q.send_batch(0..10).unwrap(), 10);
@@ -1554,7 +1553,6 @@ fn rendezvous() {
 }
 
 #[test]
-#[ignore = "bug: wake tokens travel the bounded main lane and can outlive their waiter, taking room"]
 fn wake_tokens_never_take_room_from_messages() {
     // Two leases fail while a receiver is blocked: each failure may send the waiter a wake
     // token through the main lane. The waiter takes one message and leaves; a token left behind

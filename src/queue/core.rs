@@ -16,7 +16,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -188,6 +188,8 @@ pub(crate) struct Slow<T> {
     /// FIFO queues keep every waiting message here, per group, instead of the lanes.
     groups: Option<Groups<Entry<T>>>,
     dedup: Dedup,
+    /// Messages made visible since the last `publish_next`: how many waiters to wake.
+    new_ready: usize,
     c: Counters,
 }
 
@@ -195,6 +197,7 @@ impl<T> Slow<T> {
     fn new(fifo: bool) -> Self {
         Slow {
             groups: fifo.then(Groups::new),
+            new_ready: 0,
             dedup: Dedup::new(),
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
@@ -345,14 +348,25 @@ pub(crate) struct Shared<T> {
     /// Messages (not tokens) popped from the main lane. Written by receivers.
     popped: Padded<AtomicU64>,
     signals: Padded<Signals>,
-    slow: Mutex<Slow<T>>,
+    /// Padded: leased receivers lock it per message, and it must not share a line with the
+    /// fields every send reads (`tx`, `config`).
+    slow: Padded<Mutex<Slow<T>>>,
+    /// Set once by `close`; read by every receive, so it lives apart from `state`, which every
+    /// send writes.
+    closed: AtomicBool,
     /// Signalled when a FIFO queue's waiting messages drop below capacity, and on close.
     room: Condvar,
+    /// Wake tokens for receivers of a bounded queue, whose main lane must not carry them (a token
+    /// left behind would take a message's room). Unbounded and FIFO queues use the main lane.
+    bell: Option<(cb::Sender<()>, cb::Receiver<()>)>,
+    /// Senders waiting for room in the main lane: their messages are counted in `state` (so
+    /// that `close` orders with them) but are not in the queue yet.
+    blocked: Padded<AtomicU64>,
     /// Dropped by `close` to wake senders blocked on a full main lane.
     close_tx: Mutex<Option<cb::Sender<()>>>,
     close_rx: cb::Receiver<()>,
     /// Enqueue times of every 64th accepted message, for the oldest-message age.
-    samples: [AtomicU64; 16],
+    samples: Padded<[AtomicU64; 16]>,
     pub(crate) config: Config<T>,
 }
 
@@ -383,6 +397,7 @@ impl<T> Shared<T> {
             _ => cb::unbounded(),
         };
         let (close_tx, close_rx) = cb::bounded(0);
+        let bell = (config.capacity.is_some() && !config.fifo).then(cb::unbounded);
         let shared = Arc::new(Shared {
             tx,
             rx,
@@ -392,11 +407,14 @@ impl<T> Shared<T> {
                 next_event: AtomicU64::new(NONE),
                 waiters: AtomicUsize::new(0),
             }),
-            slow: Mutex::new(Slow::new(config.fifo)),
+            slow: Padded(Mutex::new(Slow::new(config.fifo))),
+            closed: AtomicBool::new(false),
             room: Condvar::new(),
+            bell,
+            blocked: Padded(AtomicU64::new(0)),
             close_tx: Mutex::new(Some(close_tx)),
             close_rx,
-            samples: Default::default(),
+            samples: Padded(Default::default()),
             config,
         });
         let weak: std::sync::Weak<dyn Wake> = Arc::downgrade(&shared) as _;
@@ -410,7 +428,7 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn is_closed(&self) -> bool {
-        self.state.0.load(Ordering::Acquire) & 1 != 0
+        self.closed.load(Ordering::Acquire)
     }
 
     // ----- waking -----------------------------------------------------------------------------
@@ -420,8 +438,12 @@ impl<T> Shared<T> {
     fn wake(&self, n: usize) {
         let waiting = self.signals.0.waiters.load(Ordering::SeqCst);
         for _ in 0..n.min(waiting) {
-            // A full main lane means receivers have messages and are not blocked.
-            if self.tx.try_send(Slot::Wake).is_err() {
+            let sent = match &self.bell {
+                Some((bell, _)) => bell.try_send(()).is_ok(),
+                // A full main lane means receivers have messages and are not blocked.
+                None => self.tx.try_send(Slot::Wake).is_ok(),
+            };
+            if !sent {
                 break;
             }
         }
@@ -454,13 +476,17 @@ impl<T> Shared<T> {
             READY
         };
         let before = self.signals.0.next_event.swap(next, Ordering::SeqCst);
-        if next == READY {
-            self.wake(slow.ready.len().max(1));
+        // Wake one waiter per message that became visible since the last publish; none when
+        // nothing new came (a receiver that looked and could not take what is there must not
+        // wake itself into a spin).
+        let fresh = std::mem::take(&mut slow.new_ready);
+        if next == READY && fresh > 0 {
+            self.wake(fresh);
         } else if next < before {
-            // An earlier deadline: one waiter recomputes its wait.
+            // Visible now, or an earlier deadline: one waiter recomputes its wait.
             self.wake(1);
         }
-        if self.is_closed() {
+        if self.is_closed() && (fresh > 0 || next != before) {
             self.wake_all_waiters();
         }
     }
@@ -490,8 +516,8 @@ impl<T> Shared<T> {
     #[inline]
     fn sample(&self, seq: u64, now: Nanos) {
         if seq & ((1 << SAMPLE_SHIFT) - 1) == 0 {
-            let i = (seq >> SAMPLE_SHIFT) as usize % self.samples.len();
-            self.samples[i].store(now, Ordering::Relaxed);
+            let i = (seq >> SAMPLE_SHIFT) as usize % self.samples.0.len();
+            self.samples.0[i].store(now, Ordering::Relaxed);
         }
     }
 
@@ -570,6 +596,17 @@ impl<T> Shared<T> {
     /// Waits for room in the main lane, or for `close`, or for the deadline.
     #[cold]
     fn send_blocking(
+        &self,
+        slot: Slot<T>,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.blocked.0.fetch_add(1, Ordering::AcqRel);
+        let result = self.send_waiting(slot, deadline);
+        self.blocked.0.fetch_sub(1, Ordering::AcqRel);
+        result
+    }
+
+    fn send_waiting(
         &self,
         mut slot: Slot<T>,
         deadline: Option<Instant>,
@@ -653,7 +690,7 @@ impl<T> Shared<T> {
         msg.stamp(now);
         let id = msg.id();
         let key = self.dedup_key_of(&msg);
-        let mut slow = self.slow.lock();
+        let mut slow = self.slow.0.lock();
         if self.is_closed() {
             return Err(SendTimeoutError::Closed(msg));
         }
@@ -670,7 +707,7 @@ impl<T> Shared<T> {
                 Wait::Until(deadline) => self.send_main(msg, deadline),
             };
             if let (Err(_), Some(k)) = (&result, &key) {
-                self.slow.lock().dedup.forget(k, id);
+                self.slow.0.lock().dedup.forget(k, id);
             }
             return result;
         }
@@ -712,6 +749,7 @@ impl<T> Shared<T> {
     /// Makes an entry visible: the ready lane, or its group in a FIFO queue (at the head for a
     /// returned message, which also frees the group).
     fn make_ready(&self, slow: &mut Slow<T>, entry: Entry<T>, returned: bool) {
+        slow.new_ready += 1;
         match slow.groups.as_mut() {
             None => slow.ready.push_back(entry),
             Some(g) => {
@@ -728,6 +766,8 @@ impl<T> Shared<T> {
     /// Frees the FIFO group of a settled message.
     fn release_group(&self, slow: &mut Slow<T>, msg: &Message<T>) {
         if let Some(g) = slow.groups.as_mut() {
+            // The group's next message may go now.
+            slow.new_ready += 1;
             g.release(group_of(msg));
         }
     }
@@ -754,7 +794,7 @@ impl<T> Shared<T> {
         if self.is_closed() {
             return Err(TrySendError::Closed(msg));
         }
-        let mut slow = self.slow.lock();
+        let mut slow = self.slow.0.lock();
         if let Some(cap) = self.config.capacity {
             if slow.delayed.len() >= cap {
                 return Err(TrySendError::Full(msg));
@@ -785,7 +825,7 @@ impl<T> Shared<T> {
         if entries.is_empty() {
             return;
         }
-        let mut slow = self.slow.lock();
+        let mut slow = self.slow.0.lock();
         slow.c.sent_slow += entries.len() as u64;
         for e in entries {
             self.make_ready(&mut slow, e, false);
@@ -800,9 +840,10 @@ impl<T> Shared<T> {
         if before & 1 != 0 {
             return false;
         }
+        self.closed.store(true, Ordering::Release);
         drop(self.close_tx.lock().take());
         // Taking the lock orders the close with `send_at` and the drain check.
-        drop(self.slow.lock());
+        drop(self.slow.0.lock());
         self.room.notify_all();
         self.wake_all_waiters();
         true
@@ -817,7 +858,7 @@ impl<T> Shared<T> {
         if (s >> 1) != self.popped.0.load(Ordering::Acquire) {
             return false;
         }
-        let slow = self.slow.lock();
+        let slow = self.slow.0.lock();
         slow.ready.is_empty()
             && slow.delayed.is_empty()
             && slow.live == 0
@@ -1074,7 +1115,7 @@ impl<T> Shared<T> {
     fn take_slow(self: &Arc<Self>, how: How) -> Option<Out<T>> {
         let mut out = Vec::new();
         let result = {
-            let mut slow = self.slow.lock();
+            let mut slow = self.slow.0.lock();
             let now = self.now();
             self.run_timers(&mut slow, now, &mut out);
             let mut result = None;
@@ -1114,6 +1155,10 @@ impl<T> Shared<T> {
             result
         };
         self.forward(out, self);
+        if result.is_some() && self.is_closed() {
+            // Perhaps the last message: receivers of a closed queue look again.
+            self.wake_all_waiters();
+        }
         result
     }
 
@@ -1125,7 +1170,7 @@ impl<T> Shared<T> {
         if self.is_expired(&f.msg, f.enqueued, &mut now) {
             let mut out = Vec::new();
             {
-                let mut slow = self.slow.lock();
+                let mut slow = self.slow.0.lock();
                 slow.c.expired_main += 1;
                 self.expire(&mut slow, Entry::fresh(f), &mut out);
                 self.publish_next(&mut slow);
@@ -1136,7 +1181,7 @@ impl<T> Shared<T> {
         let result = match how {
             How::Plain => Out::Plain(f.msg),
             How::Lease(vis) => {
-                let mut slow = self.slow.lock();
+                let mut slow = self.slow.0.lock();
                 let now = now.unwrap_or_else(|| self.now());
                 let d = self.lease(&mut slow, Entry::fresh(f), vis, now);
                 drop(slow);
@@ -1223,9 +1268,12 @@ impl<T> Shared<T> {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
-                    let r = match wake_at {
-                        Some(at) => self.rx.recv_deadline(at).ok(),
-                        None => self.rx.recv().ok(),
+                    let r = match &self.bell {
+                        None => match wake_at {
+                            Some(at) => self.rx.recv_deadline(at).ok(),
+                            None => self.rx.recv().ok(),
+                        },
+                        Some((_, bell)) => self.wait_bell(bell, wake_at),
                     };
                     match r {
                         Some(Slot::Msg(f)) => Ok(self.take_fresh(f, how)),
@@ -1240,6 +1288,24 @@ impl<T> Shared<T> {
         }
     }
 
+    /// A bounded queue's blocked receiver: waits for a message or a wake token.
+    #[cold]
+    fn wait_bell(&self, bell: &cb::Receiver<()>, wake_at: Option<Instant>) -> Option<Slot<T>> {
+        let mut sel = cb::Select::new();
+        let main_i = sel.recv(&self.rx);
+        let _bell_i = sel.recv(bell);
+        let op = match wake_at {
+            Some(at) => sel.select_deadline(at).ok()?,
+            None => sel.select(),
+        };
+        if op.index() == main_i {
+            op.recv(&self.rx).ok()
+        } else {
+            let _ = op.recv(bell);
+            None
+        }
+    }
+
     // ----- verdicts ---------------------------------------------------------------------------
 
     fn settle(
@@ -1250,7 +1316,7 @@ impl<T> Shared<T> {
     ) -> bool {
         let mut out = Vec::new();
         let ok = {
-            let mut slow = self.slow.lock();
+            let mut slow = self.slow.0.lock();
             // Expire what is due first: a verdict after the deadline finds its lease gone.
             // `next_event` is never later than a pending deadline, so nothing due is missed.
             let now = self.now();
@@ -1270,7 +1336,8 @@ impl<T> Shared<T> {
             };
             if changed {
                 self.publish_next(&mut slow);
-            } else if self.is_closed() {
+            }
+            if self.is_closed() {
                 // Receivers of a closed queue wait for the last lease to settle.
                 self.wake_all_waiters();
             }
@@ -1301,7 +1368,7 @@ impl<T> Shared<T> {
         let mut lost = Vec::new();
         let mut out = Vec::new();
         {
-            let mut slow = self.slow.lock();
+            let mut slow = self.slow.0.lock();
             self.run_timers(&mut slow, self.now(), &mut out);
             for &(slot, gen, id) in leases {
                 match slow.take_lease(slot, gen) {
@@ -1376,14 +1443,14 @@ impl<T> Shared<T> {
         by: Duration,
     ) -> Result<Nanos, AckError> {
         let mut out = Vec::new();
-        let mut slow = self.slow.lock();
+        let mut slow = self.slow.0.lock();
         let now = self.now();
         self.run_timers(&mut slow, now, &mut out);
         if !out.is_empty() {
             // Dead letters from expired leases: forward them without holding our lock.
             drop(slow);
             self.forward(out, self);
-            slow = self.slow.lock();
+            slow = self.slow.0.lock();
         }
         let deadline = clock::add(now, by);
         let Some(s) = slow
@@ -1409,7 +1476,7 @@ impl<T> Shared<T> {
     pub(crate) fn redrive(self: &Arc<Self>, target: Option<&Arc<Shared<T>>>, max: usize) -> usize {
         let mut moved: Vec<(Arc<Shared<T>>, Entry<T>)> = Vec::new();
         {
-            let mut slow = self.slow.lock();
+            let mut slow = self.slow.0.lock();
             let mut waiting: VecDeque<Entry<T>> = std::mem::take(&mut slow.ready);
             if let Some(g) = slow.groups.as_mut() {
                 waiting.extend(g.drain());
@@ -1450,8 +1517,14 @@ impl<T> Shared<T> {
 
     // ----- introspection ----------------------------------------------------------------------
 
-    pub(crate) fn main_len(&self) -> usize {
+    /// Messages accepted into the main lane and not yet sent on by a blocked sender.
+    fn accepted(&self) -> u64 {
         let accepted = self.state.0.load(Ordering::Acquire) >> 1;
+        accepted.saturating_sub(self.blocked.0.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn main_len(&self) -> usize {
+        let accepted = self.accepted();
         accepted.saturating_sub(self.popped.0.load(Ordering::Acquire)) as usize
     }
 
@@ -1464,7 +1537,7 @@ impl<T> Shared<T> {
         }
         let mut out = Vec::new();
         {
-            let mut slow = self.slow.lock();
+            let mut slow = self.slow.0.lock();
             self.run_timers(&mut slow, now, &mut out);
             self.publish_next(&mut slow);
         }
@@ -1479,7 +1552,7 @@ impl<T> Shared<T> {
             return self.fifo_len();
         }
         let ready = if self.signals.0.next_event.load(Ordering::Acquire) == READY {
-            self.slow.lock().ready.len()
+            self.slow.0.lock().ready.len()
         } else {
             0
         };
@@ -1487,7 +1560,7 @@ impl<T> Shared<T> {
     }
 
     fn fifo_len(&self) -> usize {
-        let slow = self.slow.lock();
+        let slow = self.slow.0.lock();
         slow.ready.len() + slow.groups.as_ref().map_or(0, Groups::len)
     }
 
@@ -1502,9 +1575,9 @@ impl<T> Shared<T> {
 
     pub(crate) fn stats(self: &Arc<Self>) -> QueueStats {
         self.run_due_timers();
-        let slow = self.slow.lock();
+        let slow = self.slow.0.lock();
         let now = self.now();
-        let accepted = self.state.0.load(Ordering::Acquire) >> 1;
+        let accepted = self.accepted();
         let popped = self.popped.0.load(Ordering::Acquire);
         let main_len = accepted.saturating_sub(popped);
         let grouped = slow.groups.as_ref();
@@ -1519,12 +1592,13 @@ impl<T> Shared<T> {
             // it is at most 63 sends older. Overwritten samples (a backlog over 1024) fall back to
             // the oldest sample kept.
             let block = popped >> SAMPLE_SHIFT;
-            let i = block as usize % self.samples.len();
-            let t = self.samples[i].load(Ordering::Relaxed);
+            let i = block as usize % self.samples.0.len();
+            let t = self.samples.0[i].load(Ordering::Relaxed);
             let t = if t != 0 {
                 t
             } else {
                 self.samples
+                    .0
                     .iter()
                     .map(|s| s.load(Ordering::Relaxed))
                     .filter(|&t| t != 0)
@@ -1564,7 +1638,7 @@ impl<T: Send + Sync> Wake for Shared<T> {
 #[cfg(test)]
 impl<T> Shared<T> {
     pub(crate) fn slow_len_for_tests(&self) -> usize {
-        let s = self.slow.lock();
+        let s = self.slow.0.lock();
         s.fifo.len() + s.heap.len()
     }
 
