@@ -1,4 +1,87 @@
-//! switchboard: in-process messaging patterns.
+//! In-process messaging patterns: the semantics of SQS, SNS and the enterprise integration
+//! patterns, inside one program, with crossbeam-channel on the hot path.
+//!
+//! No server, no network, no background threads (a [consumer pool](consumer) starts threads only
+//! because you asked for one). Every handle is cheap to clone and shares one underlying object;
+//! every failed send hands the message back; every time-based behaviour runs on a [`Clock`] that
+//! tests replace with a [`ManualClock`].
+//!
+//! # Queue: point-to-point
+//!
+//! Many senders, many competing receivers, each message consumed by one. Plain receive is
+//! at-most-once:
+//!
+//! ```
+//! use switchboard::Queue;
+//!
+//! let q = Queue::bounded(128); // send waits while 128 messages wait
+//! q.send("hello").unwrap();
+//! assert_eq!(q.recv().unwrap().into_payload(), "hello");
+//! ```
+//!
+//! # Leases: at-least-once
+//!
+//! A leased receive returns a [`Delivery`]; the message stays in flight until `ack`. A `nack`, an
+//! expired visibility timeout, or a `Delivery` dropped without a verdict (a consumer that returned
+//! early or panicked) puts it back; after `max_attempts` failed deliveries it goes to the
+//! dead-letter queue. See [`queue`] for the whole story.
+//!
+//! ```
+//! use switchboard::Queue;
+//!
+//! let dlq = Queue::unbounded();
+//! let q = Queue::builder().dead_letter(&dlq, 2).build();
+//! q.send("poison").unwrap();
+//! q.receive().unwrap().nack().unwrap(); // attempt 1 fails
+//! let again = q.receive().unwrap();
+//! assert_eq!(again.attempt(), 2);
+//! drop(again); // attempt 2 "crashes": dead-lettered
+//! assert_eq!(dlq.try_recv().unwrap().dead_letter().unwrap().attempts(), 2);
+//! ```
+//!
+//! # FIFO groups and de-duplication
+//!
+//! ```
+//! use switchboard::{Message, Queue};
+//!
+//! let q: Queue<i32> = Queue::builder().fifo().build();
+//! q.send(Message::new(1).with_group("customer-7").with_dedup_id("order-1")).unwrap();
+//! assert!(q.send(Message::new(1).with_group("customer-7").with_dedup_id("order-1")).unwrap().is_duplicate());
+//! q.send(Message::new(2).with_group("customer-7")).unwrap();
+//! let first = q.receive().unwrap();
+//! assert!(q.try_receive().is_err()); // one in flight per group
+//! first.ack().unwrap();
+//! assert_eq!(*q.receive().unwrap().payload(), 2);
+//! ```
+//!
+//! # Topic: publish-subscribe
+//!
+//! Every subscriber gets every message published after it subscribed; a queue can subscribe,
+//! so fan-out and load-balanced consumers combine (SNS to SQS). See [`topic`].
+//!
+//! ```
+//! use switchboard::{Queue, Topic};
+//!
+//! let orders = Topic::new();
+//! let audit = orders.subscribe();
+//! let billing = Queue::unbounded();
+//! orders.subscribe_queue(&billing);
+//! assert_eq!(orders.publish("order-1").unwrap().delivered, 2);
+//! assert_eq!(audit.recv().unwrap().into_payload(), "order-1");
+//! assert_eq!(billing.recv().unwrap().into_payload(), "order-1");
+//! ```
+//!
+//! # Consumers: a handler on a pool of workers
+//!
+//! ```
+//! use switchboard::Queue;
+//!
+//! let jobs: Queue<u32> = Queue::unbounded();
+//! let pool = jobs.consume(2, |m| if *m.payload() % 2 == 0 { Ok(()) } else { Err("odd") });
+//! jobs.send(2).unwrap();
+//! jobs.close();
+//! assert_eq!(pool.join().processed, 1);
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
