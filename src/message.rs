@@ -465,8 +465,9 @@ struct Ext {
 /// assert_eq!(m.into_payload(), "order-1");
 /// ```
 ///
-/// The timestamp is the time the message was first sent or published (SNS's `Timestamp`), read
-/// from the sending queue's clock; it is `None` before that.
+/// The timestamp is the time the message was sent to the queue it is in (SQS's `SentTimestamp`),
+/// or published, on that queue's or topic's clock; it is `None` before the first send. A
+/// time-to-live counts from it, so a message forwarded to another queue starts a fresh TTL there.
 pub struct Message<T> {
     payload: T,
     id: MessageId,
@@ -516,7 +517,7 @@ impl<T> Message<T> {
         self.id
     }
 
-    /// When the message was first sent or published, on the sender's clock.
+    /// When the message was sent to the queue it is in (or published), on that clock.
     pub fn timestamp(&self) -> Option<Instant> {
         (self.timestamp != 0).then(|| clock::to_instant(self.timestamp))
     }
@@ -554,7 +555,7 @@ impl<T> Message<T> {
         self.ext.as_ref()?.dedup_id.as_deref()
     }
 
-    /// The time-to-live, counted from the first send.
+    /// The time-to-live, counted from the send to the queue the message is in.
     pub fn ttl(&self) -> Option<Duration> {
         self.ext.as_ref()?.ttl
     }
@@ -611,8 +612,8 @@ impl<T> Message<T> {
         self
     }
 
-    /// Sets the time-to-live: the message expires `ttl` after it is first sent, and an expired
-    /// message never reaches a consumer.
+    /// Sets the time-to-live: the message expires `ttl` after it is sent to a queue, and an
+    /// expired message never reaches a consumer.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ext_mut().ttl = Some(ttl);
         self
@@ -622,12 +623,23 @@ impl<T> Message<T> {
         Arc::make_mut(self.ext.get_or_insert_with(Default::default))
     }
 
-    /// Stamps the first-send time if it is not set yet.
+    /// Stamps the send time: a queue's send sets it to its enqueue time.
     #[inline]
     pub(crate) fn stamp(&mut self, now: Nanos) {
+        self.timestamp = now;
+    }
+
+    /// Stamps the send time if none is set (a topic's publish: the queues it feeds restamp).
+    #[inline]
+    pub(crate) fn stamp_if_unset(&mut self, now: Nanos) {
         if self.timestamp == 0 {
             self.timestamp = now;
         }
+    }
+
+    #[inline]
+    pub(crate) fn timestamp_nanos(&self) -> Nanos {
+        self.timestamp
     }
 
     /// The expiry time in clock nanos, if the message has a TTL and a timestamp.

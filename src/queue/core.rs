@@ -37,10 +37,18 @@ pub(crate) const READY: u64 = 0;
 #[derive(Default)]
 pub(crate) struct Padded<T>(pub T);
 
-/// A fresh message in the main lane: 8 bytes over the message itself.
+/// A fresh message in the main lane: the message itself, nothing more. Its timestamp is its
+/// enqueue time (every send stamps it): the lane's slot size is most of a send's cost, since the
+/// cache lines a message fills are what moves between cores.
 pub(crate) struct Fresh<T> {
     pub msg: Message<T>,
-    pub enqueued: Nanos,
+}
+
+impl<T> Fresh<T> {
+    #[inline]
+    fn enqueued(&self) -> Nanos {
+        self.msg.timestamp_nanos()
+    }
 }
 
 /// What travels the main lane. `Message`'s non-zero id makes `Wake` free in size.
@@ -100,9 +108,10 @@ pub(crate) struct Entry<T> {
 
 impl<T> Entry<T> {
     fn fresh(f: Fresh<T>) -> Entry<T> {
+        let enqueued = f.enqueued();
         Entry {
             body: Body::Owned(f.msg),
-            enqueued: f.enqueued,
+            enqueued,
             attempts: 0,
             first_delivered: 0,
             dead: None,
@@ -461,6 +470,10 @@ impl<T> Shared<T> {
     /// A new deadline (a lease): lower `next_event` to it if earlier, and wake a receiver to
     /// recompute its wait. `next_event` may run early (a settled lease's stale timer), never late.
     fn note_deadline(&self, at: Nanos) {
+        // Usually an earlier lease's deadline is already published: no write at all then.
+        if self.signals.0.next_event.load(Ordering::Acquire) <= at {
+            return;
+        }
         let before = self.signals.0.next_event.fetch_min(at, Ordering::SeqCst);
         if at < before {
             self.wake(1);
@@ -547,7 +560,7 @@ impl<T> Shared<T> {
         msg.stamp(now);
         let id = msg.id();
         self.sample(seq, now);
-        match self.tx.try_send(Slot::Msg(Fresh { msg, enqueued: now })) {
+        match self.tx.try_send(Slot::Msg(Fresh { msg })) {
             Ok(()) => Ok(Sent::Enqueued(id)),
             Err(e) => {
                 self.unaccept();
@@ -584,7 +597,7 @@ impl<T> Shared<T> {
         msg.stamp(now);
         let id = msg.id();
         self.sample(seq, now);
-        let slot = Slot::Msg(Fresh { msg, enqueued: now });
+        let slot = Slot::Msg(Fresh { msg });
         let slot = match self.tx.try_send(slot) {
             Ok(()) => return Ok(Sent::Enqueued(id)),
             Err(e) => e.into_inner(),
@@ -740,7 +753,7 @@ impl<T> Shared<T> {
         }
         slow.c.sent_slow += 1;
         let key = group_of(&msg).to_owned();
-        let entry = Entry::fresh(Fresh { msg, enqueued: now });
+        let entry = Entry::fresh(Fresh { msg });
         slow.groups.as_mut().expect("fifo").push_back(&key, entry);
         self.publish_next(&mut slow);
         Ok(Sent::Enqueued(id))
@@ -813,7 +826,7 @@ impl<T> Shared<T> {
             return Ok(Sent::Duplicate(first));
         }
         slow.c.sent_slow += 1;
-        let entry = Entry::fresh(Fresh { msg, enqueued: now });
+        let entry = Entry::fresh(Fresh { msg });
         self.put_back(&mut slow, entry, Some(due), false);
         self.publish_next(&mut slow);
         Ok(Sent::Enqueued(id))
@@ -1167,7 +1180,7 @@ impl<T> Shared<T> {
     fn take_fresh(self: &Arc<Self>, f: Fresh<T>, how: How) -> Option<Out<T>> {
         self.popped.0.fetch_add(1, Ordering::AcqRel);
         let mut now = None;
-        if self.is_expired(&f.msg, f.enqueued, &mut now) {
+        if self.is_expired(&f.msg, f.enqueued(), &mut now) {
             let mut out = Vec::new();
             {
                 let mut slow = self.slow.0.lock();
@@ -1193,6 +1206,32 @@ impl<T> Shared<T> {
             self.wake_all_waiters();
         }
         Some(result)
+    }
+
+    /// The plain receive's fast path: a fresh message from the main lane when no timer, returned
+    /// message or expiry rule is in play. `None` sends the caller down the general path.
+    #[inline]
+    pub(crate) fn try_recv_fast(self: &Arc<Self>) -> Option<Message<T>> {
+        if self.signals.0.next_event.load(Ordering::Acquire) != NONE
+            || self.config.retention.is_some()
+        {
+            return None;
+        }
+        match self.rx.try_recv() {
+            Ok(Slot::Msg(f)) if f.msg.ttl().is_none() => {
+                self.popped.0.fetch_add(1, Ordering::AcqRel);
+                if self.is_closed() {
+                    self.wake_all_waiters();
+                }
+                Some(f.msg)
+            }
+            Ok(Slot::Msg(f)) => match self.take_fresh(f, How::Plain) {
+                Some(Out::Plain(m)) => Some(m),
+                _ => None,
+            },
+            // A token or nothing: the general path looks again and handles both.
+            _ => None,
+        }
     }
 
     #[inline]
@@ -1250,6 +1289,19 @@ impl<T> Shared<T> {
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
+            }
+            // Like crossbeam's own receive: spin briefly, then yield, before announcing the wait
+            // (a receiver that caught up with its senders usually finds a message within a spin).
+            for step in 0..SPIN_STEPS {
+                backoff(step);
+                match self.try_take(how) {
+                    Ok(o) => return Ok(o),
+                    Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
+                    Err(TryRecvError::Empty) => {}
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Err(RecvTimeoutError::Timeout);
+                }
             }
             // Announce the wait, then look once more: whoever changes the state after this point
             // sees us waiting and sends a token.

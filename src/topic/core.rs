@@ -272,7 +272,7 @@ impl<T: Clone> Shared<T> {
                 });
             }
         }
-        msg.stamp(self.clock.nanos());
+        msg.stamp_if_unset(self.clock.nanos());
         self.hot.0.published.fetch_add(1, Ordering::Relaxed);
 
         let mut report = PublishReport::default();
