@@ -5,7 +5,7 @@
 use std::thread;
 use std::time::Duration;
 
-use switchboard::{ManualClock, Message, Queue, TryRecvError};
+use switchboard::{ManualClock, Message, Overflow, Queue, SubscribeOptions, Topic, TryRecvError};
 
 fn step(title: &str) {
     println!("\n== {title}");
@@ -124,5 +124,100 @@ fn main() {
         "   stats: sent {} received {} acked {} nacked {} abandoned {} lease-expired {} dead-lettered {} expired {}",
         s.sent, s.received, s.acked, s.nacked, s.abandoned, s.lease_expired, s.dead_lettered, s.expired
     );
+
+    step("6. FIFO groups: in order within a group, one in flight per group, groups in parallel");
+    let fifo: Queue<(&str, u32)> = Queue::builder().fifo().build();
+    for (group, n) in [("alice", 1), ("alice", 2), ("bob", 1), ("alice", 3)] {
+        fifo.send(Message::new((group, n)).with_group(group))
+            .unwrap();
+    }
+    let a1 = fifo.receive().unwrap();
+    let b1 = fifo.receive().unwrap();
+    println!(
+        "   two consumers hold {:?} and {:?}",
+        a1.payload(),
+        b1.payload()
+    );
+    println!(
+        "   a third finds nothing: alice is busy until her message is settled: {}",
+        fifo.try_receive().unwrap_err()
+    );
+    a1.nack().unwrap();
+    let again = fifo.receive().unwrap();
+    println!(
+        "   a nacked message comes back first in its group: {:?} (attempt {})",
+        again.payload(),
+        again.attempt()
+    );
+    again.ack().unwrap();
+    b1.ack().unwrap();
+    let rest: Vec<_> = fifo.try_iter().map(|m| m.into_payload()).collect();
+    println!("   then the rest, in order: {rest:?}");
+
+    step("7. De-duplication: a repeated dedup id within the window is accepted once");
+    let payments: Queue<&str> = Queue::unbounded();
+    let first = payments
+        .send(Message::new("charge 10").with_dedup_id("pay-1"))
+        .unwrap();
+    let retry = payments
+        .send(Message::new("charge 10").with_dedup_id("pay-1"))
+        .unwrap();
+    println!(
+        "   first send: {first:?}; the retry: {retry:?}; queued: {}",
+        payments.len()
+    );
+
+    step("8. A topic: every subscriber gets every message; a queue can subscribe (SNS to SQS)");
+    let orders: Topic<String> = Topic::new();
+    let audit = orders.subscribe();
+    let dashboard = orders.subscribe_with(
+        SubscribeOptions::new()
+            .capacity(2)
+            .overflow(Overflow::DropOldest),
+    );
+    let billing = Queue::unbounded();
+    orders.subscribe_queue(&billing);
+    for i in 1..=4 {
+        let report = orders.publish(format!("order-{i}")).unwrap();
+        if i == 4 {
+            println!("   last publish: {report:?}");
+        }
+    }
+    println!("   audit got {} messages", audit.try_iter().count());
+    println!(
+        "   the dashboard keeps the newest 2 and says it dropped {}: {:?}",
+        dashboard.dropped(),
+        dashboard
+            .try_iter()
+            .map(|m| m.into_payload())
+            .collect::<Vec<_>>()
+    );
+    println!(
+        "   billing's queue holds {} for its competing workers",
+        billing.len()
+    );
+
+    step("9. A consumer pool: a handler on worker threads, with retries and a dead-letter queue");
+    let dlq: Queue<u32> = Queue::unbounded();
+    let work: Queue<u32> = Queue::builder().dead_letter(&dlq, 2).build();
+    let pool = work.consume(2, |m| {
+        if *m.payload() == 13 {
+            Err("unlucky")
+        } else {
+            Ok(())
+        }
+    });
+    work.send_batch(10..16).unwrap();
+    work.close();
+    let stats = pool.join();
+    println!(
+        "   processed {}, failed attempts {}, dead-lettered {}",
+        stats.processed, stats.failed, stats.dead_lettered
+    );
+    println!(
+        "   the dead letter says: {}",
+        dlq.try_recv().unwrap().dead_letter().unwrap().reason()
+    );
+
     println!("\nThat is the tour. See examples/ for each pattern in depth.");
 }
