@@ -309,7 +309,11 @@ impl Attributes {
     }
 
     /// Sets `key` to `value`, returning the value it replaced.
-    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<AttrValue>) -> Option<AttrValue> {
+    pub fn insert(
+        &mut self,
+        key: impl Into<String>,
+        value: impl Into<AttrValue>,
+    ) -> Option<AttrValue> {
         let key = key.into();
         let value = value.into();
         match self.entries.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
@@ -769,7 +773,13 @@ mod tests {
     fn ids_are_unique_across_threads() {
         let ids: Vec<u64> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..4)
-                .map(|_| s.spawn(|| (0..3000).map(|_| MessageId::next().get()).collect::<Vec<_>>()))
+                .map(|_| {
+                    s.spawn(|| {
+                        (0..3000)
+                            .map(|_| MessageId::next().get())
+                            .collect::<Vec<_>>()
+                    })
+                })
                 .collect();
             hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
         });
@@ -783,9 +793,15 @@ mod tests {
     fn clone_shares_metadata() {
         let m = Message::new(1).with_attr("k", "v");
         let c = m.clone();
-        assert!(Arc::ptr_eq(m.ext.as_ref().unwrap(), c.ext.as_ref().unwrap()));
+        assert!(Arc::ptr_eq(
+            m.ext.as_ref().unwrap(),
+            c.ext.as_ref().unwrap()
+        ));
         let c = c.with_attr("k2", 2);
-        assert!(!Arc::ptr_eq(m.ext.as_ref().unwrap(), c.ext.as_ref().unwrap()));
+        assert!(!Arc::ptr_eq(
+            m.ext.as_ref().unwrap(),
+            c.ext.as_ref().unwrap()
+        ));
         assert_eq!(m.attributes().len(), 1);
         assert_eq!(c.attributes().len(), 2);
     }
@@ -803,7 +819,10 @@ mod tests {
 
     #[test]
     fn negative_zero_is_zero() {
-        assert_eq!(AttrValue::from(-0.0_f64).as_f64().unwrap().to_bits(), 0.0_f64.to_bits());
+        assert_eq!(
+            AttrValue::from(-0.0_f64).as_f64().unwrap().to_bits(),
+            0.0_f64.to_bits()
+        );
     }
 
     #[test]

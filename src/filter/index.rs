@@ -1,0 +1,898 @@
+//! `FilterIndex` and `FilterSnapshot`: matching one message against many filters without
+//! checking each.
+
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::filter::plan::{num_key, Plan, Probe};
+use crate::filter::policy::quantize;
+use crate::filter::Filter;
+use crate::message::{AttrValue, Message};
+
+/// Below this many filters a snapshot does not build per-attribute indexes: checking each filter
+/// is as fast (measured with `cargo bench --bench filter`).
+const LINEAR_BELOW: usize = 16;
+
+/// The smallest delta that makes a snapshot rebuild its base (it also rebuilds past `sqrt(n)`).
+const MIN_DELTA: usize = 32;
+
+/// A small multiplicative hasher (the rustc "Fx" hash) for the index's own maps. Index keys come
+/// from policies, not from messages, so the map contents are not chosen by a message sender.
+#[derive(Default, Clone, Copy)]
+struct Fx(u64);
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for Fx {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.add(u64::from_le_bytes(b));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_u128(&mut self, i: u128) {
+        self.add(i as u64);
+        self.add((i >> 64) as u64);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+fn admits_lo(lo: (f64, bool), q: f64) -> bool {
+    if lo.1 {
+        q >= lo.0
+    } else {
+        q > lo.0
+    }
+}
+
+fn admits_hi(hi: (f64, bool), q: f64) -> bool {
+    if hi.1 {
+        q <= hi.0
+    } else {
+        q < hi.0
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Interval {
+    lo: (f64, bool),
+    hi: (f64, bool),
+    id: u32,
+}
+
+impl Interval {
+    fn admits(&self, q: f64) -> bool {
+        admits_lo(self.lo, q) && admits_hi(self.hi, q)
+    }
+
+    /// A point inside the interval (ranges have bottom < top, so there is one).
+    fn inner_point(&self) -> f64 {
+        match (self.lo.0.is_finite(), self.hi.0.is_finite()) {
+            (true, true) => self.lo.0 / 2.0 + self.hi.0 / 2.0,
+            (true, false) => self.lo.0 + 1.0,
+            (false, true) => self.hi.0 - 1.0,
+            (false, false) => 0.0,
+        }
+    }
+}
+
+/// A centered interval tree over numeric ranges: a stabbing query visits one path and reports
+/// the ranges that hold the number.
+#[derive(Default)]
+struct IntervalTree {
+    nodes: Vec<INode>,
+}
+
+struct INode {
+    center: f64,
+    /// Intervals holding `center`, sorted by lower bound (ascending); or, in a leaf, all of them.
+    by_lo: Vec<Interval>,
+    /// The same intervals sorted by upper bound (descending).
+    by_hi: Vec<Interval>,
+    left: Option<usize>,
+    right: Option<usize>,
+    leaf: bool,
+}
+
+impl IntervalTree {
+    fn build(ivs: Vec<Interval>) -> IntervalTree {
+        let mut t = IntervalTree::default();
+        if !ivs.is_empty() {
+            t.add(ivs);
+        }
+        t
+    }
+
+    fn add(&mut self, mut ivs: Vec<Interval>) -> usize {
+        let at = self.nodes.len();
+        let leaf = |ivs: Vec<Interval>| INode {
+            center: 0.0,
+            by_lo: ivs,
+            by_hi: Vec::new(),
+            left: None,
+            right: None,
+            leaf: true,
+        };
+        if ivs.len() <= 16 {
+            self.nodes.push(leaf(ivs));
+            return at;
+        }
+        ivs.sort_by(|a, b| a.inner_point().total_cmp(&b.inner_point()));
+        let center = ivs[ivs.len() / 2].inner_point();
+        let (mut here, mut left, mut right) = (Vec::new(), Vec::new(), Vec::new());
+        for iv in ivs {
+            if iv.admits(center) {
+                here.push(iv);
+            } else if !admits_hi(iv.hi, center) {
+                left.push(iv);
+            } else {
+                right.push(iv);
+            }
+        }
+        if here.is_empty() {
+            // Only for degenerate ranges between adjacent floats; keep them in a flat list.
+            left.append(&mut right);
+            self.nodes.push(leaf(left));
+            return at;
+        }
+        here.sort_by(|a, b| a.lo.0.total_cmp(&b.lo.0));
+        let mut by_hi = here.clone();
+        by_hi.sort_by(|a, b| b.hi.0.total_cmp(&a.hi.0));
+        self.nodes.push(INode {
+            center,
+            by_lo: here,
+            by_hi,
+            left: None,
+            right: None,
+            leaf: false,
+        });
+        if !left.is_empty() {
+            let l = self.add(left);
+            self.nodes[at].left = Some(l);
+        }
+        if !right.is_empty() {
+            let r = self.add(right);
+            self.nodes[at].right = Some(r);
+        }
+        at
+    }
+
+    fn stab(&self, x: f64, out: &mut Vec<u32>) {
+        if self.nodes.is_empty() {
+            return;
+        }
+        let q = quantize(x);
+        if q.is_nan() {
+            return;
+        }
+        let mut at = Some(0);
+        while let Some(i) = at {
+            let n = &self.nodes[i];
+            if n.leaf {
+                out.extend(n.by_lo.iter().filter(|iv| iv.admits(q)).map(|iv| iv.id));
+                return;
+            }
+            if q < n.center {
+                for iv in &n.by_lo {
+                    if iv.lo.0 > q {
+                        break;
+                    }
+                    if admits_lo(iv.lo, q) {
+                        out.push(iv.id);
+                    }
+                }
+                at = n.left;
+            } else if q > n.center {
+                for iv in &n.by_hi {
+                    if iv.hi.0 < q {
+                        break;
+                    }
+                    if admits_hi(iv.hi, q) {
+                        out.push(iv.id);
+                    }
+                }
+                at = n.right;
+            } else {
+                out.extend(n.by_lo.iter().map(|iv| iv.id));
+                return;
+            }
+        }
+    }
+}
+
+/// Everything filed under one attribute key.
+#[derive(Default)]
+struct AttrIndex {
+    strs: FxMap<Box<str>, Vec<u32>>,
+    nums: FxMap<u64, Vec<u32>>,
+    bools: [Vec<u32>; 2],
+    ignore_case: FxMap<Box<str>, Vec<u32>>,
+    /// Prefix maps by prefix length (in bytes), shortest first.
+    prefixes: Vec<(usize, FxMap<Box<str>, Vec<u32>>)>,
+    suffixes: Vec<(usize, FxMap<Box<str>, Vec<u32>>)>,
+    ranges: IntervalTree,
+    pending_ranges: Vec<Interval>,
+    /// CIDR maps by mask length: a tiny trie, one level per length in use.
+    cidr4: Vec<(u8, FxMap<u32, Vec<u32>>)>,
+    cidr6: Vec<(u8, FxMap<u128, Vec<u32>>)>,
+    present: Vec<u32>,
+}
+
+fn by_len<K: Eq + Hash, L: Copy + Ord>(
+    levels: &mut Vec<(L, FxMap<K, Vec<u32>>)>,
+    len: L,
+) -> &mut FxMap<K, Vec<u32>> {
+    let i = match levels.binary_search_by(|(l, _)| l.cmp(&len)) {
+        Ok(i) => i,
+        Err(i) => {
+            levels.insert(i, (len, FxMap::default()));
+            i
+        }
+    };
+    &mut levels[i].1
+}
+
+fn push_unique(v: &mut Vec<u32>, id: u32) {
+    if v.last() != Some(&id) {
+        v.push(id);
+    }
+}
+
+impl AttrIndex {
+    fn file(&mut self, probe: &Probe, id: u32) {
+        match probe {
+            Probe::Str(s) => push_unique(self.strs.entry(s.as_str().into()).or_default(), id),
+            Probe::Num(k) => push_unique(self.nums.entry(*k).or_default(), id),
+            Probe::Bool(b) => push_unique(&mut self.bools[usize::from(*b)], id),
+            Probe::IgnoreCase(s) => {
+                push_unique(self.ignore_case.entry(s.as_str().into()).or_default(), id)
+            }
+            Probe::Prefix(p) => push_unique(
+                by_len(&mut self.prefixes, p.len())
+                    .entry(p.as_str().into())
+                    .or_default(),
+                id,
+            ),
+            Probe::Suffix(p) => push_unique(
+                by_len(&mut self.suffixes, p.len())
+                    .entry(p.as_str().into())
+                    .or_default(),
+                id,
+            ),
+            Probe::Range { lo, hi } => self.pending_ranges.push(Interval {
+                lo: *lo,
+                hi: *hi,
+                id,
+            }),
+            Probe::Cidr4 { net, len } => {
+                push_unique(by_len(&mut self.cidr4, *len).entry(*net).or_default(), id)
+            }
+            Probe::Cidr6 { net, len } => {
+                push_unique(by_len(&mut self.cidr6, *len).entry(*net).or_default(), id)
+            }
+            Probe::Present => push_unique(&mut self.present, id),
+            Probe::Never => {}
+        }
+    }
+
+    fn finish(&mut self) {
+        self.ranges = IntervalTree::build(std::mem::take(&mut self.pending_ranges));
+    }
+
+    fn probe(&self, v: &AttrValue, out: &mut Vec<u32>) {
+        out.extend_from_slice(&self.present);
+        match v {
+            AttrValue::String(s) => self.probe_str(s, out),
+            AttrValue::StringList(l) => l.iter().for_each(|s| self.probe_str(s, out)),
+            AttrValue::Number(n) => {
+                if let Some(ids) = self.nums.get(&num_key(*n)) {
+                    out.extend_from_slice(ids);
+                }
+                self.ranges.stab(*n, out);
+            }
+            AttrValue::Bool(b) => out.extend_from_slice(&self.bools[usize::from(*b)]),
+        }
+    }
+
+    fn probe_str(&self, s: &str, out: &mut Vec<u32>) {
+        if let Some(ids) = self.strs.get(s) {
+            out.extend_from_slice(ids);
+        }
+        if !self.ignore_case.is_empty() {
+            let lower = if s.is_ascii() {
+                s.to_ascii_lowercase()
+            } else {
+                s.to_lowercase()
+            };
+            if let Some(ids) = self.ignore_case.get(lower.as_str()) {
+                out.extend_from_slice(ids);
+            }
+        }
+        for (len, map) in &self.prefixes {
+            if *len > s.len() {
+                break;
+            }
+            if let Some(ids) = s.get(..*len).and_then(|p| map.get(p)) {
+                out.extend_from_slice(ids);
+            }
+        }
+        for (len, map) in &self.suffixes {
+            if *len > s.len() {
+                break;
+            }
+            if let Some(ids) = s.get(s.len() - len..).and_then(|p| map.get(p)) {
+                out.extend_from_slice(ids);
+            }
+        }
+        if !self.cidr4.is_empty() || !self.cidr6.is_empty() {
+            match s.parse::<IpAddr>() {
+                Ok(IpAddr::V4(a)) => {
+                    let a = u32::from(a);
+                    for (len, map) in &self.cidr4 {
+                        if let Some(ids) = map.get(&(a & crate::filter::policy::mask4(*len))) {
+                            out.extend_from_slice(ids);
+                        }
+                    }
+                }
+                Ok(IpAddr::V6(a)) => {
+                    let a = u128::from(a);
+                    for (len, map) in &self.cidr6 {
+                        if let Some(ids) = map.get(&(a & crate::filter::policy::mask6(*len))) {
+                            out.extend_from_slice(ids);
+                        }
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+struct Entry<K, T> {
+    seq: u64,
+    key: K,
+    filter: Filter<T>,
+}
+
+impl<K: Clone, T> Clone for Entry<K, T> {
+    fn clone(&self) -> Self {
+        Entry {
+            seq: self.seq,
+            key: self.key.clone(),
+            filter: self.filter.clone(),
+        }
+    }
+}
+
+/// An immutable compiled index over a set of filters, in insertion order.
+struct Base<K, T> {
+    entries: Vec<Entry<K, T>>,
+    /// `None`: too few filters to be worth indexing; check each.
+    attrs: Option<FxMap<Box<str>, AttrIndex>>,
+    /// Positions of filters with no positive condition to file them under, ascending.
+    residual: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+}
+
+impl<K: Copy + Eq + Hash, T> Base<K, T> {
+    fn empty() -> Self {
+        Base {
+            entries: Vec::new(),
+            attrs: None,
+            residual: Vec::new(),
+        }
+    }
+
+    fn build(entries: Vec<Entry<K, T>>) -> Self {
+        if entries.len() < LINEAR_BELOW {
+            return Base {
+                entries,
+                attrs: None,
+                residual: Vec::new(),
+            };
+        }
+        let mut attrs: FxMap<Box<str>, AttrIndex> = FxMap::default();
+        let mut residual = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let id = i as u32;
+            match &e.filter.policy.plan {
+                Plan::Anchored(anchors) => {
+                    for a in anchors {
+                        let ai = match attrs.get_mut(a.key.as_str()) {
+                            Some(ai) => ai,
+                            None => attrs.entry(a.key.as_str().into()).or_default(),
+                        };
+                        for p in &a.probes {
+                            ai.file(p, id);
+                        }
+                    }
+                }
+                Plan::Residual => residual.push(id),
+            }
+        }
+        attrs.values_mut().for_each(AttrIndex::finish);
+        Base {
+            entries,
+            attrs: Some(attrs),
+            residual,
+        }
+    }
+
+    /// Calls `emit` with each live matching entry, in insertion order.
+    fn matching(&self, msg: &Message<T>, removed: &HashSet<K>, mut emit: impl FnMut(u64, &K)) {
+        let live = |e: &Entry<K, T>| removed.is_empty() || !removed.contains(&e.key);
+        let Some(attrs) = &self.attrs else {
+            for e in &self.entries {
+                if e.filter.matches(msg) && live(e) {
+                    emit(e.seq, &e.key);
+                }
+            }
+            return;
+        };
+        let mut cands = SCRATCH.with(Cell::take);
+        cands.clear();
+        for (name, value) in msg.attributes().iter() {
+            if let Some(ai) = attrs.get(name) {
+                ai.probe(value, &mut cands);
+            }
+        }
+        cands.sort_unstable();
+        cands.dedup();
+        // Merge the candidates with the residual list: both ascending, and disjoint.
+        let (mut i, mut j) = (0, 0);
+        loop {
+            let pos = match (cands.get(i), self.residual.get(j)) {
+                (Some(&a), Some(&b)) if a < b => {
+                    i += 1;
+                    a
+                }
+                (Some(_), Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (None, Some(&b)) => {
+                    j += 1;
+                    b
+                }
+                (None, None) => break,
+            };
+            let e = &self.entries[pos as usize];
+            if e.filter.matches(msg) && live(e) {
+                emit(e.seq, &e.key);
+            }
+        }
+        SCRATCH.with(|s| s.set(cands));
+    }
+}
+
+/// Filters added or changed since the base was built, and base entries no longer live.
+struct Delta<K, T> {
+    /// Sorted by insertion sequence.
+    added: Vec<Entry<K, T>>,
+    removed: HashSet<K>,
+}
+
+/// An immutable view of a [`FilterIndex`] at one moment: what a publisher matches messages with.
+///
+/// `Send + Sync`, and cheap to clone (two reference counts), so a topic can swap a fresh one in
+/// behind an `Arc` after each subscription change while publishers keep using the one they hold:
+/// publishing never waits for a change.
+///
+/// ```
+/// use switchboard::{Filter, FilterIndex, Message};
+///
+/// let mut index = FilterIndex::new();
+/// index.insert(1u32, Filter::<()>::from_json(r#"{"tenant": ["a"]}"#)?);
+/// index.insert(2u32, Filter::<()>::from_json(r#"{"tenant": ["b"]}"#)?);
+/// let before = index.snapshot();
+/// index.remove(&1);
+/// let after = index.snapshot();
+///
+/// let m = Message::new(()).with_attr("tenant", "a");
+/// let (mut x, mut y) = (Vec::new(), Vec::new());
+/// before.matching(&m, &mut x);
+/// after.matching(&m, &mut y);
+/// assert_eq!((x, y), (vec![1], vec![]));
+/// # Ok::<(), switchboard::FilterError>(())
+/// ```
+pub struct FilterSnapshot<K, T> {
+    base: Arc<Base<K, T>>,
+    delta: Arc<Delta<K, T>>,
+}
+
+impl<K, T> Clone for FilterSnapshot<K, T> {
+    fn clone(&self) -> Self {
+        FilterSnapshot {
+            base: Arc::clone(&self.base),
+            delta: Arc::clone(&self.delta),
+        }
+    }
+}
+
+impl<K, T> fmt::Debug for FilterSnapshot<K, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilterSnapshot")
+            .field("base", &self.base.entries.len())
+            .field("indexed", &self.base.attrs.is_some())
+            .field("residual", &self.base.residual.len())
+            .field("added", &self.delta.added.len())
+            .field("removed", &self.delta.removed.len())
+            .finish()
+    }
+}
+
+impl<K: Copy + Eq + Hash, T> FilterSnapshot<K, T> {
+    /// The number of filters.
+    pub fn len(&self) -> usize {
+        self.base.entries.len() - self.delta.removed.len() + self.delta.added.len()
+    }
+
+    /// Whether there are no filters.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends to `out` the keys whose filters match `msg`, in insertion order.
+    ///
+    /// Exactly what [`matching_linear`](FilterSnapshot::matching_linear) gives, but the indexed
+    /// filters are only checked when the message hits one of their positive conditions.
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterIndex, Message};
+    ///
+    /// let mut index = FilterIndex::new();
+    /// for tenant in 0..100u32 {
+    ///     let f = Filter::builder().eq("tenant", format!("t{tenant}")).build()?;
+    ///     index.insert(tenant, f);
+    /// }
+    /// index.insert(1000, Filter::from_json(r#"{"tenant": [{"anything-but": "t7"}]}"#)?);
+    /// let snap = index.snapshot();
+    /// let mut out = Vec::new();
+    /// snap.matching(&Message::new(()).with_attr("tenant", "t7"), &mut out);
+    /// assert_eq!(out, [7]);
+    /// out.clear();
+    /// snap.matching(&Message::new(()).with_attr("tenant", "t8"), &mut out);
+    /// assert_eq!(out, [8, 1000]);
+    /// # Ok::<(), switchboard::FilterError>(())
+    /// ```
+    pub fn matching(&self, msg: &Message<T>, out: &mut Vec<K>) {
+        let delta = &*self.delta;
+        if delta.added.is_empty() {
+            self.base.matching(msg, &delta.removed, |_, k| out.push(*k));
+            return;
+        }
+        let mut d = delta
+            .added
+            .iter()
+            .filter(|e| e.filter.matches(msg))
+            .peekable();
+        self.base.matching(msg, &delta.removed, |seq, k| {
+            while let Some(e) = d.next_if(|e| e.seq < seq) {
+                out.push(e.key);
+            }
+            out.push(*k);
+        });
+        out.extend(d.map(|e| e.key));
+    }
+
+    /// Appends to `out` the keys whose filters match `msg`, in insertion order, checking every
+    /// filter: the reference [`matching`](FilterSnapshot::matching) is tested against.
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterIndex, Message};
+    ///
+    /// let mut index = FilterIndex::new();
+    /// index.insert("eu", Filter::builder().prefix("region", "eu-").build()?);
+    /// index.insert("all", Filter::all());
+    /// let snap = index.snapshot();
+    /// let m = Message::new(()).with_attr("region", "eu-west-1");
+    /// let (mut a, mut b) = (Vec::new(), Vec::new());
+    /// snap.matching(&m, &mut a);
+    /// snap.matching_linear(&m, &mut b);
+    /// assert_eq!(a, ["eu", "all"]);
+    /// assert_eq!(a, b);
+    /// # Ok::<(), switchboard::FilterError>(())
+    /// ```
+    pub fn matching_linear(&self, msg: &Message<T>, out: &mut Vec<K>) {
+        let removed = &self.delta.removed;
+        let mut d = self.delta.added.iter().peekable();
+        for e in &self.base.entries {
+            while let Some(a) = d.next_if(|a| a.seq < e.seq) {
+                if a.filter.matches(msg) {
+                    out.push(a.key);
+                }
+            }
+            if !removed.contains(&e.key) && e.filter.matches(msg) {
+                out.push(e.key);
+            }
+        }
+        for a in d {
+            if a.filter.matches(msg) {
+                out.push(a.key);
+            }
+        }
+    }
+}
+
+struct Live<T> {
+    seq: u64,
+    filter: Filter<T>,
+    in_base: bool,
+}
+
+/// The filters of a topic's subscriptions, keyed by subscription: the mutable side. Take a
+/// [`FilterSnapshot`] to match messages.
+///
+/// Changes are cheap: a snapshot shares an immutable compiled base and carries only the filters
+/// changed since it was built (checked one by one). When that delta grows past `sqrt(n)` (at least
+/// 32) the next snapshot rebuilds the base, so taking a snapshot after every change of 100,000
+/// costs `O(n sqrt n)` in all, not `O(n^2)`.
+///
+/// ```
+/// use switchboard::{Filter, FilterIndex, Message};
+///
+/// let mut index = FilterIndex::new();
+/// index.insert(1u32, Filter::<()>::from_json(r#"{"event": ["order_placed"]}"#)?);
+/// index.insert(2u32, Filter::<()>::from_json(r#"{"event": [{"prefix": "order_"}]}"#)?);
+/// assert_eq!(index.len(), 2);
+/// let mut out = Vec::new();
+/// index.snapshot().matching(&Message::new(()).with_attr("event", "order_placed"), &mut out);
+/// assert_eq!(out, [1, 2]);
+/// # Ok::<(), switchboard::FilterError>(())
+/// ```
+pub struct FilterIndex<K, T> {
+    live: HashMap<K, Live<T>>,
+    next_seq: u64,
+    base: Arc<Base<K, T>>,
+    added: HashSet<K>,
+    removed: HashSet<K>,
+    cached: Option<FilterSnapshot<K, T>>,
+}
+
+impl<K, T> fmt::Debug for FilterIndex<K, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilterIndex")
+            .field("len", &self.live.len())
+            .field("base", &self.base.entries.len())
+            .field("added", &self.added.len())
+            .field("removed", &self.removed.len())
+            .finish()
+    }
+}
+
+impl<K: Copy + Eq + Hash, T> Default for FilterIndex<K, T> {
+    fn default() -> Self {
+        FilterIndex::new()
+    }
+}
+
+impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
+    /// An empty index.
+    pub fn new() -> Self {
+        FilterIndex {
+            live: HashMap::new(),
+            next_seq: 0,
+            base: Arc::new(Base::empty()),
+            added: HashSet::new(),
+            removed: HashSet::new(),
+            cached: None,
+        }
+    }
+
+    /// The number of filters.
+    pub fn len(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Whether there are no filters.
+    pub fn is_empty(&self) -> bool {
+        self.live.is_empty()
+    }
+
+    /// The filter under `key`.
+    pub fn get(&self, key: &K) -> Option<&Filter<T>> {
+        self.live.get(key).map(|l| &l.filter)
+    }
+
+    /// Whether there is a filter under `key`.
+    pub fn contains_key(&self, key: &K) -> bool {
+        self.live.contains_key(key)
+    }
+
+    fn unbase(&mut self, key: K) {
+        self.cached = None;
+        if let Some(l) = self.live.get_mut(&key) {
+            if l.in_base {
+                l.in_base = false;
+                self.removed.insert(key);
+            }
+        }
+    }
+
+    /// Files `filter` under `key`. A new key goes last in the insertion order; an existing key
+    /// keeps its place, and its old filter is returned.
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterIndex};
+    ///
+    /// let mut index = FilterIndex::<u8, ()>::new();
+    /// assert!(index.insert(1, Filter::all()).is_none());
+    /// assert!(index.insert(1, Filter::all()).is_some());
+    /// assert_eq!(index.len(), 1);
+    /// ```
+    pub fn insert(&mut self, key: K, filter: Filter<T>) -> Option<Filter<T>> {
+        self.cached = None;
+        self.unbase(key);
+        self.added.insert(key);
+        match self.live.get_mut(&key) {
+            Some(l) => Some(std::mem::replace(&mut l.filter, filter)),
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.live.insert(
+                    key,
+                    Live {
+                        seq,
+                        filter,
+                        in_base: false,
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Changes the filter under an existing `key` (keeping its place in the insertion order) and
+    /// returns the old one; hands `filter` back if there is no such key.
+    ///
+    /// # Errors
+    ///
+    /// `Err(filter)` when `key` is not in the index.
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterIndex};
+    ///
+    /// let mut index = FilterIndex::<u8, ()>::new();
+    /// assert!(index.replace(&1, Filter::all()).is_err());
+    /// index.insert(1, Filter::all());
+    /// assert!(index.replace(&1, Filter::all()).is_ok());
+    /// ```
+    pub fn replace(&mut self, key: &K, filter: Filter<T>) -> Result<Filter<T>, Filter<T>> {
+        if !self.live.contains_key(key) {
+            return Err(filter);
+        }
+        self.unbase(*key);
+        self.added.insert(*key);
+        match self.live.get_mut(key) {
+            Some(l) => Ok(std::mem::replace(&mut l.filter, filter)),
+            None => Err(filter),
+        }
+    }
+
+    /// Removes the filter under `key`.
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterIndex};
+    ///
+    /// let mut index = FilterIndex::<u8, ()>::new();
+    /// index.insert(1, Filter::all());
+    /// assert!(index.remove(&1).is_some());
+    /// assert!(index.remove(&1).is_none());
+    /// ```
+    pub fn remove(&mut self, key: &K) -> Option<Filter<T>> {
+        self.unbase(*key);
+        let l = self.live.remove(key)?;
+        self.cached = None;
+        self.added.remove(key);
+        Some(l.filter)
+    }
+
+    /// Rebuilds the compiled base now, so the next snapshots carry no delta.
+    pub fn compact(&mut self) {
+        self.cached = None;
+        let mut entries: Vec<Entry<K, T>> = self
+            .live
+            .iter_mut()
+            .map(|(k, l)| {
+                l.in_base = true;
+                Entry {
+                    seq: l.seq,
+                    key: *k,
+                    filter: l.filter.clone(),
+                }
+            })
+            .collect();
+        entries.sort_unstable_by_key(|e| e.seq);
+        self.base = Arc::new(Base::build(entries));
+        self.added.clear();
+        self.removed.clear();
+    }
+
+    /// An immutable view of the filters as they are now.
+    ///
+    /// Cheap: when nothing changed it is a clone of the last one; otherwise it shares the compiled
+    /// base and copies the small delta, rebuilding the base first when the delta has grown past
+    /// `max(32, sqrt(len))`.
+    pub fn snapshot(&mut self) -> FilterSnapshot<K, T> {
+        if let Some(s) = &self.cached {
+            return s.clone();
+        }
+        let delta = self.added.len() + self.removed.len();
+        let limit = MIN_DELTA.max(isqrt(self.live.len()));
+        if delta > limit {
+            self.compact();
+        }
+        let mut added: Vec<Entry<K, T>> = self
+            .added
+            .iter()
+            .filter_map(|k| {
+                self.live.get(k).map(|l| Entry {
+                    seq: l.seq,
+                    key: *k,
+                    filter: l.filter.clone(),
+                })
+            })
+            .collect();
+        added.sort_unstable_by_key(|e| e.seq);
+        let snap = FilterSnapshot {
+            base: Arc::clone(&self.base),
+            delta: Arc::new(Delta {
+                added,
+                removed: self.removed.clone(),
+            }),
+        };
+        self.cached = Some(snap.clone());
+        snap
+    }
+}
+
+fn isqrt(n: usize) -> usize {
+    (n as f64).sqrt() as usize
+}
