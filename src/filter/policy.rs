@@ -241,10 +241,12 @@ impl NumRange {
                     op.as_str()
                 )))
             }
-            [(op, _), _] => return Err(malformed(format!(
+            [(op, _), _] => {
+                return Err(malformed(format!(
                 "too many elements in numeric expression: only > or >= can start a range, not {}",
                 op.as_str()
-            ))),
+            )))
+            }
             _ => {
                 return Err(malformed(
                     "too many terms in numeric range expression".into(),
