@@ -2,7 +2,7 @@
 //! checking each.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
@@ -272,6 +272,16 @@ fn by_len<K: Eq + Hash, L: Copy + Ord>(
     &mut levels[i].1
 }
 
+/// Files `id` under `key`, allocating the key only when it is new.
+fn file_str(map: &mut FxMap<Box<str>, Vec<u32>>, key: &str, id: u32) {
+    match map.get_mut(key) {
+        Some(ids) => push_unique(ids, id),
+        None => {
+            map.insert(key.into(), vec![id]);
+        }
+    }
+}
+
 fn push_unique(v: &mut Vec<u32>, id: u32) {
     if v.last() != Some(&id) {
         v.push(id);
@@ -281,7 +291,7 @@ fn push_unique(v: &mut Vec<u32>, id: u32) {
 impl AttrIndex {
     fn file(&mut self, probe: &Probe, id: u32) {
         match probe {
-            Probe::Str(s) => push_unique(self.strs.entry(s.as_str().into()).or_default(), id),
+            Probe::Str(s) => file_str(&mut self.strs, s, id),
             Probe::Num(k) => push_unique(self.nums.entry(*k).or_default(), id),
             Probe::Bool(b) => push_unique(&mut self.bools[usize::from(*b)], id),
             Probe::IgnoreCase(s) => {
@@ -479,35 +489,29 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
                 ai.probe(value, &mut cands);
             }
         }
-        cands.sort_unstable();
-        cands.dedup();
+        if cands.windows(2).any(|w| w[0] >= w[1]) {
+            cands.sort_unstable();
+            cands.dedup();
+        }
         // Merge the candidates with the residual list: both ascending, and disjoint.
-        let (mut i, mut j) = (0, 0);
-        loop {
-            let pos = match (cands.get(i), self.residual.get(j)) {
-                (Some(&a), Some(&b)) if a < b => {
-                    i += 1;
-                    a
-                }
-                (Some(_), Some(&b)) => {
-                    j += 1;
-                    b
-                }
-                (Some(&a), None) => {
-                    i += 1;
-                    a
-                }
-                (None, Some(&b)) => {
-                    j += 1;
-                    b
-                }
-                (None, None) => break,
-            };
+        let mut check = |pos: u32| {
             let e = &self.entries[pos as usize];
             if e.filter.matches(msg) && live(e) {
                 emit(e.seq, &e.key);
             }
+        };
+        let mut rest = cands.as_slice();
+        for &r in &self.residual {
+            while let Some((&c, tail)) = rest.split_first() {
+                if c > r {
+                    break;
+                }
+                check(c);
+                rest = tail;
+            }
+            check(r);
         }
+        rest.iter().for_each(|&c| check(c));
         SCRATCH.with(|s| s.set(cands));
     }
 }
@@ -661,9 +665,9 @@ impl<K: Copy + Eq + Hash, T> FilterSnapshot<K, T> {
     }
 }
 
-struct Live<T> {
+#[derive(Clone, Copy)]
+struct Live {
     seq: u64,
-    filter: Filter<T>,
     in_base: bool,
 }
 
@@ -688,10 +692,14 @@ struct Live<T> {
 /// # Ok::<(), switchboard::FilterError>(())
 /// ```
 pub struct FilterIndex<K, T> {
-    live: HashMap<K, Live<T>>,
+    live: HashMap<K, Live>,
+    /// Every filter by insertion sequence.
+    slots: BTreeMap<u64, Entry<K, T>>,
     next_seq: u64,
     base: Arc<Base<K, T>>,
-    added: HashSet<K>,
+    /// Filters not in the base (new or changed), by sequence.
+    added: Vec<Entry<K, T>>,
+    /// Keys whose base entry is dead (removed or changed).
     removed: HashSet<K>,
     cached: Option<FilterSnapshot<K, T>>,
 }
@@ -718,9 +726,10 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
     pub fn new() -> Self {
         FilterIndex {
             live: HashMap::new(),
+            slots: BTreeMap::new(),
             next_seq: 0,
             base: Arc::new(Base::empty()),
-            added: HashSet::new(),
+            added: Vec::new(),
             removed: HashSet::new(),
             cached: None,
         }
@@ -738,22 +747,13 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
 
     /// The filter under `key`.
     pub fn get(&self, key: &K) -> Option<&Filter<T>> {
-        self.live.get(key).map(|l| &l.filter)
+        let l = self.live.get(key)?;
+        self.slots.get(&l.seq).map(|e| &e.filter)
     }
 
     /// Whether there is a filter under `key`.
     pub fn contains_key(&self, key: &K) -> bool {
         self.live.contains_key(key)
-    }
-
-    fn unbase(&mut self, key: K) {
-        self.cached = None;
-        if let Some(l) = self.live.get_mut(&key) {
-            if l.in_base {
-                l.in_base = false;
-                self.removed.insert(key);
-            }
-        }
     }
 
     /// Files `filter` under `key`. A new key goes last in the insertion order; an existing key
@@ -769,24 +769,38 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
     /// ```
     pub fn insert(&mut self, key: K, filter: Filter<T>) -> Option<Filter<T>> {
         self.cached = None;
-        self.unbase(key);
-        self.added.insert(key);
-        match self.live.get_mut(&key) {
-            Some(l) => Some(std::mem::replace(&mut l.filter, filter)),
-            None => {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                self.live.insert(
-                    key,
-                    Live {
-                        seq,
-                        filter,
-                        in_base: false,
-                    },
-                );
-                None
+        let entry = |seq| Entry {
+            seq,
+            key,
+            filter: filter.clone(),
+        };
+        if let Some(l) = self.live.get_mut(&key) {
+            let seq = l.seq;
+            if l.in_base {
+                l.in_base = false;
+                self.removed.insert(key);
             }
+            match self.added.binary_search_by_key(&seq, |e| e.seq) {
+                Ok(i) => self.added[i].filter = filter.clone(),
+                Err(i) => self.added.insert(i, entry(seq)),
+            }
+            return self
+                .slots
+                .get_mut(&seq)
+                .map(|e| std::mem::replace(&mut e.filter, filter));
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.live.insert(
+            key,
+            Live {
+                seq,
+                in_base: false,
+            },
+        );
+        self.added.push(entry(seq));
+        self.slots.insert(seq, Entry { seq, key, filter });
+        None
     }
 
     /// Changes the filter under an existing `key` (keeping its place in the insertion order) and
@@ -808,10 +822,8 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
         if !self.live.contains_key(key) {
             return Err(filter);
         }
-        self.unbase(*key);
-        self.added.insert(*key);
-        match self.live.get_mut(key) {
-            Some(l) => Ok(std::mem::replace(&mut l.filter, filter)),
+        match self.insert(*key, filter.clone()) {
+            Some(old) => Ok(old),
             None => Err(filter),
         }
     }
@@ -827,29 +839,21 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
     /// assert!(index.remove(&1).is_none());
     /// ```
     pub fn remove(&mut self, key: &K) -> Option<Filter<T>> {
-        self.unbase(*key);
         let l = self.live.remove(key)?;
         self.cached = None;
-        self.added.remove(key);
-        Some(l.filter)
+        if l.in_base {
+            self.removed.insert(*key);
+        } else if let Ok(i) = self.added.binary_search_by_key(&l.seq, |e| e.seq) {
+            self.added.remove(i);
+        }
+        self.slots.remove(&l.seq).map(|e| e.filter)
     }
 
     /// Rebuilds the compiled base now, so the next snapshots carry no delta.
     pub fn compact(&mut self) {
         self.cached = None;
-        let mut entries: Vec<Entry<K, T>> = self
-            .live
-            .iter_mut()
-            .map(|(k, l)| {
-                l.in_base = true;
-                Entry {
-                    seq: l.seq,
-                    key: *k,
-                    filter: l.filter.clone(),
-                }
-            })
-            .collect();
-        entries.sort_unstable_by_key(|e| e.seq);
+        self.live.values_mut().for_each(|l| l.in_base = true);
+        let entries: Vec<Entry<K, T>> = self.slots.values().cloned().collect();
         self.base = Arc::new(Base::build(entries));
         self.added.clear();
         self.removed.clear();
@@ -865,26 +869,13 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
             return s.clone();
         }
         let delta = self.added.len() + self.removed.len();
-        let limit = MIN_DELTA.max(isqrt(self.live.len()));
-        if delta > limit {
+        if delta > MIN_DELTA.max(isqrt(self.live.len())) {
             self.compact();
         }
-        let mut added: Vec<Entry<K, T>> = self
-            .added
-            .iter()
-            .filter_map(|k| {
-                self.live.get(k).map(|l| Entry {
-                    seq: l.seq,
-                    key: *k,
-                    filter: l.filter.clone(),
-                })
-            })
-            .collect();
-        added.sort_unstable_by_key(|e| e.seq);
         let snap = FilterSnapshot {
             base: Arc::clone(&self.base),
             delta: Arc::new(Delta {
-                added,
+                added: self.added.clone(),
                 removed: self.removed.clone(),
             }),
         };
