@@ -262,7 +262,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         1 => Just(Value::Null),
         1 => any::<bool>().prop_map(Value::Bool),
-        1 => any::<i32>().prop_map(|n| Value::from(n)),
+        1 => any::<i32>().prop_map(Value::from),
         1 => any::<f64>().prop_map(|n| serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)),
         1 => prop::sample::select(vec!["=", "<", "<=", ">", ">=", "10.0.0.0/8", "::/200", "x", "", "1.2.3/8"])
                 .prop_map(|s| Value::String(s.to_owned())),

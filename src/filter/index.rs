@@ -77,6 +77,9 @@ impl Hasher for Fx {
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
 
+/// Maps from a length (prefix length, mask length) to the ids filed under each value of it.
+type ByLen<L, K> = Vec<(L, FxMap<K, Vec<u32>>)>;
+
 fn admits_lo(lo: (f64, bool), q: f64) -> bool {
     if lo.1 {
         q >= lo.0
@@ -248,13 +251,13 @@ struct AttrIndex {
     bools: [Vec<u32>; 2],
     ignore_case: FxMap<Box<str>, Vec<u32>>,
     /// Prefix maps by prefix length (in bytes), shortest first.
-    prefixes: Vec<(usize, FxMap<Box<str>, Vec<u32>>)>,
-    suffixes: Vec<(usize, FxMap<Box<str>, Vec<u32>>)>,
+    prefixes: ByLen<usize, Box<str>>,
+    suffixes: ByLen<usize, Box<str>>,
     ranges: IntervalTree,
     pending_ranges: Vec<Interval>,
     /// CIDR maps by mask length: a tiny trie, one level per length in use.
-    cidr4: Vec<(u8, FxMap<u32, Vec<u32>>)>,
-    cidr6: Vec<(u8, FxMap<u128, Vec<u32>>)>,
+    cidr4: ByLen<u8, u32>,
+    cidr6: ByLen<u8, u128>,
     present: Vec<u32>,
 }
 

@@ -225,7 +225,8 @@ impl NumRange {
             [(NumOp::Gt, v)] => ((quantize(*v), false), (inf, false)),
             [(NumOp::Ge, v)] => ((quantize(*v), true), (inf, false)),
             [(lop @ (NumOp::Gt | NumOp::Ge), a), (hop @ (NumOp::Lt | NumOp::Le), b)] => {
-                if !(quantize(*a) < quantize(*b)) {
+                // Both are finite (checked above), so `>=` is the negation of `<`.
+                if quantize(*a) >= quantize(*b) {
                     return Err(malformed(format!(
                         "bottom must be less than top ({a} >= {b})"
                     )));
