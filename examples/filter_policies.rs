@@ -11,7 +11,9 @@ struct Order {
 }
 
 fn order(id: u32, attrs: &[(&str, switchboard::AttrValue)]) -> Message<Order> {
-    attrs.iter().fold(Message::new(Order { id }), |m, (k, v)| m.with_attr(*k, v.clone()))
+    attrs.iter().fold(Message::new(Order { id }), |m, (k, v)| {
+        m.with_attr(*k, v.clone())
+    })
 }
 
 fn main() -> Result<(), FilterError> {
@@ -20,7 +22,8 @@ fn main() -> Result<(), FilterError> {
         r#"{"region": [{"prefix": "eu-"}], "total": [{"numeric": [">=", 100]}]}"#,
     )?;
     let cancellations = Filter::from_json(r#"{"event": ["order_cancelled"]}"#)?;
-    let not_test_stores = Filter::from_json(r#"{"store": [{"anything-but": {"prefix": "test-"}}]}"#)?;
+    let not_test_stores =
+        Filter::from_json(r#"{"store": [{"anything-but": {"prefix": "test-"}}]}"#)?;
     let office_network = Filter::from_json(r#"{"client_ip": [{"cidr": "10.0.0.0/8"}]}"#)?;
     let sports = Filter::from_json(r#"{"tags": ["rugby", "tennis"]}"#)?;
 
@@ -65,9 +68,25 @@ fn main() -> Result<(), FilterError> {
                 ("channel", "phone".into()),
             ],
         ),
-        order(2, &[("region", "us-east-1".into()), ("total", 90.into()), ("event", "order_cancelled".into())]),
-        order(3, &[("store", "test-berlin".into()), ("client_ip", "10.20.30.40".into())]),
-        order(4, &[("tags", ["rugby", "golf"].into()), ("total", 12.5.into())]),
+        order(
+            2,
+            &[
+                ("region", "us-east-1".into()),
+                ("total", 90.into()),
+                ("event", "order_cancelled".into()),
+            ],
+        ),
+        order(
+            3,
+            &[
+                ("store", "test-berlin".into()),
+                ("client_ip", "10.20.30.40".into()),
+            ],
+        ),
+        order(
+            4,
+            &[("tags", ["rugby", "golf"].into()), ("total", 12.5.into())],
+        ),
         order(5, &[]),
     ];
     let mut out = Vec::new();
@@ -81,7 +100,12 @@ fn main() -> Result<(), FilterError> {
     println!("vip on order 2: {}", vip.explain(&orders[1]));
 
     // 7. A subscriber changes its policy: the next snapshot has it, the old one is unchanged.
-    index.replace(&"sports", Filter::from_json(r#"{"tags": [{"anything-but": ["rugby"]}]}"#)?).ok();
+    index
+        .replace(
+            &"sports",
+            Filter::from_json(r#"{"tags": [{"anything-but": ["rugby"]}]}"#)?,
+        )
+        .ok();
     let next = index.snapshot();
     out.clear();
     next.matching(&orders[3], &mut out);

@@ -259,6 +259,10 @@ struct AttrIndex {
     cidr4: ByLen<u8, u32>,
     cidr6: ByLen<u8, u128>,
     present: Vec<u32>,
+    /// Filters that are one anything-but on this key (known matches, unless excluded).
+    but_all: Vec<u32>,
+    /// For each string, the filters in `but_all` that exclude it.
+    but_excl: FxMap<Box<str>, Vec<u32>>,
 }
 
 fn by_len<K: Eq + Hash, L: Copy + Ord>(
@@ -328,12 +332,39 @@ impl AttrIndex {
         }
     }
 
+    fn file_but(&mut self, values: &[String], id: u32) {
+        push_unique(&mut self.but_all, id);
+        for v in values {
+            file_str(&mut self.but_excl, v, id);
+        }
+    }
+
     fn finish(&mut self) {
         self.ranges = IntervalTree::build(std::mem::take(&mut self.pending_ranges));
     }
 
     fn probe(&self, v: &AttrValue, out: &mut Vec<u32>) {
         out.extend_from_slice(&self.present);
+        if !self.but_all.is_empty() {
+            match v {
+                AttrValue::String(s) => {
+                    let excl = self.but_excl.get(s.as_str()).map_or(&[][..], Vec::as_slice);
+                    let mut j = 0;
+                    for &id in &self.but_all {
+                        while j < excl.len() && excl[j] < id {
+                            j += 1;
+                        }
+                        if excl.get(j) != Some(&id) {
+                            out.push(id);
+                        }
+                    }
+                }
+                // Any element not listed makes a match: check each filter.
+                AttrValue::StringList(_) => out.extend(self.but_all.iter().map(|id| id | VERIFY)),
+                // A number or boolean is never one of the listed strings.
+                AttrValue::Number(_) | AttrValue::Bool(_) => out.extend_from_slice(&self.but_all),
+            }
+        }
         match v {
             AttrValue::String(s) => self.probe_str(s, out),
             AttrValue::StringList(l) => l.iter().for_each(|s| self.probe_str(s, out)),
@@ -422,9 +453,15 @@ struct Base<K, T> {
     entries: Vec<Entry<K, T>>,
     /// `None`: too few filters to be worth indexing; check each.
     attrs: Option<FxMap<Box<str>, AttrIndex>>,
-    /// Positions of filters with no positive condition to file them under, ascending.
+    /// Filters with no positive condition to file them under, ascending (tagged ids).
     residual: Vec<u32>,
+    /// Filters that are one `exists: false` on a key, by key (tagged ids).
+    absent: Vec<(Box<str>, Vec<u32>)>,
 }
+
+/// Ids in an index are `position << 1`, with this bit set when a hit must still be checked
+/// against the whole filter (clear: the hit is a match).
+const VERIFY: u32 = 1;
 
 thread_local! {
     static SCRATCH: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
@@ -436,41 +473,56 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
             entries: Vec::new(),
             attrs: None,
             residual: Vec::new(),
+            absent: Vec::new(),
         }
     }
 
     fn build(entries: Vec<Entry<K, T>>) -> Self {
-        if entries.len() < LINEAR_BELOW {
+        if entries.len() < LINEAR_BELOW || entries.len() >= (u32::MAX >> 1) as usize {
             return Base {
                 entries,
                 attrs: None,
                 residual: Vec::new(),
+                absent: Vec::new(),
             };
         }
         let mut attrs: FxMap<Box<str>, AttrIndex> = FxMap::default();
+        let mut absent: FxMap<Box<str>, Vec<u32>> = FxMap::default();
         let mut residual = Vec::new();
+        fn attr<'a>(attrs: &'a mut FxMap<Box<str>, AttrIndex>, key: &str) -> &'a mut AttrIndex {
+            if !attrs.contains_key(key) {
+                attrs.insert(key.into(), AttrIndex::default());
+            }
+            attrs.get_mut(key).expect("inserted above")
+        }
         for (i, e) in entries.iter().enumerate() {
-            let id = i as u32;
+            let id = (i as u32) << 1;
+            let plain = e.filter.predicates.is_empty();
             match &e.filter.policy.plan {
-                Plan::Anchored(anchors) => {
+                Plan::Anchored { anchors, exact } => {
+                    let id = if *exact && plain { id } else { id | VERIFY };
                     for a in anchors {
-                        let ai = match attrs.get_mut(a.key.as_str()) {
-                            Some(ai) => ai,
-                            None => attrs.entry(a.key.as_str().into()).or_default(),
-                        };
+                        let ai = attr(&mut attrs, &a.key);
                         for p in &a.probes {
                             ai.file(p, id);
                         }
                     }
                 }
-                Plan::Residual => residual.push(id),
+                Plan::AnythingBut { key, values } if plain => {
+                    attr(&mut attrs, key).file_but(values, id)
+                }
+                Plan::Absent { key } if plain => file_str(&mut absent, key, id),
+                _ => residual.push(id | VERIFY),
             }
         }
         attrs.values_mut().for_each(AttrIndex::finish);
+        let mut absent: Vec<(Box<str>, Vec<u32>)> = absent.into_iter().collect();
+        absent.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         Base {
             entries,
             attrs: Some(attrs),
             residual,
+            absent,
         }
     }
 
@@ -487,34 +539,31 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
         };
         let mut cands = SCRATCH.with(Cell::take);
         cands.clear();
-        for (name, value) in msg.attributes().iter() {
+        let msg_attrs = msg.attributes();
+        for (name, value) in msg_attrs.iter() {
             if let Some(ai) = attrs.get(name) {
                 ai.probe(value, &mut cands);
             }
         }
+        if !msg_attrs.is_empty() {
+            for (key, ids) in &self.absent {
+                if !msg_attrs.contains_key(key) {
+                    cands.extend_from_slice(ids);
+                }
+            }
+        }
+        cands.extend_from_slice(&self.residual);
         if cands.windows(2).any(|w| w[0] >= w[1]) {
-            cands.sort_unstable();
+            // A stable sort merges the already sorted runs in linear time.
+            cands.sort();
             cands.dedup();
         }
-        // Merge the candidates with the residual list: both ascending, and disjoint.
-        let mut check = |pos: u32| {
-            let e = &self.entries[pos as usize];
-            if e.filter.matches(msg) && live(e) {
+        for &c in &cands {
+            let e = &self.entries[(c >> 1) as usize];
+            if (c & VERIFY == 0 || e.filter.matches(msg)) && live(e) {
                 emit(e.seq, &e.key);
             }
-        };
-        let mut rest = cands.as_slice();
-        for &r in &self.residual {
-            while let Some((&c, tail)) = rest.split_first() {
-                if c > r {
-                    break;
-                }
-                check(c);
-                rest = tail;
-            }
-            check(r);
         }
-        rest.iter().for_each(|&c| check(c));
         SCRATCH.with(|s| s.set(cands));
     }
 }

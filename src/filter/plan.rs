@@ -48,7 +48,13 @@ pub(crate) struct Anchor {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Plan {
     /// Filed under these anchors: the filter can only match a message that hits one of them.
-    Anchored(Vec<Anchor>),
+    /// `exact`: a hit is a match (the policy is that one key and nothing else).
+    Anchored { anchors: Vec<Anchor>, exact: bool },
+    /// The whole policy is `{key: [{"anything-but": [strings]}]}`: it matches a string value
+    /// that is not listed, and any number or boolean.
+    AnythingBut { key: String, values: Vec<String> },
+    /// The whole policy is `{key: [{"exists": false}]}`.
+    Absent { key: String },
     /// No positive condition to file it under (anything-but, exists:false, the empty policy):
     /// checked against every message.
     Residual,
@@ -164,9 +170,43 @@ fn plan_node(node: &Node) -> Option<(u32, Vec<Anchor>)> {
     }
 }
 
+/// Whether a hit on this condition's probe is a match of the condition.
+fn probe_is_exact(c: &Cond) -> bool {
+    !matches!(c, Cond::Wildcard(p) if p.contains('*'))
+}
+
 pub(crate) fn plan(root: &Node) -> Plan {
+    if let ([(key, conds)], true) = (root.keys.as_slice(), root.ors.is_empty()) {
+        match conds.as_slice() {
+            [Cond::AnythingBut { values, .. }] => {
+                let strings: Option<Vec<String>> = values
+                    .iter()
+                    .map(|v| match v {
+                        PolicyValue::String(s) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(values) = strings {
+                    return Plan::AnythingBut {
+                        key: key.clone(),
+                        values,
+                    };
+                }
+            }
+            [Cond::Exists(false)] => return Plan::Absent { key: key.clone() },
+            _ => {}
+        }
+    }
     match plan_node(root) {
-        Some((_, anchors)) => Plan::Anchored(anchors),
+        Some((_, anchors)) => {
+            let exact = root.ors.is_empty()
+                && root.keys.len() == 1
+                && root
+                    .keys
+                    .iter()
+                    .all(|(_, conds)| conds.iter().all(probe_is_exact));
+            Plan::Anchored { anchors, exact }
+        }
         None => Plan::Residual,
     }
 }
