@@ -143,9 +143,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        8 => (0u8..60, spec()).prop_map(|(k, s)| Op::Insert(k, s)),
-        2 => (0u8..60).prop_map(Op::Remove),
-        1 => (0u8..60, spec()).prop_map(|(k, s)| Op::Replace(k, s)),
+        8 => (0u8..200, spec()).prop_map(|(k, s)| Op::Insert(k, s)),
+        2 => (0u8..200).prop_map(Op::Remove),
+        1 => (0u8..200, spec()).prop_map(|(k, s)| Op::Replace(k, s)),
         1 => Just(Op::Check),
     ]
 }
@@ -178,7 +178,7 @@ proptest! {
     /// The index gives what a naive list of filters gives, through inserts, removals and
     /// replacements in any order, with snapshots taken (and rebuilt) along the way.
     #[test]
-    fn index_equals_linear_scan(ops in prop::collection::vec(op(), 1..160), msgs in prop::collection::vec(message(), 8)) {
+    fn index_equals_linear_scan(ops in prop::collection::vec(op(), 1..400), msgs in prop::collection::vec(message(), 8)) {
         let mut index = FilterIndex::new();
         let mut model: Vec<(u8, Filter<()>)> = Vec::new();
         for op in ops {
