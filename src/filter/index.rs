@@ -2,7 +2,7 @@
 //! checking each.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::net::IpAddr;
@@ -17,7 +17,7 @@ use crate::message::{AttrValue, Message};
 /// is as fast (measured with `cargo bench --bench filter`).
 const LINEAR_BELOW: usize = 16;
 
-/// Masked (removed or changed) entries past `max(MIN_DELTA, sqrt(n))` make the index rebuild.
+/// Masked (removed or changed) entries past `max(MIN_DELTA, n / 4)` make the index rebuild.
 const MIN_DELTA: usize = 32;
 
 /// A small multiplicative hasher (the rustc "Fx" hash) for the index's own maps. Index keys come
@@ -522,11 +522,10 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
     }
 
     /// Calls `emit` with each live matching entry, in insertion order.
-    fn matching(&self, msg: &Message<T>, dead: &HashSet<u64>, mut emit: impl FnMut(u64, &K)) {
-        let live = |e: &Entry<K, T>| dead.is_empty() || !dead.contains(&e.gen);
+    fn matching(&self, msg: &Message<T>, mask: &Mask, mut emit: impl FnMut(u64, &K)) {
         let Some(attrs) = &self.attrs else {
-            for e in &self.entries {
-                if e.filter.matches(msg) && live(e) {
+            for (pos, e) in self.entries.iter().enumerate() {
+                if !mask.is_set(pos) && e.filter.matches(msg) {
                     emit(e.seq, &e.key);
                 }
             }
@@ -554,8 +553,9 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
             cands.dedup();
         }
         for &c in &cands {
-            let e = &self.entries[(c >> 1) as usize];
-            if (c & VERIFY == 0 || e.filter.matches(msg)) && live(e) {
+            let pos = (c >> 1) as usize;
+            let e = &self.entries[pos];
+            if !mask.is_set(pos) && (c & VERIFY == 0 || e.filter.matches(msg)) {
                 emit(e.seq, &e.key);
             }
         }
@@ -563,13 +563,55 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
     }
 }
 
+/// Bits per mask chunk.
+const CHUNK: usize = 4096;
+
+/// The positions of a level's entries that were removed or changed since it was compiled: a
+/// persistent bitmap in chunks, so a snapshot shares it and a change copies one chunk.
+#[derive(Clone, Default)]
+struct Mask {
+    chunks: Vec<Arc<[u64; CHUNK / 64]>>,
+}
+
+impl Mask {
+    #[inline]
+    fn is_set(&self, pos: usize) -> bool {
+        !self.chunks.is_empty()
+            && self
+                .chunks
+                .get(pos / CHUNK)
+                .map_or(false, |c| c[(pos % CHUNK) / 64] >> (pos % 64) & 1 == 1)
+    }
+
+    fn set(&mut self, pos: usize) {
+        let i = pos / CHUNK;
+        if self.chunks.len() <= i {
+            self.chunks.resize_with(i + 1, || Arc::new([0; CHUNK / 64]));
+        }
+        Arc::make_mut(&mut self.chunks[i])[(pos % CHUNK) / 64] |= 1 << (pos % 64);
+    }
+}
+
+/// A compiled level and its mask.
+struct Level<K, T> {
+    base: Arc<Base<K, T>>,
+    mask: Mask,
+}
+
+impl<K, T> Clone for Level<K, T> {
+    fn clone(&self) -> Self {
+        Level {
+            base: Arc::clone(&self.base),
+            mask: self.mask.clone(),
+        }
+    }
+}
+
 struct SnapshotInner<K, T> {
     /// Compiled levels, oldest (largest) first.
-    levels: Vec<Arc<Base<K, T>>>,
+    levels: Vec<Level<K, T>>,
     /// The latest changes, not compiled yet: checked one by one.
     tail: Vec<Entry<K, T>>,
-    /// `gen`s of level entries that were removed or changed since.
-    dead: HashSet<u64>,
     len: usize,
 }
 
@@ -610,12 +652,16 @@ impl<K, T> Clone for FilterSnapshot<K, T> {
 
 impl<K, T> fmt::Debug for FilterSnapshot<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let levels: Vec<usize> = self.inner.levels.iter().map(|b| b.entries.len()).collect();
+        let levels: Vec<usize> = self
+            .inner
+            .levels
+            .iter()
+            .map(|l| l.base.entries.len())
+            .collect();
         f.debug_struct("FilterSnapshot")
             .field("len", &self.inner.len)
             .field("levels", &levels)
             .field("tail", &self.inner.tail.len())
-            .field("dead", &self.inner.dead.len())
             .finish()
     }
 }
@@ -657,14 +703,14 @@ impl<K: Copy + Eq + Hash, T> FilterSnapshot<K, T> {
     pub fn matching(&self, msg: &Message<T>, out: &mut Vec<K>) {
         let s = &*self.inner;
         if s.levels.len() <= 1 && s.tail.is_empty() {
-            if let Some(b) = s.levels.first() {
-                b.matching(msg, &s.dead, |_, k| out.push(*k));
+            if let Some(l) = s.levels.first() {
+                l.base.matching(msg, &l.mask, |_, k| out.push(*k));
             }
             return;
         }
         let mut hits: Vec<(u64, K)> = Vec::new();
-        for b in &s.levels {
-            b.matching(msg, &s.dead, |seq, k| hits.push((seq, *k)));
+        for l in &s.levels {
+            l.base.matching(msg, &l.mask, |seq, k| hits.push((seq, *k)));
         }
         hits.extend(
             s.tail
@@ -696,26 +742,22 @@ impl<K: Copy + Eq + Hash, T> FilterSnapshot<K, T> {
     /// ```
     pub fn matching_linear(&self, msg: &Message<T>, out: &mut Vec<K>) {
         let s = &*self.inner;
-        let live = |e: &Entry<K, T>| s.dead.is_empty() || !s.dead.contains(&e.gen);
+        let level_hits = |l: &Level<K, T>, emit: &mut dyn FnMut(u64, K)| {
+            for (pos, e) in l.base.entries.iter().enumerate() {
+                if !l.mask.is_set(pos) && e.filter.matches(msg) {
+                    emit(e.seq, e.key);
+                }
+            }
+        };
         if s.levels.len() <= 1 && s.tail.is_empty() {
-            for b in &s.levels {
-                out.extend(
-                    b.entries
-                        .iter()
-                        .filter(|e| live(e) && e.filter.matches(msg))
-                        .map(|e| e.key),
-                );
+            for l in &s.levels {
+                level_hits(l, &mut |_, k| out.push(k));
             }
             return;
         }
         let mut hits: Vec<(u64, K)> = Vec::new();
-        for b in &s.levels {
-            hits.extend(
-                b.entries
-                    .iter()
-                    .filter(|e| live(e) && e.filter.matches(msg))
-                    .map(|e| (e.seq, e.key)),
-            );
+        for l in &s.levels {
+            level_hits(l, &mut |seq, k| hits.push((seq, k)));
         }
         hits.extend(
             s.tail
@@ -732,7 +774,8 @@ impl<K: Copy + Eq + Hash, T> FilterSnapshot<K, T> {
 struct Live {
     seq: u64,
     gen: u64,
-    in_level: bool,
+    /// The level and position of its compiled entry; `None` while it is in the tail.
+    at: Option<(usize, usize)>,
 }
 
 /// Changes collect in a tail of this many before they are compiled into a level.
@@ -769,9 +812,10 @@ pub struct FilterIndex<K, T> {
     live: HashMap<K, Live>,
     /// The current filter of every key, by insertion sequence.
     slots: BTreeMap<u64, Entry<K, T>>,
-    levels: Vec<Arc<Base<K, T>>>,
+    levels: Vec<Level<K, T>>,
     tail: Vec<Entry<K, T>>,
-    dead: HashSet<u64>,
+    /// How many level entries are masked.
+    dead: usize,
     next_seq: u64,
     next_gen: u64,
     cached: Option<FilterSnapshot<K, T>>,
@@ -779,12 +823,12 @@ pub struct FilterIndex<K, T> {
 
 impl<K, T> fmt::Debug for FilterIndex<K, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let levels: Vec<usize> = self.levels.iter().map(|b| b.entries.len()).collect();
+        let levels: Vec<usize> = self.levels.iter().map(|l| l.base.entries.len()).collect();
         f.debug_struct("FilterIndex")
             .field("len", &self.live.len())
             .field("levels", &levels)
             .field("tail", &self.tail.len())
-            .field("dead", &self.dead.len())
+            .field("masked", &self.dead)
             .finish()
     }
 }
@@ -803,7 +847,7 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
             slots: BTreeMap::new(),
             levels: Vec::new(),
             tail: Vec::new(),
-            dead: HashSet::new(),
+            dead: 0,
             next_seq: 0,
             next_gen: 0,
             cached: None,
@@ -833,10 +877,12 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
 
     /// Forgets the entry `old` of a key that is being changed or removed.
     fn retire(&mut self, old: Live) {
-        if old.in_level {
-            self.dead.insert(old.gen);
-        } else {
-            self.tail.retain(|e| e.gen != old.gen);
+        match old.at {
+            Some((level, pos)) => {
+                self.levels[level].mask.set(pos);
+                self.dead += 1;
+            }
+            None => self.tail.retain(|e| e.gen != old.gen),
         }
     }
 
@@ -863,7 +909,7 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
                     Live {
                         seq: l.seq,
                         gen,
-                        in_level: false,
+                        at: None,
                     },
                 );
                 self.tail.push(Entry {
@@ -880,14 +926,7 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
             None => {
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                self.live.insert(
-                    key,
-                    Live {
-                        seq,
-                        gen,
-                        in_level: false,
-                    },
-                );
+                self.live.insert(key, Live { seq, gen, at: None });
                 self.tail.push(Entry {
                     seq,
                     gen,
@@ -957,7 +996,7 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
     /// Compiles a full tail into a level, merges levels of similar size, and rebuilds everything
     /// when there are too many levels or too many masked entries.
     fn settle(&mut self) {
-        if self.dead.len() > MIN_DELTA.max(isqrt(self.live.len())) {
+        if self.dead > MIN_DELTA.max(self.live.len() / 4) {
             self.compact();
             return;
         }
@@ -966,47 +1005,58 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
         }
         let mut entries = std::mem::take(&mut self.tail);
         entries.sort_by_key(|e| e.seq);
-        for e in &entries {
-            if let Some(l) = self.live.get_mut(&e.key) {
-                l.in_level = true;
-            }
-        }
-        self.levels.push(Arc::new(Base::build(entries)));
+        self.push_level(entries);
         while let [.., a, b] = self.levels.as_slice() {
-            if a.entries.len() > RATIO * b.entries.len() {
+            if a.base.entries.len() > RATIO * b.base.entries.len() {
                 break;
             }
-            let (a, b) = (Arc::clone(a), Arc::clone(b));
+            let (a, b) = (a.clone(), b.clone());
             self.levels.truncate(self.levels.len() - 2);
-            let dead = &mut self.dead;
-            let mut entries: Vec<Entry<K, T>> = a
-                .entries
-                .iter()
-                .chain(b.entries.iter())
-                .filter(|e| !dead.remove(&e.gen))
-                .cloned()
-                .collect();
+            let mut entries: Vec<Entry<K, T>> =
+                Vec::with_capacity(a.base.entries.len() + b.base.entries.len());
+            for l in [&a, &b] {
+                for (pos, e) in l.base.entries.iter().enumerate() {
+                    if l.mask.is_set(pos) {
+                        self.dead -= 1;
+                    } else {
+                        entries.push(e.clone());
+                    }
+                }
+            }
             // Two sorted runs: the stable sort merges them in linear time.
             entries.sort_by_key(|e| e.seq);
-            self.levels.push(Arc::new(Base::build(entries)));
+            self.push_level(entries);
         }
         if self.levels.len() > MAX_LEVELS {
             self.compact();
         }
     }
 
+    /// Compiles `entries` (live, sorted by sequence) into a new last level.
+    fn push_level(&mut self, entries: Vec<Entry<K, T>>) {
+        let level = self.levels.len();
+        for (pos, e) in entries.iter().enumerate() {
+            if let Some(l) = self.live.get_mut(&e.key) {
+                l.at = Some((level, pos));
+            }
+        }
+        self.levels.push(Level {
+            base: Arc::new(Base::build(entries)),
+            mask: Mask::default(),
+        });
+    }
+
     /// Compiles every filter into one level now, so the next snapshots match with one lookup per
     /// attribute. Useful after a bulk load.
     pub fn compact(&mut self) {
         self.cached = None;
-        self.live.values_mut().for_each(|l| l.in_level = true);
         let entries: Vec<Entry<K, T>> = self.slots.values().cloned().collect();
         self.levels.clear();
-        if !entries.is_empty() {
-            self.levels.push(Arc::new(Base::build(entries)));
-        }
         self.tail.clear();
-        self.dead.clear();
+        self.dead = 0;
+        if !entries.is_empty() {
+            self.push_level(entries);
+        }
     }
 
     /// An immutable view of the filters as they are now.
@@ -1021,15 +1071,10 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
             inner: Arc::new(SnapshotInner {
                 levels: self.levels.clone(),
                 tail: self.tail.clone(),
-                dead: self.dead.clone(),
                 len: self.live.len(),
             }),
         };
         self.cached = Some(snap.clone());
         snap
     }
-}
-
-fn isqrt(n: usize) -> usize {
-    (n as f64).sqrt() as usize
 }
