@@ -184,6 +184,21 @@ fn subscribe_one_at_a_time() {
             "subscribe {n} one at a time, snapshot after each: {t:?} ({:?} per subscribe)",
             t / n as u32
         );
+        let start = Instant::now();
+        for i in 0..n {
+            let f = Filter::builder()
+                .eq("tenant", format!("u{i}"))
+                .build::<()>()
+                .expect("valid");
+            index.remove(&(i as u32));
+            index.insert(i as u32, f);
+            black_box(index.snapshot());
+        }
+        let t = start.elapsed();
+        eprintln!(
+            "then remove and re-add each, snapshot after each: {t:?} ({:?} per change)",
+            t / (2 * n as u32)
+        );
     }
 }
 

@@ -580,7 +580,7 @@ impl Mask {
             && self
                 .chunks
                 .get(pos / CHUNK)
-                .map_or(false, |c| c[(pos % CHUNK) / 64] >> (pos % 64) & 1 == 1)
+                .is_some_and(|c| c[(pos % CHUNK) / 64] >> (pos % 64) & 1 == 1)
     }
 
     fn set(&mut self, pos: usize) {
@@ -792,9 +792,11 @@ const MAX_LEVELS: usize = 4;
 /// latest changes (up to 32) sit in a tail that is checked one by one; a full tail is compiled
 /// into a level, and a level is merged with the one before it when they are within a factor of 8
 /// in size, so there are at most 4 levels, and each filter is compiled a few times over its life
-/// rather than once per snapshot. Removed or changed filters are masked until a merge drops them
-/// (or, past `sqrt(n)` of them, a full rebuild). Subscribing 100,000 filters one at a time, with
-/// a snapshot after each, costs about 20 compilations per filter.
+/// rather than once per snapshot. Removed or changed filters are masked (a persistent bitmap per
+/// level, so a change copies one 512-byte chunk) until a merge drops them, or a full rebuild once
+/// a quarter of the entries are masked. Subscribing 100,000 filters one at a time, with a
+/// snapshot after each, costs about 20 compilations per filter (about 1.4 s in all, measured by
+/// `cargo bench --bench filter`).
 ///
 /// ```
 /// use switchboard::{Filter, FilterIndex, Message};
