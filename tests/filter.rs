@@ -464,6 +464,20 @@ fn builder_equals_json() {
 }
 
 #[test]
+fn builder_many_or_groups_stop_at_the_limit() {
+    let b = (0..40).fold(Filter::builder(), |b, i| {
+        b.or([
+            Filter::builder().eq(format!("a{i}"), "1"),
+            Filter::builder().eq(format!("b{i}"), "1"),
+        ])
+    });
+    assert_eq!(
+        b.build::<()>().unwrap_err().kind(),
+        FilterErrorKind::TooComplex
+    );
+}
+
+#[test]
 fn builder_two_or_groups_distribute() {
     let built = Filter::builder()
         .or([

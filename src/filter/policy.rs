@@ -932,11 +932,34 @@ impl FilterBuilder {
             }
             return self;
         }
+        // A second group is distributed over the first; refuse before that multiplies the tree
+        // past the limit (the check in `build` would refuse it anyway).
+        if !self.node.ors.is_empty() {
+            let limit = self
+                .limits
+                .as_ref()
+                .map_or(FilterLimits::default().max_combinations, |l| {
+                    l.max_combinations
+                });
+            let group = nodes
+                .iter()
+                .fold(0usize, |acc, b| acc.saturating_add(b.complexity()));
+            if self.node.complexity().saturating_mul(group) > limit {
+                if self.pending.is_none() {
+                    self.pending = Some(FilterError::new(
+                        FilterErrorKind::TooComplex,
+                        format!("filter policy is too complex: more than {limit} combinations"),
+                    ));
+                }
+                return self;
+            }
+        }
         self.node.and_or(nodes);
         self
     }
 
-    /// Uses `limits` instead of SNS's when building.
+    /// Uses `limits` instead of SNS's when building. Call it before [`or`](FilterBuilder::or)
+    /// when a policy has several `$or` groups, so the builder knows how far it may expand them.
     pub fn limits(mut self, limits: FilterLimits) -> Self {
         self.limits = Some(limits);
         self
