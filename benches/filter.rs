@@ -1,5 +1,23 @@
 //! Filter index against a linear scan over the same filters: per-tenant, broad and adversarial
 //! workloads at 10 to 100,000 filters. Run with `cargo bench --bench filter`.
+//!
+//! Each index is built the way a topic builds it: one `insert` per filter, then a snapshot (no
+//! `compact`). The scan is `FilterSnapshot::matching_linear` over the same snapshot.
+//!
+//! One run on the 2-core development VM (shared with other builds, so +-20% noise), time per
+//! message, index / linear scan (speed-up), matches per message:
+//!
+//! | filters | per-tenant                        | broad                           | adversarial                      |
+//! |--------:|-----------------------------------|---------------------------------|----------------------------------|
+//! | 10      | 0.91 us / 1.20 us (1.3x), 9.6     | 192 ns / 194 ns (1.0x), 0.1     | 271 ns / 325 ns (1.2x), 4.5      |
+//! | 100     | 1.47 us / 4.54 us (3.1x), 8.2     | 534 ns / 2.08 us (3.9x), 1.7    | 0.79 us / 2.96 us (3.8x), 43     |
+//! | 1,000   | 1.39 us / 39.1 us (28x), 7.8      | 4.8 us / 33.3 us (6.9x), 17     | 3.0 us / 23.0 us (7.6x), 434     |
+//! | 10,000  | 2.38 us / 545 us (229x), 7.7      | 70 us / 432 us (6.1x), 169      | 38 us / 272 us (7.2x), 4,336     |
+//! | 100,000 | 2.00 us / 30.1 ms (15,000x), 7.8  | 2.9 ms / 12.1 ms (4.2x), 1,688  | 316 us / 20.3 ms (64x), 43,359   |
+//!
+//! Per-tenant throughput at 100,000 is 0.70 of that at 1,000. Subscribing one at a time with a
+//! snapshot after each: 10,000 in 87 ms, 100,000 in 1.4 s; then removing and re-adding each
+//! (with a snapshot after every change): 6 us and 9.6 us a change.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
