@@ -596,9 +596,20 @@ type Predicate<T> = dyn Fn(&Message<T>) -> bool + Send + Sync;
 /// A message filter: an SNS-style policy on attributes, a predicate over the whole message, or both.
 ///
 /// Build one with [`Filter::builder`], [`Filter::from_json`] (the Amazon SNS filter-policy JSON),
-/// or [`Filter::predicate`]. Clones share the policy. The matching rules follow SNS: exact
-/// matches are case-sensitive, numeric conditions match only numbers, a missing key fails every
-/// condition but `exists: false`, and a string list matches if any element does.
+/// or [`Filter::predicate`]. Clones share the policy.
+///
+/// The matching rules follow SNS (each is shown with a doctest in `src/filter/mod.rs`):
+///
+/// * keys are ANDed, the conditions under one key are ORed, `$or` holds alternatives;
+/// * exact string matching is case-sensitive (`equals-ignore-case` is not);
+/// * values are typed: numeric conditions match only `Number` attributes, string operators only
+///   `String` attributes and `StringList` elements, `true`/`false` only `Bool`;
+/// * numbers compare at 6 decimal digits, and `-0` equals `0`; NaN is rejected in policies;
+/// * a missing key fails every condition except `exists: false`, which in turn needs the
+///   message to have at least one attribute (as the SNS documentation says);
+/// * a `StringList` matches a condition if any element does, `anything-but` included (so
+///   `["rugby", "baseball"]` matches `anything-but ["rugby", "tennis"]`, the SNS guide's example);
+/// * the empty policy `{}` matches every message.
 ///
 /// ```
 /// use switchboard::{Filter, Message};
