@@ -89,6 +89,7 @@ mod clock;
 pub mod consumer;
 mod endpoint;
 mod error;
+pub mod filter;
 mod message;
 pub mod queue;
 pub mod topic;
@@ -101,6 +102,10 @@ pub use crate::endpoint::{DeliverError, Endpoint};
 pub use crate::error::{
     AckError, RecvError, RecvTimeoutError, SendBatchError, SendError, SendTimeoutError,
     TryRecvError, TrySendError,
+};
+pub use crate::filter::{
+    Explanation, Filter, FilterBuilder, FilterError, FilterErrorKind, FilterIndex, FilterLimits,
+    FilterSnapshot, Mismatch, Numeric, PolicyValue,
 };
 pub use crate::message::{
     AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,

@@ -1,0 +1,480 @@
+//! SNS filter-policy JSON: parsing into the policy tree, and writing it back.
+
+use serde_json::{Map, Number, Value};
+
+use crate::filter::error::{FilterError, FilterErrorKind};
+use crate::filter::policy::{Cidr, Cond, Node, NumOp, NumRange, PolicyValue};
+use crate::filter::{Filter, FilterLimits};
+
+fn err(kind: FilterErrorKind, reason: impl Into<String>) -> FilterError {
+    FilterError::new(kind, reason)
+}
+
+pub(crate) fn parse_str<T>(text: &str, limits: &FilterLimits) -> Result<Filter<T>, FilterError> {
+    if text.len() > limits.max_bytes() {
+        return Err(err(
+            FilterErrorKind::TooLarge,
+            format!(
+                "policy is {} bytes, more than the limit of {}",
+                text.len(),
+                limits.max_bytes()
+            ),
+        ));
+    }
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| err(FilterErrorKind::NotJson, format!("policy is not JSON: {e}")))?;
+    parse_value(&value, limits)
+}
+
+pub(crate) fn parse_value<T>(
+    value: &Value,
+    limits: &FilterLimits,
+) -> Result<Filter<T>, FilterError> {
+    let Value::Object(map) = value else {
+        return Err(err(
+            FilterErrorKind::NotAnObject,
+            "policy must be a JSON object",
+        ));
+    };
+    let root = parse_object(map, 0, limits)?;
+    Filter::from_node(root, limits)
+}
+
+/// `$or` is an operator only when it holds an array of two or more objects; otherwise it is an
+/// attribute name like any other (as SNS documents).
+fn or_branches<'a>(key: &str, v: &'a Value) -> Option<Vec<&'a Map<String, Value>>> {
+    match v {
+        Value::Array(a) if key == "$or" && a.len() >= 2 => a.iter().map(Value::as_object).collect(),
+        _ => None,
+    }
+}
+
+fn parse_object(
+    map: &Map<String, Value>,
+    depth: usize,
+    limits: &FilterLimits,
+) -> Result<Node, FilterError> {
+    let mut node = Node::default();
+    for (k, v) in map {
+        if let Some(branches) = or_branches(k, v) {
+            if depth + 1 > limits.max_nesting() {
+                return Err(err(
+                    FilterErrorKind::TooDeep,
+                    format!(
+                        "$or nests deeper than the limit of {}",
+                        limits.max_nesting()
+                    ),
+                )
+                .at_op("$or"));
+            }
+            for m in branches {
+                node.ors.push(parse_object(m, depth + 1, limits)?);
+            }
+            continue;
+        }
+        let conds = parse_key(v).map_err(|e| e.at_key(k))?;
+        node.keys.push((k.clone(), conds));
+    }
+    Ok(node)
+}
+
+fn parse_key(v: &Value) -> Result<Vec<Cond>, FilterError> {
+    let items = match v {
+        Value::Array(a) => a,
+        Value::Object(_) => {
+            return Err(err(
+                FilterErrorKind::NestedPolicy,
+                "nested filter policies apply to message bodies, not to message attributes",
+            ))
+        }
+        _ => {
+            return Err(err(
+                FilterErrorKind::WrongValueType,
+                "a key's value must be an array",
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(err(
+            FilterErrorKind::EmptyList,
+            "empty arrays are not allowed",
+        ));
+    }
+    items.iter().map(parse_item).collect()
+}
+
+fn scalar(v: &Value) -> Option<PolicyValue> {
+    Some(match v {
+        Value::String(s) => PolicyValue::String(s.clone()),
+        Value::Number(n) => PolicyValue::Number(n.as_f64()?),
+        Value::Bool(b) => PolicyValue::Bool(*b),
+        Value::Null => PolicyValue::Null,
+        _ => return None,
+    })
+}
+
+fn string_arg(op: &str, v: &Value) -> Result<String, FilterError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        _ => Err(err(
+            FilterErrorKind::WrongValueType,
+            format!("{op} match pattern must be a string"),
+        )
+        .at_op(op)),
+    }
+}
+
+fn parse_item(v: &Value) -> Result<Cond, FilterError> {
+    let Value::Object(m) = v else {
+        return scalar(v).map(Cond::Exact).ok_or_else(|| {
+            err(
+                FilterErrorKind::WrongValueType,
+                "match value must be a string, number, true, false, or null",
+            )
+        });
+    };
+    let mut it = m.iter();
+    let (op, arg) = match (it.next(), it.next()) {
+        (Some(pair), None) => pair,
+        (None, _) => {
+            return Err(err(
+                FilterErrorKind::UnknownOperator,
+                "empty match expression",
+            ))
+        }
+        (Some(_), Some(_)) => {
+            let ops: Vec<&str> = m.keys().map(String::as_str).collect();
+            return Err(err(
+                FilterErrorKind::MultipleOperators,
+                format!("only one operator allowed in a match expression, found {ops:?}"),
+            ));
+        }
+    };
+    let op = op.as_str();
+    let c = match op {
+        "prefix" => Cond::Prefix(string_arg(op, arg)?),
+        "suffix" => Cond::Suffix(string_arg(op, arg)?),
+        "wildcard" => Cond::Wildcard(string_arg(op, arg)?),
+        "equals-ignore-case" => {
+            let s = string_arg(op, arg)?;
+            let lower = s.to_lowercase();
+            Cond::EqualsIgnoreCase(s, lower)
+        }
+        "cidr" => {
+            let s = string_arg(op, arg)?;
+            Cond::Cidr(Cidr::parse(&s).map_err(|e| e.at_op(op))?)
+        }
+        "exists" => match arg {
+            Value::Bool(b) => Cond::Exists(*b),
+            _ => {
+                return Err(err(
+                    FilterErrorKind::WrongValueType,
+                    "exists match pattern must be either true or false",
+                )
+                .at_op(op))
+            }
+        },
+        "numeric" => Cond::Numeric(parse_numeric(arg).map_err(|e| e.at_op(op))?),
+        "anything-but" => parse_anything_but(arg).map_err(|e| e.at_op(op))?,
+        other => {
+            return Err(err(
+                FilterErrorKind::UnknownOperator,
+                format!("unrecognized match type {other}"),
+            )
+            .at_op(other))
+        }
+    };
+    Ok(c)
+}
+
+fn parse_anything_but(arg: &Value) -> Result<Cond, FilterError> {
+    let list_item = |v: &Value| match v {
+        Value::String(s) => Ok(PolicyValue::String(s.clone())),
+        Value::Number(n) => n
+            .as_f64()
+            .map(PolicyValue::Number)
+            .ok_or_else(|| err(FilterErrorKind::InvalidNumber, "number out of range")),
+        _ => Err(err(
+            FilterErrorKind::WrongValueType,
+            "anything-but values must be strings or numbers",
+        )),
+    };
+    match arg {
+        Value::Array(a) => {
+            if a.is_empty() {
+                return Err(err(
+                    FilterErrorKind::EmptyList,
+                    "empty arrays are not allowed",
+                ));
+            }
+            let values = a.iter().map(list_item).collect::<Result<_, _>>()?;
+            Ok(Cond::AnythingBut {
+                values,
+                single: false,
+            })
+        }
+        Value::String(_) | Value::Number(_) => Ok(Cond::AnythingBut {
+            values: vec![list_item(arg)?],
+            single: true,
+        }),
+        Value::Object(m) => {
+            let mut it = m.iter();
+            let (op, v) = match (it.next(), it.next()) {
+                (Some(pair), None) => pair,
+                _ => {
+                    return Err(err(
+                        FilterErrorKind::MultipleOperators,
+                        "anything-but takes exactly one nested operator",
+                    ))
+                }
+            };
+            match op.as_str() {
+                "prefix" => Ok(Cond::AnythingButPrefix(string_arg("prefix", v)?)),
+                "suffix" => Ok(Cond::AnythingButSuffix(string_arg("suffix", v)?)),
+                "wildcard" => Ok(Cond::AnythingButWildcard(string_arg("wildcard", v)?)),
+                other => Err(err(
+                    FilterErrorKind::UnknownOperator,
+                    format!("unsupported anything-but pattern: {other}"),
+                )),
+            }
+        }
+        _ => Err(err(
+            FilterErrorKind::WrongValueType,
+            "anything-but takes a string, a number, an array of them, or an operator object",
+        )),
+    }
+}
+
+fn parse_numeric(arg: &Value) -> Result<NumRange, FilterError> {
+    let Value::Array(a) = arg else {
+        return Err(err(
+            FilterErrorKind::MalformedRange,
+            "numeric takes an array like [\">\", 0, \"<=\", 100]",
+        ));
+    };
+    let op_at = |i: usize, first: bool| -> Result<NumOp, FilterError> {
+        match a.get(i) {
+            None => Err(err(
+                FilterErrorKind::MalformedRange,
+                "invalid member in numeric match: ]",
+            )),
+            Some(Value::String(s)) => NumOp::parse(s).ok_or_else(|| {
+                let what = if first {
+                    "unrecognized numeric range operator"
+                } else {
+                    "bad numeric range operator"
+                };
+                err(FilterErrorKind::MalformedRange, format!("{what}: {s}"))
+            }),
+            Some(other) => {
+                let what = if first {
+                    "invalid member in numeric match"
+                } else {
+                    "bad value in numeric range"
+                };
+                Err(err(
+                    FilterErrorKind::MalformedRange,
+                    format!("{what}: {other}"),
+                ))
+            }
+        }
+    };
+    let value_at = |i: usize, op: NumOp| -> Result<f64, FilterError> {
+        let name = if op == NumOp::Eq {
+            "equals"
+        } else {
+            op.as_str()
+        };
+        match a.get(i) {
+            Some(Value::Number(n)) => n.as_f64().ok_or_else(|| {
+                err(
+                    FilterErrorKind::InvalidNumber,
+                    format!("value of {name} is out of range"),
+                )
+            }),
+            _ => Err(err(
+                FilterErrorKind::WrongValueType,
+                format!("value of {name} must be numeric"),
+            )),
+        }
+    };
+    let first = op_at(0, true)?;
+    let v1 = value_at(1, first)?;
+    let mut terms = vec![(first, v1)];
+    if a.len() > 2 {
+        if !matches!(first, NumOp::Gt | NumOp::Ge) {
+            return Err(err(
+                FilterErrorKind::MalformedRange,
+                "too many elements in numeric expression",
+            ));
+        }
+        let second = op_at(2, false)?;
+        if !matches!(second, NumOp::Lt | NumOp::Le) {
+            return Err(err(
+                FilterErrorKind::MalformedRange,
+                format!("bad numeric range operator: {}", second.as_str()),
+            ));
+        }
+        let v2 = value_at(3, second)?;
+        if a.len() > 4 {
+            return Err(err(
+                FilterErrorKind::MalformedRange,
+                "too many terms in numeric range expression",
+            ));
+        }
+        terms.push((second, v2));
+    }
+    NumRange::new(terms)
+}
+
+fn num(x: f64) -> Value {
+    if x.fract() == 0.0 && x.abs() < 9.0e15 {
+        Value::Number(Number::from(x as i64))
+    } else {
+        Number::from_f64(x).map_or(Value::Null, Value::Number)
+    }
+}
+
+fn scalar_to_value(v: &PolicyValue) -> Value {
+    match v {
+        PolicyValue::String(s) => Value::String(s.clone()),
+        PolicyValue::Number(n) => num(*n),
+        PolicyValue::Bool(b) => Value::Bool(*b),
+        PolicyValue::Null => Value::Null,
+    }
+}
+
+fn op1(op: &str, v: Value) -> Value {
+    let mut m = Map::new();
+    m.insert(op.to_owned(), v);
+    Value::Object(m)
+}
+
+fn cond_to_value(c: &Cond) -> Value {
+    match c {
+        Cond::Exact(v) => scalar_to_value(v),
+        Cond::Prefix(s) => op1("prefix", Value::String(s.clone())),
+        Cond::Suffix(s) => op1("suffix", Value::String(s.clone())),
+        Cond::Wildcard(s) => op1("wildcard", Value::String(s.clone())),
+        Cond::EqualsIgnoreCase(s, _) => op1("equals-ignore-case", Value::String(s.clone())),
+        Cond::AnythingBut { values, single } => {
+            let v = match (single, values.as_slice()) {
+                (true, [one]) => scalar_to_value(one),
+                _ => Value::Array(values.iter().map(scalar_to_value).collect()),
+            };
+            op1("anything-but", v)
+        }
+        Cond::AnythingButPrefix(s) => op1("anything-but", op1("prefix", Value::String(s.clone()))),
+        Cond::AnythingButSuffix(s) => op1("anything-but", op1("suffix", Value::String(s.clone()))),
+        Cond::AnythingButWildcard(s) => {
+            op1("anything-but", op1("wildcard", Value::String(s.clone())))
+        }
+        Cond::Numeric(r) => {
+            let mut a = Vec::new();
+            for (op, v) in &r.terms {
+                a.push(Value::String(op.as_str().to_owned()));
+                a.push(num(*v));
+            }
+            op1("numeric", Value::Array(a))
+        }
+        Cond::Exists(b) => op1("exists", Value::Bool(*b)),
+        Cond::Cidr(c) => op1("cidr", Value::String(c.text().to_owned())),
+    }
+}
+
+pub(crate) fn conds_to_value(conds: &[Cond]) -> Value {
+    Value::Array(conds.iter().map(cond_to_value).collect())
+}
+
+pub(crate) fn to_value(node: &Node) -> Value {
+    let mut m = Map::new();
+    for (k, conds) in &node.keys {
+        m.insert(k.clone(), conds_to_value(conds));
+    }
+    if !node.ors.is_empty() {
+        m.insert(
+            "$or".to_owned(),
+            Value::Array(node.ors.iter().map(to_value).collect()),
+        );
+    }
+    Value::Object(m)
+}
+
+impl<T> Filter<T> {
+    /// Parses an Amazon SNS filter policy (message-attributes scope) with SNS's limits.
+    ///
+    /// Values are arrays (an OR within a key); keys are ANDed; `$or` holds alternatives; the
+    /// operators are `prefix`, `suffix`, `equals-ignore-case`, `wildcard`, `anything-but` (a value,
+    /// a list, or `{"prefix"|"suffix"|"wildcard": ..}`), `numeric`, `exists` and `cidr`.
+    ///
+    /// ```
+    /// use switchboard::{Filter, Message};
+    ///
+    /// let f = Filter::<()>::from_json(r#"{"source_ip": [{"cidr": "10.0.0.0/24"}]}"#)?;
+    /// assert!(f.matches(&Message::new(()).with_attr("source_ip", "10.0.0.255")));
+    /// assert!(!f.matches(&Message::new(()).with_attr("source_ip", "10.0.1.0")));
+    /// # Ok::<(), switchboard::FilterError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`FilterError`] naming the key, the operator and the reason: not JSON, unknown operator,
+    /// wrong value type, malformed range, bad CIDR, empty list, too complex, too many keys, ...
+    pub fn from_json(text: &str) -> Result<Filter<T>, FilterError> {
+        parse_str(text, &FilterLimits::default())
+    }
+
+    /// Like [`from_json`](Filter::from_json), with other limits.
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterErrorKind, FilterLimits};
+    ///
+    /// let tight = FilterLimits::default().with_max_combinations(2);
+    /// let err = Filter::<()>::from_json_with_limits(r#"{"a": ["1", "2", "3"]}"#, &tight).unwrap_err();
+    /// assert_eq!(err.kind(), FilterErrorKind::TooComplex);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`from_json`](Filter::from_json).
+    pub fn from_json_with_limits(
+        text: &str,
+        limits: &FilterLimits,
+    ) -> Result<Filter<T>, FilterError> {
+        parse_str(text, limits)
+    }
+
+    /// The policy as SNS JSON (compact; keys in sorted order). A predicate is not part of it.
+    ///
+    /// ```
+    /// use switchboard::{Filter, Numeric};
+    ///
+    /// let f = Filter::builder().numeric("price", Numeric::gt(0).and_le(100)).build::<()>()?;
+    /// assert_eq!(f.to_json(), r#"{"price":[{"numeric":[">",0,"<=",100]}]}"#);
+    /// # Ok::<(), switchboard::FilterError>(())
+    /// ```
+    pub fn to_json(&self) -> String {
+        to_value(&self.policy.root).to_string()
+    }
+}
+
+/// Serializes the policy as SNS JSON. A filter with a predicate cannot be serialized: that is an
+/// error, not a silent loss of the predicate.
+impl<T> serde::Serialize for Filter<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.has_predicate() {
+            return Err(serde::ser::Error::custom(
+                "a filter with a predicate cannot be serialized",
+            ));
+        }
+        serde::Serialize::serialize(&to_value(&self.policy.root), serializer)
+    }
+}
+
+/// Deserializes SNS filter-policy JSON with SNS's limits, as [`Filter::from_json`] does.
+impl<'de, T> serde::Deserialize<'de> for Filter<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let v = <Value as serde::Deserialize>::deserialize(deserializer)?;
+        parse_value(&v, &FilterLimits::default()).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,944 @@
+//! Filter: every operator, the SNS edge cases, JSON round trips, every error kind, builder ==
+//! JSON, explain output, the predicate, and the index.
+
+use switchboard::{
+    AttrValue, Filter, FilterBuilder, FilterError, FilterErrorKind, FilterIndex, FilterLimits,
+    FilterSnapshot, Message, Numeric,
+};
+
+fn f(json: &str) -> Filter<()> {
+    Filter::from_json(json).unwrap_or_else(|e| panic!("{json}: {e}"))
+}
+
+fn msg(attrs: &[(&str, AttrValue)]) -> Message<()> {
+    attrs
+        .iter()
+        .fold(Message::new(()), |m, (k, v)| m.with_attr(*k, v.clone()))
+}
+
+fn s(v: &str) -> AttrValue {
+    AttrValue::from(v)
+}
+
+fn n(v: f64) -> AttrValue {
+    AttrValue::Number(v)
+}
+
+fn list(v: &[&str]) -> AttrValue {
+    AttrValue::from(v.to_vec())
+}
+
+fn err(json: &str) -> FilterError {
+    match Filter::<()>::from_json(json) {
+        Ok(_) => panic!("{json} was accepted"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn smoke() {
+    let filter = f(r#"{"store": ["example_corp"], "price": [{"numeric": [">=", 100]}]}"#);
+    assert!(filter.matches(&msg(&[("store", s("example_corp")), ("price", n(100.0))])));
+    assert!(!filter.matches(&msg(&[("store", s("example_corp")), ("price", n(99.0))])));
+    assert!(!filter.matches(&msg(&[("price", n(100.0))])));
+}
+
+#[test]
+fn exact_values() {
+    let strings = f(r#"{"k": ["a", "b"]}"#);
+    assert!(strings.matches(&msg(&[("k", s("a"))])));
+    assert!(strings.matches(&msg(&[("k", s("b"))])));
+    assert!(!strings.matches(&msg(&[("k", s("c"))])));
+    assert!(!strings.matches(&msg(&[("k", s("A"))])), "case-sensitive");
+    let numbers = f(r#"{"k": [100, 2.5]}"#);
+    assert!(numbers.matches(&msg(&[("k", n(100.0))])));
+    assert!(numbers.matches(&msg(&[("k", n(2.5))])));
+    assert!(
+        !numbers.matches(&msg(&[("k", s("100"))])),
+        "numbers match only numbers"
+    );
+    let bools = f(r#"{"k": [false]}"#);
+    assert!(bools.matches(&msg(&[("k", AttrValue::Bool(false))])));
+    assert!(!bools.matches(&msg(&[("k", AttrValue::Bool(true))])));
+    assert!(!bools.matches(&msg(&[("k", s("false"))])));
+    let null = f(r#"{"k": [null]}"#);
+    assert!(!null.matches(&msg(&[("k", s(""))])));
+    assert!(!null.matches(&msg(&[("other", s(""))])));
+}
+
+#[test]
+fn prefix_suffix_ignore_case_wildcard() {
+    let p = f(r#"{"k": [{"prefix": "bas"}]}"#);
+    assert!(p.matches(&msg(&[("k", s("baseball"))])));
+    assert!(!p.matches(&msg(&[("k", s("rugby"))])));
+    assert!(!p.matches(&msg(&[("k", n(1.0))])));
+    let sfx = f(r#"{"k": [{"suffix": "ball"}]}"#);
+    assert!(sfx.matches(&msg(&[("k", s("basketball"))])));
+    assert!(!sfx.matches(&msg(&[("k", s("ballet"))])));
+    let ic = f(r#"{"k": [{"equals-ignore-case": "TeNnIs"}]}"#);
+    assert!(ic.matches(&msg(&[("k", s("TENNIS"))])));
+    assert!(ic.matches(&msg(&[("k", s("tennis"))])));
+    assert!(!ic.matches(&msg(&[("k", s("tenis"))])));
+    let unicode = f(r#"{"k": [{"equals-ignore-case": "ÉTÉ"}]}"#);
+    assert!(unicode.matches(&msg(&[("k", s("été"))])));
+    let w = f(r#"{"k": [{"wildcard": "*ball"}]}"#);
+    assert!(w.matches(&msg(&[("k", s("baseball"))])));
+    assert!(!w.matches(&msg(&[("k", s("balls"))])));
+    let mid = f(r#"{"k": [{"wildcard": "a*b*c"}]}"#);
+    assert!(mid.matches(&msg(&[("k", s("abc"))])));
+    assert!(mid.matches(&msg(&[("k", s("axxbyyc"))])));
+    assert!(!mid.matches(&msg(&[("k", s("acb"))])));
+    assert!(!mid.matches(&msg(&[("k", s("abcx"))])));
+}
+
+#[test]
+fn anything_but() {
+    let single = f(r#"{"k": [{"anything-but": "a"}]}"#);
+    assert!(single.matches(&msg(&[("k", s("b"))])));
+    assert!(!single.matches(&msg(&[("k", s("a"))])));
+    assert!(
+        !single.matches(&msg(&[("other", s("b"))])),
+        "missing key never matches anything-but"
+    );
+    let many = f(r#"{"k": [{"anything-but": ["a", "b"]}]}"#);
+    assert!(!many.matches(&msg(&[("k", s("b"))])));
+    assert!(many.matches(&msg(&[("k", s("c"))])));
+    let nums = f(r#"{"k": [{"anything-but": [100, 500]}]}"#);
+    assert!(!nums.matches(&msg(&[("k", n(100.0))])));
+    assert!(nums.matches(&msg(&[("k", n(100.1))])));
+    assert!(
+        nums.matches(&msg(&[("k", s("100"))])),
+        "typed: the string 100 is not the number 100"
+    );
+    let prefix = f(r#"{"k": [{"anything-but": {"prefix": "order-"}}]}"#);
+    assert!(prefix.matches(&msg(&[("k", s("data-entry"))])));
+    assert!(!prefix.matches(&msg(&[("k", s("order-1"))])));
+    let suffix = f(r#"{"k": [{"anything-but": {"suffix": "ball"}}]}"#);
+    assert!(suffix.matches(&msg(&[("k", s("rugby"))])));
+    assert!(!suffix.matches(&msg(&[("k", s("baseball"))])));
+    let wild = f(r#"{"k": [{"anything-but": {"wildcard": "*ball"}}]}"#);
+    assert!(wild.matches(&msg(&[("k", s("rugby"))])));
+    assert!(!wild.matches(&msg(&[("k", s("baseball"))])));
+}
+
+#[test]
+fn numeric() {
+    let cases: &[(&str, &[(f64, bool)])] = &[
+        (r#"["=", 300]"#, &[(300.0, true), (301.0, false)]),
+        (r#"["<", 300]"#, &[(299.0, true), (300.0, false)]),
+        (r#"["<=", 300]"#, &[(300.0, true), (301.0, false)]),
+        (r#"[">", 300]"#, &[(301.0, true), (300.0, false)]),
+        (r#"[">=", 300]"#, &[(300.0, true), (299.0, false)]),
+        (
+            r#"[">", 0, "<=", 150]"#,
+            &[
+                (0.0, false),
+                (0.5, true),
+                (150.0, true),
+                (150.5, false),
+                (-1.0, false),
+            ],
+        ),
+        (
+            r#"[">=", 0, "<", 150]"#,
+            &[(0.0, true), (-0.0, true), (150.0, false), (149.999, true)],
+        ),
+    ];
+    for (range, checks) in cases {
+        let filter = f(&format!(r#"{{"k": [{{"numeric": {range}}}]}}"#));
+        for &(value, want) in *checks {
+            assert_eq!(
+                filter.matches(&msg(&[("k", n(value))])),
+                want,
+                "{range} on {value}"
+            );
+        }
+        assert!(
+            !filter.matches(&msg(&[("k", s("300"))])),
+            "numeric matches only numbers"
+        );
+        assert!(
+            !filter.matches(&msg(&[("k", n(f64::NAN))])),
+            "NaN matches nothing"
+        );
+    }
+}
+
+#[test]
+fn negative_zero_equals_zero() {
+    assert!(f(r#"{"k": [0]}"#).matches(&msg(&[("k", n(-0.0))])));
+    assert!(f(r#"{"k": [{"numeric": ["=", 0]}]}"#).matches(&msg(&[("k", n(-0.0))])));
+    assert!(!f(r#"{"k": [{"anything-but": [0]}]}"#).matches(&msg(&[("k", n(-0.0))])));
+    let built = Filter::builder().eq("k", -0.0).build::<()>().unwrap();
+    assert!(built.matches(&msg(&[("k", n(0.0))])));
+}
+
+#[test]
+fn cidr() {
+    let v4 = f(r#"{"ip": [{"cidr": "10.0.0.0/24"}]}"#);
+    assert!(v4.matches(&msg(&[("ip", s("10.0.0.0"))])));
+    assert!(v4.matches(&msg(&[("ip", s("10.0.0.255"))])));
+    assert!(!v4.matches(&msg(&[("ip", s("10.0.1.0"))])));
+    assert!(!v4.matches(&msg(&[("ip", s("10.0.0.256"))])));
+    assert!(!v4.matches(&msg(&[("ip", s("::ffff:10.0.0.1"))])));
+    let v6 = f(r#"{"ip": [{"cidr": "2001:db8:1234:1a00::/64"}]}"#);
+    assert!(v6.matches(&msg(&[("ip", s("2001:db8:1234:1a00::7"))])));
+    assert!(!v6.matches(&msg(&[("ip", s("2001:db8:1234:1a01::7"))])));
+    assert!(!v6.matches(&msg(&[("ip", s("10.0.0.1"))])));
+    let host_bits = f(r#"{"ip": [{"cidr": "10.0.0.7/24"}]}"#);
+    assert!(
+        host_bits.matches(&msg(&[("ip", s("10.0.0.200"))])),
+        "host bits are ignored"
+    );
+}
+
+#[test]
+fn exists() {
+    let yes = f(r#"{"k": [{"exists": true}]}"#);
+    let no = f(r#"{"k": [{"exists": false}]}"#);
+    let present = msg(&[("k", s("v"))]);
+    let absent = msg(&[("other", s("v"))]);
+    assert!(yes.matches(&present) && !yes.matches(&absent));
+    assert!(!no.matches(&present) && no.matches(&absent));
+    assert!(
+        !no.matches(&msg(&[])),
+        "exists:false needs at least one attribute (SNS docs)"
+    );
+    assert!(
+        yes.matches(&msg(&[("k", list(&[]))])),
+        "an empty list is present"
+    );
+}
+
+#[test]
+fn missing_key_fails_all_but_exists_false() {
+    let m = msg(&[("other", s("x"))]);
+    for cond in [
+        r#""x""#,
+        "1",
+        "true",
+        "null",
+        r#"{"prefix": ""}"#,
+        r#"{"suffix": ""}"#,
+        r#"{"equals-ignore-case": "x"}"#,
+        r#"{"wildcard": "*"}"#,
+        r#"{"anything-but": "x"}"#,
+        r#"{"anything-but": {"prefix": "y"}}"#,
+        r#"{"numeric": [">", 0]}"#,
+        r#"{"exists": true}"#,
+        r#"{"cidr": "0.0.0.0/0"}"#,
+    ] {
+        assert!(!f(&format!(r#"{{"k": [{cond}]}}"#)).matches(&m), "{cond}");
+    }
+    assert!(f(r#"{"k": [{"exists": false}]}"#).matches(&m));
+}
+
+#[test]
+fn string_lists() {
+    let exact = f(r#"{"k": ["rugby", "tennis"]}"#);
+    assert!(exact.matches(&msg(&[("k", list(&["soccer", "rugby"]))])));
+    assert!(!exact.matches(&msg(&[("k", list(&["baseball"]))])));
+    assert!(!exact.matches(&msg(&[("k", list(&[]))])));
+    let but = f(r#"{"k": [{"anything-but": ["rugby", "tennis"]}]}"#);
+    assert!(
+        but.matches(&msg(&[("k", list(&["rugby", "baseball"]))])),
+        "an element that is not listed"
+    );
+    assert!(!but.matches(&msg(&[("k", list(&["rugby"]))])));
+    assert!(!but.matches(&msg(&[("k", list(&["rugby", "tennis"]))])));
+    assert!(!but.matches(&msg(&[("k", list(&[]))])));
+    assert!(f(r#"{"k": [{"suffix": "gby"}]}"#).matches(&msg(&[("k", list(&["soccer", "rugby"]))])));
+    assert!(
+        f(r#"{"k": [{"cidr": "10.0.0.0/8"}]}"#).matches(&msg(&[("k", list(&["x", "10.1.1.1"]))]))
+    );
+    assert!(!f(r#"{"k": [{"numeric": [">", 0]}]}"#).matches(&msg(&[("k", list(&["5"]))])));
+}
+
+#[test]
+fn and_across_keys_or_within_and_dollar_or() {
+    let policy = f(r#"{"a": ["1", {"prefix": "x"}], "b": ["2"]}"#);
+    assert!(policy.matches(&msg(&[("a", s("1")), ("b", s("2"))])));
+    assert!(policy.matches(&msg(&[("a", s("xyz")), ("b", s("2"))])));
+    assert!(!policy.matches(&msg(&[("a", s("xyz")), ("b", s("3"))])));
+    let or = f(
+        r#"{"f1": ["v1"], "$or": [{"f2": ["v2"]}, {"f3": ["v4"], "$or": [{"f4": ["v5"]}, {"f5": ["v7"]}]}]}"#,
+    );
+    assert!(or.matches(&msg(&[("f1", s("v1")), ("f2", s("v2"))])));
+    assert!(or.matches(&msg(&[("f1", s("v1")), ("f3", s("v4")), ("f5", s("v7"))])));
+    assert!(!or.matches(&msg(&[("f1", s("v1")), ("f3", s("v4"))])));
+    assert!(!or.matches(&msg(&[("f1", s("v2")), ("f2", s("v2"))])));
+    // `$or` with fewer than two objects is an ordinary attribute name.
+    let plain = f(r#"{"$or": ["x"]}"#);
+    assert!(plain.matches(&msg(&[("$or", s("x"))])));
+}
+
+#[test]
+fn empty_policy_matches_everything() {
+    assert!(f("{}").matches(&msg(&[])));
+    assert!(f("{}").matches(&msg(&[("k", s("v"))])));
+    assert!(Filter::<()>::all().matches(&msg(&[])));
+}
+
+#[test]
+fn numbers_compare_at_six_decimals() {
+    assert!(f(r#"{"k": [100.123456789]}"#).matches(&msg(&[("k", n(100.1234567))])));
+    assert!(!f(r#"{"k": [100.12345]}"#).matches(&msg(&[("k", n(100.12346))])));
+    assert!(f(r#"{"k": [{"numeric": ["=", 301.5]}]}"#).matches(&msg(&[("k", n(3.015e2))])));
+    assert!(f(r#"{"k": [1e15]}"#).matches(&msg(&[("k", n(1e15))])));
+    assert!(!f(r#"{"k": [1e15]}"#).matches(&msg(&[("k", n(1e15 + 1.0))])));
+}
+
+#[test]
+fn nan_is_rejected() {
+    for b in [
+        Filter::builder().eq("k", f64::NAN),
+        Filter::builder().anything_but("k", [f64::NAN]),
+        Filter::builder().numeric("k", Numeric::gt(f64::NAN)),
+        Filter::builder().numeric("k", Numeric::ge(0).and_lt(f64::INFINITY)),
+    ] {
+        let e = b.build::<()>().unwrap_err();
+        assert_eq!(e.kind(), FilterErrorKind::InvalidNumber, "{e}");
+        assert_eq!(e.key(), Some("k"));
+    }
+}
+
+const ROUND_TRIPS: &[&str] = &[
+    r#"{}"#,
+    r#"{"k":["a","b"]}"#,
+    r#"{"k":[100,2.5,-3,true,null]}"#,
+    r#"{"k":[{"prefix":"p"},{"suffix":"s"},{"equals-ignore-case":"E"},{"wildcard":"a*b"}]}"#,
+    r#"{"k":[{"anything-but":"a"},{"anything-but":["a",1]},{"anything-but":{"prefix":"x"}}]}"#,
+    r#"{"k":[{"anything-but":{"suffix":"x"}},{"anything-but":{"wildcard":"*x"}}]}"#,
+    r#"{"k":[{"numeric":["=",1]},{"numeric":["<",1]},{"numeric":["<=",1.5]},{"numeric":[">",0,"<=",1]}]}"#,
+    r#"{"k":[{"numeric":[">=",0,"<",1]},{"exists":true}],"l":[{"exists":false}]}"#,
+    r#"{"k":[{"cidr":"10.0.0.0/24"},{"cidr":"2001:db8::/32"}]}"#,
+    r#"{"$or":[{"a":["1"]},{"b":["2"],"$or":[{"c":["3"]},{"d":["4"]}]}],"x":["y"]}"#,
+];
+
+#[test]
+fn json_round_trips() {
+    for text in ROUND_TRIPS {
+        let filter = f(text);
+        let canonical: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(filter.to_json(), canonical.to_string(), "to_json of {text}");
+        let via_serde: Filter<()> = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_string(&via_serde).unwrap(), filter.to_json());
+        let again = f(&filter.to_json());
+        assert_eq!(again.to_json(), filter.to_json());
+    }
+}
+
+#[test]
+fn serde_rejects_bad_policies_and_predicates() {
+    let e = serde_json::from_str::<Filter<()>>(r#"{"k": []}"#).unwrap_err();
+    assert!(
+        e.to_string().contains("empty arrays are not allowed"),
+        "{e}"
+    );
+    let p = Filter::<()>::predicate(|_| true);
+    assert!(serde_json::to_string(&p).is_err());
+}
+
+#[test]
+fn builder_equals_json() {
+    let pairs: Vec<(FilterBuilder, &str)> = vec![
+        (Filter::builder().eq("k", "a"), r#"{"k": ["a"]}"#),
+        (
+            Filter::builder().any_of("k", ["a", "b"]),
+            r#"{"k": ["a", "b"]}"#,
+        ),
+        (
+            Filter::builder().eq("k", 5).eq("k", true),
+            r#"{"k": [5, true]}"#,
+        ),
+        (
+            Filter::builder().prefix("k", "p").suffix("k", "s"),
+            r#"{"k": [{"prefix": "p"}, {"suffix": "s"}]}"#,
+        ),
+        (
+            Filter::builder().equals_ignore_case("k", "AbC"),
+            r#"{"k": [{"equals-ignore-case": "AbC"}]}"#,
+        ),
+        (
+            Filter::builder().wildcard("k", "a*"),
+            r#"{"k": [{"wildcard": "a*"}]}"#,
+        ),
+        (
+            Filter::builder().anything_but("k", ["a", "b"]),
+            r#"{"k": [{"anything-but": ["a", "b"]}]}"#,
+        ),
+        (
+            Filter::builder().anything_but("k", [100]),
+            r#"{"k": [{"anything-but": [100]}]}"#,
+        ),
+        (
+            Filter::builder().anything_but_prefix("k", "x"),
+            r#"{"k": [{"anything-but": {"prefix": "x"}}]}"#,
+        ),
+        (
+            Filter::builder().anything_but_suffix("k", "x"),
+            r#"{"k": [{"anything-but": {"suffix": "x"}}]}"#,
+        ),
+        (
+            Filter::builder().anything_but_wildcard("k", "*x"),
+            r#"{"k": [{"anything-but": {"wildcard": "*x"}}]}"#,
+        ),
+        (
+            Filter::builder().numeric("k", Numeric::eq(3)),
+            r#"{"k": [{"numeric": ["=", 3]}]}"#,
+        ),
+        (
+            Filter::builder().numeric("k", Numeric::lt(3)),
+            r#"{"k": [{"numeric": ["<", 3]}]}"#,
+        ),
+        (
+            Filter::builder().numeric("k", Numeric::le(3)),
+            r#"{"k": [{"numeric": ["<=", 3]}]}"#,
+        ),
+        (
+            Filter::builder().numeric("k", Numeric::gt(3)),
+            r#"{"k": [{"numeric": [">", 3]}]}"#,
+        ),
+        (
+            Filter::builder().numeric("k", Numeric::ge(3).and_lt(4)),
+            r#"{"k": [{"numeric": [">=", 3, "<", 4]}]}"#,
+        ),
+        (
+            Filter::builder().numeric("k", Numeric::gt(3).and_le(4)),
+            r#"{"k": [{"numeric": [">", 3, "<=", 4]}]}"#,
+        ),
+        (
+            Filter::builder().cidr("k", "10.0.0.0/8"),
+            r#"{"k": [{"cidr": "10.0.0.0/8"}]}"#,
+        ),
+        (
+            Filter::builder().exists("k", true).exists("l", false),
+            r#"{"k": [{"exists": true}], "l": [{"exists": false}]}"#,
+        ),
+        (
+            Filter::builder().eq("a", "1").or([
+                Filter::builder().eq("b", "2"),
+                Filter::builder().prefix("c", "3"),
+            ]),
+            r#"{"a": ["1"], "$or": [{"b": ["2"]}, {"c": [{"prefix": "3"}]}]}"#,
+        ),
+    ];
+    let messages: Vec<Message<()>> = [
+        "a", "b", "p", "ps", "s", "abc", "ABC", "x", "yx", "10.1.2.3", "1", "2", "3",
+    ]
+    .iter()
+    .flat_map(|v| {
+        [
+            msg(&[("k", s(v)), ("a", s(v)), ("b", s(v)), ("c", s(v))]),
+            msg(&[("k", list(&[v, "zz"]))]),
+            msg(&[("l", s(v))]),
+        ]
+    })
+    .chain(
+        [2.0, 3.0, 3.5, 4.0, 5.0, 100.0]
+            .iter()
+            .map(|x| msg(&[("k", n(*x))])),
+    )
+    .chain([
+        msg(&[("k", AttrValue::Bool(true))]),
+        msg(&[]),
+        msg(&[("a", s("1")), ("b", s("2"))]),
+    ])
+    .collect();
+    for (builder, json) in pairs {
+        let built = builder.build::<()>().unwrap();
+        let parsed = f(json);
+        assert_eq!(built.to_json(), parsed.to_json(), "{json}");
+        let mut hits = 0;
+        for m in &messages {
+            assert_eq!(
+                built.matches(m),
+                parsed.matches(m),
+                "{json} on {:?}",
+                m.attributes()
+            );
+            hits += usize::from(parsed.matches(m));
+        }
+        assert!(hits > 0, "{json} matched none of the test messages");
+    }
+}
+
+#[test]
+fn builder_many_or_groups_stop_at_the_limit() {
+    let b = (0..40).fold(Filter::builder(), |b, i| {
+        b.or([
+            Filter::builder().eq(format!("a{i}"), "1"),
+            Filter::builder().eq(format!("b{i}"), "1"),
+        ])
+    });
+    assert_eq!(
+        b.build::<()>().unwrap_err().kind(),
+        FilterErrorKind::TooComplex
+    );
+}
+
+#[test]
+fn builder_two_or_groups_distribute() {
+    let built = Filter::builder()
+        .or([
+            Filter::builder().eq("a", "1"),
+            Filter::builder().eq("a", "2"),
+        ])
+        .or([
+            Filter::builder().eq("b", "1"),
+            Filter::builder().eq("b", "2"),
+        ])
+        .build::<()>()
+        .unwrap();
+    assert!(built.matches(&msg(&[("a", s("2")), ("b", s("1"))])));
+    assert!(!built.matches(&msg(&[("a", s("2")), ("b", s("3"))])));
+    let again = f(&built.to_json());
+    assert_eq!(again.to_json(), built.to_json());
+}
+
+fn check_err(e: &FilterError, kind: FilterErrorKind, key: Option<&str>, op: Option<&str>) {
+    assert_eq!(e.kind(), kind, "{e}");
+    assert_eq!(e.key(), key, "{e}");
+    assert_eq!(e.operator(), op, "{e}");
+    let text = e.to_string();
+    assert!(!text.ends_with('.'), "{text}");
+    assert!(!text.starts_with(char::is_uppercase), "{text}");
+    assert!(text.ends_with(e.reason()));
+}
+
+#[test]
+fn every_error_kind() {
+    use FilterErrorKind::*;
+    check_err(&err("{invalidjson}"), NotJson, None, None);
+    check_err(&err(""), NotJson, None, None);
+    check_err(&err(r#"["a"]"#), NotAnObject, None, None);
+    check_err(
+        &err(r#"{"k": {"nested": ["a"]}}"#),
+        NestedPolicy,
+        Some("k"),
+        None,
+    );
+    check_err(
+        &err(r#"{"k": [{"wrong-operator": true}]}"#),
+        UnknownOperator,
+        Some("k"),
+        Some("wrong-operator"),
+    );
+    check_err(
+        &err(r#"{"k": [{"anything-but": {"exists": false}}]}"#),
+        UnknownOperator,
+        Some("k"),
+        Some("anything-but"),
+    );
+    check_err(
+        &err(r#"{"k": [{"suffix": "v", "prefix": "w"}]}"#),
+        MultipleOperators,
+        Some("k"),
+        None,
+    );
+    check_err(&err(r#"{"k": "v"}"#), WrongValueType, Some("k"), None);
+    check_err(&err(r#"{"k": [["v"]]}"#), WrongValueType, Some("k"), None);
+    check_err(
+        &err(r#"{"k": [{"prefix": 1}]}"#),
+        WrongValueType,
+        Some("k"),
+        Some("prefix"),
+    );
+    check_err(
+        &err(r#"{"k": [{"exists": "no"}]}"#),
+        WrongValueType,
+        Some("k"),
+        Some("exists"),
+    );
+    check_err(
+        &err(r#"{"k": [{"numeric": [">", "20"]}]}"#),
+        WrongValueType,
+        Some("k"),
+        Some("numeric"),
+    );
+    check_err(
+        &err(r#"{"k": [{"numeric": [">", 3, "<", 1]}]}"#),
+        MalformedRange,
+        Some("k"),
+        Some("numeric"),
+    );
+    check_err(
+        &err(r#"{"k": [{"numeric": ["<", 1, ">", 0]}]}"#),
+        MalformedRange,
+        Some("k"),
+        Some("numeric"),
+    );
+    check_err(
+        &err(r#"{"k": [{"numeric": []}]}"#),
+        MalformedRange,
+        Some("k"),
+        Some("numeric"),
+    );
+    check_err(
+        &err(r#"{"k": [{"numeric": [">", 1, "<", 5, "<", 6]}]}"#),
+        MalformedRange,
+        Some("k"),
+        Some("numeric"),
+    );
+    check_err(
+        &Filter::builder()
+            .numeric("k", Numeric::lt(1).and_lt(2))
+            .build::<()>()
+            .unwrap_err(),
+        MalformedRange,
+        Some("k"),
+        Some("numeric"),
+    );
+    check_err(
+        &Filter::builder()
+            .eq("k", f64::INFINITY)
+            .build::<()>()
+            .unwrap_err(),
+        InvalidNumber,
+        Some("k"),
+        None,
+    );
+    check_err(
+        &err(r#"{"k": [{"cidr": "bad-filter"}]}"#),
+        BadCidr,
+        Some("k"),
+        Some("cidr"),
+    );
+    check_err(
+        &err(r#"{"k": [{"cidr": "xx.11.xx/8"}]}"#),
+        BadCidr,
+        Some("k"),
+        Some("cidr"),
+    );
+    check_err(
+        &err(r#"{"k": [{"cidr": "::/129"}]}"#),
+        BadCidr,
+        Some("k"),
+        Some("cidr"),
+    );
+    check_err(
+        &Filter::builder()
+            .cidr("k", "10.0.0.0")
+            .build::<()>()
+            .unwrap_err(),
+        BadCidr,
+        Some("k"),
+        Some("cidr"),
+    );
+    check_err(&err(r#"{"k": []}"#), EmptyList, Some("k"), None);
+    check_err(
+        &err(r#"{"k": [{"anything-but": []}]}"#),
+        EmptyList,
+        Some("k"),
+        Some("anything-but"),
+    );
+    check_err(
+        &Filter::builder()
+            .any_of("k", Vec::<String>::new())
+            .build::<()>()
+            .unwrap_err(),
+        EmptyList,
+        Some("k"),
+        None,
+    );
+    let values: Vec<String> = (0..151).map(|i| format!("\"v{i}\"")).collect();
+    check_err(
+        &err(&format!(r#"{{"k": [{}]}}"#, values.join(","))),
+        TooComplex,
+        None,
+        None,
+    );
+    check_err(
+        &err(r#"{"a":["1"],"b":["1"],"c":["1"],"d":["1"],"e":["1"],"f":["1"]}"#),
+        TooManyKeys,
+        None,
+        None,
+    );
+    let deep = (0..7).fold(r#"{"z": ["1"]}"#.to_owned(), |inner, i| {
+        format!(r#"{{"$or": [{inner}, {{"k{i}": ["1"]}}]}}"#)
+    });
+    check_err(&err(&deep), TooDeep, None, Some("$or"));
+    let tight = FilterLimits::default().with_max_bytes(10);
+    let e = Filter::<()>::from_json_with_limits(r#"{"k": ["a long value"]}"#, &tight).unwrap_err();
+    check_err(&e, TooLarge, None, None);
+    check_err(
+        &Filter::builder()
+            .or([Filter::builder().eq("a", "1")])
+            .build::<()>()
+            .unwrap_err(),
+        WrongValueType,
+        None,
+        Some("$or"),
+    );
+}
+
+#[test]
+fn error_display() {
+    assert_eq!(
+        err(r#"{"price": [{"numeric": [">", 3, "<", 1]}]}"#).to_string(),
+        r#"key "price", operator "numeric": bottom must be less than top (3 >= 1)"#
+    );
+    assert_eq!(
+        err(r#"{"k": []}"#).to_string(),
+        r#"key "k": empty arrays are not allowed"#
+    );
+    assert!(err("nope").to_string().starts_with("policy is not JSON: "));
+    assert_eq!(
+        format!("{:?}", err(r#"{"k": []}"#)),
+        r#"FilterError { kind: EmptyList, key: Some("k"), operator: None, reason: "empty arrays are not allowed" }"#
+    );
+}
+
+#[test]
+fn limits_are_configurable() {
+    let values: Vec<String> = (0..200).map(|i| format!("\"v{i}\"")).collect();
+    let big = format!(r#"{{"k": [{}]}}"#, values.join(","));
+    assert!(Filter::<()>::from_json(&big).is_err());
+    let roomy = FilterLimits::default().with_max_combinations(200);
+    assert!(Filter::<()>::from_json_with_limits(&big, &roomy).is_ok());
+    // `$or` sums its branches' combinations: 3 * (6 + 4 * (5 + 5)) = 138 is within 150.
+    let or = r#"{"a": ["1","2","3"], "$or": [{"b": ["1","2","3","4","5","6"]}, {"c": ["1","2","3","4"], "$or": [{"d": ["1","2","3","4","5"]}, {"e": ["1","2","3","4","5"]}]}]}"#;
+    assert!(Filter::<()>::from_json(or).is_ok());
+    let tight = FilterLimits::default().with_max_combinations(137);
+    assert_eq!(
+        Filter::<()>::from_json_with_limits(or, &tight)
+            .unwrap_err()
+            .kind(),
+        FilterErrorKind::TooComplex
+    );
+    let nesting = FilterLimits::default().with_max_nesting(1);
+    assert_eq!(
+        Filter::<()>::from_json_with_limits(or, &nesting)
+            .unwrap_err()
+            .kind(),
+        FilterErrorKind::TooDeep
+    );
+    let b = Filter::builder()
+        .any_of("k", ["a", "b", "c"])
+        .limits(FilterLimits::default().with_max_combinations(2));
+    assert_eq!(
+        b.build::<()>().unwrap_err().kind(),
+        FilterErrorKind::TooComplex
+    );
+    assert_eq!(FilterLimits::sns(), FilterLimits::default());
+    assert_eq!(FilterLimits::default().max_keys(), 5);
+    assert_eq!(FilterLimits::default().max_combinations(), 150);
+}
+
+#[test]
+fn explain() {
+    let filter = f(
+        r#"{"store": ["example_corp"], "price": [{"numeric": [">", 100]}], "$or": [{"a": ["x"]}, {"b": [{"exists": true}]}]}"#,
+    );
+    let ok = msg(&[
+        ("store", s("example_corp")),
+        ("price", n(101.0)),
+        ("b", s("")),
+    ]);
+    assert!(filter.explain(&ok).is_match());
+    assert_eq!(filter.explain(&ok).to_string(), "match");
+    assert!(filter.explain(&ok).mismatches().is_empty());
+    let bad = msg(&[("store", s("other")), ("price", n(5.0)), ("a", s("y"))]);
+    let e = filter.explain(&bad);
+    assert!(!e.is_match());
+    assert_eq!(
+        e.to_string(),
+        "no match:\n  price: [{\"numeric\":[\">\",100]}] failed on 5\n  store: [\"example_corp\"] failed on \"other\"\n  $or[0].a: [\"x\"] failed on \"y\"\n  $or[1].b: [{\"exists\":true}] failed on attribute missing"
+    );
+    assert_eq!(e.mismatches()[2].path(), "$or[0]");
+    assert_eq!(e.mismatches()[2].key(), Some("a"));
+    let empty = f(r#"{"k": [{"exists": false}]}"#).explain(&msg(&[]));
+    assert_eq!(
+        empty.to_string(),
+        "no match: k: [{\"exists\":false}] failed on attribute missing (exists:false needs at least one attribute on the message)"
+    );
+    let pred = f(r#"{"k": ["v"]}"#)
+        .and_predicate(|_| false)
+        .explain(&msg(&[("k", s("v"))]));
+    assert_eq!(pred.to_string(), "no match: predicate returned false");
+    for m in [&ok, &bad] {
+        assert_eq!(filter.explain(m).is_match(), filter.matches(m));
+    }
+}
+
+#[test]
+fn predicate() {
+    let only = Filter::predicate(|m: &Message<u32>| *m.payload() % 2 == 0);
+    assert!(only.matches(&Message::new(2)));
+    assert!(!only.matches(&Message::new(3)));
+    assert!(only.has_predicate());
+    let both = Filter::builder()
+        .eq("k", "v")
+        .build::<u32>()
+        .unwrap()
+        .and_predicate(|m| *m.payload() > 1);
+    assert!(both.matches(&Message::new(2).with_attr("k", "v")));
+    assert!(!both.matches(&Message::new(1).with_attr("k", "v")));
+    assert!(!both.matches(&Message::new(2).with_attr("k", "w")));
+    let twice = both.clone().and_predicate(|m| *m.payload() < 10);
+    assert!(!twice.matches(&Message::new(20).with_attr("k", "v")));
+    assert!(twice.matches(&Message::new(5).with_attr("k", "v")));
+}
+
+#[test]
+fn debug_shows_policy_not_payload() {
+    let filter = f(r#"{"k": ["v"]}"#).and_predicate(|_| true);
+    assert_eq!(
+        format!("{filter:?}"),
+        r#"Filter { policy: {"k":["v"]}, predicate: .. }"#
+    );
+}
+
+fn matching(snap: &FilterSnapshot<u32, ()>, m: &Message<()>) -> Vec<u32> {
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    snap.matching(m, &mut a);
+    snap.matching_linear(m, &mut b);
+    assert_eq!(a, b, "index and linear scan differ on {:?}", m.attributes());
+    a
+}
+
+#[test]
+fn index_insertion_order_replace_remove() {
+    let mut index = FilterIndex::new();
+    for i in 0..100u32 {
+        let filter = match i % 4 {
+            0 => f(r#"{"t": ["a"]}"#),
+            1 => f(r#"{"t": [{"prefix": "a"}]}"#),
+            2 => f(r#"{"t": [{"anything-but": "b"}]}"#),
+            _ => f(r#"{"u": [{"numeric": [">", 0]}]}"#),
+        };
+        index.insert(i, filter);
+    }
+    let snap = index.snapshot();
+    let a = msg(&[("t", s("a"))]);
+    let got = matching(&snap, &a);
+    assert_eq!(got, (0..100).filter(|i| i % 4 != 3).collect::<Vec<_>>());
+    // Replacing keeps the place; removing drops it; old snapshots are unaffected.
+    assert!(index.replace(&3, f(r#"{"t": ["a"]}"#)).is_ok());
+    assert!(index.remove(&0).is_some());
+    index.insert(1000, f("{}"));
+    let after = index.snapshot();
+    let want: Vec<u32> = (1..100)
+        .filter(|i| i % 4 != 3 || *i == 3)
+        .chain([1000])
+        .collect();
+    assert_eq!(matching(&after, &a), want);
+    assert_eq!(matching(&snap, &a), got);
+    assert_eq!(after.len(), 100);
+    assert_eq!(snap.len(), 100);
+    index.compact();
+    assert_eq!(matching(&index.snapshot(), &a), want);
+    assert_eq!(index.len(), 100);
+    assert!(index.get(&3).is_some() && index.get(&0).is_none());
+    assert!(index.contains_key(&1000));
+}
+
+#[test]
+fn index_many_filters_share_one_value() {
+    let mut index = FilterIndex::new();
+    for i in 0..500u32 {
+        index.insert(i, f(r#"{"t": ["same"], "n": [{"numeric": [">=", 0]}]}"#));
+    }
+    let snap = index.snapshot();
+    assert_eq!(
+        matching(&snap, &msg(&[("t", s("same")), ("n", n(1.0))])).len(),
+        500
+    );
+    assert!(matching(&snap, &msg(&[("t", s("same"))])).is_empty());
+    assert!(matching(&snap, &msg(&[("t", s("other")), ("n", n(1.0))])).is_empty());
+}
+
+#[test]
+fn index_every_operator() {
+    let policies = [
+        r#"{"k": ["a"]}"#,
+        r#"{"k": [5]}"#,
+        r#"{"k": [true]}"#,
+        r#"{"k": [null]}"#,
+        r#"{"k": [{"prefix": "ab"}]}"#,
+        r#"{"k": [{"prefix": ""}]}"#,
+        r#"{"k": [{"suffix": "yz"}]}"#,
+        r#"{"k": [{"equals-ignore-case": "ÀB"}]}"#,
+        r#"{"k": [{"wildcard": "a*z"}]}"#,
+        r#"{"k": [{"wildcard": "*z"}]}"#,
+        r#"{"k": [{"wildcard": "*"}]}"#,
+        r#"{"k": [{"anything-but": ["a"]}]}"#,
+        r#"{"k": [{"anything-but": {"prefix": "a"}}]}"#,
+        r#"{"k": [{"numeric": ["=", 5]}]}"#,
+        r#"{"k": [{"numeric": [">", 1, "<", 5]}]}"#,
+        r#"{"k": [{"numeric": [">=", 5]}]}"#,
+        r#"{"k": [{"numeric": ["<", -1]}]}"#,
+        r#"{"k": [{"cidr": "10.0.0.0/8"}]}"#,
+        r#"{"k": [{"cidr": "2001:db8::/32"}]}"#,
+        r#"{"k": [{"exists": true}]}"#,
+        r#"{"k": [{"exists": false}]}"#,
+        r#"{"$or": [{"k": ["a"]}, {"j": [{"prefix": "x"}]}]}"#,
+        r#"{"$or": [{"k": ["a"]}, {"j": [{"anything-but": "x"}]}]}"#,
+        "{}",
+    ];
+    let mut index = FilterIndex::new();
+    for round in 0..3u32 {
+        for (i, p) in policies.iter().enumerate() {
+            index.insert(round * 100 + i as u32, f(p));
+        }
+    }
+    let snap = index.snapshot();
+    let values = [
+        s("a"),
+        s("abz"),
+        s("àb"),
+        s("xyz"),
+        s("10.9.9.9"),
+        s("2001:db8::5"),
+        n(5.0),
+        n(3.0),
+        n(-2.0),
+        n(-0.0),
+        AttrValue::Bool(true),
+        list(&["a", "ab"]),
+        list(&[]),
+    ];
+    let mut total = 0;
+    for v in &values {
+        for m in [
+            msg(&[("k", v.clone())]),
+            msg(&[("k", v.clone()), ("j", s("xa"))]),
+            msg(&[("j", v.clone())]),
+        ] {
+            total += matching(&snap, &m).len();
+        }
+    }
+    assert!(total > 100);
+}
+
+#[test]
+fn predicate_filters_in_the_index() {
+    let mut index: FilterIndex<u32, u32> = FilterIndex::new();
+    for i in 0..50u32 {
+        let filter = if i % 2 == 0 {
+            Filter::predicate(move |m: &Message<u32>| *m.payload() == i)
+        } else {
+            Filter::builder()
+                .eq("k", "v")
+                .build()
+                .unwrap()
+                .and_predicate(move |m: &Message<u32>| *m.payload() != i)
+        };
+        index.insert(i, filter);
+    }
+    let snap = index.snapshot();
+    let mut out = Vec::new();
+    snap.matching(&Message::new(4).with_attr("k", "v"), &mut out);
+    let want: Vec<u32> = (0..50).filter(|i| *i == 4 || i % 2 == 1).collect();
+    assert_eq!(out, want);
+}
+
+#[test]
+fn send_sync() {
+    fn assert_send_sync<X: Send + Sync>() {}
+    assert_send_sync::<Filter<std::rc::Rc<u8>>>();
+    assert_send_sync::<FilterSnapshot<u32, std::rc::Rc<u8>>>();
+    assert_send_sync::<FilterIndex<u32, ()>>();
+    assert_send_sync::<FilterError>();
+    assert_send_sync::<switchboard::Explanation>();
+}
