@@ -13,10 +13,10 @@
 //!   full), so dropping a `Subscription` of any other policy disconnects its channel at once, and a
 //!   publisher blocked on it wakes and moves on.
 //! - Subscriptions are keyed by a `u64` handed out in subscription order, and a set keeps them in
-//!   key order. This is the seam for filters: a `FilterIndex<SubKey, T>` snapshot, built by the
-//!   writer alongside the vector, goes into `Set` next to `subs`, and `publish` walks the keys it
-//!   yields (insertion order = key order = `subs` order) instead of every subscription, counting
-//!   the rest as `filtered_out`.
+//!   key order. Filtered subscriptions live in a `FilterIndex<SubKey, T>` that writers keep under
+//!   their lock; each set carries an immutable snapshot of it, so a publish asks the index which
+//!   keys match (never evaluating every filter) and delivers to those and to the unfiltered
+//!   subscriptions, in key order, counting the rest as `filtered_out`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 
 use crate::clock::Clock;
 use crate::endpoint::{Endpoint, Wait};
+use crate::filter::{Filter, FilterIndex, FilterSnapshot};
 use crate::message::Message;
 use crate::queue::core::Padded;
 use crate::topic::{
@@ -67,12 +68,15 @@ pub(crate) struct Sub<T> {
     pub capacity: Option<usize>,
     pub sink: Sink<T>,
     pub counters: Arc<SubCounters>,
+    /// Whether the subscription has a filter (in the index).
+    pub filtered: bool,
 }
 
 impl<T> Clone for Sub<T> {
     fn clone(&self) -> Self {
         Sub {
             key: self.key,
+            filtered: self.filtered,
             overflow: self.overflow,
             capacity: self.capacity,
             sink: match &self.sink {
@@ -105,7 +109,15 @@ impl<T> Sub<T> {
 pub(crate) struct Set<T> {
     pub closed: bool,
     pub subs: Vec<Sub<T>>,
-    // Seam: `pub filters: Option<FilterSnapshot<SubKey>>` goes here, rebuilt with `subs`.
+    /// With filtered subscriptions: the index's snapshot, and the positions of the unfiltered
+    /// subscriptions in `subs`.
+    pub filters: Option<Filters<T>>,
+}
+
+pub(crate) struct Filters<T> {
+    index: FilterSnapshot<SubKey, T>,
+    unfiltered: Vec<usize>,
+    filtered: usize,
 }
 
 impl<T> Set<T> {
@@ -113,6 +125,21 @@ impl<T> Set<T> {
         Set {
             closed,
             subs: Vec::new(),
+            filters: None,
+        }
+    }
+
+    /// A set of `subs`, with a snapshot of `index` if any subscription is filtered.
+    fn new(closed: bool, subs: Vec<Sub<T>>, index: &mut FilterIndex<SubKey, T>) -> Set<T> {
+        let filters = (!index.is_empty()).then(|| Filters {
+            index: index.snapshot(),
+            unfiltered: (0..subs.len()).filter(|&i| !subs[i].filtered).collect(),
+            filtered: index.len(),
+        });
+        Set {
+            closed,
+            subs,
+            filters,
         }
     }
 }
@@ -123,14 +150,15 @@ struct Counters {
     delivered: AtomicU64,
 }
 
-/// What writers serialize on: the next key.
-struct Writer {
+/// What writers serialize on: the next key and the filter index.
+struct Writer<T> {
     next_key: SubKey,
+    index: FilterIndex<SubKey, T>,
 }
 
 pub(crate) struct Shared<T> {
     set: ArcSwap<Set<T>>,
-    writer: Mutex<Writer>,
+    writer: Mutex<Writer<T>>,
     hot: Padded<Counters>,
     dropped: AtomicU64,
     rejected: AtomicU64,
@@ -151,7 +179,10 @@ impl<T> Shared<T> {
     ) -> Shared<T> {
         Shared {
             set: ArcSwap::from_pointee(Set::empty(false)),
-            writer: Mutex::new(Writer { next_key: 1 }),
+            writer: Mutex::new(Writer {
+                next_key: 1,
+                index: FilterIndex::new(),
+            }),
             hot: Padded::default(),
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -166,23 +197,28 @@ impl<T> Shared<T> {
 
     /// Adds a subscription built by `make` from its key; returns the key. On a closed topic the
     /// subscription is built and dropped at once (a channel subscriber then sees `Closed`).
-    pub(crate) fn add(&self, make: impl FnOnce(SubKey) -> Sub<T>) -> SubKey {
+    pub(crate) fn add(
+        &self,
+        filter: Option<Filter<T>>,
+        make: impl FnOnce(SubKey) -> Sub<T>,
+    ) -> SubKey {
         let mut w = self.writer.lock();
         let key = w.next_key;
         w.next_key += 1;
-        let sub = make(key);
+        let mut sub = make(key);
         let cur = self.set.load_full();
         if cur.closed {
             drop(w);
             return key;
         }
+        if let Some(f) = filter {
+            w.index.insert(key, f);
+            sub.filtered = true;
+        }
         let mut subs = Vec::with_capacity(cur.subs.len() + 1);
         subs.extend(cur.subs.iter().cloned());
         subs.push(sub);
-        let old = self.set.swap(Arc::new(Set {
-            closed: false,
-            subs,
-        }));
+        let old = self.set.swap(Arc::new(Set::new(false, subs, &mut w.index)));
         // Old sets (whose drop may run user code, an endpoint closure's captures) and a sink
         // refused by a closed topic go after the lock, so that code may unsubscribe.
         drop(w);
@@ -192,19 +228,20 @@ impl<T> Shared<T> {
 
     /// Removes a subscription; returns whether it was there.
     pub(crate) fn remove(&self, key: SubKey) -> bool {
-        let w = self.writer.lock();
+        let mut w = self.writer.lock();
         let cur = self.set.load_full();
         let Ok(i) = cur.subs.binary_search_by_key(&key, |s| s.key) else {
             return false;
         };
+        let removed_filter = w.index.remove(&key);
         let mut subs = Vec::with_capacity(cur.subs.len() - 1);
         subs.extend(cur.subs[..i].iter().cloned());
         subs.extend(cur.subs[i + 1..].iter().cloned());
-        let old = self.set.swap(Arc::new(Set {
-            closed: cur.closed,
-            subs,
-        }));
+        let old = self
+            .set
+            .swap(Arc::new(Set::new(cur.closed, subs, &mut w.index)));
         drop(w);
+        drop(removed_filter);
         drop(old);
         // `cur` (and with it the removed sink) goes now, or when the last publisher lets go of
         // it, outside the lock.
@@ -220,6 +257,28 @@ impl<T> Shared<T> {
         let old = self.set.swap(Arc::new(Set::empty(true)));
         drop(w);
         drop(old);
+        true
+    }
+
+    /// Sets (or, with `None`, removes) a live subscription's filter; it applies from the next
+    /// publish. Returns whether the subscription exists.
+    pub(crate) fn set_filter(&self, key: SubKey, filter: Option<Filter<T>>) -> bool {
+        let mut w = self.writer.lock();
+        let cur = self.set.load_full();
+        let Ok(i) = cur.subs.binary_search_by_key(&key, |s| s.key) else {
+            return false;
+        };
+        let old_filter = match filter {
+            Some(f) => w.index.insert(key, f),
+            None => w.index.remove(&key),
+        };
+        let mut subs: Vec<Sub<T>> = cur.subs.to_vec();
+        subs[i].filtered = w.index.contains_key(&key);
+        let old = self
+            .set
+            .swap(Arc::new(Set::new(cur.closed, subs, &mut w.index)));
+        drop(w);
+        drop((old, old_filter, cur));
         true
     }
 
@@ -277,14 +336,31 @@ impl<T: Clone> Shared<T> {
 
         let mut report = PublishReport::default();
         let mut back: HandBack<T> = None;
-        if let Some((last, rest)) = set.subs.split_last() {
-            // Seam: with a filter index, walk the matching keys instead, counting the others
-            // in `report.filtered_out`.
-            for sub in rest {
-                deliver(sub, msg.clone(), wait, &mut report, &mut back);
+        match &set.filters {
+            None => {
+                if let Some((last, rest)) = set.subs.split_last() {
+                    for sub in rest {
+                        deliver(sub, msg.clone(), wait, &mut report, &mut back);
+                    }
+                    // The last subscription gets the original: one clone fewer.
+                    deliver(last, msg, wait, &mut report, &mut back);
+                }
             }
-            // The last subscription gets the original: one clone fewer.
-            deliver(last, msg, wait, &mut report, &mut back);
+            Some(filters) => {
+                let targets = filters.targets(&set.subs, &msg);
+                report.filtered_out = filters.filtered - (targets.len() - filters.unfiltered.len());
+                if let Some((&last, rest)) = targets.split_last() {
+                    for &i in rest {
+                        deliver(&set.subs[i], msg.clone(), wait, &mut report, &mut back);
+                    }
+                    deliver(&set.subs[last], msg, wait, &mut report, &mut back);
+                }
+                if report.filtered_out != 0 {
+                    self.filtered_out
+                        .fetch_add(report.filtered_out as u64, Ordering::Relaxed);
+                }
+                TARGETS.with(|t| t.set(targets));
+            }
         }
         // Release the set before touching shared counters: a writer may be waiting to free it.
         drop(set);
@@ -302,6 +378,33 @@ impl<T: Clone> Shared<T> {
             None => Ok(report),
             Some(message) => Err(PublishError::Full { message, report }),
         }
+    }
+}
+
+thread_local! {
+    /// A publishing thread's scratch buffers for the filtered path (taken out while in use, so a
+    /// nested publish from an endpoint closure simply gets fresh ones).
+    static TARGETS: std::cell::Cell<Vec<usize>> = const { std::cell::Cell::new(Vec::new()) };
+    static KEYS: std::cell::Cell<Vec<SubKey>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+impl<T> Filters<T> {
+    /// The positions in `subs` of the subscriptions that get `msg`: the unfiltered ones and those
+    /// whose filter the index says matches, in key order.
+    fn targets(&self, subs: &[Sub<T>], msg: &Message<T>) -> Vec<usize> {
+        let mut keys = KEYS.with(|k| k.take());
+        keys.clear();
+        self.index.matching(msg, &mut keys);
+        let mut targets = TARGETS.with(|t| t.take());
+        targets.clear();
+        targets.extend_from_slice(&self.unfiltered);
+        targets.extend(
+            keys.iter()
+                .filter_map(|k| subs.binary_search_by_key(k, |s| s.key).ok()),
+        );
+        targets.sort_unstable();
+        KEYS.with(|k| k.set(keys));
+        targets
     }
 }
 

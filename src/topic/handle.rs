@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::endpoint::{deadline_after, Endpoint, Wait};
+use crate::filter::Filter;
 use crate::message::Message;
 use crate::queue::Queue;
 use crate::topic::core::{self, Shared, Sink, Sub, SubCounters, Validator};
@@ -210,14 +211,53 @@ impl<T> Topic<T> {
     /// assert_eq!(sub.dropped(), 1);
     /// ```
     pub fn subscribe_with(&self, options: SubscribeOptions) -> Subscription<T> {
+        self.subscribe_inner(None, options)
+    }
+
+    /// Subscribes to the messages that `filter` matches (the Message Filter pattern): the topic
+    /// looks up matching subscriptions in an index, so thousands of filtered subscriptions do not
+    /// cost thousands of checks per publish. Messages filtered out are counted in the
+    /// [`PublishReport`] and [`TopicStats`], not delivered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::{Filter, Message, Topic};
+    ///
+    /// let orders: Topic<i32> = Topic::new();
+    /// let eu = orders.subscribe_filtered(Filter::from_json(r#"{"region": ["eu"]}"#).unwrap());
+    /// let report = orders.publish(Message::new(1).with_attr("region", "us")).unwrap();
+    /// assert_eq!((report.delivered, report.filtered_out), (0, 1));
+    /// orders.publish(Message::new(2).with_attr("region", "eu")).unwrap();
+    /// assert_eq!(eu.recv().unwrap().into_payload(), 2);
+    /// ```
+    pub fn subscribe_filtered(&self, filter: Filter<T>) -> Subscription<T> {
+        self.subscribe_inner(Some(filter), SubscribeOptions::new())
+    }
+
+    /// Subscribes with a filter, a capacity and an overflow policy.
+    pub fn subscribe_filtered_with(
+        &self,
+        filter: Filter<T>,
+        options: SubscribeOptions,
+    ) -> Subscription<T> {
+        self.subscribe_inner(Some(filter), options)
+    }
+
+    fn subscribe_inner(
+        &self,
+        filter: Option<Filter<T>>,
+        options: SubscribeOptions,
+    ) -> Subscription<T> {
         let (sink, rx) = core::channel(&options);
         let counters = Arc::new(SubCounters::default());
-        let key = self.shared.add(|key| Sub {
+        let key = self.shared.add(filter, |key| Sub {
             key,
             overflow: options.overflow,
             capacity: options.capacity,
             sink,
             counters: Arc::clone(&counters),
+            filtered: false,
         });
         Subscription::new(rx, key, options, counters, Arc::downgrade(&self.shared))
     }
@@ -284,15 +324,75 @@ impl<T> Topic<T> {
         endpoint: impl Into<Endpoint<T>>,
         overflow: Overflow,
     ) -> SubscriptionId {
-        let endpoint = endpoint.into();
-        let key = self.shared.add(|key| Sub {
+        self.subscribe_endpoint_inner(None, endpoint.into(), overflow)
+    }
+
+    /// Chains a queue that gets only the messages `filter` matches (SNS's subscription filter
+    /// policy on an SQS subscription).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::{Filter, Message, Numeric, Queue, Topic};
+    ///
+    /// let orders: Topic<&str> = Topic::new();
+    /// let big = Queue::unbounded();
+    /// let large = Filter::builder().numeric("amount", Numeric::ge(1000.0)).build().unwrap();
+    /// orders.subscribe_queue_filtered(&big, large);
+    /// orders.publish(Message::new("small").with_attr("amount", 5)).unwrap();
+    /// orders.publish(Message::new("large").with_attr("amount", 5000)).unwrap();
+    /// assert_eq!(big.try_recv().unwrap().into_payload(), "large");
+    /// assert!(big.try_recv().is_err());
+    /// ```
+    pub fn subscribe_queue_filtered(&self, queue: &Queue<T>, filter: Filter<T>) -> SubscriptionId {
+        self.subscribe_endpoint_inner(Some(filter), queue.clone().into(), Overflow::Block)
+    }
+
+    /// Chains any [`Endpoint`] with a filter and an overflow policy.
+    pub fn subscribe_endpoint_filtered(
+        &self,
+        endpoint: impl Into<Endpoint<T>>,
+        filter: Filter<T>,
+        overflow: Overflow,
+    ) -> SubscriptionId {
+        self.subscribe_endpoint_inner(Some(filter), endpoint.into(), overflow)
+    }
+
+    fn subscribe_endpoint_inner(
+        &self,
+        filter: Option<Filter<T>>,
+        endpoint: Endpoint<T>,
+        overflow: Overflow,
+    ) -> SubscriptionId {
+        let key = self.shared.add(filter, |key| Sub {
             key,
             overflow,
             capacity: None,
             sink: Sink::Endpoint(endpoint),
             counters: Arc::new(SubCounters::default()),
+            filtered: false,
         });
         SubscriptionId(key)
+    }
+
+    /// Changes a live subscription's filter (`None` removes it: the subscription gets every
+    /// message again). It applies from the next publish; publishes under way finish with the old
+    /// one. Returns whether the subscription exists.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::{Filter, Message, Topic};
+    ///
+    /// let topic: Topic<i32> = Topic::new();
+    /// let sub = topic.subscribe_filtered(Filter::builder().eq("k", "a").build().unwrap());
+    /// topic.publish(Message::new(1).with_attr("k", "b")).unwrap();
+    /// assert!(topic.set_filter(sub.id(), Some(Filter::builder().eq("k", "b").build().unwrap())));
+    /// topic.publish(Message::new(2).with_attr("k", "b")).unwrap();
+    /// assert_eq!(sub.try_recv().unwrap().into_payload(), 2);
+    /// ```
+    pub fn set_filter(&self, id: SubscriptionId, filter: Option<Filter<T>>) -> bool {
+        self.shared.set_filter(id.0, filter)
     }
 
     /// Removes a subscription (a chained endpoint, or a [`Subscription`], which then sees

@@ -153,6 +153,15 @@ impl<T> Subscription<T> {
         TryIter { sub: self }
     }
 
+    /// Changes this subscription's filter (`None`: receive everything again), from the next
+    /// publish on. Returns false if the topic is gone or closed.
+    pub fn set_filter(&self, filter: Option<crate::Filter<T>>) -> bool {
+        match self.topic.upgrade() {
+            Some(topic) => topic.set_filter(self.key, filter),
+            None => false,
+        }
+    }
+
     /// This subscription's id in its topic.
     pub fn id(&self) -> SubscriptionId {
         SubscriptionId(self.key)
