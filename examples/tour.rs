@@ -5,7 +5,9 @@
 use std::thread;
 use std::time::Duration;
 
-use switchboard::{ManualClock, Message, Overflow, Queue, SubscribeOptions, Topic, TryRecvError};
+use switchboard::{
+    Filter, ManualClock, Message, Overflow, Queue, SubscribeOptions, Topic, TryRecvError,
+};
 
 fn step(title: &str) {
     println!("\n== {title}");
@@ -218,6 +220,48 @@ fn main() {
         "   the dead letter says: {}",
         dlq.try_recv().unwrap().dead_letter().unwrap().reason()
     );
+
+    step("10. Filters: subscribers declare what they want, in SNS filter-policy JSON");
+    let events: Topic<&str> = Topic::new();
+    let policy = r#"{"region": ["eu"], "amount": [{"numeric": [">=", 100]}]}"#;
+    let big_eu = events.subscribe_filtered(Filter::from_json(policy).unwrap());
+    let vip = events.subscribe_filtered(Filter::builder().exists("vip", true).build().unwrap());
+    for (what, region, amount, is_vip) in [
+        ("a", "eu", 50, false),
+        ("b", "eu", 500, true),
+        ("c", "us", 900, false),
+    ] {
+        let mut m = Message::new(what)
+            .with_attr("region", region)
+            .with_attr("amount", amount);
+        if is_vip {
+            m = m.with_attr("vip", true);
+        }
+        let r = events.publish(m).unwrap();
+        println!(
+            "   {what}: delivered to {}, filtered out for {}",
+            r.delivered, r.filtered_out
+        );
+    }
+    println!(
+        "   big EU orders: {:?}; VIP: {:?}",
+        big_eu
+            .try_iter()
+            .map(|m| m.into_payload())
+            .collect::<Vec<_>>(),
+        vip.try_iter().map(|m| m.into_payload()).collect::<Vec<_>>()
+    );
+    let f: Filter<&str> = Filter::from_json(policy).unwrap();
+    println!(
+        "   why not \"a\"? {}",
+        f.explain(
+            &Message::new("a")
+                .with_attr("region", "eu")
+                .with_attr("amount", 50)
+        )
+    );
+    let bad = Filter::<&str>::from_json(r#"{"amount": [{"numeric": [">", "ten"]}]}"#).unwrap_err();
+    println!("   a bad policy is refused precisely: {bad}");
 
     println!("\nThat is the tour. See examples/ for each pattern in depth.");
 }

@@ -71,6 +71,24 @@
 //! assert_eq!(billing.recv().unwrap().into_payload(), "order-1");
 //! ```
 //!
+//! # Filter: subscribers declare what they want
+//!
+//! A [`Filter`] is an Amazon SNS filter policy (JSON, or the Rust builder) on message attributes.
+//! A topic keeps its filtered subscriptions in an index, so a publish does not evaluate every
+//! filter. See [`filter`] for the matching rules.
+//!
+//! ```
+//! use switchboard::{Filter, Message, Topic};
+//!
+//! let orders: Topic<&str> = Topic::new();
+//! let policy = r#"{"region": ["eu", "uk"], "amount": [{"numeric": [">=", 100]}]}"#;
+//! let big_eu = orders.subscribe_filtered(Filter::from_json(policy).unwrap());
+//! orders.publish(Message::new("small").with_attr("region", "eu").with_attr("amount", 5)).unwrap();
+//! orders.publish(Message::new("large").with_attr("region", "uk").with_attr("amount", 500)).unwrap();
+//! assert_eq!(big_eu.recv().unwrap().into_payload(), "large");
+//! assert!(big_eu.try_recv().is_err());
+//! ```
+//!
 //! # Consumers: a handler on a pool of workers
 //!
 //! ```
