@@ -685,7 +685,7 @@ fn error_display() {
     assert!(err("nope").to_string().starts_with("policy is not JSON: "));
     assert_eq!(
         format!("{:?}", err(r#"{"k": []}"#)),
-        r#"FilterError { kind: EmptyList, key: Some("k"), operator: None, reason: "empty arrays are not allowed" }"#
+        r#"FilterError { kind: EmptyList, path: "", key: Some("k"), operator: None, reason: "empty arrays are not allowed" }"#
     );
 }
 
