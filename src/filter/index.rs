@@ -889,6 +889,23 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
         self.live.contains_key(key)
     }
 
+    /// The keys and their filters, in insertion order.
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterIndex};
+    ///
+    /// let mut index = FilterIndex::<&str, ()>::new();
+    /// index.insert("b", Filter::all());
+    /// index.insert("a", Filter::all());
+    /// index.insert("b", Filter::from_json(r#"{"k": ["v"]}"#)?);
+    /// let keys: Vec<&str> = index.iter().map(|(k, _)| *k).collect();
+    /// assert_eq!(keys, ["b", "a"]);
+    /// # Ok::<(), switchboard::FilterError>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &Filter<T>)> + '_ {
+        self.slots.values().map(|e| (&e.key, &e.filter))
+    }
+
     /// Forgets the entry `old` of a key that is being changed or removed.
     fn retire(&mut self, old: Live) {
         match old.at {
