@@ -9,15 +9,15 @@
 //!
 //! | filters | per-tenant                        | broad                           | adversarial                      |
 //! |--------:|-----------------------------------|---------------------------------|----------------------------------|
-//! | 10      | 0.91 us / 1.20 us (1.3x), 9.6     | 192 ns / 194 ns (1.0x), 0.1     | 271 ns / 325 ns (1.2x), 4.5      |
-//! | 100     | 1.47 us / 4.54 us (3.1x), 8.2     | 534 ns / 2.08 us (3.9x), 1.7    | 0.79 us / 2.96 us (3.8x), 43     |
-//! | 1,000   | 1.39 us / 39.1 us (28x), 7.8      | 4.8 us / 33.3 us (6.9x), 17     | 3.0 us / 23.0 us (7.6x), 434     |
-//! | 10,000  | 2.38 us / 545 us (229x), 7.7      | 70 us / 432 us (6.1x), 169      | 38 us / 272 us (7.2x), 4,336     |
-//! | 100,000 | 2.00 us / 30.1 ms (15,000x), 7.8  | 2.9 ms / 12.1 ms (4.2x), 1,688  | 316 us / 20.3 ms (64x), 43,359   |
+//! | 10      | 1.14 us / 1.21 us (1.1x), 9.6     | 372 ns / 367 ns (1.0x), 0.1     | 295 ns / 412 ns (1.4x), 4.5      |
+//! | 100     | 1.37 us / 5.82 us (4.2x), 8.2     | 639 ns / 2.33 us (3.6x), 1.7    | 0.66 us / 4.22 us (6.4x), 43     |
+//! | 1,000   | 1.50 us / 57.2 us (38x), 7.8      | 6.6 us / 26.7 us (4.0x), 17     | 8.6 us / 43.4 us (5.1x), 434     |
+//! | 10,000  | 2.35 us / 850 us (362x), 7.7      | 97 us / 417 us (4.3x), 169      | 52 us / 583 us (11x), 4,336      |
+//! | 100,000 | 1.90 us / 36.1 ms (19,000x), 7.8  | 3.0 ms / 17.9 ms (5.9x), 1,688  | 564 us / 30.3 ms (54x), 43,359   |
 //!
-//! Per-tenant throughput at 100,000 is 0.70 of that at 1,000. Subscribing one at a time with a
-//! snapshot after each: 10,000 in 87 ms, 100,000 in 1.4 s; then removing and re-adding each
-//! (with a snapshot after every change): 6 us and 9.6 us a change.
+//! Per-tenant throughput at 100,000 is 0.79 of that at 1,000. Subscribing one at a time with a
+//! snapshot after each: 10,000 in 0.17 s, 100,000 in 1.6 s; then removing and re-adding each
+//! (with a snapshot after every change): 6.9 us and 9.0 us a change.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

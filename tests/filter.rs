@@ -685,7 +685,7 @@ fn error_display() {
     assert!(err("nope").to_string().starts_with("policy is not JSON: "));
     assert_eq!(
         format!("{:?}", err(r#"{"k": []}"#)),
-        r#"FilterError { kind: EmptyList, key: Some("k"), operator: None, reason: "empty arrays are not allowed" }"#
+        r#"FilterError { kind: EmptyList, path: "", key: Some("k"), operator: None, reason: "empty arrays are not allowed" }"#
     );
 }
 
@@ -909,6 +909,53 @@ fn index_every_operator() {
         }
     }
     assert!(total > 100);
+}
+
+/// The numbers in a snapshot's Debug output: `levels: [..]` sizes and the `tail` length.
+fn shape(snap: &FilterSnapshot<u32, ()>) -> (Vec<usize>, usize) {
+    let text = format!("{snap:?}");
+    let levels = text
+        .split("levels: [")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .unwrap_or("");
+    let levels = levels
+        .split(", ")
+        .filter(|x| !x.is_empty())
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let tail = text
+        .split("tail: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (levels, tail)
+}
+
+/// A snapshot after every change carries at most 32 uncompiled filters and 4 levels, whatever
+/// the mix of changes: what keeps both matching and snapshots cheap.
+#[test]
+fn index_snapshot_after_every_change_stays_small() {
+    let mut index = FilterIndex::new();
+    for i in 0..3000u32 {
+        index.insert(i, f(&format!(r#"{{"t": ["{}"]}}"#, i % 100)));
+        if i % 3 == 0 {
+            index.remove(&(i / 2));
+        }
+        if i % 5 == 0 {
+            index.insert(i / 3, f(r#"{"t": [{"prefix": "1"}]}"#));
+        }
+        let (levels, tail) = shape(&index.snapshot());
+        assert!(levels.len() <= 4 && tail <= 32, "{levels:?} {tail}");
+        assert!(levels.iter().sum::<usize>() + tail >= index.len());
+    }
+    let snap = index.snapshot();
+    assert_eq!(snap.len(), index.len());
+    matching(&snap, &msg(&[("t", s("17"))]));
+    index.compact();
+    assert_eq!(shape(&index.snapshot()), (vec![index.len()], 0));
 }
 
 #[test]

@@ -57,19 +57,23 @@ pub enum FilterErrorKind {
 /// assert_eq!(err.to_string(), "key \"ip\", operator \"cidr\": mask bits must be at most 32 in \"10.0.0.0/33\"");
 /// ```
 #[derive(Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{}", Context(.key.as_deref(), .operator.as_deref()), .reason)]
+#[error("{}{}", Context(.path.as_str(), .key.as_deref(), .operator.as_deref()), .reason)]
 pub struct FilterError {
     kind: FilterErrorKind,
+    path: String,
     key: Option<String>,
     operator: Option<String>,
     reason: String,
 }
 
-struct Context<'a>(Option<&'a str>, Option<&'a str>);
+struct Context<'a>(&'a str, Option<&'a str>, Option<&'a str>);
 
 impl fmt::Display for Context<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.0, self.1) {
+        if !self.0.is_empty() {
+            write!(f, "in {}, ", self.0)?;
+        }
+        match (self.1, self.2) {
             (Some(k), Some(op)) => write!(f, "key {k:?}, operator {op:?}: "),
             (Some(k), None) => write!(f, "key {k:?}: "),
             (None, Some(op)) => write!(f, "operator {op:?}: "),
@@ -82,6 +86,7 @@ impl fmt::Debug for FilterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FilterError")
             .field("kind", &self.kind)
+            .field("path", &self.path)
             .field("key", &self.key)
             .field("operator", &self.operator)
             .field("reason", &self.reason)
@@ -93,6 +98,7 @@ impl FilterError {
     pub(crate) fn new(kind: FilterErrorKind, reason: impl Into<String>) -> FilterError {
         FilterError {
             kind,
+            path: String::new(),
             key: None,
             operator: None,
             reason: reason.into(),
@@ -106,6 +112,16 @@ impl FilterError {
         self
     }
 
+    /// Notes that the mistake is inside branch `i` of a `$or`.
+    pub(crate) fn in_branch(mut self, i: usize) -> FilterError {
+        self.path = if self.path.is_empty() {
+            format!("$or[{i}]")
+        } else {
+            format!("$or[{i}].{}", self.path)
+        };
+        self
+    }
+
     pub(crate) fn at_op(mut self, op: &str) -> FilterError {
         if self.operator.is_none() {
             self.operator = Some(op.to_owned());
@@ -116,6 +132,19 @@ impl FilterError {
     /// What kind of mistake this is.
     pub fn kind(&self) -> FilterErrorKind {
         self.kind
+    }
+
+    /// The `$or` branches the mistake is inside, as `$or[1].$or[0]`; empty at the top level.
+    ///
+    /// ```
+    /// use switchboard::Filter;
+    ///
+    /// let err = Filter::<()>::from_json(r#"{"$or": [{"a": ["x"]}, {"b": []}]}"#).unwrap_err();
+    /// assert_eq!(err.path(), "$or[1]");
+    /// assert_eq!(err.to_string(), r#"in $or[1], key "b": empty arrays are not allowed"#);
+    /// ```
+    pub fn path(&self) -> &str {
+        &self.path
     }
 
     /// The attribute key the mistake is under, if it is under one.

@@ -470,7 +470,12 @@ const VERIFY: u32 = 1;
 
 thread_local! {
     static SCRATCH: Cell<Vec<u32>> = const { Cell::new(Vec::new()) };
+    /// Matches from several levels, as (sequence, level, position), to be put in order.
+    static HITS: Cell<Vec<(u64, u32, u32)>> = const { Cell::new(Vec::new()) };
 }
+
+/// The level number that stands for the tail in `HITS`.
+const TAIL_LEVEL: u32 = u32::MAX;
 
 impl<K: Copy + Eq + Hash, T> Base<K, T> {
     fn build(entries: Vec<Entry<K, T>>) -> Self {
@@ -522,12 +527,12 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
         }
     }
 
-    /// Calls `emit` with each live matching entry, in insertion order.
-    fn matching(&self, msg: &Message<T>, mask: &Mask, mut emit: impl FnMut(u64, &K)) {
+    /// Calls `emit` with the position of each live matching entry, in insertion order.
+    fn matching(&self, msg: &Message<T>, mask: &Mask, mut emit: impl FnMut(usize)) {
         let Some(attrs) = &self.attrs else {
             for (pos, e) in self.entries.iter().enumerate() {
                 if !mask.is_set(pos) && e.filter.matches(msg) {
-                    emit(e.seq, &e.key);
+                    emit(pos);
                 }
             }
             return;
@@ -557,7 +562,7 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
             let pos = (c >> 1) as usize;
             let e = &self.entries[pos];
             if !mask.is_set(pos) && (c & VERIFY == 0 || e.filter.matches(msg)) {
-                emit(e.seq, &e.key);
+                emit(pos);
             }
         }
         SCRATCH.with(|s| s.set(cands));
@@ -705,22 +710,27 @@ impl<K: Copy + Eq + Hash, T> FilterSnapshot<K, T> {
         let s = &*self.inner;
         if s.levels.len() <= 1 && s.tail.is_empty() {
             if let Some(l) = s.levels.first() {
-                l.base.matching(msg, &l.mask, |_, k| out.push(*k));
+                let entries = &l.base.entries;
+                l.base
+                    .matching(msg, &l.mask, |pos| out.push(entries[pos].key));
             }
             return;
         }
-        let mut hits: Vec<(u64, K)> = Vec::new();
-        for l in &s.levels {
-            l.base.matching(msg, &l.mask, |seq, k| hits.push((seq, *k)));
+        let mut hits = HITS.with(Cell::take);
+        hits.clear();
+        for (i, l) in s.levels.iter().enumerate() {
+            let entries = &l.base.entries;
+            l.base.matching(msg, &l.mask, |pos| {
+                hits.push((entries[pos].seq, i as u32, pos as u32))
+            });
         }
-        hits.extend(
-            s.tail
-                .iter()
-                .filter(|e| e.filter.matches(msg))
-                .map(|e| (e.seq, e.key)),
-        );
-        hits.sort_by_key(|h| h.0);
-        out.extend(hits.into_iter().map(|h| h.1));
+        for (pos, e) in s.tail.iter().enumerate() {
+            if e.filter.matches(msg) {
+                hits.push((e.seq, TAIL_LEVEL, pos as u32));
+            }
+        }
+        s.put_in_order(&mut hits, out);
+        HITS.with(|h| h.set(hits));
     }
 
     /// Appends to `out` the keys whose filters match `msg`, in insertion order, checking every
@@ -743,31 +753,32 @@ impl<K: Copy + Eq + Hash, T> FilterSnapshot<K, T> {
     /// ```
     pub fn matching_linear(&self, msg: &Message<T>, out: &mut Vec<K>) {
         let s = &*self.inner;
-        let level_hits = |l: &Level<K, T>, emit: &mut dyn FnMut(u64, K)| {
+        let mut hits = Vec::new();
+        for (i, l) in s.levels.iter().enumerate() {
             for (pos, e) in l.base.entries.iter().enumerate() {
                 if !l.mask.is_set(pos) && e.filter.matches(msg) {
-                    emit(e.seq, e.key);
+                    hits.push((e.seq, i as u32, pos as u32));
                 }
             }
-        };
-        if s.levels.len() <= 1 && s.tail.is_empty() {
-            for l in &s.levels {
-                level_hits(l, &mut |_, k| out.push(k));
+        }
+        for (pos, e) in s.tail.iter().enumerate() {
+            if e.filter.matches(msg) {
+                hits.push((e.seq, TAIL_LEVEL, pos as u32));
             }
-            return;
         }
-        let mut hits: Vec<(u64, K)> = Vec::new();
-        for l in &s.levels {
-            level_hits(l, &mut |seq, k| hits.push((seq, k)));
-        }
-        hits.extend(
-            s.tail
-                .iter()
-                .filter(|e| e.filter.matches(msg))
-                .map(|e| (e.seq, e.key)),
-        );
+        s.put_in_order(&mut hits, out);
+    }
+}
+
+impl<K: Copy, T> SnapshotInner<K, T> {
+    /// Sorts matches from several levels by insertion sequence and appends their keys.
+    fn put_in_order(&self, hits: &mut [(u64, u32, u32)], out: &mut Vec<K>) {
+        // Each level's matches are a sorted run: the stable sort merges them in linear time.
         hits.sort_by_key(|h| h.0);
-        out.extend(hits.into_iter().map(|h| h.1));
+        out.extend(hits.iter().map(|&(_, level, pos)| match level {
+            TAIL_LEVEL => self.tail[pos as usize].key,
+            l => self.levels[l as usize].base.entries[pos as usize].key,
+        }));
     }
 }
 
@@ -876,6 +887,23 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
     /// Whether there is a filter under `key`.
     pub fn contains_key(&self, key: &K) -> bool {
         self.live.contains_key(key)
+    }
+
+    /// The keys and their filters, in insertion order.
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterIndex};
+    ///
+    /// let mut index = FilterIndex::<&str, ()>::new();
+    /// index.insert("b", Filter::all());
+    /// index.insert("a", Filter::all());
+    /// index.insert("b", Filter::from_json(r#"{"k": ["v"]}"#)?);
+    /// let keys: Vec<&str> = index.iter().map(|(k, _)| *k).collect();
+    /// assert_eq!(keys, ["b", "a"]);
+    /// # Ok::<(), switchboard::FilterError>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &Filter<T>)> + '_ {
+        self.slots.values().map(|e| (&e.key, &e.filter))
     }
 
     /// Forgets the entry `old` of a key that is being changed or removed.

@@ -67,8 +67,9 @@ fn parse_object(
                 )
                 .at_op("$or"));
             }
-            for m in branches {
-                node.ors.push(parse_object(m, depth + 1, limits)?);
+            for (i, m) in branches.into_iter().enumerate() {
+                node.ors
+                    .push(parse_object(m, depth + 1, limits).map_err(|e| e.in_branch(i))?);
             }
             continue;
         }

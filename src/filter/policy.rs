@@ -788,6 +788,19 @@ pub struct FilterBuilder {
 }
 
 impl FilterBuilder {
+    /// An empty builder (the same as [`Filter::builder`]).
+    ///
+    /// ```
+    /// use switchboard::{Filter, FilterBuilder, Message};
+    ///
+    /// let f: Filter<()> = FilterBuilder::new().exists("k", true).build()?;
+    /// assert!(f.matches(&Message::new(()).with_attr("k", 1)));
+    /// # Ok::<(), switchboard::FilterError>(())
+    /// ```
+    pub fn new() -> FilterBuilder {
+        FilterBuilder::default()
+    }
+
     fn cond(mut self, key: impl Into<String>, cond: Result<Cond, FilterError>) -> Self {
         let key = key.into();
         match cond {
