@@ -17,7 +17,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
@@ -33,7 +33,7 @@ pub(crate) const NONE: u64 = u64::MAX;
 pub(crate) const READY: u64 = 0;
 
 /// Keeps a hot atomic on a cache line of its own.
-#[repr(align(128))]
+#[repr(align(64))]
 #[derive(Default)]
 pub(crate) struct Padded<T>(pub T);
 
@@ -195,8 +195,9 @@ pub(crate) struct Slow<T> {
     /// Alternate between the ready lane and the main lane while both hold messages.
     prefer_main: bool,
     /// FIFO queues keep every waiting message here, per group, instead of the lanes.
-    groups: Option<Groups<Entry<T>>>,
-    dedup: Dedup,
+    groups: Option<Box<Groups<Entry<T>>>>,
+    /// Made on the first de-duplicated send: most queues never need one.
+    dedup: Option<Box<Dedup>>,
     /// Messages made visible since the last `publish_next`: how many waiters to wake.
     new_ready: usize,
     c: Counters,
@@ -205,9 +206,9 @@ pub(crate) struct Slow<T> {
 impl<T> Slow<T> {
     fn new(fifo: bool) -> Self {
         Slow {
-            groups: fifo.then(Groups::new),
+            groups: fifo.then(|| Box::new(Groups::new())),
             new_ready: 0,
-            dedup: Dedup::new(),
+            dedup: None,
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
             slots: Vec::new(),
@@ -341,42 +342,59 @@ pub(crate) enum Out<T> {
 /// A dead letter on its way to the dead-letter queue (sent after the source's lock is released).
 type Outgoing<T> = Vec<Entry<T>>;
 
-/// What receivers read on every receive and write when they block, on a line of its own so that
-/// a receiver going to sleep does not invalidate the line senders read.
+/// What senders write: on a line of its own, apart from what receivers write.
 #[derive(Default)]
-struct Signals {
+struct SendSide {
+    /// accepted-into-main-lane count << 1 | closed bit.
+    state: AtomicU64,
+    /// Senders waiting for room in the main lane: their messages are counted in `state` (so
+    /// that `close` orders with them) but are not in the queue yet.
+    blocked: AtomicU64,
+    /// Enqueue times of every 64th accepted message, for the oldest-message age.
+    samples: [AtomicU64; 6],
+}
+
+/// What receivers write on every receive and when they block, on a line of its own so that a
+/// receiver does not invalidate the line senders write.
+#[derive(Default)]
+struct RecvSide {
+    /// Messages (not tokens) popped from the main lane.
+    popped: AtomicU64,
     next_event: AtomicU64,
     waiters: AtomicUsize,
 }
 
-pub(crate) struct Shared<T> {
-    tx: cb::Sender<Slot<T>>,
-    rx: cb::Receiver<Slot<T>>,
-    /// accepted-into-main-lane count << 1 | closed bit. Written by senders.
-    state: Padded<AtomicU64>,
-    /// Messages (not tokens) popped from the main lane. Written by receivers.
-    popped: Padded<AtomicU64>,
-    signals: Padded<Signals>,
-    /// Padded: leased receivers lock it per message, and it must not share a line with the
-    /// fields every send reads (`tx`, `config`).
-    slow: Padded<Mutex<Slow<T>>>,
-    /// Set once by `close`; read by every receive, so it lives apart from `state`, which every
-    /// send writes.
-    closed: AtomicBool,
+/// The waiting machinery of bounded and FIFO queues.
+struct Waits {
     /// Signalled when a FIFO queue's waiting messages drop below capacity, and on close.
     room: Condvar,
     /// Wake tokens for receivers of a bounded queue, whose main lane must not carry them (a token
     /// left behind would take a message's room). Unbounded and FIFO queues use the main lane.
     bell: Option<(cb::Sender<()>, cb::Receiver<()>)>,
-    /// Senders waiting for room in the main lane: their messages are counted in `state` (so
-    /// that `close` orders with them) but are not in the queue yet.
-    blocked: Padded<AtomicU64>,
-    /// Dropped by `close` to wake senders blocked on a full main lane.
+    /// Bounded queues (the only ones whose senders wait for room): dropped by `close` to wake
+    /// senders blocked on a full main lane.
     close_tx: Mutex<Option<cb::Sender<()>>>,
-    close_rx: cb::Receiver<()>,
-    /// Enqueue times of every 64th accepted message, for the oldest-message age.
-    samples: Padded<[AtomicU64; 16]>,
+    close_rx: Option<cb::Receiver<()>>,
+}
+
+/// `repr(C)`: the senders' line first, the receivers' line last, the read-mostly fields between,
+/// so the two written lines are never neighbours (adjacent-line prefetchers pair lines).
+#[repr(C)]
+pub(crate) struct Shared<T> {
+    send: Padded<SendSide>,
+    tx: cb::Sender<Slot<T>>,
+    rx: cb::Receiver<Slot<T>>,
+    /// Made on first use (a lease, a delay, a FIFO or de-duplicated send, stats): a queue used
+    /// only through the plain path never pays for it, and in its own allocation the lock that
+    /// leased receivers take per message shares no line with what every send reads.
+    slow: OnceLock<Box<Mutex<Slow<T>>>>,
+    /// Set once by `close`; read by every receive, so it lives apart from `state`, which every
+    /// send writes.
+    closed: AtomicBool,
+    /// What only bounded and FIFO queues need, out of line so an idle unbounded queue stays small.
+    waits: Option<Box<Waits>>,
     pub(crate) config: Config<T>,
+    recv: Padded<RecvSide>,
 }
 
 const SAMPLE_SHIFT: u32 = 6;
@@ -405,30 +423,52 @@ impl<T> Shared<T> {
             Some(n) if !config.fifo => cb::bounded(n),
             _ => cb::unbounded(),
         };
-        let (close_tx, close_rx) = cb::bounded(0);
-        let bell = (config.capacity.is_some() && !config.fifo).then(cb::unbounded);
+        let waits = (config.capacity.is_some() || config.fifo).then(|| {
+            let bounded = config.capacity.is_some() && !config.fifo;
+            let (close_tx, close_rx) = if bounded {
+                let (tx, rx) = cb::bounded(0);
+                (Some(tx), Some(rx))
+            } else {
+                (None, None)
+            };
+            Box::new(Waits {
+                room: Condvar::new(),
+                bell: bounded.then(cb::unbounded),
+                close_tx: Mutex::new(close_tx),
+                close_rx,
+            })
+        });
         let shared = Arc::new(Shared {
             tx,
             rx,
-            state: Padded(AtomicU64::new(0)),
-            popped: Padded(AtomicU64::new(0)),
-            signals: Padded(Signals {
+            send: Padded::default(),
+            recv: Padded(RecvSide {
+                popped: AtomicU64::new(0),
                 next_event: AtomicU64::new(NONE),
                 waiters: AtomicUsize::new(0),
             }),
-            slow: Padded(Mutex::new(Slow::new(config.fifo))),
+            slow: OnceLock::new(),
             closed: AtomicBool::new(false),
-            room: Condvar::new(),
-            bell,
-            blocked: Padded(AtomicU64::new(0)),
-            close_tx: Mutex::new(Some(close_tx)),
-            close_rx,
-            samples: Padded(Default::default()),
+            waits,
             config,
         });
         let weak: std::sync::Weak<dyn Wake> = Arc::downgrade(&shared) as _;
         shared.config.clock.register(weak);
         shared
+    }
+
+    /// The waiting machinery (bounded and FIFO queues only).
+    fn waits(&self) -> &Waits {
+        self.waits
+            .as_deref()
+            .expect("bounded and FIFO queues have their waits")
+    }
+
+    /// The slow state, made on first use.
+    #[inline]
+    fn slow(&self) -> &Mutex<Slow<T>> {
+        self.slow
+            .get_or_init(|| Box::new(Mutex::new(Slow::new(self.config.fifo))))
     }
 
     #[inline]
@@ -445,9 +485,9 @@ impl<T> Shared<T> {
     /// Wakes up to `n` blocked receivers. The `SeqCst` load pairs with the `SeqCst` increment a
     /// receiver makes before its last check, so either it sees our change or we see it waiting.
     fn wake(&self, n: usize) {
-        let waiting = self.signals.0.waiters.load(Ordering::SeqCst);
+        let waiting = self.recv.0.waiters.load(Ordering::SeqCst);
         for _ in 0..n.min(waiting) {
-            let sent = match &self.bell {
+            let sent = match self.waits.as_ref().and_then(|w| w.bell.as_ref()) {
                 Some((bell, _)) => bell.try_send(()).is_ok(),
                 // A full main lane means receivers have messages and are not blocked.
                 None => self.tx.try_send(Slot::Wake).is_ok(),
@@ -471,10 +511,10 @@ impl<T> Shared<T> {
     /// recompute its wait. `next_event` may run early (a settled lease's stale timer), never late.
     fn note_deadline(&self, at: Nanos) {
         // Usually an earlier lease's deadline is already published: no write at all then.
-        if self.signals.0.next_event.load(Ordering::Acquire) <= at {
+        if self.recv.0.next_event.load(Ordering::Acquire) <= at {
             return;
         }
-        let before = self.signals.0.next_event.fetch_min(at, Ordering::SeqCst);
+        let before = self.recv.0.next_event.fetch_min(at, Ordering::SeqCst);
         if at < before {
             self.wake(1);
         }
@@ -482,13 +522,13 @@ impl<T> Shared<T> {
 
     /// Publishes the slow state's next event; wakes a receiver when it moved earlier.
     fn publish_next(&self, slow: &mut Slow<T>) {
-        let fifo_ready = slow.groups.as_ref().is_some_and(Groups::has_available);
+        let fifo_ready = slow.groups.as_deref().is_some_and(Groups::has_available);
         let next = if slow.ready.is_empty() && !fifo_ready {
             slow.next_timer()
         } else {
             READY
         };
-        let before = self.signals.0.next_event.swap(next, Ordering::SeqCst);
+        let before = self.recv.0.next_event.swap(next, Ordering::SeqCst);
         // Wake one waiter per message that became visible since the last publish; none when
         // nothing new came (a receiver that looked and could not take what is there must not
         // wake itself into a spin).
@@ -509,7 +549,7 @@ impl<T> Shared<T> {
     /// Counts a send into the main lane, unless closed.
     #[inline]
     fn accept(&self) -> Result<u64, ()> {
-        let s = self.state.0.fetch_add(2, Ordering::AcqRel);
+        let s = self.send.0.state.fetch_add(2, Ordering::AcqRel);
         if s & 1 != 0 {
             self.unaccept();
             return Err(());
@@ -519,7 +559,7 @@ impl<T> Shared<T> {
 
     /// Takes back a count for a send that did not happen.
     fn unaccept(&self) {
-        let s = self.state.0.fetch_sub(2, Ordering::AcqRel);
+        let s = self.send.0.state.fetch_sub(2, Ordering::AcqRel);
         if s & 1 != 0 {
             // Receivers of a closed queue wait until every accepted message was popped.
             self.wake_all_waiters();
@@ -529,8 +569,8 @@ impl<T> Shared<T> {
     #[inline]
     fn sample(&self, seq: u64, now: Nanos) {
         if seq & ((1 << SAMPLE_SHIFT) - 1) == 0 {
-            let i = (seq >> SAMPLE_SHIFT) as usize % self.samples.0.len();
-            self.samples.0[i].store(now, Ordering::Relaxed);
+            let i = (seq >> SAMPLE_SHIFT) as usize % self.send.0.samples.len();
+            self.send.0.samples[i].store(now, Ordering::Relaxed);
         }
     }
 
@@ -613,9 +653,9 @@ impl<T> Shared<T> {
         slot: Slot<T>,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        self.blocked.0.fetch_add(1, Ordering::AcqRel);
+        self.send.0.blocked.fetch_add(1, Ordering::AcqRel);
         let result = self.send_waiting(slot, deadline);
-        self.blocked.0.fetch_sub(1, Ordering::AcqRel);
+        self.send.0.blocked.fetch_sub(1, Ordering::AcqRel);
         result
     }
 
@@ -640,9 +680,14 @@ impl<T> Shared<T> {
             Slot::Msg(f) => f.msg,
             Slot::Wake => unreachable!("a send carries a message"),
         };
+        let close_rx = self
+            .waits()
+            .close_rx
+            .as_ref()
+            .expect("only bounded queues wait for room");
         let mut sel = cb::Select::new();
         let send_i = sel.send(&self.tx);
-        let _close_i = sel.recv(&self.close_rx);
+        let _close_i = sel.recv(close_rx);
         let op = match deadline {
             None => sel.select(),
             Some(d) => match sel.select_deadline(d) {
@@ -663,7 +708,7 @@ impl<T> Shared<T> {
             }
         } else {
             // `close` dropped the other end: the channel reports disconnection.
-            let _ = op.recv(&self.close_rx);
+            let _ = op.recv(close_rx);
             self.unaccept();
             Err(SendTimeoutError::Closed(into_msg(slot)))
         }
@@ -687,10 +732,8 @@ impl<T> Shared<T> {
     ) -> Option<MessageId> {
         let key = key.as_ref()?;
         let window = u64::try_from(self.config.dedup_window.as_nanos()).unwrap_or(u64::MAX);
-        match slow
-            .dedup
-            .check(key.clone(), id, now, window, self.config.dedup_max)
-        {
+        let dedup = slow.dedup.get_or_insert_with(|| Box::new(Dedup::new()));
+        match dedup.check(key.clone(), id, now, window, self.config.dedup_max) {
             Seen::New => None,
             Seen::Duplicate(first) => Some(first),
         }
@@ -703,7 +746,7 @@ impl<T> Shared<T> {
         msg.stamp(now);
         let id = msg.id();
         let key = self.dedup_key_of(&msg);
-        let mut slow = self.slow.0.lock();
+        let mut slow = self.slow().lock();
         if self.is_closed() {
             return Err(SendTimeoutError::Closed(msg));
         }
@@ -720,34 +763,40 @@ impl<T> Shared<T> {
                 Wait::Until(deadline) => self.send_main(msg, deadline),
             };
             if let (Err(_), Some(k)) = (&result, &key) {
-                self.slow.0.lock().dedup.forget(k, id);
+                if let Some(d) = self.slow().lock().dedup.as_mut() {
+                    d.forget(k, id);
+                }
             }
             return result;
         }
         // FIFO: wait for room among the waiting messages.
         loop {
-            let len = slow.groups.as_ref().map_or(0, Groups::len);
+            let len = slow.groups.as_deref().map_or(0, Groups::len);
             if self.is_closed() || self.config.capacity.is_none_or(|c| len < c) {
                 break;
             }
             let timed_out = match wait {
                 Wait::Never => true,
                 Wait::Until(None) => {
-                    self.room.wait(&mut slow);
+                    self.waits().room.wait(&mut slow);
                     false
                 }
-                Wait::Until(Some(d)) => self.room.wait_until(&mut slow, d).timed_out(),
+                Wait::Until(Some(d)) => self.waits().room.wait_until(&mut slow, d).timed_out(),
             };
             if timed_out && !self.is_closed() {
                 if let Some(k) = &key {
-                    slow.dedup.forget(k, id);
+                    if let Some(d) = slow.dedup.as_mut() {
+                        d.forget(k, id);
+                    }
                 }
                 return Err(SendTimeoutError::Timeout(msg));
             }
         }
         if self.is_closed() {
             if let Some(k) = &key {
-                slow.dedup.forget(k, id);
+                if let Some(d) = slow.dedup.as_mut() {
+                    d.forget(k, id);
+                }
             }
             return Err(SendTimeoutError::Closed(msg));
         }
@@ -807,7 +856,7 @@ impl<T> Shared<T> {
         if self.is_closed() {
             return Err(TrySendError::Closed(msg));
         }
-        let mut slow = self.slow.0.lock();
+        let mut slow = self.slow().lock();
         if let Some(cap) = self.config.capacity {
             if slow.delayed.len() >= cap {
                 return Err(TrySendError::Full(msg));
@@ -838,7 +887,7 @@ impl<T> Shared<T> {
         if entries.is_empty() {
             return;
         }
-        let mut slow = self.slow.0.lock();
+        let mut slow = self.slow().lock();
         slow.c.sent_slow += entries.len() as u64;
         for e in entries {
             self.make_ready(&mut slow, e, false);
@@ -849,33 +898,37 @@ impl<T> Shared<T> {
     // ----- closing ----------------------------------------------------------------------------
 
     pub(crate) fn close(&self) -> bool {
-        let before = self.state.0.fetch_or(1, Ordering::AcqRel);
+        let before = self.send.0.state.fetch_or(1, Ordering::AcqRel);
         if before & 1 != 0 {
             return false;
         }
         self.closed.store(true, Ordering::Release);
-        drop(self.close_tx.lock().take());
+        if let Some(w) = &self.waits {
+            drop(w.close_tx.lock().take());
+        }
         // Taking the lock orders the close with `send_at` and the drain check.
-        drop(self.slow.0.lock());
-        self.room.notify_all();
+        drop(self.slow().lock());
+        if let Some(w) = &self.waits {
+            w.room.notify_all();
+        }
         self.wake_all_waiters();
         true
     }
 
     /// Closed, and nothing left that a receiver could ever get.
     fn is_drained(&self) -> bool {
-        let s = self.state.0.load(Ordering::Acquire);
+        let s = self.send.0.state.load(Ordering::Acquire);
         if s & 1 == 0 {
             return false;
         }
-        if (s >> 1) != self.popped.0.load(Ordering::Acquire) {
+        if (s >> 1) != self.recv.0.popped.load(Ordering::Acquire) {
             return false;
         }
-        let slow = self.slow.0.lock();
+        let slow = self.slow().lock();
         slow.ready.is_empty()
             && slow.delayed.is_empty()
             && slow.live == 0
-            && slow.groups.as_ref().is_none_or(|g| g.len() == 0)
+            && slow.groups.as_deref().is_none_or(|g| g.len() == 0)
     }
 
     // ----- receiving --------------------------------------------------------------------------
@@ -1028,7 +1081,9 @@ impl<T> Shared<T> {
                 g.push_front_and_release(&key, e);
                 return None;
             }
-            self.room.notify_one();
+            if let Some(w) = &self.waits {
+                w.room.notify_one();
+            }
             return Some(e);
         }
         match how {
@@ -1128,12 +1183,12 @@ impl<T> Shared<T> {
     fn take_slow(self: &Arc<Self>, how: How) -> Option<Out<T>> {
         let mut out = Vec::new();
         let result = {
-            let mut slow = self.slow.0.lock();
+            let mut slow = self.slow().lock();
             let now = self.now();
             self.run_timers(&mut slow, now, &mut out);
             let mut result = None;
             loop {
-                let fifo = slow.groups.as_ref().map(Groups::has_available);
+                let fifo = slow.groups.as_deref().map(Groups::has_available);
                 if slow.ready.is_empty() && fifo != Some(true) {
                     break;
                 }
@@ -1178,12 +1233,12 @@ impl<T> Shared<T> {
     /// A message popped from the main lane: count it, drop it if expired, hand it out.
     #[inline]
     fn take_fresh(self: &Arc<Self>, f: Fresh<T>, how: How) -> Option<Out<T>> {
-        self.popped.0.fetch_add(1, Ordering::AcqRel);
+        self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
         let mut now = None;
         if self.is_expired(&f.msg, f.enqueued(), &mut now) {
             let mut out = Vec::new();
             {
-                let mut slow = self.slow.0.lock();
+                let mut slow = self.slow().lock();
                 slow.c.expired_main += 1;
                 self.expire(&mut slow, Entry::fresh(f), &mut out);
                 self.publish_next(&mut slow);
@@ -1194,7 +1249,7 @@ impl<T> Shared<T> {
         let result = match how {
             How::Plain => Out::Plain(f.msg),
             How::Lease(vis) => {
-                let mut slow = self.slow.0.lock();
+                let mut slow = self.slow().lock();
                 let now = now.unwrap_or_else(|| self.now());
                 let d = self.lease(&mut slow, Entry::fresh(f), vis, now);
                 drop(slow);
@@ -1212,14 +1267,13 @@ impl<T> Shared<T> {
     /// message or expiry rule is in play. `None` sends the caller down the general path.
     #[inline]
     pub(crate) fn try_recv_fast(self: &Arc<Self>) -> Option<Message<T>> {
-        if self.signals.0.next_event.load(Ordering::Acquire) != NONE
-            || self.config.retention.is_some()
+        if self.recv.0.next_event.load(Ordering::Acquire) != NONE || self.config.retention.is_some()
         {
             return None;
         }
         match self.rx.try_recv() {
             Ok(Slot::Msg(f)) if f.msg.ttl().is_none() => {
-                self.popped.0.fetch_add(1, Ordering::AcqRel);
+                self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
                 if self.is_closed() {
                     self.wake_all_waiters();
                 }
@@ -1236,7 +1290,7 @@ impl<T> Shared<T> {
 
     #[inline]
     fn slow_pending(&self) -> bool {
-        let ne = self.signals.0.next_event.load(Ordering::Acquire);
+        let ne = self.recv.0.next_event.load(Ordering::Acquire);
         ne != NONE && (ne == READY || self.now() >= ne)
     }
 
@@ -1305,12 +1359,12 @@ impl<T> Shared<T> {
             }
             // Announce the wait, then look once more: whoever changes the state after this point
             // sees us waiting and sends a token.
-            self.signals.0.waiters.fetch_add(1, Ordering::SeqCst);
+            self.recv.0.waiters.fetch_add(1, Ordering::SeqCst);
             let got = match self.try_take(how) {
                 Ok(o) => Ok(Some(o)),
                 Err(TryRecvError::Closed) => Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) => {
-                    let ne = self.signals.0.next_event.load(Ordering::SeqCst);
+                    let ne = self.recv.0.next_event.load(Ordering::SeqCst);
                     let timer = if ne != NONE && ne != READY {
                         self.config.clock.wake_instant(ne)
                     } else {
@@ -1320,7 +1374,7 @@ impl<T> Shared<T> {
                         (Some(a), Some(b)) => Some(a.min(b)),
                         (a, b) => a.or(b),
                     };
-                    let r = match &self.bell {
+                    let r = match self.waits.as_ref().and_then(|w| w.bell.as_ref()) {
                         None => match wake_at {
                             Some(at) => self.rx.recv_deadline(at).ok(),
                             None => self.rx.recv().ok(),
@@ -1333,7 +1387,7 @@ impl<T> Shared<T> {
                     }
                 }
             };
-            self.signals.0.waiters.fetch_sub(1, Ordering::SeqCst);
+            self.recv.0.waiters.fetch_sub(1, Ordering::SeqCst);
             if let Some(o) = got? {
                 return Ok(o);
             }
@@ -1368,12 +1422,12 @@ impl<T> Shared<T> {
     ) -> bool {
         let mut out = Vec::new();
         let ok = {
-            let mut slow = self.slow.0.lock();
+            let mut slow = self.slow().lock();
             // Expire what is due first: a verdict after the deadline finds its lease gone.
             // `next_event` is never later than a pending deadline, so nothing due is missed.
             let now = self.now();
             let mut changed = false;
-            if self.signals.0.next_event.load(Ordering::Acquire) <= now {
+            if self.recv.0.next_event.load(Ordering::Acquire) <= now {
                 // Ran: `next_event` must be recomputed, or it would stay in the past.
                 self.run_timers(&mut slow, now, &mut out);
                 changed = true;
@@ -1420,7 +1474,7 @@ impl<T> Shared<T> {
         let mut lost = Vec::new();
         let mut out = Vec::new();
         {
-            let mut slow = self.slow.0.lock();
+            let mut slow = self.slow().lock();
             self.run_timers(&mut slow, self.now(), &mut out);
             for &(slot, gen, id) in leases {
                 match slow.take_lease(slot, gen) {
@@ -1495,14 +1549,14 @@ impl<T> Shared<T> {
         by: Duration,
     ) -> Result<Nanos, AckError> {
         let mut out = Vec::new();
-        let mut slow = self.slow.0.lock();
+        let mut slow = self.slow().lock();
         let now = self.now();
         self.run_timers(&mut slow, now, &mut out);
         if !out.is_empty() {
             // Dead letters from expired leases: forward them without holding our lock.
             drop(slow);
             self.forward(out, self);
-            slow = self.slow.0.lock();
+            slow = self.slow().lock();
         }
         let deadline = clock::add(now, by);
         let Some(s) = slow
@@ -1528,7 +1582,7 @@ impl<T> Shared<T> {
     pub(crate) fn redrive(self: &Arc<Self>, target: Option<&Arc<Shared<T>>>, max: usize) -> usize {
         let mut moved: Vec<(Arc<Shared<T>>, Entry<T>)> = Vec::new();
         {
-            let mut slow = self.slow.0.lock();
+            let mut slow = self.slow().lock();
             let mut waiting: VecDeque<Entry<T>> = std::mem::take(&mut slow.ready);
             if let Some(g) = slow.groups.as_mut() {
                 waiting.extend(g.drain());
@@ -1571,25 +1625,25 @@ impl<T> Shared<T> {
 
     /// Messages accepted into the main lane and not yet sent on by a blocked sender.
     fn accepted(&self) -> u64 {
-        let accepted = self.state.0.load(Ordering::Acquire) >> 1;
-        accepted.saturating_sub(self.blocked.0.load(Ordering::Acquire))
+        let accepted = self.send.0.state.load(Ordering::Acquire) >> 1;
+        accepted.saturating_sub(self.send.0.blocked.load(Ordering::Acquire))
     }
 
     pub(crate) fn main_len(&self) -> usize {
         let accepted = self.accepted();
-        accepted.saturating_sub(self.popped.0.load(Ordering::Acquire)) as usize
+        accepted.saturating_sub(self.recv.0.popped.load(Ordering::Acquire)) as usize
     }
 
     /// Runs the timers that are due, so that `len` and `stats` count a lease that ran out or a
     /// delay that came due whether or not a receiver came by since the clock moved.
     fn run_due_timers(self: &Arc<Self>) {
         let now = self.now();
-        if self.signals.0.next_event.load(Ordering::Acquire) > now {
+        if self.recv.0.next_event.load(Ordering::Acquire) > now {
             return;
         }
         let mut out = Vec::new();
         {
-            let mut slow = self.slow.0.lock();
+            let mut slow = self.slow().lock();
             self.run_timers(&mut slow, now, &mut out);
             self.publish_next(&mut slow);
         }
@@ -1603,8 +1657,8 @@ impl<T> Shared<T> {
         if self.config.fifo {
             return self.fifo_len();
         }
-        let ready = if self.signals.0.next_event.load(Ordering::Acquire) == READY {
-            self.slow.0.lock().ready.len()
+        let ready = if self.recv.0.next_event.load(Ordering::Acquire) == READY {
+            self.slow().lock().ready.len()
         } else {
             0
         };
@@ -1612,8 +1666,8 @@ impl<T> Shared<T> {
     }
 
     fn fifo_len(&self) -> usize {
-        let slow = self.slow.0.lock();
-        slow.ready.len() + slow.groups.as_ref().map_or(0, Groups::len)
+        let slow = self.slow().lock();
+        slow.ready.len() + slow.groups.as_deref().map_or(0, Groups::len)
     }
 
     pub(crate) fn is_full(&self) -> bool {
@@ -1627,12 +1681,12 @@ impl<T> Shared<T> {
 
     pub(crate) fn stats(self: &Arc<Self>) -> QueueStats {
         self.run_due_timers();
-        let slow = self.slow.0.lock();
+        let slow = self.slow().lock();
         let now = self.now();
         let accepted = self.accepted();
-        let popped = self.popped.0.load(Ordering::Acquire);
+        let popped = self.recv.0.popped.load(Ordering::Acquire);
         let main_len = accepted.saturating_sub(popped);
-        let grouped = slow.groups.as_ref();
+        let grouped = slow.groups.as_deref();
         let mut oldest: Option<Nanos> = slow
             .ready
             .iter()
@@ -1644,13 +1698,14 @@ impl<T> Shared<T> {
             // it is at most 63 sends older. Overwritten samples (a backlog over 1024) fall back to
             // the oldest sample kept.
             let block = popped >> SAMPLE_SHIFT;
-            let i = block as usize % self.samples.0.len();
-            let t = self.samples.0[i].load(Ordering::Relaxed);
+            let i = block as usize % self.send.0.samples.len();
+            let t = self.send.0.samples[i].load(Ordering::Relaxed);
             let t = if t != 0 {
                 t
             } else {
-                self.samples
+                self.send
                     .0
+                    .samples
                     .iter()
                     .map(|s| s.load(Ordering::Relaxed))
                     .filter(|&t| t != 0)
@@ -1663,7 +1718,7 @@ impl<T> Shared<T> {
         QueueStats {
             visible: main_len as usize + slow.ready.len() + grouped.map_or(0, Groups::len),
             groups_waiting: grouped.map_or(0, Groups::groups_waiting),
-            duplicates: slow.dedup.duplicates,
+            duplicates: slow.dedup.as_ref().map_or(0, |d| d.duplicates),
             in_flight: slow.live,
             delayed: slow.delayed.len(),
             sent: accepted + c.sent_slow,
@@ -1690,11 +1745,11 @@ impl<T: Send + Sync> Wake for Shared<T> {
 #[cfg(test)]
 impl<T> Shared<T> {
     pub(crate) fn slow_len_for_tests(&self) -> usize {
-        let s = self.slow.0.lock();
+        let s = self.slow().lock();
         s.fifo.len() + s.heap.len()
     }
 
     pub(crate) fn waiters_for_tests(&self) -> usize {
-        self.signals.0.waiters.load(Ordering::SeqCst)
+        self.recv.0.waiters.load(Ordering::SeqCst)
     }
 }

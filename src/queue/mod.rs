@@ -929,6 +929,14 @@ mod tests {
     }
 
     #[test]
+    fn an_idle_queue_is_small() {
+        // The shared state: three cache-line groups (what senders write, what receivers write,
+        // the slow state's lock) and the read-mostly handles and configuration.
+        let shared = std::mem::size_of::<self::core::Shared<u64>>();
+        assert!(shared <= 768, "Shared is {shared} bytes");
+    }
+
+    #[test]
     fn timers_compact_when_acks_leave_stale_entries() {
         let q = Queue::unbounded();
         for i in 0..10_000 {
