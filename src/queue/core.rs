@@ -157,6 +157,20 @@ struct Lease<T> {
     dead: Option<Box<DeadLetter>>,
 }
 
+impl<T> Lease<T> {
+    /// The message back out of its lease, with its history, to be returned or dead-lettered.
+    fn into_entry(self) -> Entry<T> {
+        Entry {
+            body: Body::Shared(self.held),
+            enqueued: self.enqueued,
+            attempts: self.attempts,
+            first_delivered: self.first_delivered,
+            dead: self.dead,
+            source: None,
+        }
+    }
+}
+
 struct LeaseSlot<T> {
     gen: u32,
     lease: Option<Lease<T>>,
@@ -1021,19 +1035,13 @@ impl<T> Shared<T> {
         why: &str,
         out: &mut Outgoing<T>,
     ) {
-        let entry = Entry {
-            body: Body::Shared(lease.held),
-            enqueued: lease.enqueued,
-            attempts: lease.attempts,
-            first_delivered: lease.first_delivered,
-            dead: lease.dead,
-            source: None,
-        };
+        let attempts = lease.attempts;
+        let entry = lease.into_entry();
         match self.config.max_attempts {
-            Some(max) if lease.attempts >= max => {
-                let reason = format!("{why} after {} deliveries (max {max})", lease.attempts);
+            Some(max) if attempts >= max => {
+                let reason = format!("{why} after {attempts} deliveries (max {max})");
                 self.release_group(slow, entry.body.message());
-                self.dead_letter(slow, entry, reason, lease.attempts, out);
+                self.dead_letter(slow, entry, reason, attempts, out);
             }
             _ => self.put_back(slow, entry, due, true),
         }
@@ -1526,16 +1534,10 @@ impl<T> Shared<T> {
         reason: String,
     ) -> Result<(), AckError> {
         let ok = self.settle(slot, gen, |this, slow, lease, out| {
-            let entry = Entry {
-                body: Body::Shared(lease.held),
-                enqueued: lease.enqueued,
-                attempts: lease.attempts,
-                first_delivered: lease.first_delivered,
-                dead: lease.dead,
-                source: None,
-            };
+            let attempts = lease.attempts;
+            let entry = lease.into_entry();
             this.release_group(slow, entry.body.message());
-            this.dead_letter(slow, entry, reason, lease.attempts, out);
+            this.dead_letter(slow, entry, reason, attempts, out);
             true
         });
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
