@@ -170,6 +170,53 @@ fn mpmc(c: &mut Criterion) {
     group(c, "mpmc_bounded", 2, 2, Some(CAP));
 }
 
+/// FIFO mode: 64 message groups, one producer, two leased consumers (receive + ack), beside the
+/// standard queue doing the same work. FIFO sends and receives go through the lock that keeps
+/// the groups, so this shows what ordering costs.
+fn fifo(c: &mut Criterion) {
+    const GROUPS: u64 = 64;
+    let mut g = c.benchmark_group("fifo_64_groups_2_consumers");
+    g.throughput(Throughput::Elements(BATCH));
+    g.sample_size(10);
+    let scenario = |fifo: bool| {
+        let q: Queue<Payload> = if fifo {
+            Queue::builder().fifo().capacity(CAP).build()
+        } else {
+            Queue::bounded(CAP)
+        };
+        let start = Instant::now();
+        thread::scope(|s| {
+            s.spawn(|| {
+                for i in 0..BATCH {
+                    let m = Message::new([i, 0]).with_group(GROUP_NAMES[(i % GROUPS) as usize]);
+                    q.send(m).unwrap();
+                }
+            });
+            for _ in 0..2 {
+                s.spawn(|| {
+                    for _ in 0..BATCH / 2 {
+                        let d = q.receive().unwrap();
+                        criterion::black_box(d.payload());
+                        d.ack().unwrap();
+                    }
+                });
+            }
+        });
+        start.elapsed()
+    };
+    g.bench_function("standard", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| scenario(false)).sum())
+    });
+    g.bench_function("fifo", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| scenario(true)).sum())
+    });
+    g.finish();
+}
+
+/// Group names, made once so that the bench does not time their formatting.
+static GROUP_NAMES: std::sync::LazyLock<Vec<String>> =
+    std::sync::LazyLock::new(|| (0..64).map(|g| format!("group-{g}")).collect());
+
 /// Single-threaded send then receive: the per-message cost without cross-core traffic.
 fn single_thread(c: &mut Criterion) {
     let mut g = c.benchmark_group("single_thread");
@@ -200,5 +247,5 @@ fn single_thread(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single_thread, spsc, mpmc);
+criterion_group!(benches, single_thread, spsc, mpmc, fifo);
 criterion_main!(benches);

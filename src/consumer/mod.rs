@@ -92,7 +92,25 @@
 //!
 //! # Topic subscriptions
 //!
-//! Not yet: consuming a topic subscription will come with the topic.
+//! A pool consumes a queue, not a [`Subscription`](crate::Subscription): a subscription's receive
+//! is at-most-once, so a handler that failed or panicked there would lose its message, with
+//! nothing to retry or dead-letter. To run handlers on a topic's messages, chain a queue to the
+//! topic and consume the queue (SNS to SQS to a function): the queue brings leases, retries and
+//! the dead-letter queue.
+//!
+//! ```
+//! use switchboard::{Queue, Topic};
+//!
+//! let orders: Topic<u32> = Topic::new();
+//! let billing: Queue<u32> = Queue::unbounded();
+//! orders.subscribe_queue(&billing);
+//! let pool = billing.consume(2, |m| if *m.payload() > 0 { Ok(()) } else { Err("empty order") });
+//! for n in 1..=10 {
+//!     orders.publish(n).unwrap();
+//! }
+//! billing.close();
+//! assert_eq!(pool.join().processed, 10);
+//! ```
 
 mod builder;
 mod handle;
