@@ -188,7 +188,8 @@ fn fifo(c: &mut Criterion) {
         thread::scope(|s| {
             s.spawn(|| {
                 for i in 0..BATCH {
-                    let m = Message::new([i, 0]).with_group(GROUP_NAMES[(i % GROUPS) as usize]);
+                    let m = Message::new([i, 0])
+                        .with_group(GROUP_NAMES[(i % GROUPS) as usize].as_str());
                     q.send(m).unwrap();
                 }
             });
