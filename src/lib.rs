@@ -8,6 +8,7 @@ mod endpoint;
 mod error;
 mod message;
 pub mod queue;
+pub mod recipient_list;
 pub mod topic;
 
 pub use crate::clock::{Clock, ManualClock};
@@ -23,6 +24,10 @@ pub use crate::message::{
     AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,
 };
 pub use crate::queue::{Delivery, Queue, QueueBuilder, QueueStats, Sent};
+pub use crate::recipient_list::{
+    OnFailure, Outcome, RecipientList, RecipientListBuilder, RecipientListError, RecipientReport,
+    Route, UnknownRecipients, RECIPIENTS_ATTR,
+};
 pub use crate::topic::{
     Overflow, PublishError, PublishReport, SubscribeOptions, Subscription, SubscriptionId,
     SubscriptionStats, Topic, TopicBuilder, TopicStats,
