@@ -134,7 +134,6 @@ impl<T> Endpoint<T> {
     }
 
     /// The recipient list, if this endpoint is one.
-    #[allow(dead_code)] // used by scatter-gather
     pub(crate) fn as_recipient_list(&self) -> Option<&RecipientList<T>> {
         match &self.kind {
             Kind::List(l) => Some(l),

@@ -9,6 +9,7 @@ mod error;
 mod message;
 pub mod queue;
 pub mod recipient_list;
+pub mod request_reply;
 pub mod topic;
 
 pub use crate::clock::{Clock, ManualClock};
@@ -27,6 +28,10 @@ pub use crate::queue::{Delivery, Queue, QueueBuilder, QueueStats, Sent};
 pub use crate::recipient_list::{
     OnFailure, Outcome, RecipientList, RecipientListBuilder, RecipientListError, RecipientReport,
     Route, UnknownRecipients, RECIPIENTS_ATTR,
+};
+pub use crate::request_reply::{
+    Completed, Completion, ConversationStats, GatherError, Gathered, Reply, ReplyError, ReplyTo,
+    Request, RequestError, Requester, ScatterGather,
 };
 pub use crate::topic::{
     Overflow, PublishError, PublishReport, SubscribeOptions, Subscription, SubscriptionId,
