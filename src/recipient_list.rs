@@ -698,24 +698,27 @@ impl<T: Clone> RecipientList<T> {
         let shared = &*self.shared;
         let set = shared.set.load();
 
-        // Resolve: `Ok(i)` a recipient of the set, `Err(name)` an unknown name.
-        let mut chosen: Vec<Result<usize, Arc<str>>> = Vec::new();
+        // Resolve, in one vector that becomes the report: a known name starts as `Skipped`
+        // (pending) and stays so if a failure stops the send before it.
+        let mut entries: Vec<(Arc<str>, Outcome)> = Vec::new();
         let mut first_unknown: Option<String> = None;
         if let RouteKind::All = shared.route.kind {
-            chosen.extend((0..set.recipients.len()).map(Ok));
+            entries.extend(
+                set.recipients
+                    .iter()
+                    .map(|(n, _)| (Arc::clone(n), Outcome::Skipped)),
+            );
         } else {
-            shared.route.names(&msg, &mut |name| match set.find(name) {
-                Ok(i) => {
-                    if !chosen.contains(&Ok(i)) {
-                        chosen.push(Ok(i));
-                    }
+            shared.route.names(&msg, &mut |name| {
+                if entries.iter().any(|(n, _)| &**n == name) {
+                    return;
                 }
-                Err(_) => {
-                    if shared.unknown == UnknownRecipients::Error {
+                match set.find(name) {
+                    Ok(i) => entries.push((Arc::clone(&set.recipients[i].0), Outcome::Skipped)),
+                    Err(_) if shared.unknown == UnknownRecipients::Error => {
                         first_unknown.get_or_insert_with(|| name.to_owned());
-                    } else if !chosen.iter().any(|c| matches!(c, Err(n) if &**n == name)) {
-                        chosen.push(Err(Arc::from(name)));
                     }
+                    Err(_) => entries.push((Arc::from(name), Outcome::Unknown)),
                 }
             });
         }
@@ -724,24 +727,18 @@ impl<T: Clone> RecipientList<T> {
         }
 
         // Deliver: a clone to each known recipient, the original to the last.
-        let last = chosen.iter().rposition(Result::is_ok);
+        let last = entries.iter().rposition(|(_, o)| *o == Outcome::Skipped);
         let mut msg = Some(msg);
-        let mut entries = Vec::with_capacity(chosen.len());
         let mut back: Option<DeliverError<T>> = None;
         let mut stopped = false;
-        for (k, c) in chosen.into_iter().enumerate() {
-            let i = match c {
-                Ok(i) => i,
-                Err(name) => {
-                    entries.push((name, Outcome::Unknown));
-                    continue;
-                }
-            };
-            let (name, endpoint) = &set.recipients[i];
-            if stopped {
-                entries.push((Arc::clone(name), Outcome::Skipped));
+        for (k, (name, outcome)) in entries.iter_mut().enumerate() {
+            if *outcome != Outcome::Skipped {
                 continue;
             }
+            let Ok(i) = set.find(name) else {
+                continue;
+            };
+            let endpoint = &set.recipients[i].1;
             let mut copy = if Some(k) == last {
                 msg.take().expect("the original goes to the last recipient")
             } else {
@@ -749,14 +746,15 @@ impl<T: Clone> RecipientList<T> {
             };
             prepare(name, &mut copy);
             match endpoint.deliver_wait(copy, wait) {
-                Ok(()) => entries.push((Arc::clone(name), Outcome::Delivered)),
+                Ok(()) => *outcome = Outcome::Delivered,
                 Err(err) => {
-                    entries.push((Arc::clone(name), Outcome::of(&err)));
+                    *outcome = Outcome::of(&err);
                     if back.is_none() {
                         back = Some(err);
                     }
                     if shared.on_failure == OnFailure::Stop {
                         stopped = true;
+                        break;
                     }
                 }
             }
