@@ -31,7 +31,7 @@ pub use crate::recipient_list::{
 };
 pub use crate::request_reply::{
     Completed, Completion, ConversationStats, GatherError, Gathered, Reply, ReplyError, ReplyTo,
-    Request, RequestError, Requester, ScatterGather,
+    Request, RequestError, Requester, Responder, ScatterGather, Service,
 };
 pub use crate::topic::{
     Overflow, PublishError, PublishReport, SubscribeOptions, Subscription, SubscriptionId,

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use switchboard::{
     Completed, Completion, Endpoint, GatherError, Message, OnFailure, Queue, RecipientList, Reply,
-    ReplyTo, Request, RequestError, Requester, Route, ScatterGather, Topic, UnknownRecipients,
+    ReplyTo, Request, RequestError, Requester, Route, ScatterGather, Service, Topic,
+    UnknownRecipients,
 };
 
 type Quote = Result<u32, String>;
@@ -530,4 +531,75 @@ fn drops() {
     assert_eq!(Arc::strong_count(&keep), 1);
     drop(keep);
     assert_eq!(DROPS.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn service_knows_its_responders() {
+    let started = Instant::now();
+    let service: Service<u32, u32> = Service::unbounded();
+    let requester = service.requester();
+    // Nobody registered: at once.
+    assert_eq!(requester.request(1, LONG), Err(RequestError::NoResponder));
+    assert_eq!(requester.stats().no_responder, 1);
+
+    // The last responder leaves while a request waits: its requester learns at once.
+    let responder = service.responder();
+    let asking = {
+        let requester = requester.clone();
+        thread::spawn(move || requester.request(2, LONG))
+    };
+    let until = Instant::now() + LONG;
+    while service.queue().is_empty() {
+        assert!(Instant::now() < until, "the request never arrived");
+        thread::yield_now();
+    }
+    drop(responder);
+    assert_eq!(asking.join().unwrap(), Err(RequestError::NoResponder));
+    assert!(service.queue().is_empty());
+
+    // Three competing responders.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let r = service.responder();
+            thread::spawn(move || r.serve(|x| x * 2))
+        })
+        .collect();
+    assert_eq!(service.responder_count(), 3);
+    for i in 0..300 {
+        assert_eq!(requester.request(i, LONG), Ok(i * 2));
+    }
+    service.close();
+    let served: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(served, 300);
+    assert_eq!(service.responder_count(), 0);
+    assert!(started.elapsed() < LONG / 2);
+}
+
+#[test]
+fn errors_display_lowercase_and_debug_payload_free() {
+    struct NoDebug;
+    let msgs = [
+        RequestError::NoResponder.to_string(),
+        RequestError::Unanswered.to_string(),
+        RequestError::Timeout.to_string(),
+        RequestError::Full.to_string(),
+        GatherError::NoResponder.to_string(),
+        GatherError::UnknownRecipient("x".into()).to_string(),
+        switchboard::ReplyError::Late(NoDebug).to_string(),
+        switchboard::RecipientListError::UnknownRecipient {
+            name: "x".into(),
+            message: Message::new(NoDebug),
+        }
+        .to_string(),
+    ];
+    for m in msgs {
+        assert!(
+            m.chars().next().unwrap().is_lowercase() && !m.ends_with('.'),
+            "{m}"
+        );
+    }
+    assert_eq!(
+        format!("{:?}", switchboard::ReplyError::Late(NoDebug)),
+        "Late(..)"
+    );
 }

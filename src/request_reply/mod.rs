@@ -34,8 +34,10 @@
 //! [`GatherError::NoResponder`]): a closed queue or topic, a topic without subscribers, a
 //! recipient list whose route chose nobody. A request every responder dropped without replying
 //! fails at once too ([`RequestError::Unanswered`]; a gather completes with
-//! [`Completed::NoMoreReplies`]): the requester counts the live copies of its request. Only a
-//! request sitting unread in a queue waits for its deadline.
+//! [`Completed::NoMoreReplies`]): the requester counts the live copies of its request. A plain
+//! queue cannot tell whether anybody reads it, so a request sitting unread in one waits for its
+//! deadline; a [`Service`] (a request queue with registered [`Responder`]s) can, and fails at
+//! once when no responder is registered or the last one leaves.
 //!
 //! ```
 //! use std::time::Duration;
@@ -51,7 +53,9 @@ mod inbox;
 mod request;
 mod requester;
 mod scatter_gather;
+mod service;
 
 pub use self::request::{Reply, ReplyError, ReplyTo, Request};
 pub use self::requester::{ConversationStats, RequestError, Requester};
 pub use self::scatter_gather::{Completed, Completion, GatherError, Gathered, ScatterGather};
+pub use self::service::{Responder, Service};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::inbox::{Inbox, Next, Stats};
 use super::request::{Reply, ReplyTo, Request};
+use super::service::Gate;
 use crate::endpoint::{deadline_after, DeliverError, Endpoint, Wait};
 use crate::message::{Message, ReturnAddress};
 
@@ -141,6 +142,8 @@ pub enum RequestError {
 pub struct Requester<Req, Rep> {
     endpoint: Endpoint<Request<Req, Rep>>,
     stats: Arc<Stats>,
+    /// For a [`Service`](crate::Service)'s requester: its responders.
+    gate: Option<Gate<Req, Rep>>,
 }
 
 impl<Req, Rep> Requester<Req, Rep> {
@@ -149,6 +152,15 @@ impl<Req, Rep> Requester<Req, Rep> {
         Requester {
             endpoint: endpoint.into(),
             stats: Arc::default(),
+            gate: None,
+        }
+    }
+
+    pub(crate) fn gated(gate: Gate<Req, Rep>) -> Requester<Req, Rep> {
+        Requester {
+            endpoint: Endpoint::from(gate.queue.clone()),
+            stats: Arc::default(),
+            gate: Some(gate),
         }
     }
 
@@ -221,23 +233,40 @@ where
         req: impl Into<Message<Req>>,
         deadline: Instant,
     ) -> Result<Reply<Rep>, RequestError> {
+        let gate = self.gate.as_ref();
         let (inbox, msg) = stamp(req.into(), &self.stats);
+        if gate.is_some_and(|g| !g.is_served()) {
+            drop(msg);
+            inbox.close();
+            Stats::bump(&self.stats.no_responder);
+            return Err(RequestError::NoResponder);
+        }
         let out = match self.endpoint.deliver_reach(msg, Wait::Until(deadline)) {
             Ok(0) => Err(RequestError::NoResponder),
-            Ok(_) => match inbox.wait(deadline) {
-                Next::Reply(r) => {
-                    Stats::bump(&self.stats.replies);
-                    Ok(r)
+            Ok(_) => {
+                // The last responder may have left (and emptied the queue) while this request
+                // went in: empty it again, so that the request is not left waiting for nobody.
+                if let Some(g) = gate.filter(|g| !g.is_served()) {
+                    g.drain();
                 }
-                Next::Exhausted => {
-                    Stats::bump(&self.stats.unanswered);
-                    Err(RequestError::Unanswered)
+                match inbox.wait(deadline) {
+                    Next::Reply(r) => {
+                        Stats::bump(&self.stats.replies);
+                        Ok(r)
+                    }
+                    Next::Exhausted if gate.is_some_and(|g| !g.is_served()) => {
+                        Err(RequestError::NoResponder)
+                    }
+                    Next::Exhausted => {
+                        Stats::bump(&self.stats.unanswered);
+                        Err(RequestError::Unanswered)
+                    }
+                    Next::Timeout => {
+                        Stats::bump(&self.stats.timed_out);
+                        Err(RequestError::Timeout)
+                    }
                 }
-                Next::Timeout => {
-                    Stats::bump(&self.stats.timed_out);
-                    Err(RequestError::Timeout)
-                }
-            },
+            }
             Err(e) => Err(undelivered(e)),
         };
         if matches!(out, Err(RequestError::NoResponder)) {
@@ -263,6 +292,7 @@ impl<Req, Rep> Clone for Requester<Req, Rep> {
         Requester {
             endpoint: self.endpoint.clone(),
             stats: Arc::clone(&self.stats),
+            gate: self.gate.clone(),
         }
     }
 }
