@@ -3,7 +3,9 @@
 //!
 //! - `request_reply`: one round trip to a responder thread. The baseline is a crossbeam ping-pong
 //!   over two preallocated channels; ours is `Requester::request` through a `Queue` (a fresh
-//!   correlation id, a private reply inbox and a typed return address per request).
+//!   correlation id, a private reply inbox and a typed return address per request). The
+//!   `inline_*` lines run the same round trip on one thread, without wake-ups: the path's own
+//!   cost.
 //! - `scatter_gather_4`: one request to 4 responder threads, all 4 replies gathered. The baseline
 //!   sends on 4 channels and receives 4 replies on a shared one (no correlation, no isolation of
 //!   late replies); ours scatters through a `Topic` and through a `RecipientList` of 4 queues.
@@ -18,7 +20,8 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use crossbeam_channel as cb;
 use switchboard::{
-    Completion, Message, Queue, RecipientList, Request, Requester, Route, ScatterGather, Topic,
+    Completion, Endpoint, Message, Queue, RecipientList, Request, Requester, Route, ScatterGather,
+    Topic,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -68,6 +71,37 @@ fn request_reply(c: &mut Criterion) {
         });
         service.close();
         responder.join().unwrap();
+    });
+
+    // The same round trip on one thread (the responder is called inline): no wake-ups, so what is
+    // left is the path's own cost (ids, the inbox, the return address, the typed wrapper).
+    group.bench_function("inline_crossbeam", |b| {
+        let (req_tx, req_rx) = cb::bounded::<u64>(1);
+        let (rep_tx, rep_rx) = cb::bounded::<u64>(1);
+        let mut i = 0u64;
+        b.iter(|| {
+            req_tx.send(i).unwrap();
+            let x = req_rx.recv().unwrap();
+            rep_tx.send(x + 1).unwrap();
+            i += 1;
+            black_box(rep_rx.recv().unwrap())
+        });
+    });
+
+    group.bench_function("inline_switchboard", |b| {
+        let responder = Endpoint::from_fn(|m: Message<Request<u64, u64>>| {
+            let req = m.into_payload();
+            let x = *req.body();
+            let _ = req.reply(x + 1);
+            Ok(())
+        });
+        let requester = Requester::new(responder);
+        let mut i = 0u64;
+        b.iter(|| {
+            let r = requester.request(i, WAIT).unwrap();
+            i += 1;
+            black_box(r)
+        });
     });
     group.finish();
 }

@@ -40,7 +40,24 @@ impl Stats {
 struct State<Rep> {
     open: bool,
     waiting: bool,
-    replies: VecDeque<Reply<Rep>>,
+    /// The replies, in arrival order: the first inline (a request-reply allocates no buffer),
+    /// the rest behind it.
+    first: Option<Reply<Rep>>,
+    rest: VecDeque<Reply<Rep>>,
+}
+
+impl<Rep> State<Rep> {
+    fn push(&mut self, r: Reply<Rep>) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(r);
+        } else {
+            self.rest.push_back(r);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Reply<Rep>> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
 }
 
 pub(crate) struct Inbox<Rep> {
@@ -73,7 +90,8 @@ impl<Rep> Inbox<Rep> {
             state: Mutex::new(State {
                 open: true,
                 waiting: false,
-                replies: VecDeque::new(),
+                first: None,
+                rest: VecDeque::new(),
             }),
             ready: Condvar::new(),
             live: AtomicUsize::new(0),
@@ -107,7 +125,7 @@ impl<Rep> Inbox<Rep> {
             Stats::bump(&self.stats.late);
             return Err(reply);
         }
-        st.replies.push_back(reply);
+        st.push(reply);
         if st.waiting {
             self.ready.notify_one();
         }
@@ -128,7 +146,7 @@ impl<Rep> Inbox<Rep> {
             let seen = self.signal.load(Ordering::Acquire);
             {
                 let mut st = self.state.lock();
-                if let Some(r) = st.replies.pop_front() {
+                if let Some(r) = st.pop() {
                     return Next::Reply(r);
                 }
                 if self.live.load(Ordering::Acquire) == 0 {
@@ -162,16 +180,15 @@ impl<Rep> Inbox<Rep> {
     pub(crate) fn close(&self) -> usize {
         let mut st = self.state.lock();
         st.open = false;
-        let unread = std::mem::take(&mut st.replies);
+        let first = st.first.take();
+        let rest = std::mem::take(&mut st.rest);
         drop(st);
-        if !unread.is_empty() {
-            self.stats
-                .late
-                .fetch_add(unread.len() as u64, Ordering::Relaxed);
+        let n = usize::from(first.is_some()) + rest.len();
+        if n != 0 {
+            self.stats.late.fetch_add(n as u64, Ordering::Relaxed);
         }
         // Dropped outside the lock (a reply's drop is user code).
-        let n = unread.len();
-        drop(unread);
+        drop((first, rest));
         n
     }
 }
