@@ -46,9 +46,9 @@ type DeliverFn<T> = dyn Fn(Message<T>) -> Result<(), DeliverError<T>> + Send + S
 /// Anything a message can be delivered to: a [`Queue`], a [`Topic`], a [`RecipientList`] or a
 /// closure.
 ///
-/// `From<Queue<T>>`, `From<Topic<T>>` and `From<RecipientList<T>>` wrap the handles (a clone of a handle is another handle to
-/// the same queue or topic); [`Endpoint::from_fn`] wraps a closure. `Clone` gives another handle to
-/// the same endpoint.
+/// `From<Queue<T>>`, `From<Topic<T>>` and `From<RecipientList<T>>` wrap the handles (a clone of a
+/// handle is another handle to the same queue, topic or list); [`Endpoint::from_fn`] wraps a
+/// closure. `Clone` gives another handle to the same endpoint.
 ///
 /// ```
 /// use switchboard::{Endpoint, Queue, Topic};

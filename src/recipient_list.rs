@@ -232,6 +232,19 @@ pub enum OnFailure {
 }
 
 /// What happened to a message at one chosen recipient.
+///
+/// ```
+/// use switchboard::{Outcome, Queue, RecipientList, Route};
+///
+/// let q = Queue::bounded(1);
+/// let list = RecipientList::new(Route::to(["q", "nobody"]));
+/// list.add("q", &q);
+/// list.try_send(1).unwrap();
+/// let report = list.try_send(2).unwrap();
+/// assert_eq!(report.get("q"), Some(&Outcome::Full));
+/// assert!(report.get("q").unwrap().is_failure());
+/// assert_eq!(report.get("nobody").unwrap().to_string(), "unknown name");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Outcome {
@@ -370,6 +383,19 @@ impl fmt::Debug for RecipientReport {
 }
 
 /// A recipient-list send failed under an explicit policy; the message is handed back.
+///
+/// ```
+/// use switchboard::{RecipientList, RecipientListError, Route, UnknownRecipients};
+///
+/// let list = RecipientList::<&str>::builder()
+///     .route(Route::to(["billing"]))
+///     .unknown(UnknownRecipients::Error)
+///     .build();
+/// let err = list.send("invoice").unwrap_err();
+/// assert!(matches!(&err, RecipientListError::UnknownRecipient { name, .. } if name == "billing"));
+/// assert_eq!(format!("{err:?}"), "UnknownRecipient { name: \"billing\", .. }");
+/// assert_eq!(err.into_inner().into_payload(), "invoice");
+/// ```
 #[derive(thiserror::Error)]
 pub enum RecipientListError<T> {
     /// The route chose a name the list does not hold, under [`UnknownRecipients::Error`]; no

@@ -32,6 +32,22 @@ pub(crate) fn stamp<Req, Rep: Send + 'static>(
 ///
 /// `late` counts replies that reached no one: sent after their request completed or gave up, or
 /// still unread when it completed. They never reach a later request.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{Endpoint, Message, Request, Requester};
+///
+/// let echo = Endpoint::from_fn(|m: Message<Request<u8, u8>>| {
+///     let r = m.into_payload();
+///     let x = *r.body();
+///     let _ = r.reply(x);
+///     Ok(())
+/// });
+/// let requester = Requester::new(echo);
+/// requester.request(1, Duration::from_secs(1)).unwrap();
+/// let s = requester.stats();
+/// assert_eq!((s.requests, s.replies, s.late, s.timed_out), (1, 1, 0, 0));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub struct ConversationStats {

@@ -83,6 +83,24 @@ impl<Rep> fmt::Debug for Completion<Rep> {
 
 /// What completed a gather. When several conditions hold at once, the first in this order is
 /// reported: `All`, `First`, `Predicate`.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{Completed, Completion, Endpoint, Message, Request, ScatterGather, Topic};
+///
+/// let topic: Topic<Request<(), u8>> = Topic::new();
+/// for i in 0..3 {
+///     topic.subscribe_endpoint(Endpoint::from_fn(move |m: Message<Request<(), u8>>| {
+///         let _ = m.into_payload().reply(i);
+///         Ok(())
+///     }));
+/// }
+/// let sg = ScatterGather::new(&topic);
+/// let all = sg.scatter((), Completion::within(Duration::from_secs(1))).unwrap();
+/// assert_eq!(all.completed(), Completed::All);
+/// let two = sg.scatter((), Completion::within(Duration::from_secs(1)).first(2)).unwrap();
+/// assert_eq!(two.completed(), Completed::First(2));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Completed {
