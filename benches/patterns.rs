@@ -73,6 +73,51 @@ fn request_reply(c: &mut Criterion) {
         responder.join().unwrap();
     });
 
+    // The same ping-pong over two switchboard queues (no request-reply layer): the queue's share.
+    group.bench_function("queue_pingpong", |b| {
+        let (req, rep) = (Queue::<u64>::unbounded(), Queue::<u64>::unbounded());
+        let responder = {
+            let (req, rep) = (req.clone(), rep.clone());
+            thread::spawn(move || {
+                for m in &req {
+                    let x = m.into_payload();
+                    let _ = rep.send(x + 1);
+                }
+            })
+        };
+        let mut i = 0u64;
+        b.iter(|| {
+            req.send(i).unwrap();
+            let r = rep.recv().unwrap().into_payload();
+            i += 1;
+            black_box(r)
+        });
+        req.close();
+        responder.join().unwrap();
+    });
+
+    // Request-reply with the responder on a topic subscription.
+    group.bench_function("switchboard_topic", |b| {
+        let topic: Topic<Request<u64, u64>> = Topic::new();
+        let sub = topic.subscribe();
+        let responder = thread::spawn(move || {
+            for m in &sub {
+                let req = m.into_payload();
+                let x = *req.body();
+                let _ = req.reply(x + 1);
+            }
+        });
+        let requester = Requester::new(&topic);
+        let mut i = 0u64;
+        b.iter(|| {
+            let r = requester.request(i, WAIT).unwrap();
+            i += 1;
+            black_box(r)
+        });
+        topic.close();
+        responder.join().unwrap();
+    });
+
     // The same round trip on one thread (the responder is called inline): no wake-ups, so what is
     // left is the path's own cost (ids, the inbox, the return address, the typed wrapper).
     group.bench_function("inline_crossbeam", |b| {

@@ -11,7 +11,7 @@
 //! within a few microseconds then costs no futex wake-up.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,7 +39,6 @@ impl Stats {
 
 struct State<Rep> {
     open: bool,
-    waiting: bool,
     /// The replies, in arrival order: the first inline (a request-reply allocates no buffer),
     /// the rest behind it.
     first: Option<Reply<Rep>>,
@@ -67,6 +66,10 @@ pub(crate) struct Inbox<Rep> {
     live: AtomicUsize,
     /// Bumped after every accepted reply and when `live` drops to zero.
     signal: AtomicUsize,
+    /// Whether the waiter is parked, or about to: set under the lock before it checks `live`,
+    /// so that a `release` that does not see it cannot be missed (the waiter then sees `live`
+    /// at zero), and one that sees it takes the lock to notify.
+    waiting: AtomicBool,
     pub(crate) correlation_id: CorrelationId,
     pub(crate) stats: Arc<Stats>,
 }
@@ -89,13 +92,13 @@ impl<Rep> Inbox<Rep> {
         Inbox {
             state: Mutex::new(State {
                 open: true,
-                waiting: false,
                 first: None,
                 rest: VecDeque::new(),
             }),
             ready: Condvar::new(),
             live: AtomicUsize::new(0),
             signal: AtomicUsize::new(0),
+            waiting: AtomicBool::new(false),
             correlation_id,
             stats,
         }
@@ -107,13 +110,14 @@ impl<Rep> Inbox<Rep> {
 
     /// A `ReplyTo` went away.
     pub(crate) fn release(&self) {
-        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let st = self.state.lock();
-            if st.waiting {
-                self.ready.notify_one();
-            }
-            drop(st);
+        if self.live.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.signal.fetch_add(1, Ordering::Release);
+            // Only a parked waiter needs the lock taken (a spinning one sees `signal`).
+            if self.waiting.load(Ordering::SeqCst) {
+                let st = self.state.lock();
+                self.ready.notify_one();
+                drop(st);
+            }
         }
     }
 
@@ -126,7 +130,7 @@ impl<Rep> Inbox<Rep> {
             return Err(reply);
         }
         st.push(reply);
-        if st.waiting {
+        if self.waiting.load(Ordering::Relaxed) {
             self.ready.notify_one();
         }
         drop(st);
@@ -149,16 +153,21 @@ impl<Rep> Inbox<Rep> {
                 if let Some(r) = st.pop() {
                     return Next::Reply(r);
                 }
-                if self.live.load(Ordering::Acquire) == 0 {
+                let park = step > YIELD_LIMIT;
+                if park {
+                    self.waiting.store(true, Ordering::SeqCst);
+                }
+                if self.live.load(Ordering::SeqCst) == 0 {
+                    self.waiting.store(false, Ordering::Relaxed);
                     return Next::Exhausted;
                 }
-                if step > YIELD_LIMIT {
+                if park {
                     if Instant::now() >= deadline {
+                        self.waiting.store(false, Ordering::Relaxed);
                         return Next::Timeout;
                     }
-                    st.waiting = true;
                     self.ready.wait_until(&mut st, deadline);
-                    st.waiting = false;
+                    self.waiting.store(false, Ordering::Relaxed);
                     continue;
                 }
             }
