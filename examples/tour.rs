@@ -263,5 +263,32 @@ fn main() {
     let bad = Filter::<&str>::from_json(r#"{"amount": [{"numeric": [">", "ten"]}]}"#).unwrap_err();
     println!("   a bad policy is refused precisely: {bad}");
 
+    step("11. Recipient list: each order goes to the recipients its route names");
+    let (eu, us) = (Queue::<&str>::unbounded(), Queue::unbounded());
+    let list = switchboard::RecipientList::new(switchboard::Route::by_attribute("recipients"));
+    list.add("eu", &eu);
+    list.add("us", &us);
+    let order = Message::new("order-9").with_attr("recipients", ["eu", "us", "mars"]);
+    println!("   report: {:?}", list.send(order).unwrap());
+
+    step("12. Request-reply: the reply comes back through the request, typed");
+    let service: Queue<switchboard::Request<u32, u32>> = Queue::unbounded();
+    let responder = {
+        let service = service.clone();
+        thread::spawn(move || {
+            for m in &service {
+                let req = m.into_payload();
+                let square = req.body() * req.body();
+                let _ = req.reply(square);
+            }
+        })
+    };
+    let requester = switchboard::Requester::new(&service);
+    println!(
+        "   7 squared: {:?}",
+        requester.request(7, Duration::from_secs(1))
+    );
+    service.close();
+    responder.join().unwrap();
     println!("\nThat is the tour. See examples/ for each pattern in depth.");
 }

@@ -1,7 +1,10 @@
-//! `Endpoint<T>`: anything a message can be delivered to (a queue, a topic, a closure).
+//! `Endpoint<T>`: anything a message can be delivered to (a queue, a topic, a recipient list, a
+//! closure).
 //!
 //! Patterns take endpoints, so they compose: a [`Topic`] delivers into queues and other topics
-//! through them (topic-queue chaining), and the routing patterns to come target any of them.
+//! through them (topic-queue chaining), a [`RecipientList`] routes to named endpoints of any kind,
+//! and the conversation patterns ([`Requester`](crate::Requester),
+//! [`ScatterGather`](crate::ScatterGather)) send their requests through one.
 //! An `Endpoint` is one public type over a private enum: adding a kind of endpoint never changes
 //! a public signature.
 //!
@@ -17,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::error::{SendTimeoutError, TrySendError};
 use crate::message::Message;
 use crate::queue::Queue;
+use crate::recipient_list::{RecipientList, RecipientListError};
 use crate::topic::{PublishError, Topic};
 
 /// How long a delivery may wait for room.
@@ -39,11 +43,12 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
 
 type DeliverFn<T> = dyn Fn(Message<T>) -> Result<(), DeliverError<T>> + Send + Sync;
 
-/// Anything a message can be delivered to: a [`Queue`], a [`Topic`] or a closure.
+/// Anything a message can be delivered to: a [`Queue`], a [`Topic`], a [`RecipientList`] or a
+/// closure.
 ///
-/// `From<Queue<T>>` and `From<Topic<T>>` wrap the handles (a clone of a handle is another handle to
-/// the same queue or topic); [`Endpoint::from_fn`] wraps a closure. `Clone` gives another handle to
-/// the same endpoint.
+/// `From<Queue<T>>`, `From<Topic<T>>` and `From<RecipientList<T>>` wrap the handles (a clone of a
+/// handle is another handle to the same queue, topic or list); [`Endpoint::from_fn`] wraps a
+/// closure. `Clone` gives another handle to the same endpoint.
 ///
 /// ```
 /// use switchboard::{Endpoint, Queue, Topic};
@@ -66,6 +71,7 @@ pub struct Endpoint<T> {
 enum Kind<T> {
     Queue(Queue<T>),
     Topic(Topic<T>),
+    List(RecipientList<T>),
     Fn(Arc<DeliverFn<T>>),
 }
 
@@ -117,9 +123,22 @@ impl<T> Endpoint<T> {
         matches!(self.kind, Kind::Topic(_))
     }
 
+    /// Whether this endpoint is a recipient list.
+    pub fn is_recipient_list(&self) -> bool {
+        matches!(self.kind, Kind::List(_))
+    }
+
     /// Whether this endpoint is a closure.
     pub fn is_fn(&self) -> bool {
         matches!(self.kind, Kind::Fn(_))
+    }
+
+    /// The recipient list, if this endpoint is one.
+    pub(crate) fn as_recipient_list(&self) -> Option<&RecipientList<T>> {
+        match &self.kind {
+            Kind::List(l) => Some(l),
+            _ => None,
+        }
     }
 }
 
@@ -212,29 +231,51 @@ impl<T: Clone> Endpoint<T> {
     }
 
     pub(crate) fn deliver_wait(&self, msg: Message<T>, wait: Wait) -> Result<(), DeliverError<T>> {
+        self.deliver_reach(msg, wait).map(drop)
+    }
+
+    /// Delivers a message and says how many final receivers got a copy: 1 for a queue or a
+    /// closure, the subscriptions reached for a topic, the recipients reached for a list.
+    pub(crate) fn deliver_reach(
+        &self,
+        msg: Message<T>,
+        wait: Wait,
+    ) -> Result<usize, DeliverError<T>> {
         match &self.kind {
             Kind::Queue(q) => match wait {
-                Wait::Never => q.try_send(msg).map(drop).map_err(|e| match e {
+                Wait::Never => q.try_send(msg).map(|_| 1).map_err(|e| match e {
                     TrySendError::Full(m) => DeliverError::Full(m),
                     TrySendError::Closed(m) => DeliverError::Closed(m),
                 }),
                 Wait::Forever => q
                     .send(msg)
-                    .map(drop)
+                    .map(|_| 1)
                     .map_err(|e| DeliverError::Closed(e.into_inner())),
-                Wait::Until(d) => q.send_deadline(msg, d).map(drop).map_err(|e| match e {
+                Wait::Until(d) => q.send_deadline(msg, d).map(|_| 1).map_err(|e| match e {
                     SendTimeoutError::Timeout(m) => DeliverError::Full(m),
                     SendTimeoutError::Closed(m) => DeliverError::Closed(m),
                 }),
             },
-            Kind::Topic(t) => t.publish_wait(msg, wait).map(drop).map_err(|e| match e {
-                PublishError::Closed(m) => DeliverError::Closed(m),
-                PublishError::Rejected { message, reason } => {
-                    DeliverError::Rejected { message, reason }
+            Kind::Topic(t) => match t.publish_wait(msg, wait) {
+                Ok(report) => Ok(report.delivered),
+                Err(PublishError::Closed(m)) => Err(DeliverError::Closed(m)),
+                Err(PublishError::Rejected { message, reason }) => {
+                    Err(DeliverError::Rejected { message, reason })
                 }
-                PublishError::Full { message, .. } => DeliverError::Full(message),
-            }),
-            Kind::Fn(f) => f(msg),
+                Err(PublishError::Full { message, .. }) => Err(DeliverError::Full(message)),
+            },
+            Kind::List(l) => match l.dispatch(msg, wait, |_, _| {}) {
+                Ok((report, None)) => Ok(report.delivered()),
+                Ok((_, Some(err))) => Err(err),
+                Err(RecipientListError::Stopped { error, .. }) => Err(error),
+                Err(RecipientListError::UnknownRecipient { name, message }) => {
+                    Err(DeliverError::Rejected {
+                        message,
+                        reason: format!("unknown recipient {name}"),
+                    })
+                }
+            },
+            Kind::Fn(f) => f(msg).map(|()| 1),
         }
     }
 }
@@ -267,12 +308,27 @@ impl<T> From<&Topic<T>> for Endpoint<T> {
     }
 }
 
+impl<T> From<RecipientList<T>> for Endpoint<T> {
+    fn from(l: RecipientList<T>) -> Endpoint<T> {
+        Endpoint {
+            kind: Kind::List(l),
+        }
+    }
+}
+
+impl<T> From<&RecipientList<T>> for Endpoint<T> {
+    fn from(l: &RecipientList<T>) -> Endpoint<T> {
+        Endpoint::from(l.clone())
+    }
+}
+
 impl<T> Clone for Endpoint<T> {
     /// Another handle to the same endpoint.
     fn clone(&self) -> Self {
         let kind = match &self.kind {
             Kind::Queue(q) => Kind::Queue(q.clone()),
             Kind::Topic(t) => Kind::Topic(t.clone()),
+            Kind::List(l) => Kind::List(l.clone()),
             Kind::Fn(f) => Kind::Fn(Arc::clone(f)),
         };
         Endpoint { kind }
@@ -284,6 +340,7 @@ impl<T> fmt::Debug for Endpoint<T> {
         match &self.kind {
             Kind::Queue(q) => f.debug_tuple("Endpoint::Queue").field(q).finish(),
             Kind::Topic(t) => f.debug_tuple("Endpoint::Topic").field(t).finish(),
+            Kind::List(l) => f.debug_tuple("Endpoint::RecipientList").field(l).finish(),
             Kind::Fn(_) => f.write_str("Endpoint::Fn(..)"),
         }
     }

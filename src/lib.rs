@@ -110,6 +110,8 @@ mod error;
 pub mod filter;
 mod message;
 pub mod queue;
+pub mod recipient_list;
+pub mod request_reply;
 pub mod topic;
 
 pub use crate::clock::{Clock, ManualClock};
@@ -129,6 +131,14 @@ pub use crate::message::{
     AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,
 };
 pub use crate::queue::{Delivery, Queue, QueueBuilder, QueueStats, Sent};
+pub use crate::recipient_list::{
+    OnFailure, Outcome, RecipientList, RecipientListBuilder, RecipientListError, RecipientReport,
+    Route, UnknownRecipients, RECIPIENTS_ATTR,
+};
+pub use crate::request_reply::{
+    Completed, Completion, ConversationStats, GatherError, Gathered, Reply, ReplyError, ReplyTo,
+    Request, RequestError, Requester, Responder, ScatterGather, Service,
+};
 pub use crate::topic::{
     Overflow, PublishError, PublishReport, SubscribeOptions, Subscription, SubscriptionId,
     SubscriptionStats, Topic, TopicBuilder, TopicStats,

@@ -126,3 +126,32 @@ impl<T: Sync> IsSync<T> {
         true
     }
 }
+
+#[test]
+fn pattern_handles_are_send_sync() {
+    use switchboard::{
+        ConversationStats, Endpoint, GatherError, Gathered, RecipientList, RecipientListBuilder,
+        RecipientListError, RecipientReport, Reply, ReplyError, ReplyTo, Request, RequestError,
+        Requester, Responder, Route, ScatterGather, Service,
+    };
+    #[derive(Clone)]
+    struct Req(Vec<u8>);
+    send_sync::<Endpoint<Req>>();
+    send_sync::<RecipientList<Req>>();
+    send_sync::<RecipientListBuilder<Req>>();
+    send_sync::<Route<Req>>();
+    send_sync::<RecipientReport>();
+    send_sync::<Request<Req, Job>>();
+    send_sync::<ReplyTo<Job>>();
+    send_sync::<Reply<Job>>();
+    send_sync::<Requester<Req, Job>>();
+    send_sync::<ScatterGather<Req, Job>>();
+    send_sync::<Service<Req, Job>>();
+    send_sync::<Responder<Req, Job>>();
+    send_sync::<Gathered<Job>>();
+    send_sync::<ConversationStats>();
+    static_error::<RecipientListError<Req>>();
+    static_error::<ReplyError<Job>>();
+    static_error::<RequestError>();
+    static_error::<GatherError>();
+}

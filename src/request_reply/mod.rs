@@ -1,0 +1,61 @@
+//! Conversations: request-reply and scatter-gather, with typed return addresses.
+//!
+//! A [`Requester`] sends a request through any [`Endpoint`](crate::Endpoint) and waits for the
+//! reply; a [`ScatterGather`] sends one request to many responders and gathers their replies.
+//! Responders receive a [`Request<Req, Rep>`](Request) (from a queue, a subscription, a closure)
+//! and answer through it with [`reply`](Request::reply).
+//!
+//! # The reply type is enforced
+//!
+//! The request's type names its reply type: a `Request<Req, Rep>` can only be answered with a
+//! `Rep`, so a responder that replies with anything else does not compile, and a requester reads
+//! `Rep` without a cast.
+//!
+//! ```compile_fail
+//! use switchboard::Request;
+//!
+//! fn respond(req: Request<String, u64>) {
+//!     let _ = req.reply("not a number"); // error: expected `u64`, found `&str`
+//! }
+//! ```
+//!
+//! # Correlation and late replies
+//!
+//! Every request gets a correlation id (stamped on its message, with the type-erased
+//! [`ReturnAddress`](crate::ReturnAddress)) and a private reply channel of its own: the typed
+//! return address ([`ReplyTo`]) every copy of the request holds leads there and nowhere else. Once
+//! the request completes (a reply, a timeout, a gather condition), its channel closes: later
+//! replies fail with [`ReplyError::Late`] and are counted in [`ConversationStats::late`]. A reply
+//! to a request that timed out can therefore never be taken for the reply to a later request.
+//!
+//! # No responder
+//!
+//! A request that reaches nobody fails at once with [`RequestError::NoResponder`] (or
+//! [`GatherError::NoResponder`]): a closed queue or topic, a topic without subscribers, a
+//! recipient list whose route chose nobody. A request every responder dropped without replying
+//! fails at once too ([`RequestError::Unanswered`]; a gather completes with
+//! [`Completed::NoMoreReplies`]): the requester counts the live copies of its request. A plain
+//! queue cannot tell whether anybody reads it, so a request sitting unread in one waits for its
+//! deadline; a [`Service`] (a request queue with registered [`Responder`]s) can, and fails at
+//! once when no responder is registered or the last one leaves.
+//!
+//! ```
+//! use std::time::Duration;
+//! use switchboard::{Queue, Request, RequestError, Requester};
+//!
+//! let service: Queue<Request<u8, u8>> = Queue::unbounded();
+//! service.close(); // the service is gone
+//! let requester = Requester::new(&service);
+//! assert_eq!(requester.request(1, Duration::from_secs(60)), Err(RequestError::NoResponder));
+//! ```
+
+mod inbox;
+mod request;
+mod requester;
+mod scatter_gather;
+mod service;
+
+pub use self::request::{Reply, ReplyError, ReplyTo, Request};
+pub use self::requester::{ConversationStats, RequestError, Requester};
+pub use self::scatter_gather::{Completed, Completion, GatherError, Gathered, ScatterGather};
+pub use self::service::{Responder, Service};

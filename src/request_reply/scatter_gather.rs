@@ -1,0 +1,478 @@
+//! `ScatterGather<Req, Rep>`: one request to many responders, their replies gathered.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::inbox::{Next, Stats};
+use super::request::{Reply, Request};
+use super::requester::{stamp, undelivered, ConversationStats, RequestError};
+use crate::endpoint::{deadline_after, Endpoint, Wait};
+use crate::message::{CorrelationId, Message};
+use crate::recipient_list::RecipientListError;
+
+type Predicate<Rep> = dyn Fn(&[Reply<Rep>]) -> bool;
+
+/// When a gather is complete: every expected reply, or sooner.
+///
+/// A gather always ends at its deadline, and when every responder the request reached has
+/// replied (or dropped the request). Optionally sooner: after the first `n` replies
+/// ([`first`](Completion::first)), or as soon as a predicate over the replies so far holds
+/// ([`when`](Completion::when): a quorum, a first success). Whichever comes first ends it; the
+/// result says which ([`Completed`]).
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::Completion;
+///
+/// // Two replies, or any reply above 100, or half a second: whichever comes first.
+/// let until = Completion::<u32>::within(Duration::from_millis(500))
+///     .first(2)
+///     .when(|replies| replies.iter().any(|r| *r.body() > 100));
+/// # let _ = until;
+/// ```
+pub struct Completion<Rep> {
+    deadline: Instant,
+    first: Option<usize>,
+    when: Option<Box<Predicate<Rep>>>,
+}
+
+impl<Rep> Completion<Rep> {
+    /// Complete with every expected reply, or after `timeout`.
+    pub fn within(timeout: Duration) -> Completion<Rep> {
+        Completion::until(deadline_after(timeout))
+    }
+
+    /// Complete with every expected reply, or at `deadline`.
+    pub fn until(deadline: Instant) -> Completion<Rep> {
+        Completion {
+            deadline,
+            first: None,
+            when: None,
+        }
+    }
+
+    /// Also complete after the first `n` replies.
+    pub fn first(mut self, n: usize) -> Completion<Rep> {
+        self.first = Some(n);
+        self
+    }
+
+    /// Also complete as soon as `done` holds over the replies gathered so far (checked before
+    /// the first reply and after each one).
+    pub fn when(mut self, done: impl Fn(&[Reply<Rep>]) -> bool + 'static) -> Completion<Rep> {
+        self.when = Some(Box::new(done));
+        self
+    }
+
+    /// The deadline.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+}
+
+impl<Rep> fmt::Debug for Completion<Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Completion")
+            .field("deadline", &self.deadline)
+            .field("first", &self.first)
+            .field("when", &self.when.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// What completed a gather. When several conditions hold at once, the first in this order is
+/// reported: `All`, `First`, `Predicate`.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{Completed, Completion, Endpoint, Message, Request, ScatterGather, Topic};
+///
+/// let topic: Topic<Request<(), u8>> = Topic::new();
+/// for i in 0..3 {
+///     topic.subscribe_endpoint(Endpoint::from_fn(move |m: Message<Request<(), u8>>| {
+///         let _ = m.into_payload().reply(i);
+///         Ok(())
+///     }));
+/// }
+/// let sg = ScatterGather::new(&topic);
+/// let all = sg.scatter((), Completion::within(Duration::from_secs(1))).unwrap();
+/// assert_eq!(all.completed(), Completed::All);
+/// let two = sg.scatter((), Completion::within(Duration::from_secs(1)).first(2)).unwrap();
+/// assert_eq!(two.completed(), Completed::First(2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Completed {
+    /// Every responder the request reached replied.
+    All,
+    /// The first `n` replies came ([`Completion::first`]).
+    First(usize),
+    /// The predicate held ([`Completion::when`]).
+    Predicate,
+    /// The deadline passed.
+    Deadline,
+    /// No more replies could come: every responder that did not reply dropped the request.
+    NoMoreReplies,
+}
+
+/// The result of a scatter-gather: what completed it, each reply with its responder, and who did
+/// not reply.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{Completed, Completion, Endpoint, Message, RecipientList, Request, Route, ScatterGather};
+///
+/// type Quote = Request<&'static str, u32>;
+/// let supplier = |price: u32| {
+///     Endpoint::from_fn(move |m: Message<Quote>| {
+///         let _ = m.into_payload().reply(price);
+///         Ok(())
+///     })
+/// };
+/// let suppliers = RecipientList::new(Route::all());
+/// suppliers.add("acme", supplier(120));
+/// suppliers.add("globex", supplier(95));
+/// suppliers.add("silent", Endpoint::from_fn(|_m: Message<Quote>| Ok(()))); // drops the request
+///
+/// let sg = ScatterGather::new(&suppliers);
+/// let got = sg.scatter("widget", Completion::within(Duration::from_secs(5))).unwrap();
+/// assert_eq!(got.completed(), Completed::NoMoreReplies); // "silent" will never answer
+/// assert_eq!(got.expected(), 3);
+/// assert_eq!(got.missing(), ["silent"]);
+/// let best = got.fold(None, |best: Option<(&str, u32)>, r| match best {
+///     Some((_, p)) if p <= *r.body() => best,
+///     _ => Some((r.responder().unwrap(), *r.body())),
+/// });
+/// assert_eq!(best, Some(("globex", 95)));
+/// ```
+pub struct Gathered<Rep> {
+    correlation_id: CorrelationId,
+    completed: Completed,
+    expected: usize,
+    replies: Vec<Reply<Rep>>,
+    missing: Vec<String>,
+    unreached: Vec<String>,
+    elapsed: Duration,
+}
+
+impl<Rep> Gathered<Rep> {
+    /// What completed the gather.
+    pub fn completed(&self) -> Completed {
+        self.completed
+    }
+
+    /// The correlation id of the request.
+    pub fn correlation_id(&self) -> CorrelationId {
+        self.correlation_id
+    }
+
+    /// How many responders the request reached: subscriptions of a topic, recipients of a list,
+    /// one for a queue.
+    pub fn expected(&self) -> usize {
+        self.expected
+    }
+
+    /// The replies, in arrival order, each with its responder.
+    pub fn replies(&self) -> &[Reply<Rep>] {
+        &self.replies
+    }
+
+    /// The replies, by value.
+    pub fn into_replies(self) -> Vec<Reply<Rep>> {
+        self.replies
+    }
+
+    /// The names of the responders that replied (those that have one), in arrival order.
+    pub fn responders(&self) -> Vec<&str> {
+        self.replies.iter().filter_map(Reply::responder).collect()
+    }
+
+    /// The recipients the request reached that did not reply (recipient-list scatters; empty
+    /// for a topic, whose subscribers have no names: see [`missing_count`](Gathered::missing_count)).
+    pub fn missing(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// How many responders the request reached did not reply.
+    pub fn missing_count(&self) -> usize {
+        self.expected.saturating_sub(self.replies.len())
+    }
+
+    /// The recipients the route chose that the request did not reach (full, closed, refused or
+    /// unknown), for recipient-list scatters.
+    pub fn unreached(&self) -> &[String] {
+        &self.unreached
+    }
+
+    /// Whether every responder reached replied.
+    pub fn is_complete(&self) -> bool {
+        self.missing_count() == 0
+    }
+
+    /// How long the gather took, from scatter to completion.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// Folds the replies into one value (the Aggregator): the best quote, a sum, a merge.
+    pub fn fold<'a, A>(&'a self, init: A, f: impl FnMut(A, &'a Reply<Rep>) -> A) -> A {
+        self.replies.iter().fold(init, f)
+    }
+}
+
+impl<Rep: fmt::Debug> fmt::Debug for Gathered<Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gathered")
+            .field("correlation_id", &self.correlation_id)
+            .field("completed", &self.completed)
+            .field("expected", &self.expected)
+            .field("replies", &self.replies)
+            .field("missing", &self.missing)
+            .field("unreached", &self.unreached)
+            .finish()
+    }
+}
+
+/// A scatter could not start: the request reached nobody or was refused.
+///
+/// A gather that ends with fewer replies than expected is not an error: the [`Gathered`] result
+/// says what completed it and who did not reply.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{Completion, GatherError, Request, ScatterGather, Topic};
+///
+/// let empty: Topic<Request<(), ()>> = Topic::new();
+/// let err = ScatterGather::new(&empty).scatter((), Completion::within(Duration::from_secs(60))).unwrap_err();
+/// assert_eq!(err, GatherError::NoResponder); // at once
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatherError {
+    /// The request reached nobody (a closed endpoint, a topic without subscribers, a route that
+    /// chose nobody).
+    #[error("no responder: the request reached nobody")]
+    NoResponder,
+    /// The endpoint had no room for the request before the deadline.
+    #[error("no room for the request before the deadline")]
+    Full,
+    /// The endpoint refused the request.
+    #[error("request rejected: {0}")]
+    Rejected(String),
+    /// The route chose a name the recipient list does not hold, under
+    /// [`UnknownRecipients::Error`](crate::UnknownRecipients::Error).
+    #[error("unknown recipient {0}")]
+    UnknownRecipient(String),
+    /// A recipient failed under [`OnFailure::Stop`](crate::OnFailure::Stop).
+    #[error("recipient {name} failed: {outcome}")]
+    RecipientFailed {
+        /// The recipient.
+        name: String,
+        /// What happened to it.
+        outcome: String,
+    },
+}
+
+/// Sends one request to several responders and gathers their replies (the Scatter-Gather pattern).
+///
+/// The request goes through a [`Topic`](crate::Topic) (an auction: whoever subscribes answers)
+/// or a [`RecipientList`](crate::RecipientList) (a distribution: the responders its route
+/// chooses; each reply then carries the recipient name). Replies come back on a private reply
+/// channel of this one request, matched by correlation id: a reply to an earlier request that
+/// timed out is counted as late ([`ConversationStats::late`]) and never seen by a later one.
+/// [`Completion`] says when to stop; [`Gathered::fold`] aggregates. Responders may reply with an
+/// error value (make `Rep` a `Result`): the gather sees it like any reply.
+///
+/// `Clone` gives another handle (same endpoint, same counters); gathers from many threads at
+/// once are independent.
+///
+/// ```
+/// use std::thread;
+/// use std::time::Duration;
+/// use switchboard::{Completed, Completion, Request, ScatterGather, Topic};
+///
+/// let auction: Topic<Request<&str, Result<u32, String>>> = Topic::new();
+/// let bidders: Vec<_> = [Ok(30), Err("out of stock".to_string()), Ok(25)]
+///     .into_iter()
+///     .enumerate()
+///     .map(|(i, bid)| {
+///         let sub = auction.subscribe();
+///         thread::spawn(move || {
+///             let req = sub.recv().unwrap().into_payload();
+///             let _ = req.reply_as(format!("bidder-{i}"), bid);
+///         })
+///     })
+///     .collect();
+/// let sg = ScatterGather::new(&auction);
+/// let got = sg.scatter("lamp", Completion::within(Duration::from_secs(5))).unwrap();
+/// assert_eq!(got.completed(), Completed::All);
+/// let best = got.fold(None, |best: Option<u32>, r| match (r.body(), best) {
+///     (Ok(p), Some(b)) if *p >= b => best,
+///     (Ok(p), _) => Some(*p),
+///     (Err(_), _) => best,
+/// });
+/// assert_eq!(best, Some(25));
+/// assert_eq!(got.replies().iter().filter(|r| r.body().is_err()).count(), 1);
+/// bidders.into_iter().for_each(|b| b.join().unwrap());
+/// ```
+pub struct ScatterGather<Req, Rep> {
+    endpoint: Endpoint<Request<Req, Rep>>,
+    stats: Arc<Stats>,
+}
+
+impl<Req, Rep> ScatterGather<Req, Rep> {
+    /// Scatters through `endpoint`: a topic (auction) or a recipient list (distribution); a queue
+    /// or a closure reaches one responder.
+    pub fn new(endpoint: impl Into<Endpoint<Request<Req, Rep>>>) -> ScatterGather<Req, Rep> {
+        ScatterGather {
+            endpoint: endpoint.into(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The endpoint requests are scattered through.
+    pub fn endpoint(&self) -> &Endpoint<Request<Req, Rep>> {
+        &self.endpoint
+    }
+
+    /// Counters across all gathers of this handle (and its clones).
+    pub fn stats(&self) -> ConversationStats {
+        ConversationStats::of(&self.stats)
+    }
+}
+
+impl<Req, Rep> ScatterGather<Req, Rep>
+where
+    Req: Clone,
+    Rep: Send + 'static,
+{
+    /// Scatters a request and gathers replies until `completion`.
+    ///
+    /// Delivering the request may wait for room until the completion's deadline.
+    ///
+    /// # Errors
+    ///
+    /// [`GatherError`] when the request reached nobody or was refused; reported at once.
+    pub fn scatter(
+        &self,
+        req: impl Into<Message<Req>>,
+        completion: Completion<Rep>,
+    ) -> Result<Gathered<Rep>, GatherError> {
+        let start = Instant::now();
+        let deadline = completion.deadline;
+        let (inbox, msg) = stamp(req.into(), &self.stats);
+        let correlation_id = inbox.correlation_id;
+        let reached = match self.endpoint.as_recipient_list() {
+            Some(list) => {
+                let named = list.dispatch(msg, Wait::Until(deadline), |name, m| {
+                    m.payload_mut().reply_to.set_recipient(Arc::clone(name))
+                });
+                match named {
+                    Ok((report, _)) => {
+                        let names: Vec<String> = report.delivered_to().map(str::to_owned).collect();
+                        let unreached = report
+                            .iter()
+                            .filter(|(_, o)| !o.is_delivered())
+                            .map(|(n, _)| n.to_owned())
+                            .collect();
+                        Ok((names.len(), names, unreached))
+                    }
+                    Err(RecipientListError::UnknownRecipient { name, .. }) => {
+                        Err(GatherError::UnknownRecipient(name))
+                    }
+                    Err(RecipientListError::Stopped { report, .. }) => {
+                        let (name, outcome) = report
+                            .iter()
+                            .find(|(_, o)| o.is_failure())
+                            .map(|(n, o)| (n.to_owned(), o.to_string()))
+                            .unwrap_or_default();
+                        Err(GatherError::RecipientFailed { name, outcome })
+                    }
+                }
+            }
+            None => match self.endpoint.deliver_reach(msg, Wait::Until(deadline)) {
+                Ok(n) => Ok((n, Vec::new(), Vec::new())),
+                Err(e) => Err(match undelivered(e) {
+                    RequestError::Full => GatherError::Full,
+                    RequestError::Rejected(r) => GatherError::Rejected(r),
+                    _ => GatherError::NoResponder,
+                }),
+            },
+        };
+        let (expected, names, unreached) = match reached {
+            Ok((0, ..)) | Err(GatherError::NoResponder) => {
+                inbox.close();
+                Stats::bump(&self.stats.no_responder);
+                return Err(GatherError::NoResponder);
+            }
+            Ok(r) => r,
+            Err(e) => {
+                inbox.close();
+                return Err(e);
+            }
+        };
+
+        let mut replies: Vec<Reply<Rep>> = Vec::with_capacity(expected);
+        let completed = loop {
+            if replies.len() >= expected {
+                break Completed::All;
+            }
+            if let Some(n) = completion.first.filter(|n| replies.len() >= *n) {
+                break Completed::First(n);
+            }
+            if completion.when.as_ref().is_some_and(|done| done(&replies)) {
+                break Completed::Predicate;
+            }
+            match inbox.wait(deadline) {
+                Next::Reply(r) => {
+                    Stats::bump(&self.stats.replies);
+                    replies.push(r);
+                }
+                Next::Exhausted => {
+                    if replies.is_empty() {
+                        Stats::bump(&self.stats.unanswered);
+                    }
+                    break Completed::NoMoreReplies;
+                }
+                Next::Timeout => {
+                    Stats::bump(&self.stats.timed_out);
+                    break Completed::Deadline;
+                }
+            }
+        };
+        inbox.close();
+        let missing = names
+            .into_iter()
+            .filter(|n| !replies.iter().any(|r| r.recipient() == Some(n)))
+            .collect();
+        Ok(Gathered {
+            correlation_id,
+            completed,
+            expected,
+            replies,
+            missing,
+            unreached,
+            elapsed: start.elapsed(),
+        })
+    }
+}
+
+impl<Req, Rep> Clone for ScatterGather<Req, Rep> {
+    /// Another handle: same endpoint, same counters.
+    fn clone(&self) -> Self {
+        ScatterGather {
+            endpoint: self.endpoint.clone(),
+            stats: Arc::clone(&self.stats),
+        }
+    }
+}
+
+impl<Req, Rep> fmt::Debug for ScatterGather<Req, Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScatterGather")
+            .field("endpoint", &self.endpoint)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}

@@ -1,0 +1,249 @@
+//! `Service<Req, Rep>`: a request queue that knows its responders, so that a request to a service
+//! nobody serves fails at once.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::request::Request;
+use super::requester::Requester;
+use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
+use crate::queue::Queue;
+
+/// What a [`Requester`] of a service checks: the live responders, and the queue to empty when
+/// none is left.
+pub(crate) struct Gate<Req, Rep> {
+    pub(crate) responders: Arc<AtomicUsize>,
+    pub(crate) queue: Queue<Request<Req, Rep>>,
+}
+
+impl<Req, Rep> Gate<Req, Rep> {
+    pub(crate) fn is_served(&self) -> bool {
+        self.responders.load(Ordering::SeqCst) > 0
+    }
+
+    /// Drops every queued request (each requester then learns at once that no reply will come).
+    pub(crate) fn drain(&self) {
+        while let Ok(m) = self.queue.try_recv() {
+            drop(m);
+        }
+    }
+}
+
+impl<Req, Rep> Clone for Gate<Req, Rep> {
+    fn clone(&self) -> Self {
+        Gate {
+            responders: Arc::clone(&self.responders),
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+/// A request queue that counts its responders: competing consumers that each take a request,
+/// and requesters that fail at once when there is no responder.
+///
+/// A plain `Queue<Request<..>>` cannot tell whether anybody reads it, so a request to a queue
+/// nobody serves can only time out. A service can: its [`Responder`]s are registered handles.
+/// With none, [`Requester::request`] fails with [`RequestError::NoResponder`](crate::RequestError)
+/// at once; when the last responder goes, the requests still queued are dropped and their
+/// requesters told at once too.
+///
+/// ```
+/// use std::thread;
+/// use std::time::Duration;
+/// use switchboard::{RequestError, Service};
+///
+/// let service: Service<u32, u32> = Service::unbounded();
+/// let requester = service.requester();
+/// assert_eq!(requester.request(1, Duration::from_secs(60)), Err(RequestError::NoResponder));
+///
+/// let workers: Vec<_> = (0..3)
+///     .map(|_| {
+///         let responder = service.responder(); // registered before the thread starts
+///         thread::spawn(move || responder.serve(|x| x + 1))
+///     })
+///     .collect();
+/// assert_eq!(requester.request(1, Duration::from_secs(5)), Ok(2));
+/// service.close();
+/// let served: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+/// assert_eq!(served, 1);
+/// ```
+pub struct Service<Req, Rep> {
+    gate: Gate<Req, Rep>,
+}
+
+impl<Req: Send + Sync + 'static, Rep: Send + 'static> Service<Req, Rep> {
+    /// A service over an unbounded queue.
+    pub fn unbounded() -> Service<Req, Rep> {
+        Service::from_queue(Queue::unbounded())
+    }
+
+    /// A service over a queue holding at most `capacity` waiting requests.
+    pub fn bounded(capacity: usize) -> Service<Req, Rep> {
+        Service::from_queue(Queue::bounded(capacity))
+    }
+}
+
+impl<Req, Rep> Service<Req, Rep> {
+    /// A service over `queue` (built with any options). Requests should reach the queue only
+    /// through the service's requesters, and leave it only through its responders.
+    pub fn from_queue(queue: Queue<Request<Req, Rep>>) -> Service<Req, Rep> {
+        Service {
+            gate: Gate {
+                responders: Arc::new(AtomicUsize::new(0)),
+                queue,
+            },
+        }
+    }
+
+    /// Registers a responder: a competing consumer of the service's requests.
+    pub fn responder(&self) -> Responder<Req, Rep> {
+        self.gate.responders.fetch_add(1, Ordering::SeqCst);
+        Responder {
+            gate: self.gate.clone(),
+        }
+    }
+
+    /// A requester for this service (fails at once while no responder is registered).
+    pub fn requester(&self) -> Requester<Req, Rep> {
+        Requester::gated(self.gate.clone())
+    }
+
+    /// How many responders are registered.
+    pub fn responder_count(&self) -> usize {
+        self.gate.responders.load(Ordering::SeqCst)
+    }
+
+    /// The queue requests wait in.
+    pub fn queue(&self) -> &Queue<Request<Req, Rep>> {
+        &self.gate.queue
+    }
+
+    /// Closes the queue: later requests fail at once; responders drain what is queued, then
+    /// their receives fail. Returns whether this call closed it.
+    pub fn close(&self) -> bool {
+        self.gate.queue.close()
+    }
+}
+
+impl<Req, Rep> Clone for Service<Req, Rep> {
+    /// Another handle to the same service.
+    fn clone(&self) -> Self {
+        Service {
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+impl<Req, Rep> fmt::Debug for Service<Req, Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service")
+            .field("responders", &self.responder_count())
+            .field("queue", &self.gate.queue)
+            .finish()
+    }
+}
+
+/// A registered responder of a [`Service`]: receives requests in competition with the other
+/// responders. Dropping the last one drops the requests still queued, whose requesters learn at
+/// once that no reply will come. `Clone` registers another responder.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::Service;
+///
+/// let service: Service<&str, usize> = Service::unbounded();
+/// let responder = service.responder();
+/// let requester = service.requester();
+/// let asking = std::thread::spawn(move || requester.request("four", Duration::from_secs(5)));
+/// let request = responder.recv().unwrap();
+/// let len = request.body().len();
+/// request.reply(len).unwrap();
+/// assert_eq!(asking.join().unwrap(), Ok(4));
+/// ```
+pub struct Responder<Req, Rep> {
+    gate: Gate<Req, Rep>,
+}
+
+impl<Req, Rep> Responder<Req, Rep> {
+    /// Receives the next request, waiting for one.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the service is closed and drained.
+    pub fn recv(&self) -> Result<Request<Req, Rep>, RecvError> {
+        self.gate.queue.recv().map(|m| m.into_payload())
+    }
+
+    /// Receives a request if one is waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] or [`TryRecvError::Closed`].
+    pub fn try_recv(&self) -> Result<Request<Req, Rep>, TryRecvError> {
+        self.gate.queue.try_recv().map(|m| m.into_payload())
+    }
+
+    /// Receives a request, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Closed`].
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Request<Req, Rep>, RecvTimeoutError> {
+        self.gate
+            .queue
+            .recv_timeout(timeout)
+            .map(|m| m.into_payload())
+    }
+
+    /// Receives a request, waiting until `deadline` at most.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Closed`].
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<Request<Req, Rep>, RecvTimeoutError> {
+        self.gate
+            .queue
+            .recv_deadline(deadline)
+            .map(|m| m.into_payload())
+    }
+
+    /// Answers requests with `f` until the service is closed and drained; returns how many it
+    /// answered (late replies included).
+    pub fn serve(&self, mut f: impl FnMut(&Req) -> Rep) -> usize {
+        let mut served = 0;
+        while let Ok(request) = self.recv() {
+            let reply = f(request.body());
+            let _ = request.reply(reply);
+            served += 1;
+        }
+        served
+    }
+}
+
+impl<Req, Rep> Clone for Responder<Req, Rep> {
+    /// Registers another responder.
+    fn clone(&self) -> Self {
+        self.gate.responders.fetch_add(1, Ordering::SeqCst);
+        Responder {
+            gate: self.gate.clone(),
+        }
+    }
+}
+
+impl<Req, Rep> Drop for Responder<Req, Rep> {
+    fn drop(&mut self) {
+        if self.gate.responders.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.gate.drain();
+        }
+    }
+}
+
+impl<Req, Rep> fmt::Debug for Responder<Req, Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Responder")
+            .field("responders", &self.gate.responders.load(Ordering::SeqCst))
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,296 @@
+//! RecipientList: routing by code and by attribute, run-time changes, every outcome, policies.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use switchboard::{
+    DeliverError, Endpoint, Message, OnFailure, Outcome, Queue, RecipientList, RecipientListError,
+    Route, Topic, UnknownRecipients, RECIPIENTS_ATTR,
+};
+
+fn drain<T>(q: &Queue<T>) -> Vec<T> {
+    q.try_iter().map(Message::into_payload).collect()
+}
+
+#[test]
+fn smoke() {
+    let (a, b) = (Queue::unbounded(), Queue::unbounded());
+    let list = RecipientList::new(Route::all());
+    list.add("a", &a);
+    list.add("b", &b);
+    let report = list.send(7).unwrap();
+    assert!(report.is_complete());
+    assert_eq!(report.len(), 2);
+    assert_eq!(drain(&a), [7]);
+    assert_eq!(drain(&b), [7]);
+}
+
+#[test]
+fn route_by_code() {
+    let (eu, us, vip) = (Queue::unbounded(), Queue::unbounded(), Queue::unbounded());
+    let route = Route::from_fn(|m: &Message<(String, u32)>| {
+        let (region, amount) = m.payload();
+        let mut names = vec![region.clone()];
+        if *amount > 1000 {
+            names.push("vip".to_owned());
+        }
+        names
+    });
+    let list = RecipientList::builder()
+        .route(route)
+        .recipient("eu", &eu)
+        .recipient("us", &us)
+        .recipient("vip", &vip)
+        .build();
+    list.send(("eu".to_owned(), 10)).unwrap();
+    list.send(("us".to_owned(), 5000)).unwrap();
+    let r = list.send(("eu".to_owned(), 2000)).unwrap();
+    assert_eq!(r.delivered_to().collect::<Vec<_>>(), ["eu", "vip"]);
+    assert_eq!(drain(&eu).len(), 2);
+    assert_eq!(drain(&us).len(), 1);
+    assert_eq!(
+        drain(&vip).iter().map(|p| p.1).collect::<Vec<_>>(),
+        [5000, 2000]
+    );
+}
+
+#[test]
+fn route_by_attribute() {
+    let (a, b, c) = (Queue::unbounded(), Queue::unbounded(), Queue::unbounded());
+    let list = RecipientList::new(Route::by_attribute(RECIPIENTS_ATTR));
+    list.add("a", &a);
+    list.add("b", &b);
+    list.add("c", &c);
+    // A string list, a single string, nothing, a wrong type.
+    list.send(Message::new(1).with_attr("recipients", ["a", "c"]))
+        .unwrap();
+    list.send(Message::new(2).with_attr("recipients", "b"))
+        .unwrap();
+    assert!(list.send(Message::new(3)).unwrap().is_empty());
+    assert!(list
+        .send(Message::new(4).with_attr("recipients", 5))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        (drain(&a), drain(&b), drain(&c)),
+        (vec![1], vec![2], vec![1])
+    );
+}
+
+#[test]
+fn each_recipient_once_and_metadata_shared() {
+    let a = Queue::unbounded();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let list = RecipientList::new(Route::to(["a", "f", "a", "f"]));
+    list.add("a", &a);
+    list.add(
+        "f",
+        Endpoint::from_fn(move |m: Message<Arc<String>>| {
+            log.lock().unwrap().push(m);
+            Ok(())
+        }),
+    );
+    let payload = Arc::new("big".to_owned());
+    let msg = Message::new(Arc::clone(&payload)).with_attr("k", "v");
+    let id = msg.id();
+    let report = list.send(msg).unwrap();
+    assert_eq!(report.len(), 2);
+    let got = a.try_recv().unwrap();
+    assert!(a.try_recv().is_err());
+    let f = seen.lock().unwrap().pop().unwrap();
+    assert!(seen.lock().unwrap().is_empty());
+    assert_eq!((got.id(), f.id()), (id, id));
+    assert!(Arc::ptr_eq(got.payload(), &payload) && Arc::ptr_eq(f.payload(), &payload));
+    assert_eq!(got.attr("k"), f.attr("k"));
+}
+
+#[test]
+fn add_remove_at_run_time() {
+    let list: RecipientList<u64> = RecipientList::new(Route::all());
+    let sent = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let queues: Vec<Queue<u64>> = (0..8).map(|_| Queue::unbounded()).collect();
+    thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let r = list.send(i).unwrap();
+                    assert_eq!(r.failed(), 0);
+                    sent.fetch_add(r.delivered(), Ordering::Relaxed);
+                    i += 1;
+                }
+            });
+        }
+        for round in 0..200 {
+            let k = round % queues.len();
+            list.add(format!("q{k}"), &queues[k]);
+            if round % 3 == 0 {
+                list.remove(&format!("q{}", (k + 3) % queues.len()));
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let received: usize = queues.iter().map(Queue::len).sum();
+    assert_eq!(received, sent.load(Ordering::Relaxed));
+
+    // After a removal, the next send does not reach it.
+    let names = list.names();
+    let gone = names[0].clone();
+    let before: Vec<usize> = queues.iter().map(Queue::len).collect();
+    list.remove(&gone);
+    let r = list.send(1).unwrap();
+    assert!(r.get(&gone).is_none());
+    assert_eq!(r.delivered(), names.len() - 1);
+    let after: usize = queues.iter().map(Queue::len).sum();
+    assert_eq!(after, before.iter().sum::<usize>() + names.len() - 1);
+}
+
+#[test]
+fn every_outcome() {
+    let ok = Queue::unbounded();
+    let full = Queue::bounded(1);
+    full.send(0).unwrap();
+    let closed = Queue::unbounded();
+    closed.close();
+    let picky = Endpoint::from_fn(|m: Message<i32>| Err(DeliverError::rejected(m, "no thanks")));
+    let list = RecipientList::new(Route::to(["ok", "full", "closed", "picky", "ghost"]));
+    list.add("ok", &ok);
+    list.add("full", &full);
+    list.add("closed", &closed);
+    list.add("picky", picky);
+    let r = list.try_send(1).unwrap();
+    let got: Vec<(String, Outcome)> = r.iter().map(|(n, o)| (n.to_owned(), o.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            ("ok".to_owned(), Outcome::Delivered),
+            ("full".to_owned(), Outcome::Full),
+            ("closed".to_owned(), Outcome::Closed),
+            ("picky".to_owned(), Outcome::Rejected("no thanks".into())),
+            ("ghost".to_owned(), Outcome::Unknown),
+        ]
+    );
+    assert_eq!(
+        (r.delivered(), r.failed(), r.unknown(), r.skipped()),
+        (1, 3, 1, 0)
+    );
+    assert_eq!(Outcome::Unknown.to_string(), "unknown name");
+    // With a timeout, a full recipient is still full once the time is up.
+    let r = list
+        .send_timeout(2, std::time::Duration::from_millis(5))
+        .unwrap();
+    assert_eq!(r.get("full"), Some(&Outcome::Full));
+}
+
+#[test]
+fn unknown_names_skip_or_error() {
+    let a = Queue::unbounded();
+    let skip = RecipientList::new(Route::to(["a", "nobody"]));
+    skip.add("a", &a);
+    let r = skip.send(1).unwrap();
+    assert_eq!(r.get("nobody"), Some(&Outcome::Unknown));
+    assert_eq!(drain(&a), [1]);
+
+    let strict = RecipientList::builder()
+        .route(Route::to(["a", "nobody"]))
+        .unknown(UnknownRecipients::Error)
+        .recipient("a", &a)
+        .build();
+    let err = strict.send(2).unwrap_err();
+    assert!(matches!(&err, RecipientListError::UnknownRecipient { name, .. } if name == "nobody"));
+    assert_eq!(err.to_string(), "unknown recipient nobody");
+    assert!(format!("{err:?}").starts_with("UnknownRecipient"));
+    assert_eq!(err.into_inner().into_payload(), 2);
+    assert!(
+        a.is_empty(),
+        "nobody gets the message under the error policy"
+    );
+}
+
+#[test]
+fn stop_or_continue_on_failure() {
+    let (a, c) = (Queue::unbounded(), Queue::unbounded());
+    let closed = Queue::unbounded();
+    closed.close();
+    let build = |policy| {
+        RecipientList::builder()
+            .route(Route::to(["a", "b", "c"]))
+            .on_failure(policy)
+            .recipient("a", &a)
+            .recipient("b", &closed)
+            .recipient("c", &c)
+            .build()
+    };
+    let r = build(OnFailure::Continue).send(1).unwrap();
+    assert_eq!(r.delivered(), 2);
+    assert_eq!(r.get("b"), Some(&Outcome::Closed));
+    assert_eq!((drain(&a), drain(&c)), (vec![1], vec![1]));
+
+    let err = build(OnFailure::Stop).send(2).unwrap_err();
+    let report = err.report().unwrap().clone();
+    assert_eq!(report.get("a"), Some(&Outcome::Delivered));
+    assert_eq!(report.get("b"), Some(&Outcome::Closed));
+    assert_eq!(report.get("c"), Some(&Outcome::Skipped));
+    assert!(err
+        .to_string()
+        .starts_with("send stopped at a failing recipient"));
+    assert_eq!(err.into_inner().into_payload(), 2);
+    assert_eq!((drain(&a), drain(&c)), (vec![2], vec![]));
+}
+
+#[test]
+fn chains_with_topics() {
+    // A topic feeds a list, the list feeds a topic and a queue.
+    let upstream: Topic<&str> = Topic::new();
+    let downstream = Topic::new();
+    let sub = downstream.subscribe();
+    let q = Queue::unbounded();
+    let list: RecipientList<&str> = RecipientList::new(Route::by_attribute("to"));
+    list.add("topic", &downstream);
+    list.add("queue", &q);
+    upstream.subscribe_endpoint(&list);
+    let report = upstream
+        .publish(Message::new("x").with_attr("to", ["topic", "queue"]))
+        .unwrap();
+    assert_eq!(report.delivered, 1);
+    assert_eq!(sub.try_recv().unwrap().into_payload(), "x");
+    assert_eq!(q.try_recv().unwrap().into_payload(), "x");
+
+    // As an endpoint, a list's failures surface as delivery errors.
+    let e = Endpoint::from(&list);
+    assert!(e.is_recipient_list());
+    q.close();
+    let err = e
+        .try_deliver(Message::new("y").with_attr("to", "queue"))
+        .unwrap_err();
+    assert!(err.is_closed());
+    let strict = RecipientList::<u8>::builder()
+        .route(Route::to(["none"]))
+        .unknown(UnknownRecipients::Error)
+        .build();
+    let err = Endpoint::from(strict).try_deliver(1).unwrap_err();
+    assert_eq!(err.reason(), Some("unknown recipient none"));
+}
+
+#[test]
+fn drops() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    #[derive(Clone)]
+    struct D;
+    impl Drop for D {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let (a, b) = (Queue::unbounded(), Queue::bounded(0));
+    let list = RecipientList::new(Route::to(["a", "b", "x"]));
+    list.add("a", &a);
+    list.add("b", &b);
+    list.try_send(D).unwrap(); // a gets a clone, b (full) drops its copy
+    assert_eq!(DROPS.load(Ordering::Relaxed), 1);
+    drop(a.try_recv().unwrap());
+    assert_eq!(DROPS.load(Ordering::Relaxed), 2);
+}

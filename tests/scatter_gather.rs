@@ -1,0 +1,605 @@
+//! Request-reply and scatter-gather: competing responders, no responders, every completion
+//! condition, late replies isolated, concurrent gathers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use switchboard::{
+    Completed, Completion, Endpoint, GatherError, Message, OnFailure, Queue, RecipientList, Reply,
+    ReplyTo, Request, RequestError, Requester, Route, ScatterGather, Service, Topic,
+    UnknownRecipients,
+};
+
+type Quote = Result<u32, String>;
+
+const LONG: Duration = Duration::from_secs(10);
+
+/// A tiny deterministic generator for responder delays.
+struct XorShift(u64);
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Responder threads competing on one queue: reply `f(body)` under the thread's name.
+fn responders<Req, Rep>(
+    service: &Queue<Request<Req, Rep>>,
+    n: usize,
+    f: impl Fn(&Req) -> Rep + Send + Sync + Clone + 'static,
+) -> Vec<thread::JoinHandle<usize>>
+where
+    Req: Send + Sync + 'static,
+    Rep: Send + 'static,
+{
+    (0..n)
+        .map(|i| {
+            let service = service.clone();
+            let f = f.clone();
+            thread::spawn(move || {
+                let mut served = 0;
+                for m in &service {
+                    let req = m.into_payload();
+                    let rep = f(req.body());
+                    let _ = req.reply_as(format!("r{i}"), rep);
+                    served += 1;
+                }
+                served
+            })
+        })
+        .collect()
+}
+
+/// A closure endpoint that answers at once with `f(body)`.
+fn instant<Req, Rep>(f: impl Fn(&Req) -> Rep + Send + Sync + 'static) -> Endpoint<Request<Req, Rep>>
+where
+    Req: 'static,
+    Rep: 'static,
+{
+    Endpoint::from_fn(move |m: Message<Request<Req, Rep>>| {
+        let req = m.into_payload();
+        let rep = f(req.body());
+        let _ = req.reply(rep);
+        Ok(())
+    })
+}
+
+#[test]
+fn request_reply_one_responder() {
+    let service: Queue<Request<u32, u32>> = Queue::unbounded();
+    let workers = responders(&service, 1, |x| x + 1);
+    let requester = Requester::new(&service);
+    for i in 0..100 {
+        assert_eq!(requester.request(i, LONG).unwrap(), i + 1);
+    }
+    let reply = requester.request_reply(7, Instant::now() + LONG).unwrap();
+    assert_eq!((reply.responder(), *reply.body()), (Some("r0"), 8));
+    service.close();
+    let served: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(served, 101);
+    let s = requester.stats();
+    assert_eq!(
+        (s.requests, s.replies, s.late, s.timed_out),
+        (101, 101, 0, 0)
+    );
+}
+
+#[test]
+fn request_reply_three_competing_responders() {
+    let service: Queue<Request<u64, u64>> = Queue::unbounded();
+    let workers = responders(&service, 3, |x| x * 3);
+    let requester = Requester::new(&service);
+    thread::scope(|s| {
+        for t in 0..3u64 {
+            let requester = requester.clone();
+            s.spawn(move || {
+                for i in 0..200 {
+                    let x = t * 1000 + i;
+                    assert_eq!(requester.request(x, LONG).unwrap(), x * 3);
+                }
+            });
+        }
+    });
+    service.close();
+    let served: Vec<usize> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert_eq!(served.iter().sum::<usize>(), 600);
+    assert_eq!(requester.stats().replies, 600);
+}
+
+#[test]
+fn first_reply_wins_the_rest_are_late() {
+    let topic: Topic<Request<u8, u8>> = Topic::new();
+    let subs: Vec<_> = (0..3).map(|_| topic.subscribe()).collect();
+    let requester = Requester::new(&topic);
+    let handles: Vec<_> = subs
+        .into_iter()
+        .map(|sub| {
+            thread::spawn(move || {
+                let req = sub.recv().unwrap().into_payload();
+                req.reply(1).is_ok()
+            })
+        })
+        .collect();
+    assert_eq!(requester.request(0, LONG), Ok(1));
+    let accepted = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    // Replies that came before the requester closed its inbox were accepted but went unread.
+    assert!((1..=3).contains(&accepted));
+    assert_eq!(requester.stats().late, 2);
+}
+
+#[test]
+fn no_responders_fail_at_once() {
+    let started = Instant::now();
+    // A topic without subscribers.
+    let topic: Topic<Request<u8, u8>> = Topic::new();
+    assert_eq!(
+        Requester::new(&topic).request(1, LONG),
+        Err(RequestError::NoResponder)
+    );
+    let err = ScatterGather::new(&topic)
+        .scatter(1, Completion::within(LONG))
+        .unwrap_err();
+    assert_eq!(err, GatherError::NoResponder);
+    // A closed queue, a closed topic.
+    let closed: Queue<Request<u8, u8>> = Queue::unbounded();
+    closed.close();
+    let requester = Requester::new(&closed);
+    assert_eq!(requester.request(1, LONG), Err(RequestError::NoResponder));
+    assert_eq!(requester.stats().no_responder, 1);
+    topic.close();
+    assert_eq!(
+        Requester::new(&topic).request(1, LONG),
+        Err(RequestError::NoResponder)
+    );
+    // A recipient list whose route chose nobody.
+    let list: RecipientList<Request<u8, u8>> = RecipientList::new(Route::by_attribute("to"));
+    list.add("a", instant(|x: &u8| *x));
+    assert_eq!(
+        Requester::new(&list).request(1, LONG),
+        Err(RequestError::NoResponder)
+    );
+    assert_eq!(
+        ScatterGather::new(&list)
+            .scatter(1, Completion::within(LONG))
+            .unwrap_err(),
+        GatherError::NoResponder
+    );
+    // Responders that drop the request without replying.
+    let sub = {
+        let t: Topic<Request<u8, u8>> = Topic::new();
+        let sub = t.subscribe();
+        let h = thread::spawn(move || drop(sub.recv().unwrap()));
+        let requester = Requester::new(&t);
+        assert_eq!(requester.request(1, LONG), Err(RequestError::Unanswered));
+        assert_eq!(requester.stats().unanswered, 1);
+        h
+    };
+    sub.join().unwrap();
+    let silent = Endpoint::from_fn(|_m: Message<Request<u8, u8>>| Ok(()));
+    assert_eq!(
+        Requester::new(silent).request(1, LONG),
+        Err(RequestError::Unanswered)
+    );
+    assert!(
+        started.elapsed() < LONG / 2,
+        "no case waited for its deadline"
+    );
+}
+
+#[test]
+fn refused_requests() {
+    let full: Queue<Request<u8, u8>> = Queue::bounded(0);
+    assert_eq!(
+        Requester::new(&full).request(1, Duration::from_millis(5)),
+        Err(RequestError::Full)
+    );
+    let picky = Endpoint::from_fn(|m: Message<Request<u8, u8>>| {
+        Err(switchboard::DeliverError::rejected(m, "closed for lunch"))
+    });
+    let err = Requester::new(picky.clone()).request(1, LONG).unwrap_err();
+    assert_eq!(err, RequestError::Rejected("closed for lunch".into()));
+    assert_eq!(err.to_string(), "request rejected: closed for lunch");
+    assert_eq!(
+        ScatterGather::new(picky)
+            .scatter(1, Completion::within(LONG))
+            .unwrap_err(),
+        GatherError::Rejected("closed for lunch".into())
+    );
+    // Recipient-list policies surface as gather errors.
+    let strict: RecipientList<Request<u8, u8>> = RecipientList::builder()
+        .route(Route::to(["ghost"]))
+        .unknown(UnknownRecipients::Error)
+        .build();
+    assert_eq!(
+        ScatterGather::new(&strict)
+            .scatter(1, Completion::within(LONG))
+            .unwrap_err(),
+        GatherError::UnknownRecipient("ghost".into())
+    );
+    let closed: Queue<Request<u8, u8>> = Queue::unbounded();
+    closed.close();
+    let stop: RecipientList<Request<u8, u8>> = RecipientList::builder()
+        .on_failure(OnFailure::Stop)
+        .recipient("closed", &closed)
+        .build();
+    let err = ScatterGather::new(&stop)
+        .scatter(1, Completion::within(LONG))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "recipient closed failed: closed");
+}
+
+#[test]
+fn request_carries_correlation_id_and_return_address() {
+    let service: Queue<Request<u8, u8>> = Queue::unbounded();
+    let requester = Requester::new(&service);
+    let h = {
+        let service = service.clone();
+        thread::spawn(move || {
+            let m = service.recv().unwrap();
+            let to = m.reply_to().unwrap().get::<ReplyTo<u8>>().unwrap();
+            assert_eq!(Some(to.correlation_id()), m.correlation_id());
+            assert_eq!(m.payload().correlation_id(), to.correlation_id());
+            assert!(m.payload().is_awaited());
+            assert_eq!(m.attr("k").and_then(|v| v.as_str()), Some("v"));
+            m.into_payload().reply(9).unwrap();
+        })
+    };
+    assert_eq!(
+        requester.request(Message::new(1).with_attr("k", "v"), LONG),
+        Ok(9)
+    );
+    h.join().unwrap();
+}
+
+fn quotes(
+    prices: &[(&str, Result<u32, &'static str>)],
+) -> RecipientList<Request<u8, Result<u32, String>>> {
+    let list = RecipientList::new(Route::all());
+    for (name, price) in prices {
+        let price = price.map_err(str::to_owned);
+        list.add(*name, instant(move |_: &u8| price.clone()));
+    }
+    list
+}
+
+#[test]
+fn completes_when_all_replied() {
+    let list = quotes(&[("a", Ok(3)), ("b", Err("no stock")), ("c", Ok(2))]);
+    let sg = ScatterGather::new(&list);
+    let got = sg.scatter(0, Completion::within(LONG)).unwrap();
+    assert_eq!(got.completed(), Completed::All);
+    assert_eq!((got.expected(), got.replies().len()), (3, 3));
+    assert!(got.is_complete() && got.missing().is_empty());
+    assert_eq!(got.responders(), ["a", "b", "c"]);
+    // An error value is a reply like any other.
+    let errors: Vec<_> = got
+        .replies()
+        .iter()
+        .filter_map(|r| {
+            r.body()
+                .as_ref()
+                .err()
+                .map(|e| (r.responder().unwrap(), e.as_str()))
+        })
+        .collect();
+    assert_eq!(errors, [("b", "no stock")]);
+    // The aggregator: the best quote.
+    let best = got.fold(None, |best: Option<(&str, u32)>, r| {
+        match (r.body(), best) {
+            (Ok(p), Some((_, b))) if *p >= b => best,
+            (Ok(p), _) => Some((r.responder().unwrap(), *p)),
+            (Err(_), _) => best,
+        }
+    });
+    assert_eq!(best, Some(("c", 2)));
+}
+
+#[test]
+fn completes_after_first_n() {
+    let list = quotes(&[("a", Ok(1)), ("b", Ok(2)), ("c", Ok(3)), ("d", Ok(4))]);
+    let sg = ScatterGather::new(&list);
+    let got = sg.scatter(0, Completion::within(LONG).first(2)).unwrap();
+    assert_eq!(got.completed(), Completed::First(2));
+    assert_eq!(got.responders(), ["a", "b"]);
+    assert_eq!(got.missing(), ["c", "d"]);
+    assert_eq!(got.missing_count(), 2);
+    // The two replies that came but were not needed count as late.
+    assert_eq!(sg.stats().late, 2);
+    // first(0) completes before any reply.
+    let got = sg.scatter(0, Completion::within(LONG).first(0)).unwrap();
+    assert_eq!(
+        (got.completed(), got.replies().len()),
+        (Completed::First(0), 0)
+    );
+}
+
+#[test]
+fn completes_on_a_predicate() {
+    let list = quotes(&[("a", Err("x")), ("b", Err("y")), ("c", Ok(7)), ("d", Ok(8))]);
+    let sg = ScatterGather::new(&list);
+    // First success.
+    let got = sg
+        .scatter(
+            0,
+            Completion::within(LONG)
+                .when(|rs: &[Reply<Quote>]| rs.iter().any(|r| r.body().is_ok())),
+        )
+        .unwrap();
+    assert_eq!(got.completed(), Completed::Predicate);
+    assert_eq!(got.responders(), ["a", "b", "c"]);
+    // Quorum: two replies of any kind.
+    let got = sg
+        .scatter(0, Completion::within(LONG).when(|rs| rs.len() >= 2))
+        .unwrap();
+    assert_eq!(
+        (got.completed(), got.replies().len()),
+        (Completed::Predicate, 2)
+    );
+    // When first(n) and the predicate hold together, first(n) is reported.
+    let got = sg
+        .scatter(
+            0,
+            Completion::within(LONG).first(1).when(|rs| !rs.is_empty()),
+        )
+        .unwrap();
+    assert_eq!(got.completed(), Completed::First(1));
+}
+
+#[test]
+fn completes_at_the_deadline() {
+    let list = quotes(&[("fast", Ok(1))]);
+    let slow: Queue<Request<u8, Result<u32, String>>> = Queue::unbounded(); // nobody reads it
+    list.add("slow", &slow);
+    let sg = ScatterGather::new(&list);
+    let deadline = Instant::now() + Duration::from_millis(20);
+    let got = sg.scatter(0, Completion::until(deadline)).unwrap();
+    assert!(Instant::now() >= deadline);
+    assert_eq!(got.completed(), Completed::Deadline);
+    assert_eq!(got.responders(), ["fast"]);
+    assert_eq!(got.missing(), ["slow"]);
+    assert_eq!(sg.stats().timed_out, 1);
+    // The slow reply, when it comes, is late.
+    let req = slow.try_recv().unwrap().into_payload();
+    assert_eq!(req.recipient(), Some("slow"));
+    assert!(!req.is_awaited());
+    assert!(req.reply(Ok(0)).unwrap_err().is_late());
+    assert_eq!(sg.stats().late, 1);
+}
+
+#[test]
+fn completes_when_no_more_replies_can_come() {
+    let list = quotes(&[("a", Ok(1))]);
+    list.add(
+        "mute",
+        Endpoint::from_fn(|_m: Message<Request<u8, Result<u32, String>>>| Ok(())),
+    );
+    let closed: Queue<Request<u8, Result<u32, String>>> = Queue::unbounded();
+    closed.close();
+    list.add("closed", &closed);
+    let got = ScatterGather::new(&list)
+        .scatter(0, Completion::within(LONG))
+        .unwrap();
+    assert_eq!(got.completed(), Completed::NoMoreReplies);
+    assert_eq!(got.expected(), 2);
+    assert_eq!(got.missing(), ["mute"]);
+    assert_eq!(got.unreached(), ["closed"]);
+    assert!(got.elapsed() < LONG);
+}
+
+#[test]
+fn auction_through_a_topic() {
+    let topic: Topic<Request<u32, u32>> = Topic::new();
+    let handles: Vec<_> = (0..4u32)
+        .map(|i| {
+            let sub = topic.subscribe();
+            thread::spawn(move || {
+                for m in &sub {
+                    let req = m.into_payload();
+                    let bid = req.body() + i;
+                    let _ = req.reply_as(format!("bidder-{i}"), bid);
+                }
+            })
+        })
+        .collect();
+    let sg = ScatterGather::new(&topic);
+    let got = sg.scatter(100, Completion::within(LONG)).unwrap();
+    assert_eq!((got.completed(), got.expected()), (Completed::All, 4));
+    let mut names = got.responders();
+    names.sort_unstable();
+    assert_eq!(names, ["bidder-0", "bidder-1", "bidder-2", "bidder-3"]);
+    assert_eq!(got.fold(u32::MAX, |m, r| m.min(*r.body())), 100);
+    topic.close();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+}
+
+#[test]
+fn late_replies_never_leak_into_later_requests() {
+    const N: u64 = 1000;
+    let service: Queue<Request<u64, u64>> = Queue::unbounded();
+    let handles: Vec<_> = (0..2u64)
+        .map(|t| {
+            let service = service.clone();
+            thread::spawn(move || {
+                let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
+                for m in &service {
+                    let req = m.into_payload();
+                    // A random small delay, part of the scenario: some replies miss their deadline.
+                    thread::sleep(Duration::from_micros(rng.next() % 1200));
+                    let answer = req.body() * 2 + 1;
+                    let _ = req.reply(answer);
+                }
+            })
+        })
+        .collect();
+    let requester = Requester::new(&service);
+    let (mut ok, mut timed_out) = (0u64, 0u64);
+    for i in 0..N {
+        match requester.request(i, Duration::from_micros(600)) {
+            // Isolation: a reply is always the answer to this very request.
+            Ok(answer) => {
+                assert_eq!(answer, i * 2 + 1);
+                ok += 1;
+            }
+            Err(RequestError::Timeout) => timed_out += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    service.close();
+    handles.into_iter().for_each(|h| h.join().unwrap());
+    let s = requester.stats();
+    println!("{ok} answered in time, {timed_out} timed out");
+    assert_eq!(ok + timed_out, N);
+    assert_eq!((s.replies, s.timed_out), (ok, timed_out));
+    // Every reply to a request that timed out was counted late, and went nowhere else.
+    assert_eq!(s.late, timed_out);
+}
+
+#[test]
+fn concurrent_gathers_from_four_threads() {
+    let topic: Topic<Request<(usize, u64), (usize, u64)>> = Topic::new();
+    let responders: Vec<_> = (0..3)
+        .map(|i| {
+            let sub = topic.subscribe();
+            thread::spawn(move || {
+                for m in &sub {
+                    let req = m.into_payload();
+                    let (t, x) = *req.body();
+                    let _ = req.reply_as(format!("r{i}"), (t, x * 10));
+                }
+            })
+        })
+        .collect();
+    let sg = ScatterGather::new(&topic);
+    let gathers = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..4usize {
+            let sg = sg.clone();
+            let gathers = &gathers;
+            s.spawn(move || {
+                for x in 0..200u64 {
+                    let got = sg.scatter((t, x), Completion::within(LONG)).unwrap();
+                    assert_eq!(got.completed(), Completed::All);
+                    assert_eq!(got.replies().len(), 3);
+                    for r in got.replies() {
+                        assert_eq!(*r.body(), (t, x * 10), "a reply to another gather");
+                    }
+                    gathers.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    assert_eq!(gathers.load(Ordering::Relaxed), 800);
+    let s = sg.stats();
+    assert_eq!((s.requests, s.replies, s.late), (800, 2400, 0));
+    topic.close();
+    responders.into_iter().for_each(|h| h.join().unwrap());
+}
+
+#[test]
+fn drops() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct D;
+    impl Drop for D {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // Replies: taken, late, unread at completion; each dropped exactly once.
+    let list: RecipientList<Request<u8, Arc<D>>> = RecipientList::new(Route::all());
+    let keep = Arc::new(D);
+    for name in ["a", "b", "c"] {
+        let k = Arc::clone(&keep);
+        list.add(name, instant(move |_: &u8| Arc::clone(&k)));
+    }
+    let got = ScatterGather::new(&list)
+        .scatter(0, Completion::within(LONG).first(1))
+        .unwrap();
+    // Ours, one per responder closure, and the one reply kept: the two unread ones are gone.
+    assert_eq!(Arc::strong_count(&keep), 5);
+    drop(got);
+    assert_eq!(Arc::strong_count(&keep), 4);
+    drop(list);
+    assert_eq!(Arc::strong_count(&keep), 1);
+    drop(keep);
+    assert_eq!(DROPS.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn service_knows_its_responders() {
+    let started = Instant::now();
+    let service: Service<u32, u32> = Service::unbounded();
+    let requester = service.requester();
+    // Nobody registered: at once.
+    assert_eq!(requester.request(1, LONG), Err(RequestError::NoResponder));
+    assert_eq!(requester.stats().no_responder, 1);
+
+    // The last responder leaves while a request waits: its requester learns at once.
+    let responder = service.responder();
+    let asking = {
+        let requester = requester.clone();
+        thread::spawn(move || requester.request(2, LONG))
+    };
+    let until = Instant::now() + LONG;
+    while service.queue().is_empty() {
+        assert!(Instant::now() < until, "the request never arrived");
+        thread::yield_now();
+    }
+    drop(responder);
+    assert_eq!(asking.join().unwrap(), Err(RequestError::NoResponder));
+    assert!(service.queue().is_empty());
+
+    // Three competing responders.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            let r = service.responder();
+            thread::spawn(move || r.serve(|x| x * 2))
+        })
+        .collect();
+    assert_eq!(service.responder_count(), 3);
+    for i in 0..300 {
+        assert_eq!(requester.request(i, LONG), Ok(i * 2));
+    }
+    service.close();
+    let served: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(served, 300);
+    assert_eq!(service.responder_count(), 0);
+    assert!(started.elapsed() < LONG / 2);
+}
+
+#[test]
+fn errors_display_lowercase_and_debug_payload_free() {
+    struct NoDebug;
+    let msgs = [
+        RequestError::NoResponder.to_string(),
+        RequestError::Unanswered.to_string(),
+        RequestError::Timeout.to_string(),
+        RequestError::Full.to_string(),
+        GatherError::NoResponder.to_string(),
+        GatherError::UnknownRecipient("x".into()).to_string(),
+        switchboard::ReplyError::Late(NoDebug).to_string(),
+        switchboard::RecipientListError::UnknownRecipient {
+            name: "x".into(),
+            message: Message::new(NoDebug),
+        }
+        .to_string(),
+    ];
+    for m in msgs {
+        assert!(
+            m.chars().next().unwrap().is_lowercase() && !m.ends_with('.'),
+            "{m}"
+        );
+    }
+    assert_eq!(
+        format!("{:?}", switchboard::ReplyError::Late(NoDebug)),
+        "Late(..)"
+    );
+}
