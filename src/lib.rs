@@ -89,6 +89,45 @@
 //! assert!(big_eu.try_recv().is_err());
 //! ```
 //!
+//! # RecipientList: code decides who gets each message
+//!
+//! ```
+//! use switchboard::{Message, Queue, RecipientList, Route};
+//!
+//! let (eu, us) = (Queue::<&str>::unbounded(), Queue::unbounded());
+//! let list = RecipientList::new(Route::by_attribute("recipients"));
+//! list.add("eu", &eu);
+//! list.add("us", &us);
+//! let report = list.send(Message::new("order").with_attr("recipients", ["eu", "us"])).unwrap();
+//! assert_eq!(report.delivered(), 2);
+//! assert_eq!((eu.len(), us.len()), (1, 1));
+//! ```
+//!
+//! # Request-reply and scatter-gather
+//!
+//! A request carries a typed return address and a correlation id; responders answer through it
+//! without knowing who asked, and a reply of the wrong type does not compile. See
+//! [`request_reply`].
+//!
+//! ```
+//! use std::time::Duration;
+//! use switchboard::{Completion, Endpoint, Message, Request, ScatterGather, Topic};
+//!
+//! // An auction: every supplier subscribed to the topic quotes; the best quote wins.
+//! let suppliers: Topic<Request<&str, u32>> = Topic::new();
+//! for price in [120, 95, 130] {
+//!     suppliers.subscribe_endpoint(Endpoint::from_fn(move |m: Message<Request<&str, u32>>| {
+//!         let _ = m.into_payload().reply(price);
+//!         Ok(())
+//!     }));
+//! }
+//! let quotes = ScatterGather::new(&suppliers)
+//!     .scatter("10 widgets", Completion::within(Duration::from_secs(1)))
+//!     .unwrap();
+//! let best = quotes.replies().iter().map(|r| *r.body()).min();
+//! assert_eq!(best, Some(95));
+//! ```
+//!
 //! # Consumers: a handler on a pool of workers
 //!
 //! ```
