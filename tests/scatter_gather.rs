@@ -603,3 +603,27 @@ fn errors_display_lowercase_and_debug_payload_free() {
         "Late(..)"
     );
 }
+
+#[test]
+fn a_parked_requester_wakes_for_a_reply_and_for_the_last_drop() {
+    // The responder holds the request long enough for the requester to stop spinning and park
+    // (the pause is part of the scenario; the assertions are on outcomes, not on timing).
+    let service: Queue<Request<u8, u8>> = Queue::unbounded();
+    let requester = Requester::new(&service);
+    let h = {
+        let service = service.clone();
+        thread::spawn(move || {
+            let first = service.recv().unwrap().into_payload();
+            thread::sleep(Duration::from_millis(20));
+            first.reply(1).unwrap();
+            let second = service.recv().unwrap().into_payload();
+            thread::sleep(Duration::from_millis(20));
+            drop(second);
+        })
+    };
+    let started = Instant::now();
+    assert_eq!(requester.request(0, LONG), Ok(1));
+    assert_eq!(requester.request(0, LONG), Err(RequestError::Unanswered));
+    assert!(started.elapsed() < LONG / 2);
+    h.join().unwrap();
+}

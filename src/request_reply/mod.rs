@@ -48,6 +48,15 @@
 //! let requester = Requester::new(&service);
 //! assert_eq!(requester.request(1, Duration::from_secs(60)), Err(RequestError::NoResponder));
 //! ```
+//!
+//! # Cost
+//!
+//! A request costs three small allocations (its inbox, the message metadata holding the
+//! correlation id, the type-erased return address) and a few uncontended atomic operations and
+//! lock acquisitions: about 200 ns on one thread, against about 45 ns for the two channel sends
+//! and receives of a hand-written ping-pong (`cargo bench --bench patterns`). Across threads the
+//! wake-ups dominate: a waiting requester spins, then yields, then parks, as crossbeam-channel's
+//! receivers do, so a reply that comes within microseconds costs no system call.
 
 mod inbox;
 mod request;
