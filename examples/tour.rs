@@ -290,5 +290,27 @@ fn main() {
     );
     service.close();
     responder.join().unwrap();
+    step("13. Scatter-gather: a quote auction through a topic, completed by the first two quotes");
+    let suppliers: Topic<switchboard::Request<&str, u32>> = Topic::new();
+    for (name, price) in [("acme", 120), ("globex", 95), ("initech", 130)] {
+        suppliers.subscribe_endpoint(switchboard::Endpoint::from_fn(
+            move |m: Message<switchboard::Request<&str, u32>>| {
+                let _ = m.into_payload().reply_as(name, price);
+                Ok(())
+            },
+        ));
+    }
+    let auction = switchboard::ScatterGather::new(&suppliers);
+    let quotes = auction
+        .scatter(
+            "10 widgets",
+            switchboard::Completion::within(Duration::from_secs(1)).first(2),
+        )
+        .unwrap();
+    println!("   completed by: {:?}", quotes.completed());
+    for r in quotes.replies() {
+        println!("   {:?} quoted {}", r.responder(), r.body());
+    }
+
     println!("\nThat is the tour. See examples/ for each pattern in depth.");
 }
