@@ -388,3 +388,45 @@ fn rendezvous_queue_hands_over_every_message() {
     });
     assert!(seen.iter().all(|c| c.load(Ordering::Relaxed) == 1));
 }
+
+/// After close, every competing leased receiver learns at once that the queue is drained: none
+/// sits in its wait until the timeout (a token taken by a passing receiver must not strand a
+/// sleeper). 20 rounds of 2 receivers on a small bounded queue.
+#[test]
+fn close_wakes_every_competing_leased_receiver() {
+    for round in 0..20 {
+        let q: Queue<u32> = Queue::bounded(16);
+        thread::scope(|s| {
+            let receivers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut got = 0;
+                        loop {
+                            match q.receive_timeout(Duration::from_secs(20)) {
+                                Ok(d) => {
+                                    d.ack().unwrap();
+                                    got += 1;
+                                }
+                                Err(e) => return (got, e),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for i in 0..500 {
+                q.send(i).unwrap();
+            }
+            q.close();
+            let mut total = 0;
+            for r in receivers {
+                let (got, err) = r.join().unwrap();
+                assert!(
+                    err.is_closed(),
+                    "round {round}: a receiver timed out instead of seeing Closed"
+                );
+                total += got;
+            }
+            assert_eq!(total, 500);
+        });
+    }
+}
