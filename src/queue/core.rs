@@ -107,6 +107,11 @@ pub(crate) struct Entry<T> {
 }
 
 impl<T> Entry<T> {
+    /// The FIFO group of the entry's message.
+    fn group(&self) -> &str {
+        group_of(self.body.message())
+    }
+
     fn fresh(f: Fresh<T>) -> Entry<T> {
         let enqueued = f.enqueued();
         Entry {
@@ -815,9 +820,11 @@ impl<T> Shared<T> {
             return Err(SendTimeoutError::Closed(msg));
         }
         slow.c.sent_slow += 1;
-        let key = group_of(&msg).to_owned();
         let entry = Entry::fresh(Fresh { msg });
-        slow.groups.as_mut().expect("fifo").push_back(&key, entry);
+        slow.groups
+            .as_mut()
+            .expect("fifo")
+            .push_back(entry, Entry::group);
         self.publish_next(&mut slow);
         Ok(Sent::Enqueued(id))
     }
@@ -829,11 +836,10 @@ impl<T> Shared<T> {
         match slow.groups.as_mut() {
             None => slow.ready.push_back(entry),
             Some(g) => {
-                let key = group_of(entry.body.message()).to_owned();
                 if returned {
-                    g.push_front_and_release(&key, entry);
+                    g.push_front_and_release(entry, Entry::group);
                 } else {
-                    g.push_back(&key, entry);
+                    g.push_back(entry, Entry::group);
                 }
             }
         }
@@ -1085,8 +1091,7 @@ impl<T> Shared<T> {
             if !lease && !e.body.ownable() {
                 // Shared with an expired lease's holder: wait for it to let go (see Delivery's
                 // Drop), keeping the group's order.
-                let key = group_of(e.body.message()).to_owned();
-                g.push_front_and_release(&key, e);
+                g.push_front_and_release(e, Entry::group);
                 return None;
             }
             if let Some(w) = &self.waits {
