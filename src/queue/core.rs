@@ -160,6 +160,8 @@ struct Lease<T> {
     attempts: u32,
     first_delivered: Nanos,
     dead: Option<Box<DeadLetter>>,
+    /// FIFO queues: the slot of the message's group (see `Groups::release_at`).
+    group: usize,
 }
 
 impl<T> Lease<T> {
@@ -854,6 +856,14 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Frees the FIFO group of a settled lease.
+    fn release_lease_group(&self, slow: &mut Slow<T>, lease: &Lease<T>) {
+        if let Some(g) = slow.groups.as_mut() {
+            slow.new_ready += 1;
+            g.release_at(lease.group, group_of(&lease.held));
+        }
+    }
+
     /// Puts an entry back (`returned`) or in for the first time, now or, with a due time, later.
     /// Never blocks.
     fn put_back(&self, slow: &mut Slow<T>, entry: Entry<T>, due: Option<Nanos>, returned: bool) {
@@ -1115,6 +1125,7 @@ impl<T> Shared<T> {
         entry: Entry<T>,
         vis: Duration,
         now: Nanos,
+        group: usize,
     ) -> Delivery<T> {
         let attempts = entry.attempts + 1;
         if attempts > 1 {
@@ -1145,6 +1156,7 @@ impl<T> Shared<T> {
             attempts,
             first_delivered,
             dead: entry.dead.clone(),
+            group,
         });
         slow.live += 1;
         if vis == self.config.visibility && slow.fifo.back().is_none_or(|b| b.0 <= deadline) {
@@ -1173,7 +1185,13 @@ impl<T> Shared<T> {
         now: Nanos,
     ) -> Out<T> {
         match how {
-            How::Lease(vis) => Out::Lease(self.lease(slow, entry, vis, now)),
+            How::Lease(vis) => {
+                let group = slow
+                    .groups
+                    .as_deref()
+                    .map_or(usize::MAX, Groups::last_popped);
+                Out::Lease(self.lease(slow, entry, vis, now, group))
+            }
             How::Plain => {
                 let dead = entry.dead;
                 match entry.body.into_owned() {
@@ -1264,7 +1282,7 @@ impl<T> Shared<T> {
             How::Lease(vis) => {
                 let mut slow = self.slow().lock();
                 let now = now.unwrap_or_else(|| self.now());
-                let d = self.lease(&mut slow, Entry::fresh(f), vis, now);
+                let d = self.lease(&mut slow, Entry::fresh(f), vis, now, usize::MAX);
                 drop(slow);
                 self.note_deadline(d.deadline_nanos());
                 Out::Lease(d)
@@ -1476,7 +1494,7 @@ impl<T> Shared<T> {
     ) -> Result<(), AckError> {
         let ok = self.settle(slot, gen, |this, slow, lease, _| {
             slow.c.acked += 1;
-            this.release_group(slow, &lease.held);
+            this.release_lease_group(slow, &lease);
             // Only a FIFO group freed by the ack changes what receivers can get.
             this.config.fifo
         });
@@ -1493,7 +1511,7 @@ impl<T> Shared<T> {
                 match slow.take_lease(slot, gen) {
                     Some(lease) => {
                         slow.c.acked += 1;
-                        self.release_group(&mut slow, &lease.held);
+                        self.release_lease_group(&mut slow, &lease);
                     }
                     None => lost.push(id),
                 }

@@ -45,6 +45,8 @@ pub(crate) struct Groups<E> {
     /// Slots that went idle, oldest first, each once (some may have come back to use since):
     /// past [`IDLE_KEPT`] of them, the oldest leaves the list and is forgotten if still idle.
     idle: VecDeque<usize>,
+    /// The slot of the group [`pop`](Groups::pop) last took from.
+    last_popped: usize,
     len: usize,
 }
 
@@ -56,6 +58,7 @@ impl<E> Groups<E> {
             free: Vec::new(),
             available: VecDeque::new(),
             idle: VecDeque::new(),
+            last_popped: usize::MAX,
             len: 0,
         }
     }
@@ -159,6 +162,26 @@ impl<E> Groups<E> {
         let Some(&i) = self.index.get(key) else {
             return;
         };
+        self.release_slot(i);
+    }
+
+    /// [`release`](Groups::release) with the group's slot as [`last_popped`](Groups::last_popped)
+    /// gave it when its message went out: no hashing when the slot still holds the group (a busy
+    /// group is never forgotten, so it does).
+    pub(crate) fn release_at(&mut self, hint: usize, key: &str) {
+        match self.slots.get(hint) {
+            Some(Some(g)) if *g.key == *key => self.release_slot(hint),
+            _ => self.release(key),
+        }
+    }
+
+    /// The slot of the group the last [`pop`](Groups::pop) took from, for
+    /// [`release_at`](Groups::release_at).
+    pub(crate) fn last_popped(&self) -> usize {
+        self.last_popped
+    }
+
+    fn release_slot(&mut self, i: usize) {
         self.at(i).busy = false;
         self.list_if_ready(i);
         self.note_if_idle(i);
@@ -168,6 +191,7 @@ impl<E> Groups<E> {
     /// until [`release`](Groups::release); otherwise it goes to the back of the round.
     pub(crate) fn pop(&mut self, lease: bool) -> Option<E> {
         let i = self.available.pop_front()?;
+        self.last_popped = i;
         let g = self.at(i);
         g.listed = false;
         let e = g.queue.pop_front().expect("listed groups have messages");
@@ -321,12 +345,20 @@ mod tests {
             for i in 0..200 {
                 g.push_back(format!("g{i}"), k);
             }
+            let mut hints = Vec::new();
             for i in 0..200 {
                 assert_eq!(g.pop(true), Some(format!("g{i}")), "round {round}");
+                hints.push(g.last_popped());
             }
             assert_eq!(g.pop(true), None);
-            for i in 0..200 {
-                g.release(&format!("g{i}"));
+            for (i, &hint) in hints.iter().enumerate() {
+                let key = format!("g{i}");
+                match round {
+                    0 => g.release(&key),
+                    1 => g.release_at(hint, &key),
+                    // A wrong hint: found by key.
+                    _ => g.release_at(hints[(i + 1) % 200], &key),
+                }
             }
             assert_eq!(g.len(), 0);
             assert_eq!(g.groups_waiting(), 0);
