@@ -160,8 +160,9 @@ struct Lease<T> {
     attempts: u32,
     first_delivered: Nanos,
     dead: Option<Box<DeadLetter>>,
-    /// FIFO queues: the slot of the message's group (see `Groups::release_at`).
-    group: usize,
+    /// FIFO queues: the slot of the message's group (see `Groups::release_at`); `u32::MAX` for
+    /// none. A `u32` fits beside `attempts`, so standard leases grow no larger.
+    group: u32,
 }
 
 impl<T> Lease<T> {
@@ -860,7 +861,7 @@ impl<T> Shared<T> {
     fn release_lease_group(&self, slow: &mut Slow<T>, lease: &Lease<T>) {
         if let Some(g) = slow.groups.as_mut() {
             slow.new_ready += 1;
-            g.release_at(lease.group, group_of(&lease.held));
+            g.release_at(lease.group as usize, group_of(&lease.held));
         }
     }
 
@@ -1125,7 +1126,7 @@ impl<T> Shared<T> {
         entry: Entry<T>,
         vis: Duration,
         now: Nanos,
-        group: usize,
+        group: u32,
     ) -> Delivery<T> {
         let attempts = entry.attempts + 1;
         if attempts > 1 {
@@ -1186,10 +1187,9 @@ impl<T> Shared<T> {
     ) -> Out<T> {
         match how {
             How::Lease(vis) => {
-                let group = slow
-                    .groups
-                    .as_deref()
-                    .map_or(usize::MAX, Groups::last_popped);
+                let group = slow.groups.as_deref().map_or(u32::MAX, |g| {
+                    u32::try_from(g.last_popped()).unwrap_or(u32::MAX)
+                });
                 Out::Lease(self.lease(slow, entry, vis, now, group))
             }
             How::Plain => {
@@ -1285,7 +1285,7 @@ impl<T> Shared<T> {
             How::Lease(vis) => {
                 let mut slow = self.slow().lock();
                 let now = now.unwrap_or_else(|| self.now());
-                let d = self.lease(&mut slow, Entry::fresh(f), vis, now, usize::MAX);
+                let d = self.lease(&mut slow, Entry::fresh(f), vis, now, u32::MAX);
                 drop(slow);
                 self.note_deadline(d.deadline_nanos());
                 Out::Lease(d)
