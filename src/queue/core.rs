@@ -107,6 +107,11 @@ pub(crate) struct Entry<T> {
 }
 
 impl<T> Entry<T> {
+    /// The FIFO group of the entry's message.
+    fn group(&self) -> &str {
+        group_of(self.body.message())
+    }
+
     fn fresh(f: Fresh<T>) -> Entry<T> {
         let enqueued = f.enqueued();
         Entry {
@@ -155,6 +160,9 @@ struct Lease<T> {
     attempts: u32,
     first_delivered: Nanos,
     dead: Option<Box<DeadLetter>>,
+    /// FIFO queues: the slot of the message's group (see `Groups::release_at`); `u32::MAX` for
+    /// none. A `u32` fits beside `attempts`, so standard leases grow no larger.
+    group: u32,
 }
 
 impl<T> Lease<T> {
@@ -815,9 +823,11 @@ impl<T> Shared<T> {
             return Err(SendTimeoutError::Closed(msg));
         }
         slow.c.sent_slow += 1;
-        let key = group_of(&msg).to_owned();
         let entry = Entry::fresh(Fresh { msg });
-        slow.groups.as_mut().expect("fifo").push_back(&key, entry);
+        slow.groups
+            .as_mut()
+            .expect("fifo")
+            .push_back(entry, Entry::group);
         self.publish_next(&mut slow);
         Ok(Sent::Enqueued(id))
     }
@@ -829,11 +839,10 @@ impl<T> Shared<T> {
         match slow.groups.as_mut() {
             None => slow.ready.push_back(entry),
             Some(g) => {
-                let key = group_of(entry.body.message()).to_owned();
                 if returned {
-                    g.push_front_and_release(&key, entry);
+                    g.push_front_and_release(entry, Entry::group);
                 } else {
-                    g.push_back(&key, entry);
+                    g.push_back(entry, Entry::group);
                 }
             }
         }
@@ -845,6 +854,14 @@ impl<T> Shared<T> {
             // The group's next message may go now.
             slow.new_ready += 1;
             g.release(group_of(msg));
+        }
+    }
+
+    /// Frees the FIFO group of a settled lease.
+    fn release_lease_group(&self, slow: &mut Slow<T>, lease: &Lease<T>) {
+        if let Some(g) = slow.groups.as_mut() {
+            slow.new_ready += 1;
+            g.release_at(lease.group as usize, group_of(&lease.held));
         }
     }
 
@@ -1085,8 +1102,7 @@ impl<T> Shared<T> {
             if !lease && !e.body.ownable() {
                 // Shared with an expired lease's holder: wait for it to let go (see Delivery's
                 // Drop), keeping the group's order.
-                let key = group_of(e.body.message()).to_owned();
-                g.push_front_and_release(&key, e);
+                g.push_front_and_release(e, Entry::group);
                 return None;
             }
             if let Some(w) = &self.waits {
@@ -1110,6 +1126,7 @@ impl<T> Shared<T> {
         entry: Entry<T>,
         vis: Duration,
         now: Nanos,
+        group: u32,
     ) -> Delivery<T> {
         let attempts = entry.attempts + 1;
         if attempts > 1 {
@@ -1140,6 +1157,7 @@ impl<T> Shared<T> {
             attempts,
             first_delivered,
             dead: entry.dead.clone(),
+            group,
         });
         slow.live += 1;
         if vis == self.config.visibility && slow.fifo.back().is_none_or(|b| b.0 <= deadline) {
@@ -1168,7 +1186,12 @@ impl<T> Shared<T> {
         now: Nanos,
     ) -> Out<T> {
         match how {
-            How::Lease(vis) => Out::Lease(self.lease(slow, entry, vis, now)),
+            How::Lease(vis) => {
+                let group = slow.groups.as_deref().map_or(u32::MAX, |g| {
+                    u32::try_from(g.last_popped()).unwrap_or(u32::MAX)
+                });
+                Out::Lease(self.lease(slow, entry, vis, now, group))
+            }
             How::Plain => {
                 let dead = entry.dead;
                 match entry.body.into_owned() {
@@ -1238,11 +1261,14 @@ impl<T> Shared<T> {
         result
     }
 
-    /// A message popped from the main lane: count it, drop it if expired, hand it out.
+    /// A message popped from the main lane: count it, drop it if expired, hand it out. `now` is a
+    /// clock reading this receive already made (in `slow_pending`), if any: raised to the
+    /// message's enqueue time, it is a time the clock passed during the receive and not before
+    /// the send, and it saves a read.
     #[inline]
-    fn take_fresh(self: &Arc<Self>, f: Fresh<T>, how: How) -> Option<Out<T>> {
+    fn take_fresh(self: &Arc<Self>, f: Fresh<T>, how: How, now: Option<Nanos>) -> Option<Out<T>> {
         self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
-        let mut now = None;
+        let mut now = now.map(|t| t.max(f.enqueued()));
         if self.is_expired(&f.msg, f.enqueued(), &mut now) {
             let mut out = Vec::new();
             {
@@ -1259,7 +1285,7 @@ impl<T> Shared<T> {
             How::Lease(vis) => {
                 let mut slow = self.slow().lock();
                 let now = now.unwrap_or_else(|| self.now());
-                let d = self.lease(&mut slow, Entry::fresh(f), vis, now);
+                let d = self.lease(&mut slow, Entry::fresh(f), vis, now, u32::MAX);
                 drop(slow);
                 self.note_deadline(d.deadline_nanos());
                 Out::Lease(d)
@@ -1287,7 +1313,7 @@ impl<T> Shared<T> {
                 }
                 Some(f.msg)
             }
-            Ok(Slot::Msg(f)) => match self.take_fresh(f, How::Plain) {
+            Ok(Slot::Msg(f)) => match self.take_fresh(f, How::Plain, None) {
                 Some(Out::Plain(m)) => Some(m),
                 _ => None,
             },
@@ -1296,17 +1322,20 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Whether the slow state has something for a receive now; a clock reading it makes is left
+    /// in `now`.
     #[inline]
-    fn slow_pending(&self) -> bool {
+    fn slow_pending(&self, now: &mut Option<Nanos>) -> bool {
         let ne = self.recv.0.next_event.load(Ordering::Acquire);
-        ne != NONE && (ne == READY || self.now() >= ne)
+        ne != NONE && (ne == READY || *now.get_or_insert_with(|| self.now()) >= ne)
     }
 
     #[inline]
     pub(crate) fn try_take(self: &Arc<Self>, how: How) -> Result<Out<T>, TryRecvError> {
         let mut retried = false;
         loop {
-            let pending = self.slow_pending();
+            let mut now = None;
+            let pending = self.slow_pending(&mut now);
             if pending {
                 if let Some(o) = self.take_slow(how) {
                     return Ok(o);
@@ -1314,7 +1343,7 @@ impl<T> Shared<T> {
             }
             match self.rx.try_recv() {
                 Ok(Slot::Msg(f)) => {
-                    if let Some(o) = self.take_fresh(f, how) {
+                    if let Some(o) = self.take_fresh(f, how, now) {
                         return Ok(o);
                     }
                 }
@@ -1390,7 +1419,7 @@ impl<T> Shared<T> {
                         Some((_, bell)) => self.wait_bell(bell, wake_at),
                     };
                     match r {
-                        Some(Slot::Msg(f)) => Ok(self.take_fresh(f, how)),
+                        Some(Slot::Msg(f)) => Ok(self.take_fresh(f, how, None)),
                         _ => Ok(None),
                     }
                 }
@@ -1471,7 +1500,7 @@ impl<T> Shared<T> {
     ) -> Result<(), AckError> {
         let ok = self.settle(slot, gen, |this, slow, lease, _| {
             slow.c.acked += 1;
-            this.release_group(slow, &lease.held);
+            this.release_lease_group(slow, &lease);
             // Only a FIFO group freed by the ack changes what receivers can get.
             this.config.fifo
         });
@@ -1488,7 +1517,7 @@ impl<T> Shared<T> {
                 match slow.take_lease(slot, gen) {
                     Some(lease) => {
                         slow.c.acked += 1;
-                        self.release_group(&mut slow, &lease.held);
+                        self.release_lease_group(&mut slow, &lease);
                     }
                     None => lost.push(id),
                 }

@@ -2,7 +2,6 @@
 //! queue's slow-state lock.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use crate::clock::Nanos;
 use crate::message::{Message, MessageId};
@@ -14,25 +13,52 @@ pub(crate) fn group_of<T>(msg: &Message<T>) -> &str {
 }
 
 struct Group<E> {
+    key: Box<str>,
     queue: VecDeque<E>,
     /// A message of this group is in flight (or waiting out a `nack_after`): hand out no other.
     busy: bool,
     /// The group is in the round-robin list of groups with a message to hand out.
     listed: bool,
+    /// The group is in the list of idle groups (it may have come back to use since).
+    parked: bool,
 }
 
+impl<E> Group<E> {
+    fn idle(&self) -> bool {
+        !self.busy && !self.listed && self.queue.is_empty()
+    }
+}
+
+/// Idle groups kept (with their key and queue buffer) for reuse, so that a group whose consumer
+/// keeps up does not cost an allocation and a map insert and removal per message.
+const IDLE_KEPT: usize = 64;
+
 /// Per-group queues served round-robin, one message in flight per group.
+///
+/// Groups live in a slab, found by key through `index`; the round-robin list holds slab slots,
+/// so handing out a message hashes nothing.
 pub(crate) struct Groups<E> {
-    groups: HashMap<Arc<str>, Group<E>>,
-    available: VecDeque<Arc<str>>,
+    index: HashMap<Box<str>, usize>,
+    slots: Vec<Option<Group<E>>>,
+    free: Vec<usize>,
+    available: VecDeque<usize>,
+    /// Slots that went idle, oldest first, each once (some may have come back to use since):
+    /// past [`IDLE_KEPT`] of them, the oldest leaves the list and is forgotten if still idle.
+    idle: VecDeque<usize>,
+    /// The slot of the group [`pop`](Groups::pop) last took from.
+    last_popped: usize,
     len: usize,
 }
 
 impl<E> Groups<E> {
     pub(crate) fn new() -> Self {
         Groups {
-            groups: HashMap::new(),
+            index: HashMap::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
             available: VecDeque::new(),
+            idle: VecDeque::new(),
+            last_popped: usize::MAX,
             len: 0,
         }
     }
@@ -47,102 +73,160 @@ impl<E> Groups<E> {
         !self.available.is_empty()
     }
 
+    fn groups(&self) -> impl Iterator<Item = &Group<E>> {
+        self.slots.iter().flatten()
+    }
+
     /// Groups with messages waiting.
     pub(crate) fn groups_waiting(&self) -> usize {
-        self.groups.values().filter(|g| !g.queue.is_empty()).count()
+        self.groups().filter(|g| !g.queue.is_empty()).count()
     }
 
-    fn group(&mut self, key: &str) -> &mut Group<E> {
-        if !self.groups.contains_key(key) {
-            self.groups.insert(
-                Arc::from(key),
-                Group {
-                    queue: VecDeque::new(),
-                    busy: false,
-                    listed: false,
-                },
-            );
+    fn slot_of(&mut self, key: &str) -> usize {
+        if let Some(&i) = self.index.get(key) {
+            return i;
         }
-        self.groups.get_mut(key).expect("just inserted")
-    }
-
-    fn list_if_ready(&mut self, key: &str) {
-        let Some((k, g)) = self.groups.get_key_value(key) else {
-            return;
+        let group = Group {
+            key: Box::from(key),
+            queue: VecDeque::new(),
+            busy: false,
+            listed: false,
+            parked: false,
         };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i] = Some(group);
+                i
+            }
+            None => {
+                self.slots.push(Some(group));
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(Box::from(key), i);
+        i
+    }
+
+    fn at(&mut self, i: usize) -> &mut Group<E> {
+        self.slots[i].as_mut().expect("live slot")
+    }
+
+    fn list_if_ready(&mut self, i: usize) {
+        let g = self.at(i);
         if !g.busy && !g.listed && !g.queue.is_empty() {
-            let k = Arc::clone(k);
-            self.groups.get_mut(key).expect("present").listed = true;
-            self.available.push_back(k);
+            g.listed = true;
+            self.available.push_back(i);
         }
     }
 
-    fn forget_if_idle(&mut self, key: &str) {
-        if self
-            .groups
-            .get(key)
-            .is_some_and(|g| !g.busy && !g.listed && g.queue.is_empty())
-        {
-            self.groups.remove(key);
+    fn note_if_idle(&mut self, i: usize) {
+        let g = self.at(i);
+        if g.parked || !g.idle() {
+            return;
+        }
+        g.parked = true;
+        self.idle.push_back(i);
+        while self.idle.len() > IDLE_KEPT {
+            let j = self.idle.pop_front().expect("non-empty");
+            let g = self.at(j);
+            g.parked = false;
+            if g.idle() {
+                let g = self.slots[j].take().expect("live slot");
+                self.index.remove(&g.key);
+                self.free.push(j);
+            }
         }
     }
 
     /// Appends a message to its group (a send, a due delayed message, a dead letter arriving).
-    pub(crate) fn push_back(&mut self, key: &str, e: E) {
-        self.group(key).queue.push_back(e);
+    /// `key_of` gives the entry's group key.
+    pub(crate) fn push_back(&mut self, e: E, key_of: impl FnOnce(&E) -> &str) {
+        let i = self.slot_of(key_of(&e));
+        self.at(i).queue.push_back(e);
         self.len += 1;
-        self.list_if_ready(key);
+        self.list_if_ready(i);
     }
 
     /// Puts a returned message back at the head of its group and frees the group.
-    pub(crate) fn push_front_and_release(&mut self, key: &str, e: E) {
-        let g = self.group(key);
+    pub(crate) fn push_front_and_release(&mut self, e: E, key_of: impl FnOnce(&E) -> &str) {
+        let i = self.slot_of(key_of(&e));
+        let g = self.at(i);
         g.queue.push_front(e);
         g.busy = false;
         self.len += 1;
-        self.list_if_ready(key);
+        self.list_if_ready(i);
     }
 
     /// The group's message in flight was settled: the next one may go.
     pub(crate) fn release(&mut self, key: &str) {
-        if let Some(g) = self.groups.get_mut(key) {
-            g.busy = false;
+        let Some(&i) = self.index.get(key) else {
+            return;
+        };
+        self.release_slot(i);
+    }
+
+    /// [`release`](Groups::release) with the group's slot as [`last_popped`](Groups::last_popped)
+    /// gave it when its message went out: no hashing when the slot still holds the group (a busy
+    /// group is never forgotten, so it does).
+    pub(crate) fn release_at(&mut self, hint: usize, key: &str) {
+        match self.slots.get(hint) {
+            Some(Some(g)) if *g.key == *key => self.release_slot(hint),
+            _ => self.release(key),
         }
-        self.list_if_ready(key);
-        self.forget_if_idle(key);
+    }
+
+    /// The slot of the group the last [`pop`](Groups::pop) took from, for
+    /// [`release_at`](Groups::release_at).
+    pub(crate) fn last_popped(&self) -> usize {
+        self.last_popped
+    }
+
+    fn release_slot(&mut self, i: usize) {
+        self.at(i).busy = false;
+        self.list_if_ready(i);
+        self.note_if_idle(i);
     }
 
     /// Takes the head of the next group in round-robin order. With `lease`, the group stays busy
     /// until [`release`](Groups::release); otherwise it goes to the back of the round.
     pub(crate) fn pop(&mut self, lease: bool) -> Option<E> {
-        let key = self.available.pop_front()?;
-        let g = self.groups.get_mut(&key).expect("listed groups exist");
+        let i = self.available.pop_front()?;
+        self.last_popped = i;
+        let g = self.at(i);
         g.listed = false;
         let e = g.queue.pop_front().expect("listed groups have messages");
+        g.busy = lease;
         self.len -= 1;
-        if lease {
-            g.busy = true;
-        } else {
-            self.list_if_ready(&key);
-            self.forget_if_idle(&key);
+        if !lease {
+            self.list_if_ready(i);
+            self.note_if_idle(i);
         }
         Some(e)
     }
 
     /// Every waiting message, group by group.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &E> {
-        self.groups.values().flat_map(|g| g.queue.iter())
+        self.groups().flat_map(|g| g.queue.iter())
     }
 
     /// Drains every waiting message (for redrive), leaving busy groups busy.
     pub(crate) fn drain(&mut self) -> Vec<E> {
         let mut out = Vec::with_capacity(self.len);
-        for g in self.groups.values_mut() {
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(g) = slot else { continue };
             out.extend(g.queue.drain(..));
             g.listed = false;
+            if !g.busy {
+                self.index.remove(&g.key);
+                *slot = None;
+                self.free.push(i);
+            }
         }
         self.available.clear();
-        self.groups.retain(|_, g| g.busy);
+        self.idle.clear();
+        for g in self.slots.iter_mut().flatten() {
+            g.parked = false;
+        }
         self.len = 0;
         out
     }
@@ -226,16 +310,19 @@ mod tests {
     #[test]
     fn groups_round_robin_and_one_in_flight() {
         let mut g = Groups::new();
-        for i in 0..3 {
-            g.push_back("hot", ("hot", i));
+        fn k<'a>(e: &'a (&'static str, i32)) -> &'a str {
+            e.0
         }
-        g.push_back("cold", ("cold", 0));
+        for i in 0..3 {
+            g.push_back(("hot", i), k);
+        }
+        g.push_back(("cold", 0), k);
         assert_eq!(g.pop(true), Some(("hot", 0)));
         assert_eq!(g.pop(true), Some(("cold", 0)));
         assert_eq!(g.pop(true), None, "both groups busy");
         g.release("hot");
         assert_eq!(g.pop(true), Some(("hot", 1)));
-        g.push_front_and_release("hot", ("hot", 1));
+        g.push_front_and_release(("hot", 1), k);
         assert_eq!(
             g.pop(false),
             Some(("hot", 1)),
@@ -246,6 +333,47 @@ mod tests {
         assert_eq!(g.groups_waiting(), 1);
         assert_eq!(g.drain(), vec![("hot", 2)]);
         assert_eq!(g.len(), 0);
+    }
+
+    #[test]
+    fn idle_groups_are_kept_bounded_and_reused() {
+        fn k(e: &String) -> &str {
+            e
+        }
+        let mut g = Groups::new();
+        for round in 0..3 {
+            for i in 0..200 {
+                g.push_back(format!("g{i}"), k);
+            }
+            let mut hints = Vec::new();
+            for i in 0..200 {
+                assert_eq!(g.pop(true), Some(format!("g{i}")), "round {round}");
+                hints.push(g.last_popped());
+            }
+            assert_eq!(g.pop(true), None);
+            for (i, &hint) in hints.iter().enumerate() {
+                let key = format!("g{i}");
+                match round {
+                    0 => g.release(&key),
+                    1 => g.release_at(hint, &key),
+                    // A wrong hint: found by key.
+                    _ => g.release_at(hints[(i + 1) % 200], &key),
+                }
+            }
+            assert_eq!(g.len(), 0);
+            assert_eq!(g.groups_waiting(), 0);
+            assert!(g.index.len() <= IDLE_KEPT, "bounded: {}", g.index.len());
+            assert_eq!(g.index.len(), g.groups().count());
+        }
+        // A kept idle group serves again, in order, one in flight.
+        g.push_back("g199".to_owned(), k);
+        g.push_back("g199".to_owned(), k);
+        assert_eq!(g.pop(true).as_deref(), Some("g199"));
+        assert_eq!(g.pop(true), None);
+        g.release("g199");
+        assert_eq!(g.pop(false).as_deref(), Some("g199"));
+        assert!(g.drain().is_empty());
+        assert_eq!(g.index.len(), 0);
     }
 
     #[test]
