@@ -237,7 +237,8 @@ struct Slow {
     gate: Gate,
 }
 
-fn slow_handler(max_lease: Duration) -> Slow {
+/// With a heartbeat every 2 ms up to `max_lease`, or with none.
+fn slow_handler(max_lease: Option<Duration>) -> Slow {
     let clock = ManualClock::new();
     let queue = Queue::builder()
         .clock(clock.clone())
@@ -247,14 +248,16 @@ fn slow_handler(max_lease: Duration) -> Slow {
     let started = Arc::new(AtomicUsize::new(0));
     let pool = {
         let (gate, started) = (gate.clone(), Arc::clone(&started));
-        Consumer::new(&queue)
-            .heartbeat(Duration::from_millis(2))
-            .max_lease(max_lease)
-            .start(move |_m| {
-                started.fetch_add(1, Ordering::SeqCst);
-                gate.wait();
-                Ok::<(), String>(())
-            })
+        let consumer = Consumer::new(&queue);
+        let consumer = match max_lease {
+            Some(max) => consumer.heartbeat(Duration::from_millis(2)).max_lease(max),
+            None => consumer.without_heartbeat(),
+        };
+        consumer.start(move |_m| {
+            started.fetch_add(1, Ordering::SeqCst);
+            gate.wait();
+            Ok::<(), String>(())
+        })
     };
     queue.send(1).unwrap();
     wait_until("the handler started", || {
@@ -275,7 +278,7 @@ fn heartbeat_keeps_a_slow_handlers_lease() {
         queue,
         pool,
         gate,
-    } = slow_handler(Duration::from_secs(3600));
+    } = slow_handler(Some(Duration::from_secs(3600)));
     for beat in 1..=3 {
         // 6 s on: 4 s of the 10 s lease left, under half: the heartbeat renews it.
         clock.advance(Duration::from_secs(6));
@@ -302,7 +305,7 @@ fn max_lease_bounds_the_heartbeat() {
         queue,
         pool,
         gate,
-    } = slow_handler(Duration::from_secs(15));
+    } = slow_handler(Some(Duration::from_secs(15)));
     clock.advance(Duration::from_secs(6));
     wait_until("the heartbeat extended the lease to the maximum", || {
         pool.stats().heartbeats == 1
@@ -325,25 +328,12 @@ fn max_lease_bounds_the_heartbeat() {
 
 #[test]
 fn without_heartbeat_a_slow_handler_loses_its_lease() {
-    let clock = ManualClock::new();
-    let queue = Queue::builder()
-        .clock(clock.clone())
-        .visibility_timeout(Duration::from_secs(10))
-        .build();
-    let gate = Gate::default();
-    let started = Arc::new(AtomicUsize::new(0));
-    let pool = {
-        let (gate, started) = (gate.clone(), Arc::clone(&started));
-        Consumer::new(&queue).without_heartbeat().start(move |_m| {
-            started.fetch_add(1, Ordering::SeqCst);
-            gate.wait();
-            Ok::<(), String>(())
-        })
-    };
-    queue.send(1).unwrap();
-    wait_until("the handler started", || {
-        started.load(Ordering::SeqCst) == 1
-    });
+    let Slow {
+        clock,
+        queue,
+        pool,
+        gate,
+    } = slow_handler(None);
     clock.advance(Duration::from_secs(11));
     let again = queue.try_receive().expect("the lease expired");
     again.ack().unwrap();
