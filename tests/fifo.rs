@@ -484,3 +484,24 @@ proptest! {
         prop_assert_eq!(q.len(), 0);
     }
 }
+
+#[test]
+fn the_dedup_window_remembers_at_most_max_keys() {
+    let q: Queue<i32> = Queue::builder().dedup_max_keys(2).build();
+    for key in ["a", "b", "c"] {
+        assert!(!q
+            .send(Message::new(0).with_dedup_id(key))
+            .unwrap()
+            .is_duplicate());
+    }
+    // "a" was forgotten early to keep the window at two keys; "c" is still remembered.
+    assert!(!q
+        .send(Message::new(0).with_dedup_id("a"))
+        .unwrap()
+        .is_duplicate());
+    assert!(q
+        .send(Message::new(0).with_dedup_id("c"))
+        .unwrap()
+        .is_duplicate());
+    assert_eq!(q.len(), 4);
+}

@@ -242,3 +242,27 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_chained_endpoint_with_a_filter() {
+    use std::sync::{Arc, Mutex};
+    let topic: Topic<u32> = Topic::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = {
+        let seen = Arc::clone(&seen);
+        switchboard::Endpoint::from_fn(move |m: Message<u32>| {
+            seen.lock().unwrap().push(m.into_payload());
+            Ok(())
+        })
+    };
+    topic.subscribe_endpoint_filtered(
+        sink,
+        Filter::builder().eq("region", "eu").build().unwrap(),
+        switchboard::Overflow::Block,
+    );
+    for (n, region) in [(1, "eu"), (2, "us"), (3, "eu")] {
+        topic.publish(order(n, region, 1.0)).unwrap();
+    }
+    assert_eq!(*seen.lock().unwrap(), [1, 3]);
+    assert_eq!(topic.stats().filtered_out, 1);
+}

@@ -1581,3 +1581,26 @@ fn wake_tokens_never_take_room_from_messages() {
         assert!(q.try_send(12).unwrap_err().is_full());
     }
 }
+
+/// A bounded queue bounds its delayed messages by the same capacity: the next `send_after`
+/// fails `Full` and hands the message back; once they are due they are ordinary messages.
+#[test]
+fn delayed_messages_are_bounded_by_capacity() {
+    let clock = ManualClock::new();
+    let q: Queue<u32> = Queue::builder().clock(clock.clone()).capacity(2).build();
+    q.send_after(1, secs(5)).unwrap();
+    q.send_at(2, clock.now() + secs(5)).unwrap();
+    let err = q.send_after(3, secs(5)).unwrap_err();
+    assert!(err.is_full());
+    assert_eq!(err.into_inner().into_payload(), 3);
+    assert_eq!(q.stats().delayed, 2);
+    // Fresh sends have their own room meanwhile.
+    q.try_send(10).unwrap();
+    clock.advance(secs(5));
+    let mut got: Vec<u32> = q.try_iter().map(|m| m.into_payload()).collect();
+    got.sort_unstable();
+    assert_eq!(got, [1, 2, 10]);
+    q.send_after(4, secs(1)).unwrap(); // room again
+    q.close();
+    assert!(q.send_after(5, secs(1)).unwrap_err().is_closed());
+}
