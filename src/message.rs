@@ -619,6 +619,26 @@ impl<T> Message<T> {
         self
     }
 
+    /// Sets the correlation id and the return address together: one allocation for a message
+    /// without metadata, where the two builder calls would copy-on-write twice.
+    pub(crate) fn with_reply_meta(mut self, id: CorrelationId, to: ReturnAddress) -> Self {
+        match &mut self.ext {
+            None => {
+                self.ext = Some(Arc::new(Ext {
+                    correlation_id: Some(id),
+                    reply_to: Some(to),
+                    ..Ext::default()
+                }))
+            }
+            Some(_) => {
+                let ext = self.ext_mut();
+                ext.correlation_id = Some(id);
+                ext.reply_to = Some(to);
+            }
+        }
+        self
+    }
+
     fn ext_mut(&mut self) -> &mut Ext {
         Arc::make_mut(self.ext.get_or_insert_with(Default::default))
     }

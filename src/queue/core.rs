@@ -933,7 +933,8 @@ impl<T> Shared<T> {
         if before & 1 != 0 {
             return false;
         }
-        self.closed.store(true, Ordering::Release);
+        // SeqCst: pairs with the SeqCst load in `is_drained`, after a receiver announced its wait.
+        self.closed.store(true, Ordering::SeqCst);
         if let Some(w) = &self.waits {
             drop(w.close_tx.lock().take());
         }
@@ -948,6 +949,12 @@ impl<T> Shared<T> {
 
     /// Closed, and nothing left that a receiver could ever get.
     fn is_drained(&self) -> bool {
+        // The read-mostly flag first: an open queue's receivers, looking here whenever they find
+        // the queue empty, then never read the line every send writes (a ping-pong would move it
+        // between cores twice a round trip).
+        if !self.closed.load(Ordering::SeqCst) {
+            return false;
+        }
         let s = self.send.0.state.load(Ordering::Acquire);
         if s & 1 == 0 {
             return false;

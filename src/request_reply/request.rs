@@ -129,6 +129,8 @@ impl<Req, Rep> fmt::Debug for Request<Req, Rep> {
 pub struct ReplyTo<Rep> {
     inbox: Arc<Inbox<Rep>>,
     recipient: Option<Arc<str>>,
+    /// Whether this handle's count in the inbox was already released (by its reply).
+    released: bool,
 }
 
 impl<Rep> ReplyTo<Rep> {
@@ -137,6 +139,7 @@ impl<Rep> ReplyTo<Rep> {
         ReplyTo {
             inbox,
             recipient: None,
+            released: false,
         }
     }
 
@@ -177,14 +180,16 @@ impl<Rep> ReplyTo<Rep> {
         self.offer(Some(Arc::from(responder.into())), reply)
     }
 
-    fn offer(self, responder: Option<Arc<str>>, body: Rep) -> Result<(), ReplyError<Rep>> {
+    fn offer(mut self, responder: Option<Arc<str>>, body: Rep) -> Result<(), ReplyError<Rep>> {
         let reply = Reply {
             responder,
-            recipient: self.recipient.clone(),
+            recipient: self.recipient.take(),
             body,
         };
+        // The offer releases this handle's count itself (one signal to the waiter, not two).
+        self.released = true;
         self.inbox
-            .offer(reply)
+            .offer_and_release(reply)
             .map_err(|r| ReplyError::Late(r.body))
     }
 }
@@ -195,13 +200,16 @@ impl<Rep> Clone for ReplyTo<Rep> {
         ReplyTo {
             inbox: Arc::clone(&self.inbox),
             recipient: self.recipient.clone(),
+            released: false,
         }
     }
 }
 
 impl<Rep> Drop for ReplyTo<Rep> {
     fn drop(&mut self) {
-        self.inbox.release();
+        if !self.released {
+            self.inbox.release();
+        }
     }
 }
 

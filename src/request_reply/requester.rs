@@ -19,11 +19,9 @@ pub(crate) fn stamp<Req, Rep: Send + 'static>(
 ) -> (Arc<Inbox<Rep>>, Message<Request<Req, Rep>>) {
     Stats::bump(&stats.requests);
     let cid = msg.correlation_id().unwrap_or_default();
-    let inbox = Arc::new(Inbox::new(cid, Arc::clone(stats)));
+    let inbox = Inbox::take(cid, stats);
     let reply_to = ReplyTo::new(Arc::clone(&inbox));
-    let msg = msg
-        .with_correlation_id(cid)
-        .with_reply_to(ReturnAddress::new(reply_to.clone()));
+    let msg = msg.with_reply_meta(cid, ReturnAddress::new(reply_to.clone()));
     (inbox, msg.map(|body| Request { body, reply_to }))
 }
 
@@ -289,6 +287,7 @@ where
             Stats::bump(&self.stats.no_responder);
         }
         inbox.close();
+        Inbox::recycle(inbox);
         out
     }
 }

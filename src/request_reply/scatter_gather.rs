@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::inbox::{Next, Stats};
+use super::inbox::{Inbox, Next, Stats};
 use super::request::{Reply, Request};
 use super::requester::{stamp, undelivered, ConversationStats, RequestError};
 use crate::endpoint::{deadline_after, Endpoint, Wait};
@@ -442,6 +442,7 @@ where
             }
         };
         inbox.close();
+        Inbox::recycle(inbox);
         let missing = names
             .into_iter()
             .filter(|n| !replies.iter().any(|r| r.recipient() == Some(n)))
