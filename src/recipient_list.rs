@@ -455,11 +455,74 @@ impl<T> fmt::Debug for RecipientListError<T> {
 /// An immutable recipient set, sorted by name.
 struct Set<T> {
     recipients: Vec<(Arc<str>, Endpoint<T>)>,
+    /// A static route ([`Route::to`]) resolved against this set once, when the set is made:
+    /// the chosen names in route order without repeats, each with its recipient's position
+    /// (`None`: not in the set). A send on a static route then looks nothing up.
+    fixed: Option<Box<[(Arc<str>, Option<usize>)]>>,
 }
 
 impl<T> Set<T> {
+    fn new(recipients: Vec<(Arc<str>, Endpoint<T>)>, route: &Route<T>) -> Set<T> {
+        let mut set = Set {
+            recipients,
+            fixed: None,
+        };
+        if let RouteKind::To(names) = &route.kind {
+            let mut fixed: Vec<(Arc<str>, Option<usize>)> = Vec::with_capacity(names.len());
+            for name in names {
+                if fixed.iter().any(|(n, _)| **n == **name) {
+                    continue;
+                }
+                fixed.push(match set.find(name) {
+                    Ok(i) => (Arc::clone(&set.recipients[i].0), Some(i)),
+                    Err(_) => (Arc::from(name.as_str()), None),
+                });
+            }
+            set.fixed = Some(fixed.into_boxed_slice());
+        }
+        set
+    }
+
     fn find(&self, name: &str) -> Result<usize, usize> {
         self.recipients.binary_search_by(|(n, _)| (**n).cmp(name))
+    }
+}
+
+/// The recipients' positions in the set, beside a send's report entries (`usize::MAX` for an
+/// unknown name): inline for up to 8, so that a send allocates only its report.
+struct Positions {
+    inline: [usize; 8],
+    len: usize,
+    spill: Vec<usize>,
+}
+
+impl Positions {
+    fn new() -> Positions {
+        Positions {
+            inline: [0; 8],
+            len: 0,
+            spill: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, i: usize) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = i;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(i);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        if self.len <= self.inline.len() {
+            &self.inline[..self.len]
+        } else {
+            &self.spill
+        }
     }
 }
 
@@ -550,7 +613,10 @@ impl<T> RecipientList<T> {
                 None
             }
         };
-        let prev = self.shared.set.swap(Arc::new(Set { recipients }));
+        let prev = self
+            .shared
+            .set
+            .swap(Arc::new(Set::new(recipients, &self.shared.route)));
         // The old set (which may own user code) goes outside the lock.
         drop(w);
         drop((prev, cur));
@@ -576,7 +642,10 @@ impl<T> RecipientList<T> {
         let i = cur.find(name).ok()?;
         let mut recipients = cur.recipients.clone();
         let (_, old) = recipients.remove(i);
-        let prev = self.shared.set.swap(Arc::new(Set { recipients }));
+        let prev = self
+            .shared
+            .set
+            .swap(Arc::new(Set::new(recipients, &self.shared.route)));
         drop(w);
         drop((prev, cur));
         Some(old)
@@ -725,28 +794,53 @@ impl<T: Clone> RecipientList<T> {
         let set = shared.set.load();
 
         // Resolve, in one vector that becomes the report: a known name starts as `Skipped`
-        // (pending) and stays so if a failure stops the send before it.
+        // (pending) and stays so if a failure stops the send before it. `at` keeps each entry's
+        // position in the set, so that delivering looks nothing up again.
         let mut entries: Vec<(Arc<str>, Outcome)> = Vec::new();
+        let mut at = Positions::new();
         let mut first_unknown: Option<String> = None;
-        if let RouteKind::All = shared.route.kind {
-            entries.extend(
-                set.recipients
-                    .iter()
-                    .map(|(n, _)| (Arc::clone(n), Outcome::Skipped)),
-            );
-        } else {
-            shared.route.names(&msg, &mut |name| {
-                if entries.iter().any(|(n, _)| &**n == name) {
-                    return;
+        let mut unknown =
+            |name: &str, entries: &mut Vec<(Arc<str>, Outcome)>, at: &mut Positions| {
+                if shared.unknown == UnknownRecipients::Error {
+                    first_unknown.get_or_insert_with(|| name.to_owned());
+                } else {
+                    entries.push((Arc::from(name), Outcome::Unknown));
+                    at.push(usize::MAX);
                 }
-                match set.find(name) {
-                    Ok(i) => entries.push((Arc::clone(&set.recipients[i].0), Outcome::Skipped)),
-                    Err(_) if shared.unknown == UnknownRecipients::Error => {
-                        first_unknown.get_or_insert_with(|| name.to_owned());
+            };
+        match (&shared.route.kind, &set.fixed) {
+            (RouteKind::All, _) => {
+                entries.reserve_exact(set.recipients.len());
+                for (i, (n, _)) in set.recipients.iter().enumerate() {
+                    entries.push((Arc::clone(n), Outcome::Skipped));
+                    at.push(i);
+                }
+            }
+            (_, Some(fixed)) => {
+                entries.reserve_exact(fixed.len());
+                for (n, i) in fixed.iter() {
+                    match *i {
+                        Some(i) => {
+                            entries.push((Arc::clone(n), Outcome::Skipped));
+                            at.push(i);
+                        }
+                        None => unknown(n, &mut entries, &mut at),
                     }
-                    Err(_) => entries.push((Arc::from(name), Outcome::Unknown)),
                 }
-            });
+            }
+            _ => shared.route.names(&msg, &mut |name| match set.find(name) {
+                Ok(i) => {
+                    if !at.as_slice().contains(&i) {
+                        entries.push((Arc::clone(&set.recipients[i].0), Outcome::Skipped));
+                        at.push(i);
+                    }
+                }
+                Err(_) => {
+                    if !entries.iter().any(|(n, _)| &**n == name) {
+                        unknown(name, &mut entries, &mut at);
+                    }
+                }
+            }),
         }
         if let Some(name) = first_unknown {
             return Err(RecipientListError::UnknownRecipient { name, message: msg });
@@ -757,13 +851,10 @@ impl<T: Clone> RecipientList<T> {
         let mut msg = Some(msg);
         let mut back: Option<DeliverError<T>> = None;
         let mut stopped = false;
-        for (k, (name, outcome)) in entries.iter_mut().enumerate() {
+        for (k, ((name, outcome), &i)) in entries.iter_mut().zip(at.as_slice()).enumerate() {
             if *outcome != Outcome::Skipped {
                 continue;
             }
-            let Ok(i) = set.find(name) else {
-                continue;
-            };
             let endpoint = &set.recipients[i].1;
             let mut copy = if Some(k) == last {
                 msg.take().expect("the original goes to the last recipient")
@@ -874,7 +965,7 @@ impl<T> RecipientListBuilder<T> {
         recipients.sort_by(|a, b| a.0.cmp(&b.0));
         RecipientList {
             shared: Arc::new(Shared {
-                set: ArcSwap::from_pointee(Set { recipients }),
+                set: ArcSwap::from_pointee(Set::new(recipients, &self.route)),
                 writer: Mutex::new(()),
                 route: self.route,
                 unknown: self.unknown,

@@ -294,3 +294,50 @@ fn drops() {
     drop(a.try_recv().unwrap());
     assert_eq!(DROPS.load(Ordering::Relaxed), 2);
 }
+
+#[test]
+fn static_route_follows_the_set_in_route_order_without_repeats() {
+    let (a, b) = (Queue::unbounded(), Queue::unbounded());
+    let list: RecipientList<u8> = RecipientList::new(Route::to(["b", "x", "b", "a"]));
+    list.add("a", &a);
+    let outcomes = |r: &switchboard::RecipientReport| -> Vec<(String, Outcome)> {
+        r.iter().map(|(n, o)| (n.to_owned(), o.clone())).collect()
+    };
+    let r = list.send(1).unwrap();
+    assert_eq!(
+        outcomes(&r),
+        [
+            ("b".to_owned(), Outcome::Unknown),
+            ("x".to_owned(), Outcome::Unknown),
+            ("a".to_owned(), Outcome::Delivered),
+        ]
+    );
+    // Added at run time: the next send reaches it, in route order.
+    list.add("b", &b);
+    let r = list.send(2).unwrap();
+    assert_eq!(
+        r.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        ["b", "x", "a"]
+    );
+    assert_eq!((r.delivered(), r.unknown()), (2, 1));
+    list.remove("a");
+    let r = list.send(3).unwrap();
+    assert_eq!(r.get("a"), Some(&Outcome::Unknown));
+    assert_eq!(drain(&a), [1, 2]);
+    assert_eq!(drain(&b), [2, 3]);
+
+    // The attribute route drops repeats of known and unknown names alike.
+    let by_attr: RecipientList<u8> = RecipientList::new(Route::by_attribute("to"));
+    by_attr.add("a", &a);
+    let r = by_attr
+        .send(Message::new(4).with_attr("to", ["x", "a", "x", "a"]))
+        .unwrap();
+    assert_eq!(
+        outcomes(&r),
+        [
+            ("x".to_owned(), Outcome::Unknown),
+            ("a".to_owned(), Outcome::Delivered),
+        ]
+    );
+    assert_eq!(drain(&a), [4]);
+}
