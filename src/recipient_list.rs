@@ -458,8 +458,11 @@ struct Set<T> {
     /// A static route ([`Route::to`]) resolved against this set once, when the set is made:
     /// the chosen names in route order without repeats, each with its recipient's position
     /// (`None`: not in the set). A send on a static route then looks nothing up.
-    fixed: Option<Box<[(Arc<str>, Option<usize>)]>>,
+    fixed: Option<Box<[Chosen]>>,
 }
+
+/// A name a static route chooses, and its recipient's position in the set (`None`: unknown).
+type Chosen = (Arc<str>, Option<usize>);
 
 impl<T> Set<T> {
     fn new(recipients: Vec<(Arc<str>, Endpoint<T>)>, route: &Route<T>) -> Set<T> {
@@ -468,7 +471,7 @@ impl<T> Set<T> {
             fixed: None,
         };
         if let RouteKind::To(names) = &route.kind {
-            let mut fixed: Vec<(Arc<str>, Option<usize>)> = Vec::with_capacity(names.len());
+            let mut fixed: Vec<Chosen> = Vec::with_capacity(names.len());
             for name in names {
                 if fixed.iter().any(|(n, _)| **n == **name) {
                     continue;
