@@ -166,6 +166,58 @@ fn spsc(c: &mut Criterion) {
     group(c, "spsc_unbounded", 1, 1, None);
 }
 
+/// How the plain path's ratio depends on the payload's size: the message's metadata (id,
+/// timestamp, metadata pointer: 24 bytes) weighs less beside a larger payload. SPSC bounded,
+/// plain send and recv, raw crossbeam carrying the same payload beside ours.
+fn payload_sizes(c: &mut Criterion) {
+    fn one<P: Copy + Send + Sync + 'static>(c: &mut Criterion, name: &str, make: fn(u64) -> P) {
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Elements(BATCH));
+        g.sample_size(20);
+        let run = |send: &(dyn Fn(P) + Sync), recv: &(dyn Fn() -> P + Sync)| {
+            let start = Instant::now();
+            thread::scope(|s| {
+                s.spawn(|| (0..BATCH).for_each(|i| send(make(i))));
+                s.spawn(|| {
+                    for _ in 0..BATCH {
+                        criterion::black_box(recv());
+                    }
+                });
+            });
+            start.elapsed()
+        };
+        g.bench_function("crossbeam", |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let (tx, rx) = crossbeam_channel::bounded::<P>(CAP);
+                        run(&|v| tx.send(v).unwrap(), &|| rx.recv().unwrap())
+                    })
+                    .sum()
+            })
+        });
+        g.bench_function("switchboard", |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let q = Queue::<P>::bounded(CAP);
+                        run(
+                            &|v| {
+                                q.send(v).unwrap();
+                            },
+                            &|| q.recv().unwrap().into_payload(),
+                        )
+                    })
+                    .sum()
+            })
+        });
+        g.finish();
+    }
+    one(c, "payload_16B", |i| [i; 2]);
+    one(c, "payload_64B", |i| [i; 8]);
+    one(c, "payload_256B", |i| [i; 32]);
+}
+
 fn mpmc(c: &mut Criterion) {
     group(c, "mpmc_bounded", 2, 2, Some(CAP));
 }
@@ -248,5 +300,5 @@ fn single_thread(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, single_thread, spsc, mpmc, fifo);
+criterion_group!(benches, single_thread, spsc, mpmc, payload_sizes, fifo);
 criterion_main!(benches);
