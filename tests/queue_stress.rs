@@ -430,3 +430,58 @@ fn close_wakes_every_competing_leased_receiver() {
         });
     }
 }
+
+/// Receivers of a closed queue get `Closed` only when nothing is left: not while a message is on
+/// its way from the main lane into another receiver's lease (which could still be nacked back).
+#[test]
+fn a_closed_queue_is_not_drained_while_a_message_enters_a_lease() {
+    // Before the fix this failed within the first rounds; each round takes about a millisecond.
+    const ROUNDS: u32 = 500;
+    let deadline = Instant::now() + LIMIT;
+    for round in 0..ROUNDS {
+        let q: Queue<u32> = Queue::bounded(4);
+        q.send(round).unwrap();
+        q.close();
+        let acked = AtomicBool::new(false);
+        let done = AtomicU32::new(0);
+        thread::scope(|s| {
+            // Takes the queue's lock over and over (stats are exact, so they take it): a
+            // receiver on its way into a lease then often waits for it, which widens the window.
+            s.spawn(|| {
+                while done.load(Ordering::SeqCst) < 2 {
+                    std::hint::black_box(q.stats());
+                }
+            });
+            for _ in 0..2 {
+                s.spawn(|| {
+                    // Nack the message once, then ack it: until the ack, a `Closed` is early.
+                    let mut nacks = 0;
+                    loop {
+                        match q.receive_deadline(deadline) {
+                            Ok(d) if nacks == 0 => {
+                                nacks += 1;
+                                drop(d);
+                            }
+                            Ok(d) => {
+                                acked.store(true, Ordering::SeqCst);
+                                d.ack().unwrap();
+                            }
+                            Err(RecvTimeoutError::Closed) => {
+                                done.fetch_add(1, Ordering::SeqCst);
+                                assert!(
+                                    acked.load(Ordering::SeqCst),
+                                    "round {round}: Closed while the message was still in play"
+                                );
+                                return;
+                            }
+                            Err(RecvTimeoutError::Timeout) => {
+                                done.fetch_add(1, Ordering::SeqCst);
+                                panic!("round {round}: hung")
+                            }
+                        }
+                    }
+                });
+            }
+        });
+    }
+}

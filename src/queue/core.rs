@@ -5,7 +5,8 @@
 //! - Fresh messages travel the main lane; everything else that becomes visible again (a returned
 //!   lease, a due delayed message, a dead letter arriving, a redrive) goes to the ready lane, which
 //!   is unbounded so that a put-back never waits and never fails (Drop cannot block).
-//! - `accepted - popped` is the number of messages in the main lane (or being pushed into it).
+//! - `accepted - popped` is the number of messages in the main lane (or being pushed into it, or
+//!   being moved from it into a lease or out as expired: counted popped once there).
 //!   `accepted` shares a word with the closed bit, so a send and `close` are totally ordered: a send
 //!   that got in before the bit is counted, and receivers do not report `Closed` until every counted
 //!   message was popped.
@@ -1274,7 +1275,12 @@ impl<T> Shared<T> {
     /// the send, and it saves a read.
     #[inline]
     fn take_fresh(self: &Arc<Self>, f: Fresh<T>, how: How, now: Option<Nanos>) -> Option<Out<T>> {
-        self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
+        // A message leaving the main lane for the slow state (a lease, an expiry) is counted as
+        // popped only under the slow lock, once it is there. A receiver of a closed queue that
+        // checks whether it is drained (popped against accepted, then the slow state under the
+        // lock) so always finds it in one place or the other, and cannot give up while it is on
+        // its way into a lease that could still be nacked back. `stats` (under the same lock)
+        // finds it in one place too.
         let mut now = now.map(|t| t.max(f.enqueued()));
         if self.is_expired(&f.msg, f.enqueued(), &mut now) {
             let mut out = Vec::new();
@@ -1282,17 +1288,22 @@ impl<T> Shared<T> {
                 let mut slow = self.slow().lock();
                 slow.c.expired_main += 1;
                 self.expire(&mut slow, Entry::fresh(f), &mut out);
+                self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
                 self.publish_next(&mut slow);
             }
             self.forward(out, self);
             return None;
         }
         let result = match how {
-            How::Plain => Out::Plain(f.msg),
+            How::Plain => {
+                self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
+                Out::Plain(f.msg)
+            }
             How::Lease(vis) => {
                 let mut slow = self.slow().lock();
                 let now = now.unwrap_or_else(|| self.now());
                 let d = self.lease(&mut slow, Entry::fresh(f), vis, now, u32::MAX);
+                self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
                 drop(slow);
                 self.note_deadline(d.deadline_nanos());
                 Out::Lease(d)
