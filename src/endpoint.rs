@@ -264,9 +264,9 @@ impl<T: Clone> Endpoint<T> {
                 }
                 Err(PublishError::Full { message, .. }) => Err(DeliverError::Full(message)),
             },
-            Kind::List(l) => match l.dispatch(msg, wait, |_, _| {}) {
-                Ok((report, None)) => Ok(report.delivered()),
-                Ok((_, Some(err))) => Err(err),
+            Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
+                Ok((_, None, reach)) => Ok(reach),
+                Ok((_, Some(err), _)) => Err(err),
                 Err(RecipientListError::Stopped { error, .. }) => Err(error),
                 Err(RecipientListError::UnknownRecipient { name, message }) => {
                     Err(DeliverError::Rejected {

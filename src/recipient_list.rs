@@ -461,6 +461,10 @@ struct Set<T> {
     fixed: Option<Box<[Chosen]>>,
 }
 
+/// What a send did: its report, the first failure's error under `Continue` (with its copy), and
+/// how many final receivers got a copy.
+pub(crate) type Dispatched<T> = (RecipientReport, Option<DeliverError<T>>, usize);
+
 /// A name a static route chooses, and its recipient's position in the set (`None`: unknown).
 type Chosen = (Arc<str>, Option<usize>);
 
@@ -791,8 +795,21 @@ impl<T: Clone> RecipientList<T> {
         &self,
         msg: Message<T>,
         wait: Wait,
-        mut prepare: impl FnMut(&Arc<str>, &mut Message<T>),
+        prepare: impl FnMut(&Arc<str>, &mut Message<T>),
     ) -> Result<(RecipientReport, Option<DeliverError<T>>), RecipientListError<T>> {
+        self.dispatch_reach(msg, wait, prepare)
+            .map(|(report, back, _)| (report, back))
+    }
+
+    /// [`dispatch`](Self::dispatch), also saying how many final receivers got a copy: 1 for a
+    /// queue or a closure recipient, the subscriptions a topic recipient reached, and so on down
+    /// a nested list (what a scatter-gather waits for).
+    pub(crate) fn dispatch_reach(
+        &self,
+        msg: Message<T>,
+        wait: Wait,
+        mut prepare: impl FnMut(&Arc<str>, &mut Message<T>),
+    ) -> Result<Dispatched<T>, RecipientListError<T>> {
         let shared = &*self.shared;
         let set = shared.set.load();
 
@@ -854,6 +871,7 @@ impl<T: Clone> RecipientList<T> {
         let mut msg = Some(msg);
         let mut back: Option<DeliverError<T>> = None;
         let mut stopped = false;
+        let mut reach = 0;
         for (k, ((name, outcome), &i)) in entries.iter_mut().zip(at.as_slice()).enumerate() {
             if *outcome != Outcome::Skipped {
                 continue;
@@ -865,8 +883,11 @@ impl<T: Clone> RecipientList<T> {
                 msg.as_ref().expect("kept until the last recipient").clone()
             };
             prepare(name, &mut copy);
-            match endpoint.deliver_wait(copy, wait) {
-                Ok(()) => *outcome = Outcome::Delivered,
+            match endpoint.deliver_reach(copy, wait) {
+                Ok(n) => {
+                    *outcome = Outcome::Delivered;
+                    reach += n;
+                }
                 Err(err) => {
                     *outcome = Outcome::of(&err);
                     if back.is_none() {
@@ -884,7 +905,7 @@ impl<T: Clone> RecipientList<T> {
         let report = RecipientReport { entries };
         match back {
             Some(error) if stopped => Err(RecipientListError::Stopped { report, error }),
-            back => Ok((report, back)),
+            back => Ok((report, back, reach)),
         }
     }
 }

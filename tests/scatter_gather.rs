@@ -627,3 +627,46 @@ fn a_parked_requester_wakes_for_a_reply_and_for_the_last_drop() {
     assert!(started.elapsed() < LONG / 2);
     h.join().unwrap();
 }
+
+/// A list recipient that fans out (a topic) counts each responder it reached; one that
+/// reached nobody (a topic without subscribers) counts none.
+#[test]
+fn a_list_gathers_every_responder_a_topic_recipient_reached() {
+    let topic: Topic<Request<u32, u32>> = Topic::new();
+    let subs: Vec<_> = (0..3).map(|_| topic.subscribe()).collect();
+    let empty: Topic<Request<u32, u32>> = Topic::new();
+    let list: RecipientList<Request<u32, u32>> = RecipientList::new(Route::all());
+    list.add("desk", instant(|x: &u32| x + 1));
+    list.add("floor", &topic);
+    list.add("nobody", &empty);
+    let sg = ScatterGather::new(&list);
+    let gather = thread::spawn(move || sg.scatter(10, Completion::within(LONG)).unwrap());
+    // Each of the topic's subscribers answers its copy.
+    for (k, s) in subs.iter().enumerate() {
+        let req = s.recv_timeout(LONG).unwrap().into_payload();
+        assert_eq!(req.recipient(), Some("floor"));
+        let body = *req.body();
+        req.reply(body + 100 + k as u32).unwrap();
+    }
+    let got = gather.join().unwrap();
+    assert_eq!(got.completed(), Completed::All);
+    assert_eq!((got.expected(), got.replies().len()), (4, 4));
+    let mut bodies: Vec<u32> = got.replies().iter().map(|r| *r.body()).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, [11, 110, 111, 112]);
+    // "nobody" was delivered to but reached no responder, so no reply came under its name.
+    assert_eq!(got.missing(), ["nobody"]);
+
+    // A list whose only recipient reaches nobody: no responder, at once.
+    let lonely: RecipientList<Request<u32, u32>> = RecipientList::new(Route::all());
+    lonely.add("nobody", &empty);
+    let start = Instant::now();
+    let err = ScatterGather::new(&lonely)
+        .scatter(1, Completion::within(LONG))
+        .unwrap_err();
+    assert_eq!(err, GatherError::NoResponder);
+    assert!(
+        start.elapsed() < LONG / 2,
+        "reported at once, not at the deadline"
+    );
+}

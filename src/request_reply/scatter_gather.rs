@@ -167,8 +167,8 @@ impl<Rep> Gathered<Rep> {
         self.correlation_id
     }
 
-    /// How many responders the request reached: subscriptions of a topic, recipients of a list,
-    /// one for a queue.
+    /// How many responders the request reached: the subscriptions of a topic, one for a queue,
+    /// and for a list what its recipients reached (a topic recipient counts its subscriptions).
     pub fn expected(&self) -> usize {
         self.expected
     }
@@ -365,18 +365,21 @@ where
         let correlation_id = inbox.correlation_id;
         let reached = match self.endpoint.as_recipient_list() {
             Some(list) => {
-                let named = list.dispatch(msg, Wait::Until(deadline), |name, m| {
+                let named = list.dispatch_reach(msg, Wait::Until(deadline), |name, m| {
                     m.payload_mut().reply_to.set_recipient(Arc::clone(name))
                 });
                 match named {
-                    Ok((report, _)) => {
+                    Ok((report, _, reach)) => {
+                        // A recipient that fans out (a topic) reached several responders, and
+                        // one with no subscribers none: wait for the responders reached, not
+                        // for one reply per name.
                         let names: Vec<String> = report.delivered_to().map(str::to_owned).collect();
                         let unreached = report
                             .iter()
                             .filter(|(_, o)| !o.is_delivered())
                             .map(|(n, _)| n.to_owned())
                             .collect();
-                        Ok((names.len(), names, unreached))
+                        Ok((reach, names, unreached))
                     }
                     Err(RecipientListError::UnknownRecipient { name, .. }) => {
                         Err(GatherError::UnknownRecipient(name))
