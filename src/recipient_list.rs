@@ -620,14 +620,19 @@ impl<T> RecipientList<T> {
                 None
             }
         };
-        let prev = self
-            .shared
-            .set
-            .swap(Arc::new(Set::new(recipients, &self.shared.route)));
+        let prev = self.install(recipients);
         // The old set (which may own user code) goes outside the lock.
         drop(w);
         drop((prev, cur));
         old
+    }
+
+    /// Swaps in a set of `recipients` (resolving the route against it); returns the old set,
+    /// for the caller to drop outside the writer lock. Called under the writer lock.
+    fn install(&self, recipients: Vec<(Arc<str>, Endpoint<T>)>) -> Arc<Set<T>> {
+        self.shared
+            .set
+            .swap(Arc::new(Set::new(recipients, &self.shared.route)))
     }
 
     /// Removes the recipient `name`, returning it if it was there.
@@ -649,10 +654,7 @@ impl<T> RecipientList<T> {
         let i = cur.find(name).ok()?;
         let mut recipients = cur.recipients.clone();
         let (_, old) = recipients.remove(i);
-        let prev = self
-            .shared
-            .set
-            .swap(Arc::new(Set::new(recipients, &self.shared.route)));
+        let prev = self.install(recipients);
         drop(w);
         drop((prev, cur));
         Some(old)
