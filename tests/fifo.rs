@@ -1,6 +1,8 @@
 //! FIFO queues: order within a group, one in flight per group, groups in parallel, fairness, and
 //! de-duplication.
 
+mod common;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -10,17 +12,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use switchboard::{ManualClock, Message, Queue, Sent, TryRecvError};
 
-/// A tiny deterministic random source for the threaded tests.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+use common::Rng;
 
 fn grouped(group: &str, n: u32) -> Message<(String, u32)> {
     Message::new((group.to_owned(), n)).with_group(group)
@@ -45,7 +37,7 @@ fn order_within_a_group_under_competing_consumers_with_nacks_and_drops() {
         for c in 0..4 {
             let (q, acked) = (&q, &acked);
             s.spawn(move || {
-                let mut rng = XorShift(0x9E37_79B9 + c);
+                let mut rng = Rng::new(c + 1);
                 let mut done = 0;
                 while done < (GROUPS * PER_GROUP) as usize && Instant::now() < deadline {
                     let total: usize = acked.lock().unwrap().values().map(Vec::len).sum();
@@ -55,7 +47,7 @@ fn order_within_a_group_under_competing_consumers_with_nacks_and_drops() {
                     let Ok(d) = q.receive_timeout(Duration::from_millis(20)) else {
                         continue;
                     };
-                    match rng.next() % 10 {
+                    match rng.below(10) {
                         0 => d.nack().unwrap(),
                         1 => drop(d),
                         _ => {

@@ -2,30 +2,18 @@
 //!
 //! Every wait has a deadline that fails the test instead of hanging it.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use switchboard::{Queue, RecvTimeoutError};
 
+use common::Rng;
+
 /// How long any one test may take before it counts as hung.
 const LIMIT: Duration = Duration::from_secs(30);
-
-/// A small xorshift generator: each thread its own, seeded differently.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
 
 fn counters(n: usize) -> Vec<AtomicU32> {
     (0..n).map(|_| AtomicU32::new(0)).collect()

@@ -1,6 +1,8 @@
 //! Request-reply and scatter-gather: competing responders, no responders, every completion
 //! condition, late replies isolated, concurrent gathers.
 
+mod common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -12,20 +14,11 @@ use switchboard::{
     UnknownRecipients,
 };
 
+use common::Rng;
+
 type Quote = Result<u32, String>;
 
 const LONG: Duration = Duration::from_secs(10);
-
-/// A tiny deterministic generator for responder delays.
-struct XorShift(u64);
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
 
 /// Responder threads competing on one queue: reply `f(body)` under the thread's name.
 fn responders<Req, Rep>(
@@ -429,11 +422,11 @@ fn late_replies_never_leak_into_later_requests() {
         .map(|t| {
             let service = service.clone();
             thread::spawn(move || {
-                let mut rng = XorShift(0x9E37_79B9_7F4A_7C15 ^ (t + 1));
+                let mut rng = Rng::new(t + 1);
                 for m in &service {
                     let req = m.into_payload();
                     // A random small delay, part of the scenario: some replies miss their deadline.
-                    thread::sleep(Duration::from_micros(rng.next() % 1200));
+                    thread::sleep(Duration::from_micros(rng.below(1200)));
                     let answer = req.body() * 2 + 1;
                     let _ = req.reply(answer);
                 }
