@@ -47,21 +47,27 @@ fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-/// A gate handlers block on until the test opens it.
+/// A gate handlers block on until the test opens it; it counts the handlers that reached it.
 #[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+struct Gate(Arc<(Mutex<bool>, std::sync::Condvar, AtomicUsize)>);
 
 impl Gate {
     fn wait(&self) {
-        let (open, cv) = &*self.0;
+        let (open, cv, entered) = &*self.0;
+        entered.fetch_add(1, Ordering::SeqCst);
         let mut open = open.lock().unwrap();
         while !*open {
             open = cv.wait(open).unwrap();
         }
     }
 
+    /// How many handlers reached the gate so far.
+    fn entered(&self) -> usize {
+        self.0 .2.load(Ordering::SeqCst)
+    }
+
     fn open(&self) {
-        let (open, cv) = &*self.0;
+        let (open, cv, _) = &*self.0;
         *open.lock().unwrap() = true;
         cv.notify_all();
     }
@@ -245,24 +251,20 @@ fn slow_handler(max_lease: Option<Duration>) -> Slow {
         .visibility_timeout(Duration::from_secs(10))
         .build();
     let gate = Gate::default();
-    let started = Arc::new(AtomicUsize::new(0));
     let pool = {
-        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        let gate = gate.clone();
         let consumer = Consumer::new(&queue);
         let consumer = match max_lease {
             Some(max) => consumer.heartbeat(Duration::from_millis(2)).max_lease(max),
             None => consumer.without_heartbeat(),
         };
         consumer.start(move |_m| {
-            started.fetch_add(1, Ordering::SeqCst);
             gate.wait();
             Ok::<(), String>(())
         })
     };
     queue.send(1).unwrap();
-    wait_until("the handler started", || {
-        started.load(Ordering::SeqCst) == 1
-    });
+    wait_until("the handler started", || gate.entered() == 1);
     Slow {
         clock,
         queue,
@@ -346,19 +348,15 @@ fn without_heartbeat_a_slow_handler_loses_its_lease() {
 fn shutdown_waits_for_running_handlers() {
     let queue = Queue::unbounded();
     let gate = Gate::default();
-    let started = Arc::new(AtomicUsize::new(0));
     let pool = {
-        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        let gate = gate.clone();
         queue.consume(1, move |_m| {
-            started.fetch_add(1, Ordering::SeqCst);
             gate.wait();
             Ok::<(), String>(())
         })
     };
     queue.send(1).unwrap();
-    wait_until("the handler started", || {
-        started.load(Ordering::SeqCst) == 1
-    });
+    wait_until("the handler started", || gate.entered() == 1);
     let report: ShutdownReport = thread::scope(|s| {
         let h = s.spawn(|| pool.shutdown_timeout(LIMIT));
         gate.open();
@@ -446,22 +444,18 @@ impl Drop for DropProbe {
 fn drop_of_the_handle_finishes_running_work_in_the_background() {
     let queue = Queue::unbounded();
     let gate = Gate::default();
-    let started = Arc::new(AtomicUsize::new(0));
     let (probe_tx, probe_rx) = mpsc::channel();
     let pool = {
-        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        let gate = gate.clone();
         let probe = DropProbe(Mutex::new(probe_tx));
         queue.consume(1, move |_m| {
             let _ = &probe;
-            started.fetch_add(1, Ordering::SeqCst);
             gate.wait();
             Ok::<(), String>(())
         })
     };
     queue.send_batch(0..10).unwrap();
-    wait_until("the handler started", || {
-        started.load(Ordering::SeqCst) == 1
-    });
+    wait_until("the handler started", || gate.entered() == 1);
     drop(pool); // returns at once, the handler still blocked
     assert!(probe_rx.try_recv().is_err());
     gate.open();
@@ -470,29 +464,25 @@ fn drop_of_the_handle_finishes_running_work_in_the_background() {
         .expect("the workers ended and let go of the handler");
     let q = queue.stats();
     assert_eq!((q.acked, q.in_flight, q.visible), (1, 0, 9));
-    assert_eq!(started.load(Ordering::SeqCst), 1);
+    assert_eq!(gate.entered(), 1);
 }
 
 #[test]
 fn drop_of_the_handle_releases_stuck_messages_at_the_deadline() {
     let queue = Queue::unbounded();
     let gate = Gate::default();
-    let started = Arc::new(AtomicUsize::new(0));
     let pool = {
-        let (gate, started) = (gate.clone(), Arc::clone(&started));
+        let gate = gate.clone();
         Consumer::new(&queue)
             .workers(2)
             .shutdown_timeout(Duration::from_millis(20))
             .start(move |_m| {
-                started.fetch_add(1, Ordering::SeqCst);
                 gate.wait();
                 Ok::<(), String>(())
             })
     };
     queue.send_batch(0..10).unwrap();
-    wait_until("both handlers started", || {
-        started.load(Ordering::SeqCst) == 2
-    });
+    wait_until("both handlers started", || gate.entered() == 2);
     drop(pool);
     wait_until("the stuck messages are back", || {
         let q = queue.stats();
