@@ -9,9 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use switchboard::{
-    Completed, Completion, Endpoint, GatherError, Message, OnFailure, Queue, RecipientList, Reply,
-    ReplyTo, Request, RequestError, Requester, Route, ScatterGather, Service, Topic,
-    UnknownRecipients,
+    Completed, Completion, CorrelationId, Endpoint, GatherError, Message, OnFailure, Queue,
+    RecipientList, Reply, ReplyTo, Request, RequestError, Requester, Route, ScatterGather, Service,
+    Topic, UnknownRecipients,
 };
 
 use common::Rng;
@@ -243,11 +243,18 @@ fn request_carries_correlation_id_and_return_address() {
             assert_eq!(m.payload().correlation_id(), to.correlation_id());
             assert!(m.payload().is_awaited());
             assert_eq!(m.attr("k").and_then(|v| v.as_str()), Some("v"));
+            // The request kept the correlation id its message came with.
+            assert_eq!(to.correlation_id(), CorrelationId::from_u64(77));
             m.into_payload().reply(9).unwrap();
         })
     };
     assert_eq!(
-        requester.request(Message::new(1).with_attr("k", "v"), LONG),
+        requester.request(
+            Message::new(1)
+                .with_attr("k", "v")
+                .with_correlation_id(CorrelationId::from_u64(77)),
+            LONG
+        ),
         Ok(9)
     );
     h.join().unwrap();
