@@ -352,6 +352,28 @@ fn close_wakes_sender() {
     assert_eq!(q.stats().sent, 1);
 }
 
+/// A sender blocked on a full queue waits for more room than one slot before it retries (to
+/// stay off the line receivers read), but one slot is enough in the end: it gets in, in order.
+#[test]
+fn blocked_sender_gets_in_when_one_slot_frees() {
+    let q = Queue::bounded(64);
+    for i in 0..64 {
+        q.send(i).unwrap();
+    }
+    thread::scope(|s| {
+        let sender = thread::Builder::new()
+            .name("one-slot".into())
+            .spawn_scoped(s, || q.send(64))
+            .unwrap();
+        wait_blocked("one-slot");
+        assert_eq!(q.recv().unwrap().into_payload(), 0);
+        assert!(sender.join().unwrap().is_ok());
+    });
+    assert!(q.is_full());
+    let rest: Vec<u32> = q.try_iter().map(Message::into_payload).collect();
+    assert_eq!(rest, (1..=64).collect::<Vec<_>>());
+}
+
 #[test]
 fn spsc() {
     const N: u32 = 20_000;
