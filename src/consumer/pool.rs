@@ -25,8 +25,10 @@ use crate::error::RecvTimeoutError;
 use crate::message::Message;
 use crate::queue::{Delivery, LeaseKey, Queue};
 
-/// How long an idle worker waits in one receive before it looks at the stop flag again.
-pub(crate) const POLL: Duration = Duration::from_millis(20);
+/// How long an idle worker waits in one receive before it looks at the stop flag again. A
+/// shutdown wakes blocked workers at once (`Queue::wake_receivers`); this is the backstop for a
+/// wake-up token that another receiver of the same queue took first.
+pub(crate) const POLL: Duration = Duration::from_secs(1);
 
 /// The settings a pool runs with.
 #[derive(Clone, Debug)]
@@ -197,7 +199,10 @@ impl<T> Pool<T> {
     /// Stops the intake; the supervisor releases what is still held at `deadline` (the earlier
     /// one if a shutdown was already under way).
     pub(crate) fn begin_shutdown(&self, deadline: Instant) {
-        self.stop.store(true, Ordering::Release);
+        // SeqCst: pairs with the load a worker's receive makes after announcing its wait, so
+        // that either it sees the flag or the wake-up below sees it waiting.
+        self.stop.store(true, Ordering::SeqCst);
+        self.queue.wake_receivers();
         {
             let mut ctl = self.ctl.lock();
             ctl.stopping = true;
@@ -355,7 +360,7 @@ impl<T> Pool<T> {
                 break;
             };
             let deadline = last.take().unwrap_or_else(Instant::now) + POLL;
-            let d = match self.queue.receive_deadline(deadline) {
+            let d = match self.queue.receive_until(deadline, &self.stop) {
                 Ok(d) => d,
                 Err(e) => {
                     self.give_permits(permits);
@@ -398,7 +403,10 @@ impl<T> Pool<T> {
                 break;
             };
             let want = if self.permits.is_some() { permits } else { max };
-            let ds = match self.queue.receive_many(want, POLL) {
+            let ds = match self
+                .queue
+                .receive_many_until(want, Instant::now() + POLL, &self.stop)
+            {
                 Ok(ds) if ds.is_empty() => {
                     self.give_permits(permits);
                     continue;

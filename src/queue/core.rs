@@ -533,7 +533,7 @@ impl<T> Shared<T> {
         self.wake(1);
     }
 
-    fn wake_all_waiters(&self) {
+    pub(crate) fn wake_all_waiters(&self) {
         self.wake(usize::MAX);
     }
 
@@ -1418,13 +1418,28 @@ impl<T> Shared<T> {
         how: How,
         deadline: Option<Instant>,
     ) -> Result<Out<T>, RecvTimeoutError> {
+        self.take_until(how, deadline, None)
+    }
+
+    /// `take`, which also gives up (as a timeout) once `stop` is set and the waiters are woken
+    /// (`wake_all_waiters`): how a consumer pool's idle workers learn of a shutdown without
+    /// polling. The `SeqCst` load after announcing the wait pairs with the `SeqCst` store of
+    /// the flag before the wake-up: either this receiver sees the flag, or the waker sees it
+    /// waiting and sends it a token.
+    pub(crate) fn take_until(
+        self: &Arc<Self>,
+        how: How,
+        deadline: Option<Instant>,
+        stop: Option<&AtomicBool>,
+    ) -> Result<Out<T>, RecvTimeoutError> {
+        let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
         loop {
             match self.try_take(how) {
                 Ok(o) => return Ok(o),
                 Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) => {}
             }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if stopped() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
             // Like crossbeam's own receive: spin briefly, then yield, before announcing the wait
@@ -1446,6 +1461,7 @@ impl<T> Shared<T> {
             let got = match self.try_take(how) {
                 Ok(o) => Ok(Some(o)),
                 Err(TryRecvError::Closed) => Err(RecvTimeoutError::Closed),
+                Err(TryRecvError::Empty) if stopped() => Ok(None),
                 Err(TryRecvError::Empty) => {
                     let ne = self.recv.0.next_event.load(Ordering::SeqCst);
                     let timer = if ne != NONE && ne != READY {

@@ -86,6 +86,7 @@ mod delivery;
 mod fifo;
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -705,11 +706,23 @@ impl<T> Queue<T> {
     }
 
     fn take_many(&self, max: usize, wait: Duration, how: How) -> Result<Vec<Out<T>>, RecvError> {
+        self.take_many_until(max, deadline_after(wait), how, None)
+    }
+
+    /// `take_many`, giving up early (with nothing) once `stop` is set and the waiters woken
+    /// (see `Shared::take_until`).
+    pub(crate) fn take_many_until(
+        &self,
+        max: usize,
+        deadline: Instant,
+        how: How,
+        stop: Option<&AtomicBool>,
+    ) -> Result<Vec<Out<T>>, RecvError> {
         let mut out = Vec::new();
         if max == 0 {
             return Ok(out);
         }
-        match self.shared.take(how, Some(deadline_after(wait))) {
+        match self.shared.take_until(how, Some(deadline), stop) {
             Ok(o) => out.push(o),
             Err(RecvTimeoutError::Timeout) => return Ok(out),
             Err(RecvTimeoutError::Closed) => return Err(RecvError),
@@ -721,6 +734,39 @@ impl<T> Queue<T> {
             }
         }
         Ok(out)
+    }
+}
+
+impl<T> Queue<T> {
+    /// A leased receive (default visibility) that also gives up, as a timeout, once `stop` is
+    /// set and the queue's waiters are woken: a consumer pool's idle worker learns of a
+    /// shutdown at once instead of polling the flag.
+    pub(crate) fn receive_until(
+        &self,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Result<Delivery<T>, RecvTimeoutError> {
+        let how = How::Lease(self.shared.config.visibility);
+        self.shared
+            .take_until(how, Some(deadline), Some(stop))
+            .map(leased)
+    }
+
+    /// `receive_many` until `deadline`, giving up (with nothing) as `receive_until` does.
+    pub(crate) fn receive_many_until(
+        &self,
+        max: usize,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Result<Vec<Delivery<T>>, RecvError> {
+        let how = How::Lease(self.shared.config.visibility);
+        self.take_many_until(max, deadline, how, Some(stop))
+            .map(|v| v.into_iter().map(leased).collect())
+    }
+
+    /// Wakes every blocked receiver, to look again at what it waits for.
+    pub(crate) fn wake_receivers(&self) {
+        self.shared.wake_all_waiters();
     }
 }
 
