@@ -1604,3 +1604,40 @@ fn delayed_messages_are_bounded_by_capacity() {
     q.close();
     assert!(q.send_after(5, secs(1)).unwrap_err().is_closed());
 }
+
+/// A lease that runs out on its last attempt sends its message to the dead-letter queue while
+/// the stale holder still shares it. A plain receiver blocked on the dead-letter queue can only
+/// own the message once the stale holder lets go, so the holder's drop must wake it there (not
+/// only in the source queue).
+#[test]
+fn plain_receiver_on_the_dlq_wakes_when_a_stale_holder_lets_go() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::unbounded();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(1).unwrap();
+    let stale = q.receive().unwrap();
+    clock.advance(secs(11));
+    assert_eq!(q.stats().dead_lettered, 1);
+    assert_eq!(dlq.len(), 1);
+    // Shared with the stale holder: a plain receive cannot take it by value yet.
+    assert_eq!(dlq.try_recv().unwrap_err(), TryRecvError::Empty);
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("dlq-recv".into())
+            .spawn_scoped(s, || dlq.recv_timeout(LONG))
+            .unwrap();
+        wait_blocked("dlq-recv");
+        let t0 = Instant::now();
+        drop(stale);
+        let got = h
+            .join()
+            .unwrap()
+            .expect("woken when the stale holder let go");
+        assert_eq!(got.into_payload(), 1);
+        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
+    });
+}

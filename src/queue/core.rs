@@ -521,9 +521,14 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Wakes one blocked receiver (a stale holder let go of a shared message, say).
+    /// Wakes one blocked receiver (a stale holder let go of a shared message, say). The message
+    /// may have moved on to the dead-letter queue (its last lease ran out, or it was rejected),
+    /// still shared: a receiver waiting there for it is woken too.
     pub(crate) fn nudge(&self) {
         self.wake(1);
+        if let Some(dlq) = &self.config.dead_letter {
+            dlq.shared.wake(1);
+        }
     }
 
     fn wake_all_waiters(&self) {
