@@ -1641,3 +1641,76 @@ fn plain_receiver_on_the_dlq_wakes_when_a_stale_holder_lets_go() {
         assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
     });
 }
+
+/// A receiver that blocked before a lease was taken learns of the lease's deadline through a
+/// wake token. A receiver passing by (a `try_receive`, or the non-waiting tail of
+/// `receive_many`) that takes that token and finds nothing must pass the news on: otherwise the
+/// blocked receiver sleeps past the lease's expiry (forever, without a timeout of its own).
+#[test]
+fn a_passing_receiver_does_not_swallow_a_blocked_receivers_wake_up() {
+    let mut checked = 0;
+    for round in 0..20 {
+        let q: Queue<u32> = Queue::unbounded();
+        thread::scope(|s| {
+            let h = thread::Builder::new()
+                .name("pass-recv".into())
+                .spawn_scoped(s, || q.receive_timeout(LONG))
+                .unwrap();
+            wait_blocked("pass-recv");
+            q.send(round).unwrap();
+            // Usually this thread takes the message before the blocked one wakes up for it;
+            // otherwise the round shows nothing.
+            let Ok(held) = q.with_visibility(ms(30)).try_receive() else {
+                h.join().unwrap().unwrap().ack().unwrap();
+                return;
+            };
+            // The lease's deadline woke the blocked receiver with a token: take it, if first.
+            assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
+            checked += 1;
+            let t0 = Instant::now();
+            let d = h.join().unwrap().expect("woken by the lease expiry");
+            assert!(
+                t0.elapsed() < LONG / 2,
+                "round {round}: woken only by its own deadline"
+            );
+            assert_eq!((d.id(), d.attempt()), (held.id(), 2));
+            d.ack().unwrap();
+            assert!(held.ack().is_err());
+        });
+    }
+    assert!(checked > 0, "no round took the message first");
+}
+
+/// The wake token that tells blocked receivers of an earlier deadline goes to one of them. If
+/// that one leaves before the deadline (its own timeout ran out first), it must pass the news
+/// on: the receiver still blocked would otherwise sleep past the lease's expiry.
+#[test]
+fn a_receiver_that_leaves_passes_on_a_wake_up_it_took() {
+    let q: Queue<u32> = Queue::unbounded();
+    q.send(1).unwrap();
+    let mut held = q.with_visibility(secs(3600)).receive().unwrap();
+    thread::scope(|s| {
+        // Blocked first, so the token goes to it; it gives up long before the lease runs out.
+        let early = thread::Builder::new()
+            .name("early-recv".into())
+            .spawn_scoped(s, || q.receive_timeout(ms(100)))
+            .unwrap();
+        wait_blocked("early-recv");
+        let patient = thread::Builder::new()
+            .name("patient-recv".into())
+            .spawn_scoped(s, || q.receive_timeout(LONG))
+            .unwrap();
+        wait_blocked("patient-recv");
+        let t0 = Instant::now();
+        held.extend(ms(400)).unwrap(); // an earlier deadline: one blocked receiver is told
+        assert_eq!(
+            early.join().unwrap().unwrap_err(),
+            RecvTimeoutError::Timeout
+        );
+        let d = patient.join().unwrap().expect("woken by the lease expiry");
+        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
+        assert_eq!((d.id(), d.attempt()), (held.id(), 2));
+        d.ack().unwrap();
+    });
+    assert!(held.ack().is_err());
+}

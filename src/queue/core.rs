@@ -1340,8 +1340,13 @@ impl<T> Shared<T> {
                 Some(Out::Plain(m)) => Some(m),
                 _ => None,
             },
-            // A token or nothing: the general path looks again and handles both.
-            _ => None,
+            // A token was sent for a blocked receiver: pass it on.
+            Ok(Slot::Wake) => {
+                self.wake(1);
+                None
+            }
+            // Nothing: the general path looks again.
+            Err(_) => None,
         }
     }
 
@@ -1355,6 +1360,27 @@ impl<T> Shared<T> {
 
     #[inline]
     pub(crate) fn try_take(self: &Arc<Self>, how: How) -> Result<Out<T>, TryRecvError> {
+        let mut tokens = 0;
+        let result = self.try_take_counting(how, &mut tokens);
+        self.pass_on(tokens);
+        result
+    }
+
+    /// A receive leaving with wake tokens it took: each was sent for a blocked receiver (a new,
+    /// earlier deadline, say), so it goes on to another, or that one could sleep past it.
+    fn pass_on(&self, tokens: usize) {
+        if tokens > 0 {
+            self.wake(tokens);
+        }
+    }
+
+    /// `try_take`, counting in `tokens` the wake tokens it takes from the main lane.
+    #[inline]
+    fn try_take_counting(
+        self: &Arc<Self>,
+        how: How,
+        tokens: &mut usize,
+    ) -> Result<Out<T>, TryRecvError> {
         let mut retried = false;
         loop {
             let mut now = None;
@@ -1370,7 +1396,7 @@ impl<T> Shared<T> {
                         return Ok(o);
                     }
                 }
-                Ok(Slot::Wake) => {}
+                Ok(Slot::Wake) => *tokens += 1,
                 Err(_) => {
                     // The ready lane may have deferred to a main lane that another receiver
                     // emptied meanwhile: look at it once more.
@@ -1395,8 +1421,22 @@ impl<T> Shared<T> {
         how: How,
         deadline: Option<Instant>,
     ) -> Result<Out<T>, RecvTimeoutError> {
+        // Tokens taken while this receive stays are news it acts on itself (it recomputes its
+        // wait); when it leaves, they go on to the receivers still waiting.
+        let mut tokens = 0;
+        let result = self.take_counting(how, deadline, &mut tokens);
+        self.pass_on(tokens);
+        result
+    }
+
+    fn take_counting(
+        self: &Arc<Self>,
+        how: How,
+        deadline: Option<Instant>,
+        tokens: &mut usize,
+    ) -> Result<Out<T>, RecvTimeoutError> {
         loop {
-            match self.try_take(how) {
+            match self.try_take_counting(how, tokens) {
                 Ok(o) => return Ok(o),
                 Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) => {}
@@ -1408,7 +1448,7 @@ impl<T> Shared<T> {
             // (a receiver that caught up with its senders usually finds a message within a spin).
             for step in 0..SPIN_STEPS {
                 backoff(step);
-                match self.try_take(how) {
+                match self.try_take_counting(how, tokens) {
                     Ok(o) => return Ok(o),
                     Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
                     Err(TryRecvError::Empty) => {}
@@ -1420,7 +1460,7 @@ impl<T> Shared<T> {
             // Announce the wait, then look once more: whoever changes the state after this point
             // sees us waiting and sends a token.
             self.recv.0.waiters.fetch_add(1, Ordering::SeqCst);
-            let got = match self.try_take(how) {
+            let got = match self.try_take_counting(how, tokens) {
                 Ok(o) => Ok(Some(o)),
                 Err(TryRecvError::Closed) => Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) => {
@@ -1443,7 +1483,11 @@ impl<T> Shared<T> {
                     };
                     match r {
                         Some(Slot::Msg(f)) => Ok(self.take_fresh(f, how, None)),
-                        _ => Ok(None),
+                        Some(Slot::Wake) => {
+                            *tokens += 1;
+                            Ok(None)
+                        }
+                        None => Ok(None),
                     }
                 }
             };
@@ -1454,7 +1498,7 @@ impl<T> Shared<T> {
         }
     }
 
-    /// A bounded queue's blocked receiver: waits for a message or a wake token.
+    /// A bounded queue's blocked receiver: waits for a message or a wake token (from the bell).
     #[cold]
     fn wait_bell(&self, bell: &cb::Receiver<()>, wake_at: Option<Instant>) -> Option<Slot<T>> {
         let mut sel = cb::Select::new();
@@ -1467,8 +1511,7 @@ impl<T> Shared<T> {
         if op.index() == main_i {
             op.recv(&self.rx).ok()
         } else {
-            let _ = op.recv(bell);
-            None
+            op.recv(bell).ok().map(|()| Slot::Wake)
         }
     }
 
