@@ -1714,3 +1714,25 @@ fn a_receiver_that_leaves_passes_on_a_wake_up_it_took() {
     });
     assert!(held.ack().is_err());
 }
+
+/// `ack_many` settles the last leases of a closed queue: receivers waiting for them to settle
+/// learn that the queue is drained, as with a single `ack`.
+#[test]
+fn ack_many_of_the_last_leases_wakes_receivers_of_a_closed_queue() {
+    let q: Queue<u32> = Queue::unbounded();
+    q.send(1).unwrap();
+    // A lease without end: no timer will wake the receiver either.
+    let d = q.with_visibility(Duration::MAX).receive().unwrap();
+    q.close();
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("closed-recv".into())
+            .spawn_scoped(s, || q.recv_timeout(LONG))
+            .unwrap();
+        wait_blocked("closed-recv");
+        let t0 = Instant::now();
+        assert!(q.ack_many([d]).is_empty());
+        assert_eq!(h.join().unwrap().unwrap_err(), RecvTimeoutError::Closed);
+        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
+    });
+}

@@ -1589,6 +1589,10 @@ impl<T> Shared<T> {
                 }
             }
             self.publish_next(&mut slow);
+            if self.is_closed() {
+                // Receivers of a closed queue wait for the last lease to settle (as in `settle`).
+                self.wake_all_waiters();
+            }
         }
         self.forward(out, self);
         lost
