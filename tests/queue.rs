@@ -1736,3 +1736,25 @@ fn ack_many_of_the_last_leases_wakes_receivers_of_a_closed_queue() {
         assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
     });
 }
+
+/// Moving the waiting messages out of a bounded FIFO queue with `redrive_to` makes room: a
+/// sender waiting for room goes on.
+#[test]
+fn redrive_makes_room_for_a_sender_waiting_on_a_fifo_queue() {
+    let fifo: Queue<u32> = Queue::builder().fifo().capacity(1).build();
+    let other: Queue<u32> = Queue::unbounded();
+    fifo.send(1).unwrap();
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("fifo-send".into())
+            .spawn_scoped(s, || fifo.send_timeout(2, LONG))
+            .unwrap();
+        wait_blocked("fifo-send");
+        let t0 = Instant::now();
+        assert_eq!(fifo.redrive_to(&other, usize::MAX), 1);
+        assert!(h.join().unwrap().is_ok(), "the sender got room");
+        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
+    });
+    assert_eq!(fifo.try_recv().unwrap().into_payload(), 2);
+    assert_eq!(other.try_recv().unwrap().into_payload(), 1);
+}

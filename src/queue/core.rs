@@ -1687,6 +1687,11 @@ impl<T> Shared<T> {
             let mut waiting: VecDeque<Entry<T>> = std::mem::take(&mut slow.ready);
             if let Some(g) = slow.groups.as_mut() {
                 waiting.extend(g.drain());
+                // The messages that stay are put back below; those that move make room for the
+                // senders of a bounded FIFO queue, which wait for it under this lock.
+                if let Some(w) = &self.waits {
+                    w.room.notify_all();
+                }
             }
             let mut keep = Vec::new();
             while let Some(mut e) = waiting.pop_front() {
