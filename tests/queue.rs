@@ -1626,3 +1626,157 @@ fn delayed_messages_are_bounded_by_capacity() {
     q.close();
     assert!(q.send_after(5, secs(1)).unwrap_err().is_closed());
 }
+
+/// A lease that runs out on its last attempt sends its message to the dead-letter queue while
+/// the stale holder still shares it. A plain receiver blocked on the dead-letter queue can only
+/// own the message once the stale holder lets go, so the holder's drop must wake it there (not
+/// only in the source queue).
+#[test]
+fn plain_receiver_on_the_dlq_wakes_when_a_stale_holder_lets_go() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::unbounded();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(1).unwrap();
+    let stale = q.receive().unwrap();
+    clock.advance(secs(11));
+    assert_eq!(q.stats().dead_lettered, 1);
+    assert_eq!(dlq.len(), 1);
+    // Shared with the stale holder: a plain receive cannot take it by value yet.
+    assert_eq!(dlq.try_recv().unwrap_err(), TryRecvError::Empty);
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("dlq-recv".into())
+            .spawn_scoped(s, || dlq.recv_timeout(LONG))
+            .unwrap();
+        wait_blocked("dlq-recv");
+        let t0 = Instant::now();
+        drop(stale);
+        let got = h
+            .join()
+            .unwrap()
+            .expect("woken when the stale holder let go");
+        assert_eq!(got.into_payload(), 1);
+        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
+    });
+}
+
+/// A receiver that blocked before a lease was taken learns of the lease's deadline through a
+/// wake token. A receiver passing by (a `try_receive`, or the non-waiting tail of
+/// `receive_many`) that takes that token and finds nothing must pass the news on: otherwise the
+/// blocked receiver sleeps past the lease's expiry (forever, without a timeout of its own).
+#[test]
+fn a_passing_receiver_does_not_swallow_a_blocked_receivers_wake_up() {
+    let mut checked = 0;
+    for round in 0..20 {
+        let q: Queue<u32> = Queue::unbounded();
+        thread::scope(|s| {
+            let h = thread::Builder::new()
+                .name("pass-recv".into())
+                .spawn_scoped(s, || q.receive_timeout(LONG))
+                .unwrap();
+            wait_blocked("pass-recv");
+            q.send(round).unwrap();
+            // Usually this thread takes the message before the blocked one wakes up for it;
+            // otherwise the round shows nothing.
+            let Ok(held) = q.with_visibility(ms(30)).try_receive() else {
+                h.join().unwrap().unwrap().ack().unwrap();
+                return;
+            };
+            // The lease's deadline woke the blocked receiver with a token: take it, if first.
+            assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
+            checked += 1;
+            let t0 = Instant::now();
+            let d = h.join().unwrap().expect("woken by the lease expiry");
+            assert!(
+                t0.elapsed() < LONG / 2,
+                "round {round}: woken only by its own deadline"
+            );
+            assert_eq!((d.id(), d.attempt()), (held.id(), 2));
+            d.ack().unwrap();
+            assert!(held.ack().is_err());
+        });
+    }
+    assert!(checked > 0, "no round took the message first");
+}
+
+/// The wake token that tells blocked receivers of an earlier deadline goes to one of them. If
+/// that one leaves before the deadline (its own timeout ran out first), it must pass the news
+/// on: the receiver still blocked would otherwise sleep past the lease's expiry.
+#[test]
+fn a_receiver_that_leaves_passes_on_a_wake_up_it_took() {
+    let q: Queue<u32> = Queue::unbounded();
+    q.send(1).unwrap();
+    let mut held = q.with_visibility(secs(3600)).receive().unwrap();
+    thread::scope(|s| {
+        // Blocked first, so the token goes to it; it gives up long before the lease runs out.
+        let early = thread::Builder::new()
+            .name("early-recv".into())
+            .spawn_scoped(s, || q.receive_timeout(ms(100)))
+            .unwrap();
+        wait_blocked("early-recv");
+        let patient = thread::Builder::new()
+            .name("patient-recv".into())
+            .spawn_scoped(s, || q.receive_timeout(LONG))
+            .unwrap();
+        wait_blocked("patient-recv");
+        let t0 = Instant::now();
+        held.extend(ms(400)).unwrap(); // an earlier deadline: one blocked receiver is told
+        assert_eq!(
+            early.join().unwrap().unwrap_err(),
+            RecvTimeoutError::Timeout
+        );
+        let d = patient.join().unwrap().expect("woken by the lease expiry");
+        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
+        assert_eq!((d.id(), d.attempt()), (held.id(), 2));
+        d.ack().unwrap();
+    });
+    assert!(held.ack().is_err());
+}
+
+/// `ack_many` settles the last leases of a closed queue: receivers waiting for them to settle
+/// learn that the queue is drained, as with a single `ack`.
+#[test]
+fn ack_many_of_the_last_leases_wakes_receivers_of_a_closed_queue() {
+    let q: Queue<u32> = Queue::unbounded();
+    q.send(1).unwrap();
+    // A lease without end: no timer will wake the receiver either.
+    let d = q.with_visibility(Duration::MAX).receive().unwrap();
+    q.close();
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("closed-recv".into())
+            .spawn_scoped(s, || q.recv_timeout(LONG))
+            .unwrap();
+        wait_blocked("closed-recv");
+        let t0 = Instant::now();
+        assert!(q.ack_many([d]).is_empty());
+        assert_eq!(h.join().unwrap().unwrap_err(), RecvTimeoutError::Closed);
+        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
+    });
+}
+
+/// Moving the waiting messages out of a bounded FIFO queue with `redrive_to` makes room: a
+/// sender waiting for room goes on.
+#[test]
+fn redrive_makes_room_for_a_sender_waiting_on_a_fifo_queue() {
+    let fifo: Queue<u32> = Queue::builder().fifo().capacity(1).build();
+    let other: Queue<u32> = Queue::unbounded();
+    fifo.send(1).unwrap();
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("fifo-send".into())
+            .spawn_scoped(s, || fifo.send_timeout(2, LONG))
+            .unwrap();
+        wait_blocked("fifo-send");
+        let t0 = Instant::now();
+        assert_eq!(fifo.redrive_to(&other, usize::MAX), 1);
+        assert!(h.join().unwrap().is_ok(), "the sender got room");
+        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
+    });
+    assert_eq!(fifo.try_recv().unwrap().into_payload(), 2);
+    assert_eq!(other.try_recv().unwrap().into_payload(), 1);
+}

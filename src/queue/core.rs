@@ -528,9 +528,14 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Wakes one blocked receiver (a stale holder let go of a shared message, say).
+    /// Wakes one blocked receiver (a stale holder let go of a shared message, say). The message
+    /// may have moved on to the dead-letter queue (its last lease ran out, or it was rejected),
+    /// still shared: a receiver waiting there for it is woken too.
     pub(crate) fn nudge(&self) {
         self.wake(1);
+        if let Some(dlq) = &self.config.dead_letter {
+            dlq.shared.wake(1);
+        }
     }
 
     pub(crate) fn wake_all_waiters(&self) {
@@ -1363,8 +1368,13 @@ impl<T> Shared<T> {
                 Some(Out::Plain(m)) => Some(m),
                 _ => None,
             },
-            // A token or nothing: the general path looks again and handles both.
-            _ => None,
+            // A token was sent for a blocked receiver: pass it on.
+            Ok(Slot::Wake) => {
+                self.wake(1);
+                None
+            }
+            // Nothing: the general path looks again.
+            Err(_) => None,
         }
     }
 
@@ -1378,6 +1388,27 @@ impl<T> Shared<T> {
 
     #[inline]
     pub(crate) fn try_take(self: &Arc<Self>, how: How) -> Result<Out<T>, TryRecvError> {
+        let mut tokens = 0;
+        let result = self.try_take_counting(how, &mut tokens);
+        self.pass_on(tokens);
+        result
+    }
+
+    /// A receive leaving with wake tokens it took: each was sent for a blocked receiver (a new,
+    /// earlier deadline, say), so it goes on to another, or that one could sleep past it.
+    fn pass_on(&self, tokens: usize) {
+        if tokens > 0 {
+            self.wake(tokens);
+        }
+    }
+
+    /// `try_take`, counting in `tokens` the wake tokens it takes from the main lane.
+    #[inline]
+    fn try_take_counting(
+        self: &Arc<Self>,
+        how: How,
+        tokens: &mut usize,
+    ) -> Result<Out<T>, TryRecvError> {
         let mut retried = false;
         loop {
             let mut now = None;
@@ -1393,7 +1424,7 @@ impl<T> Shared<T> {
                         return Ok(o);
                     }
                 }
-                Ok(Slot::Wake) => {}
+                Ok(Slot::Wake) => *tokens += 1,
                 Err(_) => {
                     // The ready lane may have deferred to a main lane that another receiver
                     // emptied meanwhile: look at it once more.
@@ -1432,9 +1463,24 @@ impl<T> Shared<T> {
         deadline: Option<Instant>,
         stop: Option<&AtomicBool>,
     ) -> Result<Out<T>, RecvTimeoutError> {
+        // Tokens taken while this receive stays are news it acts on itself (it recomputes its
+        // wait); when it leaves, they go on to the receivers still waiting.
+        let mut tokens = 0;
+        let result = self.take_counting(how, deadline, stop, &mut tokens);
+        self.pass_on(tokens);
+        result
+    }
+
+    fn take_counting(
+        self: &Arc<Self>,
+        how: How,
+        deadline: Option<Instant>,
+        stop: Option<&AtomicBool>,
+        tokens: &mut usize,
+    ) -> Result<Out<T>, RecvTimeoutError> {
         let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
         loop {
-            match self.try_take(how) {
+            match self.try_take_counting(how, tokens) {
                 Ok(o) => return Ok(o),
                 Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) => {}
@@ -1446,7 +1492,7 @@ impl<T> Shared<T> {
             // (a receiver that caught up with its senders usually finds a message within a spin).
             for step in 0..SPIN_STEPS {
                 backoff(step);
-                match self.try_take(how) {
+                match self.try_take_counting(how, tokens) {
                     Ok(o) => return Ok(o),
                     Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
                     Err(TryRecvError::Empty) => {}
@@ -1458,7 +1504,7 @@ impl<T> Shared<T> {
             // Announce the wait, then look once more: whoever changes the state after this point
             // sees us waiting and sends a token.
             self.recv.0.waiters.fetch_add(1, Ordering::SeqCst);
-            let got = match self.try_take(how) {
+            let got = match self.try_take_counting(how, tokens) {
                 Ok(o) => Ok(Some(o)),
                 Err(TryRecvError::Closed) => Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) if stopped() => Ok(None),
@@ -1482,7 +1528,11 @@ impl<T> Shared<T> {
                     };
                     match r {
                         Some(Slot::Msg(f)) => Ok(self.take_fresh(f, how, None)),
-                        _ => Ok(None),
+                        Some(Slot::Wake) => {
+                            *tokens += 1;
+                            Ok(None)
+                        }
+                        None => Ok(None),
                     }
                 }
             };
@@ -1493,7 +1543,7 @@ impl<T> Shared<T> {
         }
     }
 
-    /// A bounded queue's blocked receiver: waits for a message or a wake token.
+    /// A bounded queue's blocked receiver: waits for a message or a wake token (from the bell).
     #[cold]
     fn wait_bell(&self, bell: &cb::Receiver<()>, wake_at: Option<Instant>) -> Option<Slot<T>> {
         let mut sel = cb::Select::new();
@@ -1506,8 +1556,7 @@ impl<T> Shared<T> {
         if op.index() == main_i {
             op.recv(&self.rx).ok()
         } else {
-            let _ = op.recv(bell);
-            None
+            op.recv(bell).ok().map(|()| Slot::Wake)
         }
     }
 
@@ -1585,6 +1634,10 @@ impl<T> Shared<T> {
                 }
             }
             self.publish_next(&mut slow);
+            if self.is_closed() {
+                // Receivers of a closed queue wait for the last lease to settle (as in `settle`).
+                self.wake_all_waiters();
+            }
         }
         self.forward(out, self);
         lost
@@ -1679,6 +1732,11 @@ impl<T> Shared<T> {
             let mut waiting: VecDeque<Entry<T>> = std::mem::take(&mut slow.ready);
             if let Some(g) = slow.groups.as_mut() {
                 waiting.extend(g.drain());
+                // The messages that stay are put back below; those that move make room for the
+                // senders of a bounded FIFO queue, which wait for it under this lock.
+                if let Some(w) = &self.waits {
+                    w.room.notify_all();
+                }
             }
             let mut keep = Vec::new();
             while let Some(mut e) = waiting.pop_front() {
