@@ -497,3 +497,17 @@ fn the_dedup_window_remembers_at_most_max_keys() {
         .is_duplicate());
     assert_eq!(q.len(), 4);
 }
+
+/// A FIFO queue has no rendezvous (its messages wait in their groups): a capacity of 0 is taken
+/// as 1, so sends find room instead of waiting for ever.
+#[test]
+fn a_fifo_queue_of_capacity_zero_holds_one_message() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().capacity(0).build();
+    assert_eq!(q.capacity(), Some(1));
+    q.try_send(grouped("a", 1)).unwrap();
+    assert!(q.try_send(grouped("a", 2)).unwrap_err().is_full());
+    assert_eq!(q.try_recv().unwrap().into_payload(), ("a".to_string(), 1));
+    q.send_timeout(grouped("a", 2), Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(q.try_recv().unwrap().into_payload(), ("a".to_string(), 2));
+}

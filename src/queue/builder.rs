@@ -129,7 +129,9 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
     /// group is handed out. Different groups flow in parallel, served round-robin so that a deep
     /// group cannot starve the others. Messages without a group key form one default group.
     /// A returned message (nack, drop, lease expiry) comes back first in its group; a
-    /// `nack_after` holds its group until the delay passes. The capacity bounds waiting messages.
+    /// `nack_after` holds its group until the delay passes. The capacity bounds waiting messages;
+    /// a FIFO queue keeps its messages in their groups and has no rendezvous, so a capacity of 0
+    /// is taken as 1 (a send would otherwise never find room).
     ///
     /// ```
     /// use switchboard::{Message, Queue};
@@ -188,7 +190,10 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
     pub fn build(self) -> Queue<T> {
         Queue {
             shared: Shared::new(Config {
-                capacity: self.capacity,
+                capacity: match self.capacity {
+                    Some(0) if self.fifo => Some(1),
+                    c => c,
+                },
                 visibility: self.visibility,
                 dead_letter: self.dead_letter,
                 max_attempts: self.max_attempts,
