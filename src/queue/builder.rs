@@ -156,6 +156,12 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
     /// [`dedup_id`](crate::Message::with_dedup_id) (or content key) was accepted within the window is
     /// accepted again but not enqueued, and the send returns [`Sent::Duplicate`](crate::Sent).
     /// Works on any queue, FIFO or not. Keys are forgotten as they age out, on the queue's clock.
+    ///
+    /// On a bounded standard queue, a key counts from the moment its first send is accepted for
+    /// the queue, which may be while that send still waits for room. A duplicate sent meanwhile
+    /// returns `Duplicate`; should the first send then fail (its timeout passes, or the queue
+    /// closes) its sender gets that message back, the key is forgotten, and the duplicate is not
+    /// in the queue either: resending is up to the first sender, as its error says.
     pub fn dedup_window(mut self, window: Duration) -> Self {
         self.dedup_window = window;
         self
