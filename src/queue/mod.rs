@@ -711,7 +711,7 @@ impl<T> Queue<T> {
 
     /// `take_many`, giving up early (with nothing) once `stop` is set and the waiters woken
     /// (see `Shared::take_until`).
-    pub(crate) fn take_many_until(
+    fn take_many_until(
         &self,
         max: usize,
         deadline: Instant,
