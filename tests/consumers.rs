@@ -722,23 +722,36 @@ fn drops() {
     assert_eq!(dropped.load(Ordering::SeqCst), N as usize);
 }
 
+/// A shutdown wakes the idle workers blocked in their receive; only a lost wake-up would leave
+/// them to the one-second backstop of their receive slice. The bound tells the two apart and
+/// leaves a loaded machine most of a second. Single and batch workers, on an unbounded queue
+/// (wake-ups travel its lane) and a bounded one (they ring a bell beside it).
 #[test]
 fn shutdown_of_an_idle_pool_is_prompt() {
-    let queue: Queue<u32> = Queue::unbounded();
-    let pool = queue.consume(4, |_m| Ok::<(), String>(()));
-    wait_until("the workers wait", || pool.stats().workers == 4);
-    let start = Instant::now();
-    assert!(pool.shutdown().is_clean());
-    // A shutdown wakes the idle workers blocked in their receive; only a lost wake-up would
-    // leave them to the one-second backstop of their receive slice. The bound tells the two
-    // apart and leaves a loaded machine most of a second.
-    assert!(
-        start.elapsed() < Duration::from_millis(900),
-        "{:?}",
-        start.elapsed()
-    );
-    assert!(pool.is_finished());
-    assert_eq!(pool.join().workers, 0);
+    for bounded in [false, true] {
+        for batch in [false, true] {
+            let queue: Queue<u32> = if bounded {
+                Queue::bounded(16)
+            } else {
+                Queue::unbounded()
+            };
+            let pool = if batch {
+                queue.consume_batch(4, 8, |ms| vec![Ok::<(), String>(()); ms.len()])
+            } else {
+                queue.consume(4, |_m| Ok::<(), String>(()))
+            };
+            wait_until("the workers wait", || pool.stats().workers == 4);
+            let start = Instant::now();
+            assert!(pool.shutdown().is_clean());
+            assert!(
+                start.elapsed() < Duration::from_millis(900),
+                "bounded {bounded}, batch {batch}: {:?}",
+                start.elapsed()
+            );
+            assert!(pool.is_finished());
+            assert_eq!(pool.join().workers, 0);
+        }
+    }
 }
 
 #[test]

@@ -360,6 +360,10 @@ fn blocked_sender_gets_in_when_one_slot_frees() {
     for i in 0..64 {
         q.send(i).unwrap();
     }
+    // Waiting for room ends at the deadline too, handing the message back.
+    let e = q.send_timeout(99, ms(20)).unwrap_err();
+    assert!(e.is_timeout());
+    assert_eq!(e.into_inner().into_payload(), 99);
     thread::scope(|s| {
         let sender = thread::Builder::new()
             .name("one-slot".into())
