@@ -1668,6 +1668,44 @@ fn plain_receiver_on_the_dlq_wakes_when_a_stale_holder_lets_go() {
     });
 }
 
+/// A dead letter still shared with its stale holder, redriven to a third queue: a plain receiver
+/// blocked there gets it soon after the holder lets go (the holder's drop wakes only the queue
+/// it leased from and that queue's dead-letter queue).
+#[test]
+fn plain_receiver_on_a_redrive_target_gets_a_message_once_its_stale_holder_lets_go() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::unbounded();
+    let target: Queue<u32> = Queue::unbounded();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(1).unwrap();
+    let stale = q.receive().unwrap();
+    clock.advance(secs(11));
+    assert_eq!(q.stats().dead_lettered, 1);
+    assert_eq!(dlq.redrive_to(&target, 10), 1);
+    assert_eq!(target.len(), 1);
+    assert_eq!(target.try_recv().unwrap_err(), TryRecvError::Empty);
+    thread::scope(|s| {
+        let h = thread::Builder::new()
+            .name("target-recv".into())
+            .spawn_scoped(s, || target.recv_timeout(LONG))
+            .unwrap();
+        wait_blocked("target-recv");
+        let t0 = Instant::now();
+        drop(stale);
+        let got = h
+            .join()
+            .unwrap()
+            .expect("the message, once its holder let go");
+        assert_eq!(got.into_payload(), 1);
+        assert!(t0.elapsed() < LONG / 2, "found only at its own deadline");
+    });
+    assert!(target.is_empty());
+}
+
 /// A receiver that blocked before a lease was taken learns of the lease's deadline through a
 /// wake token. A receiver passing by (a `try_receive`, or the non-waiting tail of
 /// `receive_many`) that takes that token and finds nothing must pass the news on: otherwise the

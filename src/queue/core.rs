@@ -432,6 +432,11 @@ const ROOM_DIVISOR: usize = 8;
 /// How many times at most a sender waiting for that much room yields before it parks.
 const ROOM_YIELDS: u32 = 200;
 
+/// How often a plain receiver blocked on ready messages that it cannot own yet (still held by
+/// an expired lease's holder, which wakes only the queue it leased from and that queue's
+/// dead-letter queue) looks again: bounds the wait of a message redriven to a third queue.
+const SHARED_POLL: Duration = Duration::from_millis(1);
+
 #[inline]
 fn backoff(step: u32) {
     if step < 6 {
@@ -1510,7 +1515,13 @@ impl<T> Shared<T> {
                 Err(TryRecvError::Empty) if stopped() => Ok(None),
                 Err(TryRecvError::Empty) => {
                     let ne = self.recv.0.next_event.load(Ordering::SeqCst);
-                    let timer = if ne != NONE && ne != READY {
+                    let timer = if ne == READY && matches!(how, How::Plain) {
+                        // What is ready is held by an expired lease's holder (a plain receive
+                        // takes only what it can own). Its queue and that queue's dead-letter
+                        // queue are woken when the holder lets go; a queue it was redriven to is
+                        // not, so look again soon rather than sleep past it.
+                        Some(Instant::now() + SHARED_POLL)
+                    } else if ne != NONE && ne != READY {
                         self.config.clock.wake_instant(ne)
                     } else {
                         None

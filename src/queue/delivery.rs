@@ -21,7 +21,10 @@ use crate::queue::core::{LeaseInfo, Shared};
 /// returns [`AckError::LeaseExpired`] and never touches the lease of whoever holds the message now.
 ///
 /// A `Delivery` derefs to its [`Message`]. The message is shared with the queue while leased (so
-/// that an expired lease can hand it to someone else); it is never copied.
+/// that an expired lease can hand it to someone else); it is never copied. So after a lease
+/// expires, while its holder still has the `Delivery`, the message is visible again and a leased
+/// receive gets it at once, but a plain receive, which takes the message by value, passes over it
+/// until the holder drops the `Delivery` (or gives its verdict, which fails and lets go).
 ///
 /// ```
 /// use switchboard::Queue;
