@@ -231,53 +231,62 @@ impl<T: Clone> Endpoint<T> {
     }
 
     pub(crate) fn deliver_wait(&self, msg: Message<T>, wait: Wait) -> Result<(), DeliverError<T>> {
-        self.deliver_reach(msg, wait).map(drop)
+        self.deliver_reach(msg, wait).map(drop).map_err(|p| p.error)
     }
 
     /// Delivers a message and says how many final receivers got a copy: 1 for a queue or a
-    /// closure, the subscriptions reached for a topic, the recipients reached for a list.
-    pub(crate) fn deliver_reach(
-        &self,
-        msg: Message<T>,
-        wait: Wait,
-    ) -> Result<usize, DeliverError<T>> {
+    /// closure, the subscriptions reached for a topic, the recipients reached for a list. A
+    /// failure says how many got a copy all the same (a topic's subscriptions that had room).
+    pub(crate) fn deliver_reach(&self, msg: Message<T>, wait: Wait) -> Result<usize, Partial<T>> {
+        let none = |error| Partial { error, reached: 0 };
         match &self.kind {
             Kind::Queue(q) => match wait {
                 Wait::Never => q.try_send(msg).map(|_| 1).map_err(|e| match e {
-                    TrySendError::Full(m) => DeliverError::Full(m),
-                    TrySendError::Closed(m) => DeliverError::Closed(m),
+                    TrySendError::Full(m) => none(DeliverError::Full(m)),
+                    TrySendError::Closed(m) => none(DeliverError::Closed(m)),
                 }),
                 Wait::Forever => q
                     .send(msg)
                     .map(|_| 1)
-                    .map_err(|e| DeliverError::Closed(e.into_inner())),
+                    .map_err(|e| none(DeliverError::Closed(e.into_inner()))),
                 Wait::Until(d) => q.send_deadline(msg, d).map(|_| 1).map_err(|e| match e {
-                    SendTimeoutError::Timeout(m) => DeliverError::Full(m),
-                    SendTimeoutError::Closed(m) => DeliverError::Closed(m),
+                    SendTimeoutError::Timeout(m) => none(DeliverError::Full(m)),
+                    SendTimeoutError::Closed(m) => none(DeliverError::Closed(m)),
                 }),
             },
             Kind::Topic(t) => match t.publish_wait(msg, wait) {
                 Ok(report) => Ok(report.delivered),
-                Err(PublishError::Closed(m)) => Err(DeliverError::Closed(m)),
+                Err(PublishError::Closed(m)) => Err(none(DeliverError::Closed(m))),
                 Err(PublishError::Rejected { message, reason }) => {
-                    Err(DeliverError::Rejected { message, reason })
+                    Err(none(DeliverError::Rejected { message, reason }))
                 }
-                Err(PublishError::Full { message, .. }) => Err(DeliverError::Full(message)),
+                Err(PublishError::Full { message, report }) => Err(Partial {
+                    error: DeliverError::Full(message),
+                    reached: report.delivered,
+                }),
             },
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
                 Ok((_, None, reach)) => Ok(reach),
-                Ok((_, Some(err), _)) => Err(err),
-                Err(RecipientListError::Stopped { error, .. }) => Err(error),
+                Ok((_, Some(error), reached)) => Err(Partial { error, reached }),
+                Err(RecipientListError::Stopped { error, .. }) => Err(none(error)),
                 Err(RecipientListError::UnknownRecipient { name, message }) => {
-                    Err(DeliverError::Rejected {
+                    Err(none(DeliverError::Rejected {
                         message,
                         reason: format!("unknown recipient {name}"),
-                    })
+                    }))
                 }
             },
-            Kind::Fn(f) => f(msg).map(|()| 1),
+            Kind::Fn(f) => f(msg).map(|()| 1).map_err(none),
         }
     }
+}
+
+/// A delivery that failed, and how many final receivers got a copy all the same: the
+/// subscriptions of a topic that had room when others were full, the recipients of a list
+/// before or beside the one that failed.
+pub(crate) struct Partial<T> {
+    pub(crate) error: DeliverError<T>,
+    pub(crate) reached: usize,
 }
 
 impl<T> From<Queue<T>> for Endpoint<T> {

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::endpoint::{deadline_after, DeliverError, Endpoint, Wait};
+use crate::endpoint::{deadline_after, DeliverError, Endpoint, Partial, Wait};
 use crate::message::{AttrValue, Message};
 
 /// The attribute [`Route::by_attribute`] reads by default: `"recipients"`.
@@ -890,7 +890,12 @@ impl<T: Clone> RecipientList<T> {
                     *outcome = Outcome::Delivered;
                     reach += n;
                 }
-                Err(err) => {
+                Err(Partial {
+                    error: err,
+                    reached,
+                }) => {
+                    // A topic whose full subscriptions failed the delivery: the others got it.
+                    reach += reached;
                     *outcome = Outcome::of(&err);
                     if back.is_none() {
                         back = Some(err);

@@ -670,3 +670,55 @@ fn a_list_gathers_every_responder_a_topic_recipient_reached() {
         "reported at once, not at the deadline"
     );
 }
+
+/// A topic whose subscriptions are partly full: the request goes to those with room, and the
+/// gather (or request) waits for their replies instead of failing with `Full`.
+#[test]
+fn a_topic_with_a_full_subscription_still_reaches_the_others() {
+    use switchboard::{Overflow, SubscribeOptions};
+
+    let topic: Topic<Request<u32, u32>> = Topic::new();
+    let full = topic.subscribe_with(
+        SubscribeOptions::new()
+            .capacity(1)
+            .overflow(Overflow::Error),
+    );
+    let sg = ScatterGather::new(&topic);
+    // Fill the first subscription with a request nobody answers; its copy of every later
+    // request is refused.
+    let unanswered = sg.scatter(0, Completion::within(Duration::from_millis(1)));
+    assert_eq!(unanswered.unwrap().completed(), Completed::Deadline);
+    assert_eq!(full.len(), 1);
+    let open = topic.subscribe();
+
+    let answer = |sub: &switchboard::Subscription<Request<u32, u32>>| {
+        let req = sub.recv_timeout(LONG).unwrap().into_payload();
+        let body = *req.body();
+        req.reply_as("open", body * 2).unwrap();
+    };
+
+    let got = thread::scope(|s| {
+        s.spawn(|| answer(&open));
+        sg.scatter(21, Completion::within(LONG)).unwrap()
+    });
+    assert_eq!((got.completed(), got.expected()), (Completed::All, 1));
+    assert_eq!(*got.replies()[0].body(), 42);
+
+    let requester = Requester::new(&topic);
+    let reply = thread::scope(|s| {
+        s.spawn(|| answer(&open));
+        requester.request(5, LONG).unwrap()
+    });
+    assert_eq!(reply, 10);
+    assert_eq!(full.len(), 1, "the full subscription got neither request");
+
+    // With every subscription full, nobody is reached: `Full` at once.
+    drop(open);
+    let start = Instant::now();
+    assert_eq!(
+        sg.scatter(1, Completion::within(LONG)).unwrap_err(),
+        GatherError::Full
+    );
+    assert_eq!(requester.request(1, LONG).unwrap_err(), RequestError::Full);
+    assert!(start.elapsed() < LONG / 2, "reported at once");
+}

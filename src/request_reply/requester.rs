@@ -101,7 +101,8 @@ pub enum RequestError {
     /// No reply came before the deadline.
     #[error("timed out waiting for a reply")]
     Timeout,
-    /// The endpoint had no room for the request before the deadline.
+    /// The endpoint had no room for the request before the deadline (over a topic: no
+    /// subscription had room; when some had, the request waits for their reply).
     #[error("no room for the request before the deadline")]
     Full,
     /// The endpoint refused the request (a validator, a closure, an unknown recipient).
@@ -255,7 +256,12 @@ where
             Stats::bump(&self.stats.no_responder);
             return Err(RequestError::NoResponder);
         }
-        let out = match self.endpoint.deliver_reach(msg, Wait::Until(deadline)) {
+        // A topic with some subscriptions full still reached the others: wait for their reply.
+        let reach = match self.endpoint.deliver_reach(msg, Wait::Until(deadline)) {
+            Err(p) if p.reached > 0 => Ok(p.reached),
+            r => r.map_err(|p| p.error),
+        };
+        let out = match reach {
             Ok(0) => Err(RequestError::NoResponder),
             Ok(_) => {
                 // The last responder may have left (and emptied the queue) while this request

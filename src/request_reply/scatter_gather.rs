@@ -254,7 +254,9 @@ pub enum GatherError {
     /// chose nobody).
     #[error("no responder: the request reached nobody")]
     NoResponder,
-    /// The endpoint had no room for the request before the deadline.
+    /// The endpoint had no room for the request before the deadline. Over a topic, only when no
+    /// subscription had room: subscriptions that had room are gathered from, the full ones are
+    /// left out of [`Gathered::expected`].
     #[error("no room for the request before the deadline")]
     Full,
     /// The endpoint refused the request.
@@ -349,7 +351,9 @@ where
 {
     /// Scatters a request and gathers replies until `completion`.
     ///
-    /// Delivering the request may wait for room until the completion's deadline.
+    /// Delivering the request may wait for room until the completion's deadline. Through a
+    /// topic, subscriptions that stay full (their overflow policy refuses, or the deadline
+    /// passes) do not get it; the gather waits for the subscriptions that did.
     ///
     /// # Errors
     ///
@@ -396,7 +400,9 @@ where
             }
             None => match self.endpoint.deliver_reach(msg, Wait::Until(deadline)) {
                 Ok(n) => Ok((n, Vec::new(), Vec::new())),
-                Err(e) => Err(match undelivered(e) {
+                // Some subscriptions of a topic were full: gather from those it reached.
+                Err(p) if p.reached > 0 => Ok((p.reached, Vec::new(), Vec::new())),
+                Err(p) => Err(match undelivered(p.error) {
                     RequestError::Full => GatherError::Full,
                     RequestError::Rejected(r) => GatherError::Rejected(r),
                     _ => GatherError::NoResponder,
