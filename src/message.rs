@@ -148,6 +148,11 @@ impl ReturnAddress {
     pub fn get<E: Any>(&self) -> Option<&E> {
         self.0.downcast_ref::<E>()
     }
+
+    /// The endpoint, mutably, if no other copy of this address exists.
+    pub(crate) fn unique_mut<E: Any>(&mut self) -> Option<&mut E> {
+        Arc::get_mut(&mut self.0)?.downcast_mut::<E>()
+    }
 }
 
 impl fmt::Debug for ReturnAddress {
@@ -440,6 +445,29 @@ struct Ext {
     dead_letter: Option<DeadLetter>,
 }
 
+/// A request's reply metadata (a correlation id and a return address), made once and shared by
+/// the messages of many requests in turn: a requester reuses it for its next request once no
+/// message holds it any more, so that a request allocates nothing for its metadata and the
+/// responder frees nothing of it.
+pub(crate) struct ReplyMeta(Arc<Ext>);
+
+impl ReplyMeta {
+    pub(crate) fn new(id: CorrelationId, to: ReturnAddress) -> ReplyMeta {
+        ReplyMeta(Arc::new(Ext {
+            correlation_id: Some(id),
+            reply_to: Some(to),
+            ..Ext::default()
+        }))
+    }
+
+    /// The correlation id and the return address, if nothing else holds the metadata (no
+    /// message, no other handle): free to be changed for another request.
+    pub(crate) fn unique_mut(&mut self) -> Option<(&mut CorrelationId, &mut ReturnAddress)> {
+        let ext = Arc::get_mut(&mut self.0)?;
+        Some((ext.correlation_id.as_mut()?, ext.reply_to.as_mut()?))
+    }
+}
+
 /// A payload and its metadata.
 ///
 /// A message without attributes or routing metadata is its payload plus 24 bytes (an id, a
@@ -619,21 +647,17 @@ impl<T> Message<T> {
         self
     }
 
-    /// Sets the correlation id and the return address together: one allocation for a message
-    /// without metadata, where the two builder calls would copy-on-write twice.
-    pub(crate) fn with_reply_meta(mut self, id: CorrelationId, to: ReturnAddress) -> Self {
-        match &mut self.ext {
-            None => {
-                self.ext = Some(Arc::new(Ext {
-                    correlation_id: Some(id),
-                    reply_to: Some(to),
-                    ..Ext::default()
-                }))
-            }
+    /// Gives the message a request's reply metadata: shares `meta` when the message has no
+    /// metadata of its own (no allocation, and `meta` stays reusable once the message is gone),
+    /// else copies its correlation id and return address in.
+    pub(crate) fn with_reply_kit(mut self, meta: &ReplyMeta) -> Self {
+        match &self.ext {
+            None => self.ext = Some(Arc::clone(&meta.0)),
             Some(_) => {
+                let (cid, to) = (meta.0.correlation_id, meta.0.reply_to.clone());
                 let ext = self.ext_mut();
-                ext.correlation_id = Some(id);
-                ext.reply_to = Some(to);
+                ext.correlation_id = cid;
+                ext.reply_to = to;
             }
         }
         self

@@ -11,7 +11,6 @@
 //! before parking on the condition variable, as crossbeam-channel does: a responder that answers
 //! within a few microseconds then costs no futex wake-up.
 
-use std::any::Any;
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -20,8 +19,8 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
 
-use super::request::Reply;
-use crate::message::CorrelationId;
+use super::request::{Reply, ReplyTo};
+use crate::message::{CorrelationId, ReplyMeta, ReturnAddress};
 
 /// Counters shared by a requester (or scatter-gather) and the inboxes of its requests.
 #[derive(Default)]
@@ -85,9 +84,16 @@ pub(crate) struct Inbox<Rep> {
 }
 
 thread_local! {
-    /// One finished inbox per thread, kept for the thread's next request (type-erased: a thread
-    /// may run requesters of several reply types; a spare of another type is simply replaced).
-    static SPARE: Cell<Option<Arc<dyn Any + Send + Sync>>> = const { Cell::new(None) };
+    /// The reply metadata of this thread's last request, kept for its next one. Its return
+    /// address leads to that request's inbox, so the one spare gives both back.
+    static SPARE: Cell<Option<ReplyMeta>> = const { Cell::new(None) };
+}
+
+/// Keeps a finished request's reply metadata (and through it the inbox) as this thread's spare;
+/// [`Inbox::take`] reuses it once the messages and return addresses holding it are gone.
+pub(crate) fn recycle(meta: ReplyMeta) {
+    // The previous spare (if any) is dropped here.
+    SPARE.with(|s| s.set(Some(meta)));
 }
 
 /// What a wait found.
@@ -121,42 +127,52 @@ impl<Rep> Inbox<Rep> {
         }
     }
 
-    /// An open inbox for a new request: this thread's spare one if it has one of this type that
-    /// nobody else holds any more, else a new one. Reuse saves an allocation per request; it is
-    /// safe because an inbox nobody else holds has no `ReplyTo` left (each holds the `Arc`), so
-    /// no reply to its previous request can reach it.
-    pub(crate) fn take(correlation_id: CorrelationId, stats: &Arc<Stats>) -> Arc<Inbox<Rep>>
+    /// An open inbox for a new request, and the reply metadata (correlation id, return address)
+    /// that leads to it: this thread's spare ones if they are of this reply type and nothing else
+    /// holds them any more, else new ones. Reuse saves two allocations a request, made on this
+    /// thread and freed on the responder's. It is safe because metadata nobody else holds is on
+    /// no message, and an inbox only that metadata holds has no `ReplyTo` left that could reply
+    /// (each holds the `Arc`), so nothing of the previous request can reach the new one.
+    pub(crate) fn take(
+        correlation_id: CorrelationId,
+        stats: &Arc<Stats>,
+    ) -> (Arc<Inbox<Rep>>, ReplyMeta)
     where
         Rep: Send + 'static,
     {
-        if let Some(spare) = SPARE.with(Cell::take) {
-            if let Ok(mut inbox) = spare.downcast::<Inbox<Rep>>() {
-                if let Some(i) = Arc::get_mut(&mut inbox) {
-                    let st = i.state.get_mut();
-                    debug_assert!(st.first.is_none() && st.rest.is_empty());
-                    debug_assert_eq!(*i.live.get_mut(), 0);
-                    st.open = true;
-                    *i.waiting.get_mut() = false;
-                    i.correlation_id = correlation_id;
-                    if !Arc::ptr_eq(&i.stats, stats) {
-                        i.stats = Arc::clone(stats);
-                    }
-                    return inbox;
-                }
+        if let Some(mut meta) = SPARE.with(Cell::take) {
+            if let Some(inbox) = Inbox::reuse(&mut meta, correlation_id, stats) {
+                return (inbox, meta);
             }
         }
-        Arc::new(Inbox::new(correlation_id, Arc::clone(stats)))
+        let inbox = Arc::new(Inbox::new(correlation_id, Arc::clone(stats)));
+        let to = ReturnAddress::new(ReplyTo::uncounted(Arc::clone(&inbox)));
+        (inbox, ReplyMeta::new(correlation_id, to))
     }
 
-    /// Keeps a closed inbox as this thread's spare, if nobody else holds it.
-    pub(crate) fn recycle(mut inbox: Arc<Inbox<Rep>>)
+    /// Opens the spare's inbox again for a new request, if nothing else holds either.
+    fn reuse(
+        meta: &mut ReplyMeta,
+        correlation_id: CorrelationId,
+        stats: &Arc<Stats>,
+    ) -> Option<Arc<Inbox<Rep>>>
     where
         Rep: Send + 'static,
     {
-        if Arc::get_mut(&mut inbox).is_some() {
-            // The previous spare (if any, of another type) is dropped here.
-            SPARE.with(|s| s.set(Some(inbox)));
+        let (id, to) = meta.unique_mut()?;
+        let inbox = to.unique_mut::<ReplyTo<Rep>>()?.inbox_mut();
+        let i = Arc::get_mut(inbox)?;
+        let st = i.state.get_mut();
+        debug_assert!(st.first.is_none() && st.rest.is_empty());
+        debug_assert_eq!(*i.live.get_mut(), 0);
+        st.open = true;
+        *i.waiting.get_mut() = false;
+        i.correlation_id = correlation_id;
+        if !Arc::ptr_eq(&i.stats, stats) {
+            i.stats = Arc::clone(stats);
         }
+        *id = correlation_id;
+        Some(Arc::clone(inbox))
     }
 
     pub(crate) fn acquire(&self) {
@@ -267,38 +283,52 @@ impl<Rep> Inbox<Rep> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request_reply::request::ReplyTo;
+    use crate::message::Message;
+
+    fn cid(n: u64) -> CorrelationId {
+        CorrelationId::from_u64(n)
+    }
 
     #[test]
-    fn a_recycled_inbox_is_reused_open_and_empty() {
+    fn a_recycled_inbox_and_its_metadata_are_reused_open_and_empty() {
         let stats = Arc::default();
-        let first = Inbox::<u32>::take(CorrelationId::from_u64(1), &stats);
+        let (first, meta) = Inbox::<u32>::take(cid(1), &stats);
         let ptr = Arc::as_ptr(&first);
+        let msg = Message::new(()).with_reply_kit(&meta);
         let to = ReplyTo::new(Arc::clone(&first));
         to.send(7).unwrap();
         assert!(matches!(first.wait(Instant::now()), Next::Reply(r) if r.body == 7));
         first.close();
-        Inbox::recycle(first);
+        drop((first, msg));
+        recycle(meta);
 
-        let second = Inbox::<u32>::take(CorrelationId::from_u64(2), &stats);
+        let (second, meta) = Inbox::<u32>::take(cid(2), &stats);
         assert_eq!(Arc::as_ptr(&second), ptr, "the spare is reused");
-        assert_eq!(second.correlation_id, CorrelationId::from_u64(2));
+        assert_eq!(second.correlation_id, cid(2));
+        let msg = Message::new(()).with_reply_kit(&meta);
+        assert_eq!(msg.correlation_id(), Some(cid(2)), "the metadata follows");
+        let on_msg = msg.reply_to().unwrap().get::<ReplyTo<u32>>().unwrap();
+        assert_eq!(on_msg.correlation_id(), cid(2));
         assert!(second.is_open());
+        // The metadata's address does not count as a copy that may reply...
         assert!(matches!(second.wait(Instant::now()), Next::Exhausted));
-        let to = ReplyTo::new(Arc::clone(&second));
+        // ...a clone of it does.
+        let to = on_msg.clone();
+        assert!(matches!(second.wait(Instant::now()), Next::Timeout));
         to.send(8).unwrap();
         assert!(matches!(second.wait(Instant::now()), Next::Reply(r) if r.body == 8));
     }
 
     #[test]
-    fn an_inbox_with_a_live_return_address_is_not_recycled() {
+    fn an_inbox_with_a_live_return_address_is_not_reused() {
         let stats = Arc::default();
-        let first = Inbox::<u32>::take(CorrelationId::from_u64(1), &stats);
+        let (first, meta) = Inbox::<u32>::take(cid(1), &stats);
         let stale = ReplyTo::new(Arc::clone(&first));
         first.close();
         let ptr = Arc::as_ptr(&first);
-        Inbox::recycle(first);
-        let second = Inbox::<u32>::take(CorrelationId::from_u64(2), &stats);
+        drop(first);
+        recycle(meta);
+        let (second, _meta) = Inbox::<u32>::take(cid(2), &stats);
         assert_ne!(Arc::as_ptr(&second), ptr, "still held by a return address");
         // The stale address's reply is late, and never reaches the new request.
         let _waiting = ReplyTo::new(Arc::clone(&second));
@@ -308,13 +338,43 @@ mod tests {
     }
 
     #[test]
+    fn metadata_still_on_a_message_is_not_reused() {
+        let stats = Arc::default();
+        let (first, meta) = Inbox::<u32>::take(cid(1), &stats);
+        let kept = Message::new(()).with_reply_kit(&meta);
+        first.close();
+        let ptr = Arc::as_ptr(&first);
+        drop(first);
+        recycle(meta);
+        let (second, meta) = Inbox::<u32>::take(cid(2), &stats);
+        assert_ne!(Arc::as_ptr(&second), ptr);
+        // The kept message's metadata is untouched by the new request.
+        assert_eq!(kept.correlation_id(), Some(cid(1)));
+        let m = Message::new(()).with_reply_kit(&meta);
+        assert_eq!(m.correlation_id(), Some(cid(2)));
+    }
+
+    #[test]
     fn a_spare_of_another_reply_type_is_replaced() {
         let stats = Arc::default();
-        let a = Inbox::<u32>::take(CorrelationId::from_u64(1), &stats);
+        let (a, meta) = Inbox::<u32>::take(cid(1), &stats);
         a.close();
-        Inbox::recycle(a);
-        let b = Inbox::<String>::take(CorrelationId::from_u64(2), &stats);
+        drop(a);
+        recycle(meta);
+        let (b, _meta) = Inbox::<String>::take(cid(2), &stats);
         assert!(b.is_open());
-        assert_eq!(b.correlation_id, CorrelationId::from_u64(2));
+        assert_eq!(b.correlation_id, cid(2));
+    }
+
+    #[test]
+    fn a_message_with_metadata_of_its_own_gets_the_reply_metadata_copied_in() {
+        let stats = Arc::default();
+        let (inbox, meta) = Inbox::<u32>::take(cid(3), &stats);
+        let m = Message::new(()).with_attr("k", "v").with_reply_kit(&meta);
+        assert_eq!(m.correlation_id(), Some(cid(3)));
+        assert_eq!(m.attr("k").and_then(|v| v.as_str()), Some("v"));
+        let to = m.reply_to().unwrap().get::<ReplyTo<u32>>().unwrap().clone();
+        to.send(1).unwrap();
+        assert!(matches!(inbox.wait(Instant::now()), Next::Reply(r) if r.body == 1));
     }
 }

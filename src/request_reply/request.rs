@@ -110,7 +110,11 @@ impl<Req, Rep> fmt::Debug for Request<Req, Rep> {
 /// A typed return address: the way back to one request's private reply channel.
 ///
 /// Every [`Request`] holds one; the request's message also carries it, type-erased, as its
-/// [`ReturnAddress`](crate::ReturnAddress), so code that sees only the message can recover it:
+/// [`ReturnAddress`](crate::ReturnAddress), so code that sees only the message can recover it.
+/// The requester waits while a copy that may reply exists: the request's own, and every clone.
+/// The one on the metadata is only a way to make such a clone; by itself it does not keep the
+/// requester waiting (a requester reuses the metadata for its next request once no message holds
+/// it), so clone it before the request is dropped:
 ///
 /// ```
 /// use std::time::Duration;
@@ -141,6 +145,21 @@ impl<Rep> ReplyTo<Rep> {
             recipient: None,
             released: false,
         }
+    }
+
+    /// The address a request's metadata carries: it does not count as a copy that may still
+    /// reply (a clone of it does), so it never keeps the requester waiting on its own, and the
+    /// metadata can outlive the request to be reused for the next one.
+    pub(crate) fn uncounted(inbox: Arc<Inbox<Rep>>) -> ReplyTo<Rep> {
+        ReplyTo {
+            inbox,
+            recipient: None,
+            released: true,
+        }
+    }
+
+    pub(crate) fn inbox_mut(&mut self) -> &mut Arc<Inbox<Rep>> {
+        &mut self.inbox
     }
 
     pub(crate) fn set_recipient(&mut self, name: Arc<str>) {

@@ -5,24 +5,25 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::inbox::{Inbox, Next, Stats};
+use super::inbox::{self, Inbox, Next, Stats};
 use super::request::{Reply, ReplyTo, Request};
 use super::service::Gate;
 use crate::endpoint::{deadline_after, DeliverError, Endpoint, Wait};
-use crate::message::{Message, ReturnAddress};
+use crate::message::{Message, ReplyMeta};
 
-/// Wraps a message as a request: a fresh private inbox, its correlation id (the message's own if
-/// it has one) and return address stamped on the metadata, the typed return address in the body.
+/// Wraps a message as a request: a private inbox (fresh or reused), its correlation id (the
+/// message's own if it has one) and return address on the metadata, the typed return address in
+/// the body. The metadata handle comes back too, for `inbox::recycle` once the request is over.
 pub(crate) fn stamp<Req, Rep: Send + 'static>(
     msg: Message<Req>,
     stats: &Arc<Stats>,
-) -> (Arc<Inbox<Rep>>, Message<Request<Req, Rep>>) {
+) -> (Arc<Inbox<Rep>>, ReplyMeta, Message<Request<Req, Rep>>) {
     Stats::bump(&stats.requests);
     let cid = msg.correlation_id().unwrap_or_default();
-    let inbox = Inbox::take(cid, stats);
+    let (inbox, meta) = Inbox::take(cid, stats);
     let reply_to = ReplyTo::new(Arc::clone(&inbox));
-    let msg = msg.with_reply_meta(cid, ReturnAddress::new(reply_to.clone()));
-    (inbox, msg.map(|body| Request { body, reply_to }))
+    let msg = msg.with_reply_kit(&meta);
+    (inbox, meta, msg.map(|body| Request { body, reply_to }))
 }
 
 /// Counters of a [`Requester`] or a [`ScatterGather`](crate::ScatterGather), across all its
@@ -249,7 +250,7 @@ where
         deadline: Instant,
     ) -> Result<Reply<Rep>, RequestError> {
         let gate = self.gate.as_ref();
-        let (inbox, msg) = stamp(req.into(), &self.stats);
+        let (inbox, meta, msg) = stamp(req.into(), &self.stats);
         if gate.is_some_and(|g| !g.is_served()) {
             drop(msg);
             inbox.close();
@@ -293,7 +294,8 @@ where
             Stats::bump(&self.stats.no_responder);
         }
         inbox.close();
-        Inbox::recycle(inbox);
+        drop(inbox);
+        inbox::recycle(meta);
         out
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::inbox::{Inbox, Next, Stats};
+use super::inbox::{self, Next, Stats};
 use super::request::{Reply, Request};
 use super::requester::{stamp, undelivered, ConversationStats, RequestError};
 use crate::endpoint::{deadline_after, Endpoint, Wait};
@@ -365,7 +365,7 @@ where
     ) -> Result<Gathered<Rep>, GatherError> {
         let start = Instant::now();
         let deadline = completion.deadline;
-        let (inbox, msg) = stamp(req.into(), &self.stats);
+        let (inbox, meta, msg) = stamp(req.into(), &self.stats);
         let correlation_id = inbox.correlation_id;
         let reached = match self.endpoint.as_recipient_list() {
             Some(list) => {
@@ -451,7 +451,8 @@ where
             }
         };
         inbox.close();
-        Inbox::recycle(inbox);
+        drop(inbox);
+        inbox::recycle(meta);
         let missing = names
             .into_iter()
             .filter(|n| !replies.iter().any(|r| r.recipient() == Some(n)))
