@@ -124,7 +124,9 @@ impl fmt::Display for CorrelationId {
 ///
 /// It is type-erased so that a `Message<Request>` can carry the address of a reply endpoint of
 /// another type; the request-reply layer recovers the typed endpoint with [`ReturnAddress::get`].
-/// It is never serialized.
+/// It is never serialized. A request's return address counts its clones as copies that may still
+/// reply, so a responder can forward it with another message and the requester waits for that
+/// reply (see [`ReplyTo`](crate::ReplyTo)).
 ///
 /// ```
 /// use switchboard::{Message, Queue, ReturnAddress};
@@ -135,23 +137,81 @@ impl fmt::Display for CorrelationId {
 /// to.send(7).unwrap();
 /// assert_eq!(replies.try_recv().unwrap().into_payload(), 7);
 /// ```
-#[derive(Clone)]
-pub struct ReturnAddress(Arc<dyn Any + Send + Sync>);
+pub struct ReturnAddress {
+    inner: Arc<dyn Address>,
+    /// Whether this handle is a copy that told the address it exists (see [`Address`]).
+    counted: bool,
+}
+
+/// What a return address holds. A request's own address counts the copies made of it, so that
+/// its requester keeps waiting while one exists (each could still reply); other addresses
+/// ignore copies.
+pub(crate) trait Address: Send + Sync + 'static {
+    fn endpoint(&self) -> &(dyn Any + Send + Sync);
+    fn endpoint_mut(&mut self) -> &mut (dyn Any + Send + Sync);
+    /// A copy of the address was made.
+    fn copied(&self) {}
+    /// A copy of the address went away.
+    fn dropped(&self) {}
+}
+
+/// Any endpoint, as a return address that does not count its copies.
+struct Plain<E>(E);
+
+impl<E: Any + Send + Sync> Address for Plain<E> {
+    fn endpoint(&self) -> &(dyn Any + Send + Sync) {
+        &self.0
+    }
+
+    fn endpoint_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        &mut self.0
+    }
+}
 
 impl ReturnAddress {
     /// Wraps a handle (a `Queue<R>`, or any endpoint) as a return address.
     pub fn new<E: Any + Send + Sync>(endpoint: E) -> ReturnAddress {
-        ReturnAddress(Arc::new(endpoint))
+        ReturnAddress::counting(Plain(endpoint))
+    }
+
+    /// An address whose copies (not this original) are announced to it.
+    pub(crate) fn counting(address: impl Address) -> ReturnAddress {
+        ReturnAddress {
+            inner: Arc::new(address),
+            counted: false,
+        }
     }
 
     /// The handle, if it is an `E`.
     pub fn get<E: Any>(&self) -> Option<&E> {
-        self.0.downcast_ref::<E>()
+        self.inner.endpoint().downcast_ref::<E>()
     }
 
     /// The endpoint, mutably, if no other copy of this address exists.
     pub(crate) fn unique_mut<E: Any>(&mut self) -> Option<&mut E> {
-        Arc::get_mut(&mut self.0)?.downcast_mut::<E>()
+        Arc::get_mut(&mut self.inner)?
+            .endpoint_mut()
+            .downcast_mut::<E>()
+    }
+}
+
+impl Clone for ReturnAddress {
+    /// Another handle to the same endpoint (for a request's address, a copy that may reply: its
+    /// requester waits while it exists).
+    fn clone(&self) -> Self {
+        self.inner.copied();
+        ReturnAddress {
+            inner: Arc::clone(&self.inner),
+            counted: true,
+        }
+    }
+}
+
+impl Drop for ReturnAddress {
+    fn drop(&mut self) {
+        if self.counted {
+            self.inner.dropped();
+        }
     }
 }
 

@@ -230,6 +230,41 @@ fn refused_requests() {
     assert_eq!(err.to_string(), "recipient closed failed: closed");
 }
 
+/// The Return Address pattern across two hops: a front responder forwards the request's return
+/// address with a message of its own and drops the request; the back one replies. The requester
+/// waits for that reply (the forwarded address counts as a copy that may reply), and each of many
+/// requests gets its own reply although the requester reuses its reply metadata.
+#[test]
+fn a_forwarded_return_address_keeps_the_requester_waiting_for_its_reply() {
+    let front: Queue<Request<u32, u32>> = Queue::unbounded();
+    let back: Queue<u32> = Queue::unbounded();
+    let requester = Requester::new(&front);
+    let replies = thread::scope(|s| {
+        s.spawn(|| {
+            for m in &front {
+                let forwarded = m.reply_to().cloned().unwrap();
+                let body = *m.payload().body();
+                drop(m);
+                back.send(Message::new(body).with_reply_to(forwarded))
+                    .unwrap();
+            }
+            back.close();
+        });
+        s.spawn(|| {
+            for m in &back {
+                let to = m.reply_to().unwrap().get::<ReplyTo<u32>>().unwrap().clone();
+                to.send(m.into_payload() * 3).unwrap();
+            }
+        });
+        let replies: Vec<_> = (0..200).map(|i| requester.request(i, LONG)).collect();
+        front.close();
+        replies
+    });
+    assert_eq!(replies, (0..200).map(|i| Ok(i * 3)).collect::<Vec<_>>());
+    let stats = requester.stats();
+    assert_eq!((stats.replies, stats.unanswered, stats.late), (200, 0, 0));
+}
+
 #[test]
 fn request_carries_correlation_id_and_return_address() {
     let service: Queue<Request<u8, u8>> = Queue::unbounded();

@@ -146,7 +146,7 @@ impl<Rep> Inbox<Rep> {
             }
         }
         let inbox = Arc::new(Inbox::new(correlation_id, Arc::clone(stats)));
-        let to = ReturnAddress::new(ReplyTo::uncounted(Arc::clone(&inbox)));
+        let to = ReturnAddress::counting(ReplyTo::uncounted(Arc::clone(&inbox)));
         (inbox, ReplyMeta::new(correlation_id, to))
     }
 
@@ -352,6 +352,31 @@ mod tests {
         assert_eq!(kept.correlation_id(), Some(cid(1)));
         let m = Message::new(()).with_reply_kit(&meta);
         assert_eq!(m.correlation_id(), Some(cid(2)));
+    }
+
+    #[test]
+    fn a_clone_of_the_metadata_address_keeps_the_requester_waiting() {
+        let stats = Arc::default();
+        let (inbox, meta) = Inbox::<u32>::take(cid(1), &stats);
+        let msg = Message::new(()).with_reply_kit(&meta);
+        let forwarded = msg.reply_to().cloned().unwrap();
+        drop(msg);
+        assert!(matches!(inbox.wait(Instant::now()), Next::Timeout));
+        let copy = forwarded.clone();
+        drop(forwarded);
+        assert!(matches!(inbox.wait(Instant::now()), Next::Timeout));
+        let to = copy.get::<ReplyTo<u32>>().unwrap().clone();
+        drop(copy);
+        to.send(4).unwrap();
+        assert!(matches!(inbox.wait(Instant::now()), Next::Reply(r) if r.body == 4));
+        assert!(matches!(inbox.wait(Instant::now()), Next::Exhausted));
+        // Its metadata is free again once the copies are gone.
+        inbox.close();
+        let ptr = Arc::as_ptr(&inbox);
+        drop(inbox);
+        recycle(meta);
+        let (again, _meta) = Inbox::<u32>::take(cid(2), &stats);
+        assert_eq!(Arc::as_ptr(&again), ptr);
     }
 
     #[test]

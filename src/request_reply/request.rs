@@ -1,11 +1,12 @@
 //! `Request<Req, Rep>`: what a responder receives; `ReplyTo<Rep>`: its typed return address;
 //! `Reply<Rep>`: what the requester gathers.
 
+use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
 use super::inbox::Inbox;
-use crate::message::CorrelationId;
+use crate::message::{Address, CorrelationId};
 
 /// A request as a responder receives it: the body and a typed way back to whoever asked.
 ///
@@ -111,10 +112,11 @@ impl<Req, Rep> fmt::Debug for Request<Req, Rep> {
 ///
 /// Every [`Request`] holds one; the request's message also carries it, type-erased, as its
 /// [`ReturnAddress`](crate::ReturnAddress), so code that sees only the message can recover it.
-/// The requester waits while a copy that may reply exists: the request's own, and every clone.
-/// The one on the metadata is only a way to make such a clone; by itself it does not keep the
-/// requester waiting (a requester reuses the metadata for its next request once no message holds
-/// it), so clone it before the request is dropped:
+/// The requester waits while a copy that may reply exists: the request's own, every clone of a
+/// `ReplyTo`, and every clone of the message's `ReturnAddress` (forwarded with another message,
+/// say). The address on the request's own metadata does not count by itself (a requester reuses
+/// that metadata for its next request once no message holds it), so take a clone of it before
+/// dropping the request:
 ///
 /// ```
 /// use std::time::Duration;
@@ -148,8 +150,9 @@ impl<Rep> ReplyTo<Rep> {
     }
 
     /// The address a request's metadata carries: it does not count as a copy that may still
-    /// reply (a clone of it does), so it never keeps the requester waiting on its own, and the
-    /// metadata can outlive the request to be reused for the next one.
+    /// reply (a clone of it, or of the `ReturnAddress` around it, does), so it never keeps the
+    /// requester waiting on its own, and the metadata can outlive the request to be reused for
+    /// the next one.
     pub(crate) fn uncounted(inbox: Arc<Inbox<Rep>>) -> ReplyTo<Rep> {
         ReplyTo {
             inbox,
@@ -210,6 +213,25 @@ impl<Rep> ReplyTo<Rep> {
         self.inbox
             .offer_and_release(reply)
             .map_err(|r| ReplyError::Late(r.body))
+    }
+}
+
+/// A request's return address on its metadata: copies of it may reply, so they count.
+impl<Rep: Send + 'static> Address for ReplyTo<Rep> {
+    fn endpoint(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn endpoint_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+
+    fn copied(&self) {
+        self.inbox.acquire();
+    }
+
+    fn dropped(&self) {
+        self.inbox.release();
     }
 }
 
