@@ -1631,69 +1631,34 @@ fn delayed_messages_are_bounded_by_capacity() {
     assert!(q.send_after(5, secs(1)).unwrap_err().is_closed());
 }
 
-/// A lease that runs out on its last attempt sends its message to the dead-letter queue while
-/// the stale holder still shares it. A plain receiver blocked on the dead-letter queue can only
-/// own the message once the stale holder lets go, so the holder's drop must wake it there (not
-/// only in the source queue).
-#[test]
-fn plain_receiver_on_the_dlq_wakes_when_a_stale_holder_lets_go() {
+/// A queue whose one message went to `dlq` when its lease ran out on its only attempt, still
+/// shared with the returned stale holder.
+fn dead_letter_with_a_stale_holder(dlq: &Queue<u32>) -> Delivery<u32> {
     let clock = ManualClock::new();
-    let dlq: Queue<u32> = Queue::unbounded();
     let q: Queue<u32> = Queue::builder()
         .clock(clock.clone())
         .visibility_timeout(secs(10))
-        .dead_letter(&dlq, 1)
+        .dead_letter(dlq, 1)
         .build();
     q.send(1).unwrap();
     let stale = q.receive().unwrap();
     clock.advance(secs(11));
     assert_eq!(q.stats().dead_lettered, 1);
-    assert_eq!(dlq.len(), 1);
-    // Shared with the stale holder: a plain receive cannot take it by value yet.
-    assert_eq!(dlq.try_recv().unwrap_err(), TryRecvError::Empty);
-    thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("dlq-recv".into())
-            .spawn_scoped(s, || dlq.recv_timeout(LONG))
-            .unwrap();
-        wait_blocked("dlq-recv");
-        let t0 = Instant::now();
-        drop(stale);
-        let got = h
-            .join()
-            .unwrap()
-            .expect("woken when the stale holder let go");
-        assert_eq!(got.into_payload(), 1);
-        assert!(t0.elapsed() < LONG / 2, "woken only by its own deadline");
-    });
+    stale
 }
 
-/// A dead letter still shared with its stale holder, redriven to a third queue: a plain receiver
-/// blocked there gets it soon after the holder lets go (the holder's drop wakes only the queue
-/// it leased from and that queue's dead-letter queue).
-#[test]
-fn plain_receiver_on_a_redrive_target_gets_a_message_once_its_stale_holder_lets_go() {
-    let clock = ManualClock::new();
-    let dlq: Queue<u32> = Queue::unbounded();
-    let target: Queue<u32> = Queue::unbounded();
-    let q: Queue<u32> = Queue::builder()
-        .clock(clock.clone())
-        .visibility_timeout(secs(10))
-        .dead_letter(&dlq, 1)
-        .build();
-    q.send(1).unwrap();
-    let stale = q.receive().unwrap();
-    clock.advance(secs(11));
-    assert_eq!(q.stats().dead_lettered, 1);
-    assert_eq!(dlq.redrive_to(&target, 10), 1);
-    assert_eq!(target.len(), 1);
-    assert_eq!(target.try_recv().unwrap_err(), TryRecvError::Empty);
+/// Blocks a plain receiver on `queue` (a thread named `name`), lets `stale` go, and checks that
+/// the receiver got the message well before its own deadline.
+fn plain_receiver_gets_it_when_let_go(queue: &Queue<u32>, stale: Delivery<u32>, name: &str) {
+    // Shared with the stale holder: a plain receive cannot take it by value yet.
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue.try_recv().unwrap_err(), TryRecvError::Empty);
     thread::scope(|s| {
         let h = thread::Builder::new()
-            .name("target-recv".into())
-            .spawn_scoped(s, || target.recv_timeout(LONG))
+            .name(name.into())
+            .spawn_scoped(s, || queue.recv_timeout(LONG))
             .unwrap();
-        wait_blocked("target-recv");
+        wait_blocked(name);
         let t0 = Instant::now();
         drop(stale);
         let got = h
@@ -1703,7 +1668,30 @@ fn plain_receiver_on_a_redrive_target_gets_a_message_once_its_stale_holder_lets_
         assert_eq!(got.into_payload(), 1);
         assert!(t0.elapsed() < LONG / 2, "found only at its own deadline");
     });
-    assert!(target.is_empty());
+    assert!(queue.is_empty());
+}
+
+/// A lease that runs out on its last attempt sends its message to the dead-letter queue while
+/// the stale holder still shares it. A plain receiver blocked on the dead-letter queue can only
+/// own the message once the stale holder lets go, so the holder's drop must wake it there (not
+/// only in the source queue).
+#[test]
+fn plain_receiver_on_the_dlq_wakes_when_a_stale_holder_lets_go() {
+    let dlq: Queue<u32> = Queue::unbounded();
+    let stale = dead_letter_with_a_stale_holder(&dlq);
+    plain_receiver_gets_it_when_let_go(&dlq, stale, "dlq-recv");
+}
+
+/// A dead letter still shared with its stale holder, redriven to a third queue: a plain receiver
+/// blocked there gets it soon after the holder lets go (the holder's drop wakes only the queue
+/// it leased from and that queue's dead-letter queue).
+#[test]
+fn plain_receiver_on_a_redrive_target_gets_a_message_once_its_stale_holder_lets_go() {
+    let dlq: Queue<u32> = Queue::unbounded();
+    let target: Queue<u32> = Queue::unbounded();
+    let stale = dead_letter_with_a_stale_holder(&dlq);
+    assert_eq!(dlq.redrive_to(&target, 10), 1);
+    plain_receiver_gets_it_when_let_go(&target, stale, "target-recv");
 }
 
 /// A receiver that blocked before a lease was taken learns of the lease's deadline through a

@@ -289,21 +289,33 @@ mod tests {
         CorrelationId::from_u64(n)
     }
 
+    /// Ends a request as a requester does (close, let go, recycle), then takes an inbox for the
+    /// next one: whether it is the same inbox, and the new inbox and metadata.
+    fn finish_and_take(
+        inbox: Arc<Inbox<u32>>,
+        meta: ReplyMeta,
+        next: u64,
+        stats: &Arc<Stats>,
+    ) -> (bool, Arc<Inbox<u32>>, ReplyMeta) {
+        inbox.close();
+        let ptr = Arc::as_ptr(&inbox);
+        drop(inbox);
+        recycle(meta);
+        let (again, meta) = Inbox::<u32>::take(cid(next), stats);
+        (Arc::as_ptr(&again) == ptr, again, meta)
+    }
+
     #[test]
     fn a_recycled_inbox_and_its_metadata_are_reused_open_and_empty() {
         let stats = Arc::default();
         let (first, meta) = Inbox::<u32>::take(cid(1), &stats);
-        let ptr = Arc::as_ptr(&first);
         let msg = Message::new(()).with_reply_kit(&meta);
         let to = ReplyTo::new(Arc::clone(&first));
         to.send(7).unwrap();
         assert!(matches!(first.wait(Instant::now()), Next::Reply(r) if r.body == 7));
-        first.close();
-        drop((first, msg));
-        recycle(meta);
-
-        let (second, meta) = Inbox::<u32>::take(cid(2), &stats);
-        assert_eq!(Arc::as_ptr(&second), ptr, "the spare is reused");
+        drop(msg);
+        let (reused, second, meta) = finish_and_take(first, meta, 2, &stats);
+        assert!(reused, "the spare is reused");
         assert_eq!(second.correlation_id, cid(2));
         let msg = Message::new(()).with_reply_kit(&meta);
         assert_eq!(msg.correlation_id(), Some(cid(2)), "the metadata follows");
@@ -324,12 +336,8 @@ mod tests {
         let stats = Arc::default();
         let (first, meta) = Inbox::<u32>::take(cid(1), &stats);
         let stale = ReplyTo::new(Arc::clone(&first));
-        first.close();
-        let ptr = Arc::as_ptr(&first);
-        drop(first);
-        recycle(meta);
-        let (second, _meta) = Inbox::<u32>::take(cid(2), &stats);
-        assert_ne!(Arc::as_ptr(&second), ptr, "still held by a return address");
+        let (reused, second, _meta) = finish_and_take(first, meta, 2, &stats);
+        assert!(!reused, "still held by a return address");
         // The stale address's reply is late, and never reaches the new request.
         let _waiting = ReplyTo::new(Arc::clone(&second));
         assert!(stale.send(9).unwrap_err().is_late());
@@ -342,12 +350,8 @@ mod tests {
         let stats = Arc::default();
         let (first, meta) = Inbox::<u32>::take(cid(1), &stats);
         let kept = Message::new(()).with_reply_kit(&meta);
-        first.close();
-        let ptr = Arc::as_ptr(&first);
-        drop(first);
-        recycle(meta);
-        let (second, meta) = Inbox::<u32>::take(cid(2), &stats);
-        assert_ne!(Arc::as_ptr(&second), ptr);
+        let (reused, _second, meta) = finish_and_take(first, meta, 2, &stats);
+        assert!(!reused, "still on a message");
         // The kept message's metadata is untouched by the new request.
         assert_eq!(kept.correlation_id(), Some(cid(1)));
         let m = Message::new(()).with_reply_kit(&meta);
@@ -371,12 +375,7 @@ mod tests {
         assert!(matches!(inbox.wait(Instant::now()), Next::Reply(r) if r.body == 4));
         assert!(matches!(inbox.wait(Instant::now()), Next::Exhausted));
         // Its metadata is free again once the copies are gone.
-        inbox.close();
-        let ptr = Arc::as_ptr(&inbox);
-        drop(inbox);
-        recycle(meta);
-        let (again, _meta) = Inbox::<u32>::take(cid(2), &stats);
-        assert_eq!(Arc::as_ptr(&again), ptr);
+        assert!(finish_and_take(inbox, meta, 2, &stats).0);
     }
 
     #[test]
