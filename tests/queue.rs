@@ -34,8 +34,31 @@ fn manual() -> (ManualClock, Queue<u32>) {
     (clock, q)
 }
 
+/// Runs `f` on a scoped thread named `name` (for [`wait_blocked`]).
+fn spawn_named<'scope, T: Send + 'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> thread::ScopedJoinHandle<'scope, T> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(s, f)
+        .unwrap()
+}
+
+/// Runs `f` on a scoped thread named `name` and returns once that thread is blocked.
+fn spawn_blocked<'scope, T: Send + 'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> thread::ScopedJoinHandle<'scope, T> {
+    let h = spawn_named(s, name, f);
+    wait_blocked(name);
+    h
+}
+
 /// Waits until the thread named `name` sleeps in the kernel (blocked in a wait), or fails the
-/// test after ten seconds. Threads are named with `thread::Builder`; a name is at most 15 bytes.
+/// test after ten seconds. Threads are named with [`spawn_named`]; a name is at most 15 bytes.
 fn wait_blocked(name: &str) {
     let deadline = Instant::now() + LONG;
     loop {
@@ -209,11 +232,7 @@ fn recv_timeout() {
 
     // A message sent during the wait arrives.
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("rt-recv".into())
-            .spawn_scoped(s, || q.recv_timeout(LONG))
-            .unwrap();
-        wait_blocked("rt-recv");
+        let h = spawn_blocked(s, "rt-recv", || q.recv_timeout(LONG));
         q.send(5).unwrap();
         assert_eq!(h.join().unwrap().unwrap().into_payload(), 5);
     });
@@ -268,22 +287,10 @@ fn send_after_close() {
 fn close_wakes_receiver() {
     let q: Queue<u32> = Queue::unbounded();
     thread::scope(|s| {
-        let plain = thread::Builder::new()
-            .name("cw-plain".into())
-            .spawn_scoped(s, || q.recv())
-            .unwrap();
-        let leased = thread::Builder::new()
-            .name("cw-lease".into())
-            .spawn_scoped(s, || q.receive().map(|d| d.ack()))
-            .unwrap();
-        let timed = thread::Builder::new()
-            .name("cw-timed".into())
-            .spawn_scoped(s, || q.recv_timeout(Duration::from_secs(60)))
-            .unwrap();
-        let iter = thread::Builder::new()
-            .name("cw-iter".into())
-            .spawn_scoped(s, || q.iter().count())
-            .unwrap();
+        let plain = spawn_named(s, "cw-plain", || q.recv());
+        let leased = spawn_named(s, "cw-lease", || q.receive().map(|d| d.ack()));
+        let timed = spawn_named(s, "cw-timed", || q.recv_timeout(Duration::from_secs(60)));
+        let iter = spawn_named(s, "cw-iter", || q.iter().count());
         for n in ["cw-plain", "cw-lease", "cw-timed", "cw-iter"] {
             wait_blocked(n);
         }
@@ -299,11 +306,9 @@ fn close_wakes_receiver() {
     // The same on a manual clock, where nothing else would wake the receiver.
     let (_clock, q) = manual();
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("cw-manual".into())
-            .spawn_scoped(s, || q.receive_timeout(Duration::from_secs(60)).map(|_| ()))
-            .unwrap();
-        wait_blocked("cw-manual");
+        let h = spawn_blocked(s, "cw-manual", || {
+            q.receive_timeout(Duration::from_secs(60)).map(|_| ())
+        });
         q.close();
         assert_eq!(h.join().unwrap().unwrap_err(), RecvTimeoutError::Closed);
     });
@@ -314,18 +319,9 @@ fn close_wakes_sender() {
     let q = Queue::bounded(1);
     q.send(0).unwrap();
     thread::scope(|s| {
-        let blocking = thread::Builder::new()
-            .name("cs-send".into())
-            .spawn_scoped(s, || q.send(1))
-            .unwrap();
-        let timed = thread::Builder::new()
-            .name("cs-timed".into())
-            .spawn_scoped(s, || q.send_timeout(2, Duration::from_secs(60)))
-            .unwrap();
-        let batch = thread::Builder::new()
-            .name("cs-batch".into())
-            .spawn_scoped(s, || q.send_batch(3..6))
-            .unwrap();
+        let blocking = spawn_named(s, "cs-send", || q.send(1));
+        let timed = spawn_named(s, "cs-timed", || q.send_timeout(2, Duration::from_secs(60)));
+        let batch = spawn_named(s, "cs-batch", || q.send_batch(3..6));
         for n in ["cs-send", "cs-timed", "cs-batch"] {
             wait_blocked(n);
         }
@@ -365,11 +361,7 @@ fn blocked_sender_gets_in_when_one_slot_frees() {
     assert!(e.is_timeout());
     assert_eq!(e.into_inner().into_payload(), 99);
     thread::scope(|s| {
-        let sender = thread::Builder::new()
-            .name("one-slot".into())
-            .spawn_scoped(s, || q.send(64))
-            .unwrap();
-        wait_blocked("one-slot");
+        let sender = spawn_blocked(s, "one-slot", || q.send(64));
         assert_eq!(q.recv().unwrap().into_payload(), 0);
         assert!(sender.join().unwrap().is_ok());
     });
@@ -1255,11 +1247,7 @@ fn batches() {
     assert!(q.receive_many(5, ms(1)).unwrap().is_empty());
     // A first message wakes the wait, the rest are taken without waiting.
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("b-many".into())
-            .spawn_scoped(s, || q.recv_many(5, LONG))
-            .unwrap();
-        wait_blocked("b-many");
+        let h = spawn_blocked(s, "b-many", || q.recv_many(5, LONG));
         q.send(42).unwrap();
         let got = h.join().unwrap().unwrap();
         assert!(!got.is_empty() && *got[0].payload() == 42);
@@ -1271,11 +1259,7 @@ fn batches() {
     // send_batch into a bounded queue waits for room; a close part-way hands back the rest.
     let b = Queue::bounded(2);
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("b-batch".into())
-            .spawn_scoped(s, || b.send_batch(0..5))
-            .unwrap();
-        wait_blocked("b-batch");
+        let h = spawn_blocked(s, "b-batch", || b.send_batch(0..5));
         let len = b.len();
         b.close();
         assert_eq!(len, 2, "a blocked sender's message is not in the queue");
@@ -1400,11 +1384,7 @@ fn close_drains_and_waits_for_in_flight() {
     assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
     // A blocked receiver waits for the in-flight lease and gets the message when it is nacked.
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("cl-wait".into())
-            .spawn_scoped(s, || q.receive_timeout(LONG))
-            .unwrap();
-        wait_blocked("cl-wait");
+        let h = spawn_blocked(s, "cl-wait", || q.receive_timeout(LONG));
         d2.nack().unwrap();
         let d = h.join().unwrap().unwrap();
         assert_eq!((*d.payload(), d.attempt()), (2, 2));
@@ -1413,11 +1393,7 @@ fn close_drains_and_waits_for_in_flight() {
     // The delayed message still comes when due, even after close.
     assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Empty);
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("cl-delay".into())
-            .spawn_scoped(s, || q.recv_timeout(LONG))
-            .unwrap();
-        wait_blocked("cl-delay");
+        let h = spawn_blocked(s, "cl-delay", || q.recv_timeout(LONG));
         clock.advance(secs(5));
         assert_eq!(h.join().unwrap().unwrap().into_payload(), 4);
     });
@@ -1434,11 +1410,7 @@ fn close_drains_and_waits_for_in_flight() {
     let b = q.receive().unwrap();
     q.close();
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("cl-expire".into())
-            .spawn_scoped(s, || q.receive_timeout(LONG))
-            .unwrap();
-        wait_blocked("cl-expire");
+        let h = spawn_blocked(s, "cl-expire", || q.receive_timeout(LONG));
         clock.advance(secs(10)); // both leases expire
         let d = h.join().unwrap().unwrap();
         assert_eq!(d.attempt(), 2);
@@ -1447,11 +1419,7 @@ fn close_drains_and_waits_for_in_flight() {
     assert!(a.ack().is_err() && b.ack().is_err());
     let last = q.try_receive().unwrap();
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("cl-last".into())
-            .spawn_scoped(s, || q.receive_timeout(LONG).map(|_| ()))
-            .unwrap();
-        wait_blocked("cl-last");
+        let h = spawn_blocked(s, "cl-last", || q.receive_timeout(LONG).map(|_| ()));
         last.ack().unwrap();
         assert_eq!(h.join().unwrap().unwrap_err(), RecvTimeoutError::Closed);
     });
@@ -1471,11 +1439,7 @@ fn blocked_receiver_wakes_on_lease_expiry() {
     q.send(1).unwrap();
     let first = q.receive().unwrap();
     thread::scope(|s| {
-        let leased = thread::Builder::new()
-            .name("wl-lease".into())
-            .spawn_scoped(s, || q.receive_timeout(LONG))
-            .unwrap();
-        wait_blocked("wl-lease");
+        let leased = spawn_blocked(s, "wl-lease", || q.receive_timeout(LONG));
         clock.advance(secs(9));
         assert_eq!(q.stats().lease_expired, 0); // not yet
         clock.advance(secs(1));
@@ -1509,11 +1473,7 @@ fn blocked_receiver_wakes_when_a_delay_is_due() {
     thread::scope(|s| {
         // The receiver blocks on an empty queue: the delayed message appears after it began
         // to wait, so only a wake-up can tell it about the new deadline.
-        let h = thread::Builder::new()
-            .name("wd-recv".into())
-            .spawn_scoped(s, || q.recv_timeout(LONG))
-            .unwrap();
-        wait_blocked("wd-recv");
+        let h = spawn_blocked(s, "wd-recv", || q.recv_timeout(LONG));
         q.send_after(7, secs(30)).unwrap();
         q.send_after(8, secs(5)).unwrap(); // an earlier deadline, later
         clock.advance(secs(5));
@@ -1526,11 +1486,7 @@ fn blocked_receiver_wakes_when_a_delay_is_due() {
     q.send(1).unwrap();
     let d = q.with_visibility(secs(60)).receive().unwrap();
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("wd-real".into())
-            .spawn_scoped(s, || q.receive_timeout(LONG))
-            .unwrap();
-        wait_blocked("wd-real");
+        let h = spawn_blocked(s, "wd-real", || q.receive_timeout(LONG));
         let t0 = Instant::now();
         d.nack_after(ms(50)).unwrap();
         let again = h.join().unwrap().expect("woken when the backoff ended");
@@ -1552,18 +1508,11 @@ fn rendezvous() {
     assert_eq!(e.into_inner().into_payload(), 2);
     assert_eq!(q.len(), 0);
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("rv-recv".into())
-            .spawn_scoped(s, || q.recv_timeout(LONG))
-            .unwrap();
+        let h = spawn_named(s, "rv-recv", || q.recv_timeout(LONG));
         // The send completes only when the receiver takes the message.
         q.send_timeout(3, LONG).unwrap();
         assert_eq!(h.join().unwrap().unwrap().into_payload(), 3);
-        let h = thread::Builder::new()
-            .name("rv-send".into())
-            .spawn_scoped(s, || q.send_timeout(4, LONG))
-            .unwrap();
-        wait_blocked("rv-send");
+        let h = spawn_blocked(s, "rv-send", || q.send_timeout(4, LONG));
         let d = q.receive_timeout(LONG).unwrap();
         assert!(h.join().unwrap().is_ok());
         // A returned lease does not need a rendezvous: it waits in the queue.
@@ -1704,11 +1653,7 @@ fn a_passing_receiver_does_not_swallow_a_blocked_receivers_wake_up() {
     for round in 0..20 {
         let q: Queue<u32> = Queue::unbounded();
         thread::scope(|s| {
-            let h = thread::Builder::new()
-                .name("pass-recv".into())
-                .spawn_scoped(s, || q.receive_timeout(LONG))
-                .unwrap();
-            wait_blocked("pass-recv");
+            let h = spawn_blocked(s, "pass-recv", || q.receive_timeout(LONG));
             q.send(round).unwrap();
             // Usually this thread takes the message before the blocked one wakes up for it;
             // otherwise the round shows nothing.
@@ -1743,16 +1688,8 @@ fn a_receiver_that_leaves_passes_on_a_wake_up_it_took() {
     let mut held = q.with_visibility(secs(3600)).receive().unwrap();
     thread::scope(|s| {
         // Blocked first, so the token goes to it; it gives up long before the lease runs out.
-        let early = thread::Builder::new()
-            .name("early-recv".into())
-            .spawn_scoped(s, || q.receive_timeout(ms(100)))
-            .unwrap();
-        wait_blocked("early-recv");
-        let patient = thread::Builder::new()
-            .name("patient-recv".into())
-            .spawn_scoped(s, || q.receive_timeout(LONG))
-            .unwrap();
-        wait_blocked("patient-recv");
+        let early = spawn_blocked(s, "early-recv", || q.receive_timeout(ms(100)));
+        let patient = spawn_blocked(s, "patient-recv", || q.receive_timeout(LONG));
         let t0 = Instant::now();
         held.extend(ms(400)).unwrap(); // an earlier deadline: one blocked receiver is told
         assert_eq!(
@@ -1777,11 +1714,7 @@ fn ack_many_of_the_last_leases_wakes_receivers_of_a_closed_queue() {
     let d = q.with_visibility(Duration::MAX).receive().unwrap();
     q.close();
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("closed-recv".into())
-            .spawn_scoped(s, || q.recv_timeout(LONG))
-            .unwrap();
-        wait_blocked("closed-recv");
+        let h = spawn_blocked(s, "closed-recv", || q.recv_timeout(LONG));
         let t0 = Instant::now();
         assert!(q.ack_many([d]).is_empty());
         assert_eq!(h.join().unwrap().unwrap_err(), RecvTimeoutError::Closed);
@@ -1797,11 +1730,7 @@ fn redrive_makes_room_for_a_sender_waiting_on_a_fifo_queue() {
     let other: Queue<u32> = Queue::unbounded();
     fifo.send(1).unwrap();
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name("fifo-send".into())
-            .spawn_scoped(s, || fifo.send_timeout(2, LONG))
-            .unwrap();
-        wait_blocked("fifo-send");
+        let h = spawn_blocked(s, "fifo-send", || fifo.send_timeout(2, LONG));
         let t0 = Instant::now();
         assert_eq!(fifo.redrive_to(&other, usize::MAX), 1);
         assert!(h.join().unwrap().is_ok(), "the sender got room");
