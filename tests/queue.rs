@@ -1538,11 +1538,7 @@ fn wake_tokens_never_take_room_from_messages() {
         let held = q.receive_many(2, Duration::ZERO).unwrap();
         thread::scope(|s| {
             let name = format!("tok-{round}");
-            let h = thread::Builder::new()
-                .name(name.clone())
-                .spawn_scoped(s, || q.receive_timeout(LONG).map(|d| d.ack()))
-                .unwrap();
-            wait_blocked(&name);
+            let h = spawn_blocked(s, &name, || q.receive_timeout(LONG).map(|d| d.ack()));
             drop(held);
             h.join().unwrap().unwrap().unwrap();
         });
@@ -1603,11 +1599,7 @@ fn plain_receiver_gets_it_when_let_go(queue: &Queue<u32>, stale: Delivery<u32>, 
     assert_eq!(queue.len(), 1);
     assert_eq!(queue.try_recv().unwrap_err(), TryRecvError::Empty);
     thread::scope(|s| {
-        let h = thread::Builder::new()
-            .name(name.into())
-            .spawn_scoped(s, || queue.recv_timeout(LONG))
-            .unwrap();
-        wait_blocked(name);
+        let h = spawn_blocked(s, name, || queue.recv_timeout(LONG));
         let t0 = Instant::now();
         drop(stale);
         let got = h
