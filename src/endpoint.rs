@@ -234,6 +234,20 @@ impl<T: Clone> Endpoint<T> {
         self.deliver_reach(msg, wait).map(drop).map_err(|p| p.error)
     }
 
+    /// Delivers a request: like [`deliver_reach`](Endpoint::deliver_reach), but a delivery that
+    /// some final receivers got (a topic's subscriptions that had room) counts as reaching them,
+    /// whose replies are then awaited; it fails only when it reached nobody.
+    pub(crate) fn deliver_to_some(
+        &self,
+        msg: Message<T>,
+        wait: Wait,
+    ) -> Result<usize, DeliverError<T>> {
+        match self.deliver_reach(msg, wait) {
+            Err(p) if p.reached > 0 => Ok(p.reached),
+            r => r.map_err(|p| p.error),
+        }
+    }
+
     /// Delivers a message and says how many final receivers got a copy: 1 for a queue or a
     /// closure, the subscriptions reached for a topic, the recipients reached for a list. A
     /// failure says how many got a copy all the same (a topic's subscriptions that had room).

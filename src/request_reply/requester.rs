@@ -257,12 +257,7 @@ where
             Stats::bump(&self.stats.no_responder);
             return Err(RequestError::NoResponder);
         }
-        // A topic with some subscriptions full still reached the others: wait for their reply.
-        let reach = match self.endpoint.deliver_reach(msg, Wait::Until(deadline)) {
-            Err(p) if p.reached > 0 => Ok(p.reached),
-            r => r.map_err(|p| p.error),
-        };
-        let out = match reach {
+        let out = match self.endpoint.deliver_to_some(msg, Wait::Until(deadline)) {
             Ok(0) => Err(RequestError::NoResponder),
             Ok(_) => {
                 // The last responder may have left (and emptied the queue) while this request

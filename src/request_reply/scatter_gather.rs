@@ -398,11 +398,9 @@ where
                     }
                 }
             }
-            None => match self.endpoint.deliver_reach(msg, Wait::Until(deadline)) {
+            None => match self.endpoint.deliver_to_some(msg, Wait::Until(deadline)) {
                 Ok(n) => Ok((n, Vec::new(), Vec::new())),
-                // Some subscriptions of a topic were full: gather from those it reached.
-                Err(p) if p.reached > 0 => Ok((p.reached, Vec::new(), Vec::new())),
-                Err(p) => Err(match undelivered(p.error) {
+                Err(e) => Err(match undelivered(e) {
                     RequestError::Full => GatherError::Full,
                     RequestError::Rejected(r) => GatherError::Rejected(r),
                     _ => GatherError::NoResponder,
