@@ -19,6 +19,12 @@ type Payload = [u64; 2];
 trait Lane: Clone + Send + 'static {
     fn send(&self, v: Payload);
     fn recv(&self) -> Payload;
+    /// Receives `n` messages: one at a time unless the lane takes batches.
+    fn consume(&self, n: u64) {
+        for _ in 0..n {
+            criterion::black_box(self.recv());
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -81,6 +87,37 @@ impl Lane for Leased {
     }
 }
 
+/// Leased receives in batches of up to [`LEASE_BATCH`] (`receive_many`), acked in one call
+/// (`ack_many`): how a consumer amortizes the lease bookkeeping, as with SQS's batch calls.
+#[derive(Clone)]
+struct LeasedBatch(Queue<Payload>);
+
+const LEASE_BATCH: u64 = 32;
+
+impl Lane for LeasedBatch {
+    fn send(&self, v: Payload) {
+        self.0.send(v).unwrap();
+    }
+    fn recv(&self) -> Payload {
+        let d = self.0.receive().unwrap();
+        let v = *d.payload();
+        d.ack().unwrap();
+        v
+    }
+    fn consume(&self, n: u64) {
+        let mut left = n;
+        while left > 0 {
+            let want = left.min(LEASE_BATCH) as usize;
+            let batch = self.0.receive_many(want, Duration::from_secs(10)).unwrap();
+            for d in &batch {
+                criterion::black_box(d.payload());
+            }
+            left -= batch.len() as u64;
+            assert!(self.0.ack_many(batch).is_empty(), "a lease expired");
+        }
+    }
+}
+
 /// Moves `n` messages from `producers` threads to `consumers` threads; returns the elapsed time.
 fn run<L: Lane>(lane: &L, n: u64, producers: u64, consumers: u64) -> Duration {
     let start = Instant::now();
@@ -95,11 +132,7 @@ fn run<L: Lane>(lane: &L, n: u64, producers: u64, consumers: u64) -> Duration {
         }
         for _ in 0..consumers {
             let lane = lane.clone();
-            s.spawn(move || {
-                for _ in 0..n / consumers {
-                    criterion::black_box(lane.recv());
-                }
-            });
+            s.spawn(move || lane.consume(n / consumers));
         }
     });
     start.elapsed()
@@ -155,6 +188,13 @@ fn group(c: &mut Criterion, name: &str, producers: u64, consumers: u64, cap: Opt
         b.iter_custom(|iters| {
             (0..iters)
                 .map(|_| run(&Leased(ours(cap)), BATCH, producers, consumers))
+                .sum()
+        })
+    });
+    g.bench_function(BenchmarkId::new("switchboard", "leased_batch"), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| run(&LeasedBatch(ours(cap)), BATCH, producers, consumers))
                 .sum()
         })
     });

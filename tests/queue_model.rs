@@ -144,6 +144,8 @@ enum LeaseOp {
     Send,
     /// try_receive, with the default visibility or this one (seconds).
     Receive(Option<u8>),
+    /// receive_many of up to this many, without waiting.
+    ReceiveMany(u8),
     Ack(usize),
     Nack(usize),
     NackAfter(usize, u8),
@@ -159,6 +161,7 @@ fn lease_op() -> impl Strategy<Value = LeaseOp> {
         4 => Just(LeaseOp::Send),
         6 => Just(LeaseOp::Receive(None)),
         1 => (0u8..15).prop_map(|v| LeaseOp::Receive(Some(v))),
+        2 => (0u8..6).prop_map(LeaseOp::ReceiveMany),
         3 => any::<usize>().prop_map(LeaseOp::Ack),
         2 => any::<usize>().prop_map(LeaseOp::Nack),
         1 => (any::<usize>(), 0u8..8).prop_map(|(i, d)| LeaseOp::NackAfter(i, d)),
@@ -318,6 +321,72 @@ fn receive(
     };
     match r {
         Ok(d) => {
+            check_delivery(d, m, held, vis, start)?;
+            Ok(Recv::Got)
+        }
+        Err(TryRecvError::Empty) => {
+            prop_assert_eq!(
+                m.count(|s| *s == St::Visible),
+                0,
+                "Empty with visible messages"
+            );
+            Ok(Recv::Empty)
+        }
+        Err(TryRecvError::Closed) => check_closed(q, m).map(|()| Recv::Closed),
+    }
+}
+
+/// A batch of leases: each as a single receive's, and fewer than asked only when nothing more
+/// is visible.
+fn receive_many(
+    q: &Queue<u32>,
+    m: &mut Model,
+    held: &mut Vec<Held>,
+    max: usize,
+    start: Instant,
+) -> Result<(), TestCaseError> {
+    m.resolve();
+    match q.receive_many(max, Duration::ZERO) {
+        Ok(batch) => {
+            let got = batch.len();
+            prop_assert!(got <= max, "{} leased of {} asked", got, max);
+            for d in batch {
+                check_delivery(d, m, held, None, start)?;
+            }
+            if got < max {
+                prop_assert_eq!(
+                    m.count(|s| *s == St::Visible),
+                    0,
+                    "a short batch with visible messages"
+                );
+            }
+            Ok(())
+        }
+        Err(_) => check_closed(q, m),
+    }
+}
+
+/// A receive reported the queue closed: nothing is left that could still be delivered.
+fn check_closed(q: &Queue<u32>, m: &Model) -> Result<(), TestCaseError> {
+    prop_assert!(q.is_closed());
+    prop_assert_eq!(
+        m.count(|s| matches!(s, St::Visible | St::Delayed { .. } | St::Leased { .. })),
+        0
+    );
+    Ok(())
+}
+
+/// Checks a delivery against the model (visible, its attempt, fresh ones in send order, its
+/// deadline) and records its lease.
+fn check_delivery(
+    d: Delivery<u32>,
+    m: &mut Model,
+    held: &mut Vec<Held>,
+    vis: Option<u64>,
+    start: Instant,
+) -> Result<(), TestCaseError> {
+    {
+        {
             let i = *d.payload() as usize;
             prop_assert_eq!(
                 m.msgs[i].st,
@@ -351,23 +420,7 @@ fn receive(
                 idx: i,
                 gen: m.gen,
             });
-            Ok(Recv::Got)
-        }
-        Err(TryRecvError::Empty) => {
-            prop_assert_eq!(
-                m.count(|s| *s == St::Visible),
-                0,
-                "Empty with visible messages"
-            );
-            Ok(Recv::Empty)
-        }
-        Err(TryRecvError::Closed) => {
-            prop_assert!(q.is_closed());
-            prop_assert_eq!(
-                m.count(|s| matches!(s, St::Visible | St::Delayed { .. } | St::Leased { .. })),
-                0
-            );
-            Ok(Recv::Closed)
+            Ok(())
         }
     }
 }
@@ -409,6 +462,9 @@ fn check_leases(dlq: bool, max: Option<u32>, ops: &[LeaseOp]) -> Result<(), Test
             }
             LeaseOp::Receive(vis) => {
                 receive(&q, &mut m, &mut held, vis.map(u64::from), start)?;
+            }
+            LeaseOp::ReceiveMany(n) => {
+                receive_many(&q, &mut m, &mut held, usize::from(n), start)?;
             }
             LeaseOp::Advance(s) => {
                 clock.advance(Duration::from_secs(u64::from(s)));

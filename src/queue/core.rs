@@ -1277,16 +1277,7 @@ impl<T> Shared<T> {
                 let Some(entry) = self.pop_ready(&mut slow, how) else {
                     break;
                 };
-                // A dead letter's time-to-live did its work in the source queue (it may be why
-                // the message is here): in a dead-letter queue only retention applies.
-                let dead = entry.dead.is_some() || entry.body.message().dead_letter().is_some();
-                let expired = if dead {
-                    let retention = self.config.retention;
-                    retention.is_some_and(|r| clock::add(entry.enqueued, r) <= now)
-                } else {
-                    self.is_expired(entry.body.message(), entry.enqueued, &mut Some(now))
-                };
-                if expired {
+                if self.ready_expired(&entry, now) {
                     self.release_group(&mut slow, entry.body.message());
                     self.expire(&mut slow, entry, &mut out);
                     continue;
@@ -1305,6 +1296,94 @@ impl<T> Shared<T> {
             self.wake_all_waiters();
         }
         result
+    }
+
+    /// Whether an entry of the ready lane has expired by `now`.
+    fn ready_expired(&self, entry: &Entry<T>, now: Nanos) -> bool {
+        // A dead letter's time-to-live did its work in the source queue (it may be why the
+        // message is here): in a dead-letter queue only retention applies.
+        let dead = entry.dead.is_some() || entry.body.message().dead_letter().is_some();
+        if dead {
+            let retention = self.config.retention;
+            retention.is_some_and(|r| clock::add(entry.enqueued, r) <= now)
+        } else {
+            self.is_expired(entry.body.message(), entry.enqueued, &mut Some(now))
+        }
+    }
+
+    /// Leases up to `max` more messages for a batch receive under one lock, one clock reading
+    /// and one publication of the next deadline, where single receives take one of each per
+    /// message. It takes from the ready lane and the main lane in turn, as single receives do,
+    /// and never waits. FIFO queues, whose groups decide what may go, take the single path.
+    pub(crate) fn lease_many(self: &Arc<Self>, vis: Duration, max: usize, into: &mut Vec<Out<T>>) {
+        let how = How::Lease(vis);
+        if self.config.fifo {
+            for _ in 0..max {
+                match self.try_take(how) {
+                    Ok(o) => into.push(o),
+                    Err(_) => break,
+                }
+            }
+            return;
+        }
+        let (mut out, mut tokens, mut popped) = (Vec::new(), 0, 0);
+        let target = into.len() + max;
+        {
+            let mut slow = self.slow().lock();
+            let now = self.now();
+            self.run_timers(&mut slow, now, &mut out);
+            while into.len() < target {
+                let from_ready =
+                    !slow.ready.is_empty() && (!slow.prefer_main || self.rx.is_empty());
+                let (entry, now) = if from_ready {
+                    let entry = slow.ready.pop_front().expect("not empty");
+                    slow.prefer_main = true;
+                    if self.ready_expired(&entry, now) {
+                        self.expire(&mut slow, entry, &mut out);
+                        continue;
+                    }
+                    slow.c.received_ready += 1;
+                    (entry, now)
+                } else {
+                    match self.rx.try_recv() {
+                        Ok(Slot::Msg(f)) => {
+                            popped += 1;
+                            slow.prefer_main = false;
+                            // Sent after the clock reading, perhaps: not leased before its send.
+                            let now = now.max(f.enqueued());
+                            if self.is_expired(&f.msg, f.enqueued(), &mut Some(now)) {
+                                slow.c.expired_main += 1;
+                                self.expire(&mut slow, Entry::fresh(f), &mut out);
+                                continue;
+                            }
+                            (Entry::fresh(f), now)
+                        }
+                        Ok(Slot::Wake) => {
+                            tokens += 1;
+                            continue;
+                        }
+                        Err(_) if !slow.ready.is_empty() => {
+                            // The main lane emptied since it was preferred: the ready lane's turn.
+                            slow.prefer_main = false;
+                            continue;
+                        }
+                        Err(_) => break,
+                    }
+                };
+                into.push(Out::Lease(self.lease(&mut slow, entry, vis, now, u32::MAX)));
+            }
+            // Under the lock, as `take_fresh` counts: a closing receiver finds each message in
+            // the main lane or in the slow state, never in neither.
+            if popped > 0 {
+                self.recv.0.popped.fetch_add(popped, Ordering::AcqRel);
+            }
+            self.publish_next(&mut slow);
+        }
+        self.forward(out, self);
+        self.pass_on(tokens);
+        if self.is_closed() {
+            self.wake_all_waiters();
+        }
     }
 
     /// A message popped from the main lane: count it, drop it if expired, hand it out. `now` is a

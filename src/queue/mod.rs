@@ -727,6 +727,10 @@ impl<T> Queue<T> {
             Err(RecvTimeoutError::Timeout) => return Ok(out),
             Err(RecvTimeoutError::Closed) => return Err(RecvError),
         }
+        if let How::Lease(vis) = how {
+            self.shared.lease_many(vis, max - out.len(), &mut out);
+            return Ok(out);
+        }
         while out.len() < max {
             match self.shared.try_take(how) {
                 Ok(o) => out.push(o),
