@@ -3,7 +3,7 @@
 
 use switchboard::{
     AttrValue, Filter, FilterBuilder, FilterError, FilterErrorKind, FilterIndex, FilterLimits,
-    FilterSnapshot, Message, Numeric,
+    FilterSnapshot, Message, Numeric, PolicyValue,
 };
 
 fn f(json: &str) -> Filter<()> {
@@ -988,4 +988,53 @@ fn send_sync() {
     assert_send_sync::<FilterIndex<u32, ()>>();
     assert_send_sync::<FilterError>();
     assert_send_sync::<switchboard::Explanation>();
+}
+
+#[test]
+fn a_builder_mistake_inside_a_branch_names_the_branch_as_the_json_does() {
+    let json = Filter::<()>::from_json(r#"{"$or": [{"a": ["x"]}, {"b": []}]}"#).unwrap_err();
+    let built = Filter::builder()
+        .or([
+            Filter::builder().eq("a", "x"),
+            Filter::builder().any_of("b", Vec::<&str>::new()),
+        ])
+        .build::<()>()
+        .unwrap_err();
+    assert_eq!((built.kind(), built.key()), (json.kind(), Some("b")));
+    assert_eq!((built.path(), json.path()), ("$or[1]", "$or[1]"));
+    // Nested groups compose the path, outermost first.
+    let nested = Filter::builder()
+        .or([
+            Filter::builder().eq("a", "x"),
+            Filter::builder().or([
+                Filter::builder().cidr("ip", "10.0.0.0/99"),
+                Filter::builder().eq("c", "y"),
+            ]),
+        ])
+        .build::<()>()
+        .unwrap_err();
+    assert_eq!((nested.path(), nested.key()), ("$or[1].$or[0]", Some("ip")));
+}
+
+#[test]
+fn the_builder_refuses_anything_but_values_the_json_refuses() {
+    for built in [
+        Filter::builder().anything_but("k", [true]),
+        Filter::builder().anything_but("k", [PolicyValue::Null]),
+        Filter::builder().anything_but("k", [PolicyValue::from("a"), PolicyValue::Bool(false)]),
+    ] {
+        let e = built.build::<()>().unwrap_err();
+        let json = Filter::<()>::from_json(r#"{"k": [{"anything-but": [true]}]}"#).unwrap_err();
+        assert_eq!(
+            (e.kind(), e.key(), e.operator()),
+            (json.kind(), Some("k"), Some("anything-but"))
+        );
+    }
+    // What it accepts reads back from its own JSON.
+    let ok: Filter<()> = Filter::builder()
+        .anything_but("k", [PolicyValue::from("a"), PolicyValue::from(2.5)])
+        .build()
+        .unwrap();
+    let again: Filter<()> = Filter::from_json(&ok.to_json()).unwrap();
+    assert_eq!(again.to_json(), ok.to_json());
 }

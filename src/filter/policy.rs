@@ -467,7 +467,10 @@ impl Node {
             )
             .at_op("$or"));
         }
-        self.ors.iter().try_for_each(Node::check_lists)
+        self.ors
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, b)| b.check_lists().map_err(|e| e.in_branch(i)))
     }
 }
 
@@ -864,20 +867,33 @@ impl FilterBuilder {
         self.cond(key, Ok(Cond::Wildcard(pattern.into())))
     }
 
-    /// The attribute is present and is none of `values` (SNS `{"anything-but": [..]}`).
+    /// The attribute is present and is none of `values` (SNS `{"anything-but": [..]}`). The
+    /// values are strings or numbers, as in SNS: a `Bool` or `Null` value is an error of
+    /// [`build`](FilterBuilder::build).
     pub fn anything_but<V: Into<PolicyValue>>(
         self,
         key: impl Into<String>,
         values: impl IntoIterator<Item = V>,
     ) -> Self {
         let values: Vec<PolicyValue> = values.into_iter().map(Into::into).collect();
-        self.cond(
-            key,
+        // As SNS's JSON: the values to exclude are strings or numbers, so that the filter's
+        // `to_json` always reads back.
+        let cond = if values
+            .iter()
+            .any(|v| matches!(v, PolicyValue::Bool(_) | PolicyValue::Null))
+        {
+            Err(FilterError::new(
+                FilterErrorKind::WrongValueType,
+                "anything-but values must be strings or numbers",
+            )
+            .at_op("anything-but"))
+        } else {
             Ok(Cond::AnythingBut {
                 values,
                 single: false,
-            }),
-        )
+            })
+        };
+        self.cond(key, cond)
     }
 
     /// The string attribute is present and does not start with `prefix`
@@ -938,9 +954,9 @@ impl FilterBuilder {
     /// ```
     pub fn or(mut self, branches: impl IntoIterator<Item = FilterBuilder>) -> Self {
         let mut nodes = Vec::new();
-        for b in branches {
+        for (i, b) in branches.into_iter().enumerate() {
             if let (None, Some(e)) = (&self.pending, b.pending) {
-                self.pending = Some(e);
+                self.pending = Some(e.in_branch(i));
             }
             nodes.push(b.node);
         }
