@@ -1731,3 +1731,80 @@ fn redrive_makes_room_for_a_sender_waiting_on_a_fifo_queue() {
     assert_eq!(fifo.try_recv().unwrap().into_payload(), 2);
     assert_eq!(other.try_recv().unwrap().into_payload(), 1);
 }
+
+#[test]
+fn a_dead_letter_inspected_on_lease_and_put_back_can_still_be_redriven() {
+    let dlq = Queue::unbounded();
+    let q = Queue::builder().dead_letter(&dlq, 1).build();
+    q.send("poison").unwrap();
+    q.receive().unwrap().nack().unwrap();
+    // Nacked, dropped, or its lease run out: each puts the letter back with its source.
+    let d = dlq.receive().unwrap();
+    assert!(d.dead_letter().is_some());
+    d.nack().unwrap();
+    drop(dlq.receive().unwrap());
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq.redrive(), 1);
+    assert_eq!(*q.try_receive().unwrap().payload(), "poison");
+}
+
+#[test]
+fn redrive_moves_a_dead_letter_whose_lease_in_the_dead_letter_queue_ran_out() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .build();
+    let q = Queue::builder()
+        .clock(clock.clone())
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(1).unwrap();
+    q.receive().unwrap().reject("bad").unwrap();
+    let stuck = dlq.receive().unwrap();
+    clock.advance(secs(11));
+    let target = Queue::unbounded();
+    assert_eq!(dlq.redrive_to(&target, 10), 1);
+    assert_eq!((dlq.len(), target.len()), (0, 1));
+    assert!(matches!(stuck.ack(), Err(AckError::LeaseExpired(_))));
+    let s = dlq.stats();
+    assert_eq!((s.redriven, s.received, s.lease_expired), (1, 1, 1));
+}
+
+#[test]
+fn redrive_is_counted_apart_from_receives() {
+    let dlq = Queue::unbounded();
+    let q = Queue::builder().dead_letter(&dlq, 1).build();
+    q.send_batch([1, 2]).unwrap();
+    q.receive().unwrap().reject("x").unwrap();
+    q.receive().unwrap().reject("x").unwrap();
+    assert_eq!(dlq.redrive(), 2);
+    let s = dlq.stats();
+    assert_eq!((s.sent, s.visible, s.received, s.redriven), (2, 0, 0, 2));
+}
+
+#[test]
+fn oldest_age_holds_for_a_backlog_deeper_than_the_samples_reach() {
+    let clock = ManualClock::new();
+    let q: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    q.send(0).unwrap();
+    clock.advance(secs(100));
+    q.send_batch(1..1000).unwrap();
+    clock.advance(secs(1));
+    assert_eq!(q.stats().oldest_age, Some(secs(101)));
+    // Past the samples' reach, the age is that of the last message received, the one sent
+    // just before the head: never short, though here long by the pause between the two.
+    assert_eq!(q.recv().unwrap().into_payload(), 0);
+    assert_eq!(q.stats().oldest_age, Some(secs(101)));
+    q.recv_many(500, Duration::ZERO).unwrap();
+    clock.advance(secs(5));
+    q.send_batch(0..1000).unwrap();
+    assert_eq!(q.stats().oldest_age, Some(secs(6)));
+    // Never short while the backlog stays deep as it drains.
+    for _ in 0..1400 {
+        q.recv().unwrap();
+        let age = q.stats().oldest_age.unwrap();
+        assert!(age >= Duration::ZERO && age <= secs(6), "{age:?}");
+    }
+    assert_eq!(q.stats().oldest_age, Some(Duration::ZERO));
+}

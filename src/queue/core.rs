@@ -164,6 +164,9 @@ struct Lease<T> {
     /// FIFO queues: the slot of the message's group (see `Groups::release_at`); `u32::MAX` for
     /// none. A `u32` fits beside `attempts`, so standard leases grow no larger.
     group: u32,
+    /// A dead letter's source queue, kept through a lease in the dead-letter queue so that a
+    /// letter inspected on lease and put back can still be redriven.
+    source: Option<std::sync::Weak<Shared<T>>>,
 }
 
 impl<T> Lease<T> {
@@ -175,7 +178,7 @@ impl<T> Lease<T> {
             attempts: self.attempts,
             first_delivered: self.first_delivered,
             dead: self.dead,
-            source: None,
+            source: self.source,
         }
     }
 }
@@ -202,6 +205,7 @@ struct Counters {
     expired: u64,
     dead_lettered: u64,
     discarded: u64,
+    redriven: u64,
 }
 
 pub(crate) struct Slow<T> {
@@ -373,8 +377,11 @@ struct SendSide {
     /// Senders waiting for room in the main lane: their messages are counted in `state` (so
     /// that `close` orders with them) but are not in the queue yet.
     blocked: AtomicU64,
-    /// Enqueue times of every 64th accepted message, for the oldest-message age.
-    samples: [AtomicU64; 6],
+    /// Enqueue times of every 64th accepted message, for the oldest-message age (a ring: it
+    /// holds the last five blocks of 64 sends).
+    samples: [AtomicU64; 5],
+    /// The enqueue time of the first message accepted.
+    first: AtomicU64,
 }
 
 /// What receivers write on every receive and when they block, on a line of its own so that a
@@ -383,6 +390,9 @@ struct SendSide {
 struct RecvSide {
     /// Messages (not tokens) popped from the main lane.
     popped: AtomicU64,
+    /// The enqueue time of the last message popped from the main lane: the head was sent after
+    /// it, most often just after (the oldest-message age of a deep backlog).
+    last_popped: AtomicU64,
     next_event: AtomicU64,
     waiters: AtomicUsize,
 }
@@ -479,6 +489,7 @@ impl<T> Shared<T> {
             send: Padded::default(),
             recv: Padded(RecvSide {
                 popped: AtomicU64::new(0),
+                last_popped: AtomicU64::new(0),
                 next_event: AtomicU64::new(NONE),
                 waiters: AtomicUsize::new(0),
             }),
@@ -609,6 +620,9 @@ impl<T> Shared<T> {
     #[inline]
     fn sample(&self, seq: u64, now: Nanos) {
         if seq & ((1 << SAMPLE_SHIFT) - 1) == 0 {
+            if seq == 0 {
+                self.send.0.first.store(now, Ordering::Relaxed);
+            }
             let i = (seq >> SAMPLE_SHIFT) as usize % self.send.0.samples.len();
             self.send.0.samples[i].store(now, Ordering::Relaxed);
         }
@@ -1204,6 +1218,7 @@ impl<T> Shared<T> {
             first_delivered,
             dead: entry.dead.clone(),
             group,
+            source: entry.source,
         });
         slow.live += 1;
         if vis == self.config.visibility && slow.fifo.back().is_none_or(|b| b.0 <= deadline) {
@@ -1298,6 +1313,13 @@ impl<T> Shared<T> {
         result
     }
 
+    /// Counts `n` messages popped from the main lane, the last of them enqueued at `enqueued`.
+    #[inline]
+    fn count_popped(&self, n: u64, enqueued: Nanos) {
+        self.recv.0.popped.fetch_add(n, Ordering::AcqRel);
+        self.recv.0.last_popped.store(enqueued, Ordering::Relaxed);
+    }
+
     /// Whether an entry of the ready lane has expired by `now`.
     fn ready_expired(&self, entry: &Entry<T>, now: Nanos) -> bool {
         // A dead letter's time-to-live did its work in the source queue (it may be why the
@@ -1326,7 +1348,7 @@ impl<T> Shared<T> {
             }
             return;
         }
-        let (mut out, mut tokens, mut popped) = (Vec::new(), 0, 0);
+        let (mut out, mut tokens, mut popped, mut last_enqueued) = (Vec::new(), 0, 0, 0);
         let target = into.len() + max;
         {
             let mut slow = self.slow().lock();
@@ -1348,6 +1370,7 @@ impl<T> Shared<T> {
                     match self.rx.try_recv() {
                         Ok(Slot::Msg(f)) => {
                             popped += 1;
+                            last_enqueued = f.enqueued();
                             slow.prefer_main = false;
                             // Sent after the clock reading, perhaps: not leased before its send.
                             let now = now.max(f.enqueued());
@@ -1375,7 +1398,7 @@ impl<T> Shared<T> {
             // Under the lock, as `take_fresh` counts: a closing receiver finds each message in
             // the main lane or in the slow state, never in neither.
             if popped > 0 {
-                self.recv.0.popped.fetch_add(popped, Ordering::AcqRel);
+                self.count_popped(popped, last_enqueued);
             }
             self.publish_next(&mut slow);
         }
@@ -1404,8 +1427,9 @@ impl<T> Shared<T> {
             {
                 let mut slow = self.slow().lock();
                 slow.c.expired_main += 1;
+                let enqueued = f.enqueued();
                 self.expire(&mut slow, Entry::fresh(f), &mut out);
-                self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
+                self.count_popped(1, enqueued);
                 self.publish_next(&mut slow);
             }
             self.forward(out, self);
@@ -1413,14 +1437,15 @@ impl<T> Shared<T> {
         }
         let result = match how {
             How::Plain => {
-                self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
+                self.count_popped(1, f.enqueued());
                 Out::Plain(f.msg)
             }
             How::Lease(vis) => {
                 let mut slow = self.slow().lock();
                 let now = now.unwrap_or_else(|| self.now());
+                let enqueued = f.enqueued();
                 let d = self.lease(&mut slow, Entry::fresh(f), vis, now, u32::MAX);
-                self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
+                self.count_popped(1, enqueued);
                 drop(slow);
                 self.note_deadline(d.deadline_nanos());
                 Out::Lease(d)
@@ -1442,7 +1467,7 @@ impl<T> Shared<T> {
         }
         match self.rx.try_recv() {
             Ok(Slot::Msg(f)) if f.msg.ttl().is_none() => {
-                self.recv.0.popped.fetch_add(1, Ordering::AcqRel);
+                self.count_popped(1, f.enqueued());
                 if self.is_closed() {
                     self.wake_all_waiters();
                 }
@@ -1817,8 +1842,11 @@ impl<T> Shared<T> {
     /// Moves the visible dead letters to `target` (or each to its source when `target` is None).
     pub(crate) fn redrive(self: &Arc<Self>, target: Option<&Arc<Shared<T>>>, max: usize) -> usize {
         let mut moved: Vec<(Arc<Shared<T>>, Entry<T>)> = Vec::new();
+        let mut out = Vec::new();
         {
             let mut slow = self.slow().lock();
+            // Leases of dead letters that ran out put them back first: they are waiting too.
+            self.run_timers(&mut slow, self.now(), &mut out);
             let mut waiting: VecDeque<Entry<T>> = std::mem::take(&mut slow.ready);
             if let Some(g) = slow.groups.as_mut() {
                 waiting.extend(g.drain());
@@ -1851,9 +1879,10 @@ impl<T> Shared<T> {
             for e in keep {
                 self.make_ready(&mut slow, e, false);
             }
-            slow.c.received_ready += moved.len() as u64;
+            slow.c.redriven += moved.len() as u64;
             self.publish_next(&mut slow);
         }
+        self.forward(out, self);
         let n = moved.len();
         for (dest, mut e) in moved {
             e.enqueued = dest.now();
@@ -1935,23 +1964,25 @@ impl<T> Shared<T> {
             .map(|e| e.enqueued)
             .min();
         if main_len > 0 {
-            // The head of the main lane is message number `popped`; the sample taken at or before
-            // it is at most 63 sends older. Overwritten samples (a backlog over 1024) fall back to
-            // the oldest sample kept.
-            let block = popped >> SAMPLE_SHIFT;
-            let i = block as usize % self.send.0.samples.len();
-            let t = self.send.0.samples[i].load(Ordering::Relaxed);
-            let t = if t != 0 {
-                t
+            // The head of the main lane is message number `popped`. Each reading below is the
+            // enqueue time of a message sent before it or with it, so the latest of them is the
+            // closest to the head's own without being after it (the age never comes out short):
+            // the sample of the head's block of 64 sends while the ring still holds it, and the
+            // last message popped (most often sent just before the head), or the first send.
+            let samples = &self.send.0.samples;
+            let (head, last) = (popped >> SAMPLE_SHIFT, (accepted - 1) >> SAMPLE_SHIFT);
+            let mut t = 0;
+            if last < head + samples.len() as u64 {
+                t = samples[head as usize % samples.len()].load(Ordering::Relaxed);
+            }
+            let before = if popped == 0 {
+                self.send.0.first.load(Ordering::Relaxed)
             } else {
-                self.send
-                    .0
-                    .samples
-                    .iter()
-                    .map(|s| s.load(Ordering::Relaxed))
-                    .filter(|&t| t != 0)
-                    .min()
-                    .unwrap_or(now)
+                self.recv.0.last_popped.load(Ordering::Relaxed)
+            };
+            let t = match t.max(before) {
+                0 => now,
+                t => t,
             };
             oldest = Some(oldest.map_or(t, |o| o.min(t)));
         }
@@ -1972,6 +2003,7 @@ impl<T> Shared<T> {
             expired: c.expired,
             dead_lettered: c.dead_lettered,
             discarded: c.discarded,
+            redriven: c.redriven,
             oldest_age: oldest.map(|t| Duration::from_nanos(now.saturating_sub(t))),
         }
     }

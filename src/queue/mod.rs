@@ -181,7 +181,11 @@ pub struct QueueStats {
     pub dead_lettered: u64,
     /// Messages dropped because they failed or were rejected with no dead-letter queue.
     pub discarded: u64,
-    /// Age of the oldest visible message (for the fresh messages, to within 64 sends).
+    /// Dead letters moved out of this queue by [`redrive`](Queue::redrive) or
+    /// [`redrive_to`](Queue::redrive_to).
+    pub redriven: u64,
+    /// Age of the oldest visible message. Never short; for messages not yet received from the
+    /// main lane, it may be that of a message up to 64 sends older.
     pub oldest_age: Option<Duration>,
     /// FIFO queues: groups with messages waiting.
     pub groups_waiting: usize,
