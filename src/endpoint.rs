@@ -280,8 +280,8 @@ impl<T: Clone> Endpoint<T> {
                 }),
             },
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
-                Ok((_, None, reach)) => Ok(reach),
-                Ok((_, Some(error), reached)) => Err(Partial { error, reached }),
+                Ok((_, None, reach, _)) => Ok(reach),
+                Ok((_, Some(error), reached, _)) => Err(Partial { error, reached }),
                 Err(RecipientListError::Stopped { error, .. }) => Err(none(error)),
                 Err(RecipientListError::UnknownRecipient { name, message }) => {
                     Err(none(DeliverError::Rejected {

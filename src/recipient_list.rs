@@ -461,9 +461,15 @@ struct Set<T> {
     fixed: Option<Box<[Chosen]>>,
 }
 
-/// What a send did: its report, the first failure's error under `Continue` (with its copy), and
-/// how many final receivers got a copy.
-pub(crate) type Dispatched<T> = (RecipientReport, Option<DeliverError<T>>, usize);
+/// What a send did: its report, the first failure's error under `Continue` (with its copy), how
+/// many final receivers got a copy, and the recipients whose delivery failed yet reached some
+/// (a topic with some subscriptions full).
+pub(crate) type Dispatched<T> = (
+    RecipientReport,
+    Option<DeliverError<T>>,
+    usize,
+    Vec<Arc<str>>,
+);
 
 /// A name a static route chooses, and its recipient's position in the set (`None`: unknown).
 type Chosen = (Arc<str>, Option<usize>);
@@ -800,7 +806,7 @@ impl<T: Clone> RecipientList<T> {
         prepare: impl FnMut(&Arc<str>, &mut Message<T>),
     ) -> Result<(RecipientReport, Option<DeliverError<T>>), RecipientListError<T>> {
         self.dispatch_reach(msg, wait, prepare)
-            .map(|(report, back, _)| (report, back))
+            .map(|(report, back, ..)| (report, back))
     }
 
     /// [`dispatch`](Self::dispatch), also saying how many final receivers got a copy: 1 for a
@@ -874,6 +880,7 @@ impl<T: Clone> RecipientList<T> {
         let mut back: Option<DeliverError<T>> = None;
         let mut stopped = false;
         let mut reach = 0;
+        let mut partly = Vec::new();
         for (k, ((name, outcome), &i)) in entries.iter_mut().zip(at.as_slice()).enumerate() {
             if *outcome != Outcome::Skipped {
                 continue;
@@ -896,6 +903,9 @@ impl<T: Clone> RecipientList<T> {
                 }) => {
                     // A topic whose full subscriptions failed the delivery: the others got it.
                     reach += reached;
+                    if reached > 0 {
+                        partly.push(Arc::clone(name));
+                    }
                     *outcome = Outcome::of(&err);
                     if back.is_none() {
                         back = Some(err);
@@ -912,7 +922,7 @@ impl<T: Clone> RecipientList<T> {
         let report = RecipientReport { entries };
         match back {
             Some(error) if stopped => Err(RecipientListError::Stopped { report, error }),
-            back => Ok((report, back, reach)),
+            back => Ok((report, back, reach, partly)),
         }
     }
 }

@@ -757,3 +757,42 @@ fn a_topic_with_a_full_subscription_still_reaches_the_others() {
     assert_eq!(requester.request(1, LONG).unwrap_err(), RequestError::Full);
     assert!(start.elapsed() < LONG / 2, "reported at once");
 }
+
+/// A topic recipient with one subscription full reached the others: it is among the recipients
+/// whose replies are awaited (`missing` names it while none came), not among the unreached.
+#[test]
+fn a_partly_full_topic_recipient_counts_as_reached() {
+    use switchboard::{Overflow, SubscribeOptions};
+
+    type Req = Request<u8, Result<u32, String>>;
+    let topic: Topic<Req> = Topic::new();
+    let full = topic.subscribe_with(
+        SubscribeOptions::new()
+            .capacity(1)
+            .overflow(Overflow::Error),
+    );
+    let open = topic.subscribe();
+    let list = quotes(&[("a", Ok(1))]);
+    list.add("desk", &topic);
+    let sg = ScatterGather::new(&list);
+    // The first scatter fills `full`; nobody on the topic answers it.
+    let first = sg
+        .scatter(0, Completion::within(Duration::from_millis(1)))
+        .unwrap();
+    assert_eq!(
+        (first.expected(), first.missing()),
+        (3, &["desk".to_owned()][..])
+    );
+    assert!(first.unreached().is_empty());
+    open.try_recv().unwrap();
+
+    let got = sg
+        .scatter(1, Completion::within(Duration::from_millis(20)))
+        .unwrap();
+    assert_eq!(got.completed(), Completed::Deadline);
+    assert_eq!(got.expected(), 2, "`a` and the open subscription");
+    assert_eq!(got.missing(), ["desk"]);
+    assert!(got.unreached().is_empty(), "{:?}", got.unreached());
+    assert_eq!(full.len(), 1);
+    assert_eq!(open.len(), 1);
+}

@@ -373,14 +373,22 @@ where
                     m.payload_mut().reply_to.set_recipient(Arc::clone(name))
                 });
                 match named {
-                    Ok((report, _, reach)) => {
+                    Ok((report, _, reach, partly)) => {
                         // A recipient that fans out (a topic) reached several responders, and
                         // one with no subscribers none: wait for the responders reached, not
-                        // for one reply per name.
-                        let names: Vec<String> = report.delivered_to().map(str::to_owned).collect();
+                        // for one reply per name. A topic with some subscriptions full reached
+                        // the others: its replies are awaited, so it counts as reached.
+                        let reached = |n: &str, o: &crate::recipient_list::Outcome| {
+                            o.is_delivered() || partly.iter().any(|p| **p == *n)
+                        };
+                        let names: Vec<String> = report
+                            .iter()
+                            .filter(|(n, o)| reached(n, o))
+                            .map(|(n, _)| n.to_owned())
+                            .collect();
                         let unreached = report
                             .iter()
-                            .filter(|(_, o)| !o.is_delivered())
+                            .filter(|(n, o)| !reached(n, o))
                             .map(|(n, _)| n.to_owned())
                             .collect();
                         Ok((reach, names, unreached))
