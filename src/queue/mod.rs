@@ -556,6 +556,11 @@ impl<T> Queue<T> {
 
     /// Waits up to `wait` for a first message, then leases up to `max` in all.
     ///
+    /// The rest of the batch is leased under one lock and one clock reading, so a consumer that
+    /// takes batches and settles them with [`ack_many`](Queue::ack_many) pays the lease
+    /// bookkeeping once per batch rather than once per message (`cargo bench --bench queue`,
+    /// the `leased_batch` lane). Each delivery still has a lease of its own.
+    ///
     /// # Errors
     ///
     /// [`RecvError`] when the queue is closed and nothing is left.
