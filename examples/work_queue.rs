@@ -29,18 +29,9 @@ fn main() {
         .dead_letter(&dlq, 3)
         .build();
 
-    for id in 0..200 {
-        let body = if id == 42 {
-            "poison".to_string()
-        } else {
-            format!("payload {id}")
-        };
-        jobs.send(Message::new(Job { id, body }).with_attr("kind", "resize"))
-            .unwrap();
-    }
-    jobs.close(); // no more jobs; workers stop once everything is settled
-
     thread::scope(|s| {
+        // The workers start first: the queue holds 128 jobs at most, so the producer below
+        // waits for room while they work (backpressure).
         for worker in 0..3 {
             let jobs = jobs.clone();
             s.spawn(move || {
@@ -65,6 +56,17 @@ fn main() {
                 println!("worker {worker}: {done} done, {failed} failed attempts");
             });
         }
+
+        for id in 0..200 {
+            let body = if id == 42 {
+                "poison".to_string()
+            } else {
+                format!("payload {id}")
+            };
+            jobs.send(Message::new(Job { id, body }).with_attr("kind", "resize"))
+                .unwrap();
+        }
+        jobs.close(); // no more jobs; workers stop once everything is settled
     });
 
     let s = jobs.stats();
