@@ -14,6 +14,8 @@ use switchboard::{ManualClock, Message, Queue, Sent, TryRecvError};
 
 use common::Rng;
 
+const LONG: Duration = Duration::from_secs(10);
+
 fn grouped(group: &str, n: u32) -> Message<(String, u32)> {
     Message::new((group.to_owned(), n)).with_group(group)
 }
@@ -510,4 +512,106 @@ fn a_fifo_queue_of_capacity_zero_holds_one_message() {
     q.send_timeout(grouped("a", 2), Duration::from_secs(10))
         .unwrap();
     assert_eq!(q.try_recv().unwrap().into_payload(), ("a".to_string(), 2));
+}
+
+/// Senders of one de-duplication key race into a full queue, each waiting for room a different
+/// time; room comes only after the first gave up. Whatever the interleaving, a sender told
+/// `Duplicate` names a message that is in the queue, and exactly the senders told `Enqueued`
+/// put one there.
+fn duplicates_name_only_messages_that_went_in(q: &Queue<u32>) {
+    const FILLER: u32 = u32::MAX;
+    for round in 0..40 {
+        let key = format!("k{round}");
+        q.send(Message::new(FILLER).with_group("g")).unwrap();
+        let results: Vec<_> = thread::scope(|s| {
+            let senders: Vec<_> = (0..3u32)
+                .map(|i| {
+                    let (q, key) = (q, key.clone());
+                    s.spawn(move || {
+                        let m = Message::new(i).with_group("g").with_dedup_id(key);
+                        q.send_timeout(m, Duration::from_millis(2 + 4 * u64::from(i)))
+                    })
+                })
+                .collect();
+            let mut senders = senders.into_iter();
+            let first = senders.next().unwrap().join().unwrap();
+            // The first sender gave up (or got in, or is a duplicate): now make room.
+            assert_eq!(q.recv().unwrap().into_payload(), FILLER);
+            let mut results = vec![first];
+            results.extend(senders.map(|h| h.join().unwrap()));
+            results
+        });
+        let mut inside = Vec::new();
+        while let Ok(m) = q.try_recv() {
+            inside.push((m.id(), m.into_payload()));
+        }
+        let enqueued: Vec<_> = results
+            .iter()
+            .filter_map(|r| match r {
+                Ok(Sent::Enqueued(id)) => Some(*id),
+                _ => None,
+            })
+            .collect();
+        assert!(enqueued.len() <= 1, "round {round}: {results:?}");
+        assert_eq!(
+            inside.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+            enqueued,
+            "round {round}: {results:?}"
+        );
+        for r in &results {
+            if let Ok(Sent::Duplicate(of)) = r {
+                assert_eq!(Some(of), enqueued.first(), "round {round}: {results:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_duplicate_names_a_message_in_the_queue_even_when_the_first_send_waited_and_failed() {
+    duplicates_name_only_messages_that_went_in(&Queue::bounded(1));
+    duplicates_name_only_messages_that_went_in(&Queue::builder().fifo().capacity(1).build());
+}
+
+/// While a send waits for room with its key pending, a `try_send` of the same key finds the
+/// queue full (as the first did), not a duplicate of a message that is not in; a sender that
+/// may wait learns the first one's fate.
+#[test]
+fn a_send_of_a_key_whose_first_send_waits_for_room() {
+    let q: Queue<u32> = Queue::bounded(1);
+    q.send(0).unwrap();
+    thread::scope(|s| {
+        let first = s.spawn(|| q.send(Message::new(1).with_dedup_id("k")));
+        // Whether or not the first has its key pending yet, the queue is full.
+        let again = q.try_send(Message::new(2).with_dedup_id("k")).unwrap_err();
+        assert!(again.is_full());
+        let waiting = s.spawn(|| q.send_timeout(Message::new(3).with_dedup_id("k"), LONG));
+        assert_eq!(q.recv().unwrap().into_payload(), 0);
+        let (first, waiting) = (first.join().unwrap(), waiting.join().unwrap());
+        // One of the two went in, the other is its duplicate.
+        let (a, b) = (first.unwrap(), waiting.unwrap());
+        let (original, dup) = if a.is_duplicate() { (b, a) } else { (a, b) };
+        assert_eq!(Sent::Duplicate(original.id()), dup);
+    });
+    assert_eq!(q.len(), 1);
+    let m = q.recv().unwrap();
+    assert!([1, 3].contains(m.payload()));
+    assert_eq!(q.stats().duplicates, 1);
+    // A delayed send of a key with a send waiting: full too, handed back.
+    q.send(9).unwrap();
+    thread::scope(|s| {
+        let first = s.spawn(|| q.send_timeout(Message::new(1).with_dedup_id("d"), LONG));
+        let delayed = match q.send_after(Message::new(2).with_dedup_id("d"), Duration::from_secs(1))
+        {
+            // Before the first recorded its key: the delayed one is the original.
+            Ok(Sent::Enqueued(_)) => None,
+            Ok(Sent::Duplicate(_)) => panic!("a duplicate of a message not in the queue"),
+            Err(e) => {
+                assert!(e.is_full());
+                Some(e.into_inner())
+            }
+        };
+        assert_eq!(q.recv().unwrap().into_payload(), 9);
+        let first = first.join().unwrap().unwrap();
+        assert_eq!(first.is_duplicate(), delayed.is_none());
+    });
 }

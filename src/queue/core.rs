@@ -22,7 +22,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::clock::{self, Clock, Nanos, Wake};
 use crate::error::{AckError, RecvTimeoutError, SendTimeoutError, TryRecvError, TrySendError};
@@ -797,24 +797,50 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Checks the de-duplication window; `Some` is the original's id when `msg` is a duplicate.
-    fn check_dedup(
-        &self,
-        slow: &mut Slow<T>,
-        key: &Option<String>,
-        id: MessageId,
-        now: Nanos,
-    ) -> Option<MessageId> {
-        let key = key.as_ref()?;
+    /// What the de-duplication window holds for `key` now.
+    fn look_dedup(&self, slow: &mut Slow<T>, key: &str, now: Nanos) -> Seen {
         let window = u64::try_from(self.config.dedup_window.as_nanos()).unwrap_or(u64::MAX);
         let dedup = slow.dedup.get_or_insert_with(|| Box::new(Dedup::new()));
-        match dedup.check(key.clone(), id, now, window, self.config.dedup_max) {
-            Seen::New => None,
-            Seen::Duplicate(first) => Some(first),
+        dedup.look(key, now, window, self.config.dedup_max)
+    }
+
+    fn dedup(slow: &mut Slow<T>) -> &mut Dedup {
+        slow.dedup.get_or_insert_with(|| Box::new(Dedup::new()))
+    }
+
+    /// Waits (the lock released meanwhile) until a send waiting for room ends, or room or
+    /// `close` comes (each signals `room`). `Err` hands the message back: a timeout, or, for a
+    /// send that may not wait, `Timeout` too (its caller reports it as `Full`).
+    fn wait_room(
+        &self,
+        slow: &mut MutexGuard<'_, Slow<T>>,
+        msg: Message<T>,
+        wait: Wait,
+    ) -> Result<Message<T>, SendTimeoutError<T>> {
+        let timed_out = match wait {
+            Wait::Never => true,
+            Wait::Until(None) => {
+                self.waits().room.wait(slow);
+                false
+            }
+            Wait::Until(Some(d)) => self.waits().room.wait_until(slow, d).timed_out(),
+        };
+        if self.is_closed() {
+            Err(SendTimeoutError::Closed(msg))
+        } else if timed_out {
+            Err(SendTimeoutError::Timeout(msg))
+        } else {
+            Ok(msg)
         }
     }
 
     /// The send of FIFO queues and of de-duplicated messages: through the lock.
+    ///
+    /// A de-duplication key is recorded only together with its message's enqueueing, under the
+    /// lock, so a sender told [`Sent::Duplicate`] can rely on the original being in the queue.
+    /// The one send that cannot enqueue under the lock, a standard queue's send waiting for room
+    /// in its main lane, records its key as pending meanwhile: a send of the same key then
+    /// waits for it to end (or, if it may not wait, finds the queue full, as the first did).
     #[cold]
     fn send_locked(&self, mut msg: Message<T>, wait: Wait) -> Result<Sent, SendTimeoutError<T>> {
         let now = self.now();
@@ -822,58 +848,65 @@ impl<T> Shared<T> {
         let id = msg.id();
         let key = self.dedup_key_of(&msg);
         let mut slow = self.slow().lock();
-        if self.is_closed() {
-            return Err(SendTimeoutError::Closed(msg));
-        }
-        if let Some(first) = self.check_dedup(&mut slow, &key, id, now) {
-            return Ok(Sent::Duplicate(first));
+        loop {
+            if self.is_closed() {
+                return Err(SendTimeoutError::Closed(msg));
+            }
+            let Some(k) = &key else { break };
+            match self.look_dedup(&mut slow, k, now) {
+                Seen::Duplicate(first) => return Ok(Sent::Duplicate(first)),
+                Seen::New => break,
+                Seen::Pending => msg = self.wait_room(&mut slow, msg, wait)?,
+            }
         }
         if !self.config.fifo {
-            drop(slow);
-            let result = match wait {
-                Wait::Never => self.try_send_main(msg).map_err(|e| match e {
-                    TrySendError::Full(m) => SendTimeoutError::Timeout(m),
-                    TrySendError::Closed(m) => SendTimeoutError::Closed(m),
-                }),
-                Wait::Until(deadline) => self.send_main(msg, deadline),
-            };
-            if let (Err(_), Some(k)) = (&result, &key) {
-                if let Some(d) = self.slow().lock().dedup.as_mut() {
-                    d.forget(k, id);
+            let key = key.expect("a standard queue takes the lock only to de-duplicate");
+            // Enqueue under the lock if there is room: no other sender of the key can come
+            // between the record and the enqueueing.
+            let msg = match self.try_send_main(msg) {
+                Ok(sent) => {
+                    Self::dedup(&mut slow).record(key, id, now, false);
+                    return Ok(sent);
                 }
+                Err(TrySendError::Closed(m)) => return Err(SendTimeoutError::Closed(m)),
+                Err(TrySendError::Full(m)) if matches!(wait, Wait::Never) => {
+                    return Err(SendTimeoutError::Timeout(m));
+                }
+                Err(TrySendError::Full(m)) => m,
+            };
+            // Full: wait for room outside the lock (receivers need it), the key pending.
+            Self::dedup(&mut slow).record(key.clone(), id, now, true);
+            drop(slow);
+            let deadline = match wait {
+                Wait::Until(d) => d,
+                Wait::Never => unreachable!("a send that may not wait returned above"),
+            };
+            let result = self.send_main(msg, deadline);
+            let mut slow = self.slow().lock();
+            match &result {
+                Ok(_) => Self::dedup(&mut slow).confirm(&key, id, self.now()),
+                Err(_) => Self::dedup(&mut slow).forget(&key, id),
             }
+            // Senders of the same key waiting for this one's end look again.
+            self.waits().room.notify_all();
             return result;
         }
-        // FIFO: wait for room among the waiting messages.
+        // FIFO: wait for room among the waiting messages, then look at the window again (a
+        // sender of the same key may have gone in meanwhile) and enqueue, all under the lock.
         loop {
             let len = slow.groups.as_deref().map_or(0, Groups::len);
-            if self.is_closed() || self.config.capacity.is_none_or(|c| len < c) {
-                break;
-            }
-            let timed_out = match wait {
-                Wait::Never => true,
-                Wait::Until(None) => {
-                    self.waits().room.wait(&mut slow);
-                    false
-                }
-                Wait::Until(Some(d)) => self.waits().room.wait_until(&mut slow, d).timed_out(),
-            };
-            if timed_out && !self.is_closed() {
+            if self.config.capacity.is_none_or(|c| len < c) {
                 if let Some(k) = &key {
-                    if let Some(d) = slow.dedup.as_mut() {
-                        d.forget(k, id);
+                    if let Seen::Duplicate(first) = self.look_dedup(&mut slow, k, now) {
+                        return Ok(Sent::Duplicate(first));
                     }
                 }
-                return Err(SendTimeoutError::Timeout(msg));
+                break;
             }
+            msg = self.wait_room(&mut slow, msg, wait)?;
         }
-        if self.is_closed() {
-            if let Some(k) = &key {
-                if let Some(d) = slow.dedup.as_mut() {
-                    d.forget(k, id);
-                }
-            }
-            return Err(SendTimeoutError::Closed(msg));
+        if let Some(k) = key {
+            Self::dedup(&mut slow).record(k, id, now, false);
         }
         slow.c.sent_slow += 1;
         let entry = Entry::fresh(Fresh { msg });
@@ -954,9 +987,14 @@ impl<T> Shared<T> {
         let now = self.now();
         msg.stamp(now);
         let id = msg.id();
-        let key = self.dedup_key_of(&msg);
-        if let Some(first) = self.check_dedup(&mut slow, &key, id, now) {
-            return Ok(Sent::Duplicate(first));
+        if let Some(key) = self.dedup_key_of(&msg) {
+            match self.look_dedup(&mut slow, &key, now) {
+                Seen::Duplicate(first) => return Ok(Sent::Duplicate(first)),
+                // Its original waits for room in the full main lane: full for this one too (a
+                // delayed send never waits), until that send ends.
+                Seen::Pending => return Err(TrySendError::Full(msg)),
+                Seen::New => Self::dedup(&mut slow).record(key, id, now, false),
+            }
         }
         slow.c.sent_slow += 1;
         let entry = Entry::fresh(Fresh { msg });

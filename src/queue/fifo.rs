@@ -233,18 +233,34 @@ impl<E> Groups<E> {
 }
 
 /// The de-duplication window: keys seen recently, and when, aged out by the clock.
+///
+/// A key is recorded only together with its message's enqueueing (both under the queue's
+/// lock), or, for a send that must wait for room outside the lock, as *pending* until that
+/// send ends: then it is confirmed or forgotten. So a sender told "duplicate" can rely on the
+/// original being in the queue.
 pub(crate) struct Dedup {
-    seen: HashMap<String, (MessageId, Nanos)>,
+    seen: HashMap<String, Record>,
     order: VecDeque<(Nanos, String)>,
     pub(crate) duplicates: u64,
 }
 
+/// A remembered key: the original's id, when it was recorded, and whether its send is still
+/// waiting for room.
+#[derive(Clone, Copy)]
+struct Record {
+    id: MessageId,
+    at: Nanos,
+    pending: bool,
+}
+
 /// What the window says about a key.
 pub(crate) enum Seen {
-    /// New: recorded now.
+    /// Not within the window (not recorded by looking).
     New,
-    /// Seen within the window, under this id.
+    /// Sent within the window, under this id (counted as a duplicate).
     Duplicate(MessageId),
+    /// Its original's send is still waiting for room: wait for it to end, then look again.
+    Pending,
 }
 
 impl Dedup {
@@ -256,7 +272,8 @@ impl Dedup {
         }
     }
 
-    /// Forgets keys older than `window`, and the oldest beyond `max` keys.
+    /// Forgets keys older than `window`, and the oldest beyond `max` keys. A pending key stays
+    /// (its confirmation records it again).
     fn prune(&mut self, now: Nanos, window: Nanos, max: usize) {
         while let Some((at, _)) = self.order.front() {
             if now.saturating_sub(*at) < window && self.order.len() <= max {
@@ -264,34 +281,47 @@ impl Dedup {
             }
             let (at, key) = self.order.pop_front().expect("peeked");
             // Only forget the key if this is its current record (it may have been re-recorded).
-            if self.seen.get(&key).is_some_and(|&(_, t)| t == at) {
+            if self
+                .seen
+                .get(&key)
+                .is_some_and(|r| r.at == at && !r.pending)
+            {
                 self.seen.remove(&key);
             }
         }
     }
 
-    /// Checks `key` and records it as sent under `id` if it is new.
-    pub(crate) fn check(
-        &mut self,
-        key: String,
-        id: MessageId,
-        now: Nanos,
-        window: Nanos,
-        max: usize,
-    ) -> Seen {
+    /// What the window holds for `key` now.
+    pub(crate) fn look(&mut self, key: &str, now: Nanos, window: Nanos, max: usize) -> Seen {
         self.prune(now, window, max);
-        if let Some(&(first, _)) = self.seen.get(&key) {
-            self.duplicates += 1;
-            return Seen::Duplicate(first);
+        match self.seen.get(key) {
+            None => Seen::New,
+            Some(r) if r.pending => Seen::Pending,
+            Some(r) => {
+                self.duplicates += 1;
+                Seen::Duplicate(r.id)
+            }
         }
-        self.seen.insert(key.clone(), (id, now));
-        self.order.push_back((now, key));
-        Seen::New
     }
 
-    /// Takes back a record whose send then failed (full or closed), so a retry is not a duplicate.
+    /// Records `key` as sent under `id` (or, `pending`, on its way in).
+    pub(crate) fn record(&mut self, key: String, id: MessageId, now: Nanos, pending: bool) {
+        let at = now;
+        self.seen.insert(key.clone(), Record { id, at, pending });
+        self.order.push_back((at, key));
+    }
+
+    /// A pending send of `key` went in at `now`: its window starts.
+    pub(crate) fn confirm(&mut self, key: &str, id: MessageId, now: Nanos) {
+        if self.seen.get(key).is_some_and(|r| r.id == id) {
+            self.record(key.to_owned(), id, now, false);
+        }
+    }
+
+    /// Takes back a pending record whose send failed (full or closed), so a retry is not a
+    /// duplicate.
     pub(crate) fn forget(&mut self, key: &str, id: MessageId) {
-        if self.seen.get(key).is_some_and(|&(i, _)| i == id) {
+        if self.seen.get(key).is_some_and(|r| r.id == id) {
             self.seen.remove(key);
         }
     }
@@ -379,15 +409,43 @@ mod tests {
     #[test]
     fn dedup_window_ages_out_and_is_bounded() {
         let mut d = Dedup::new();
-        let (a, b) = (MessageId::next(), MessageId::next());
-        assert!(matches!(d.check("k".into(), a, 0, 10, 100), Seen::New));
-        assert!(matches!(d.check("k".into(), b, 5, 10, 100), Seen::Duplicate(x) if x == a));
-        assert!(matches!(d.check("k".into(), b, 10, 10, 100), Seen::New));
+        let a = MessageId::next();
+        assert!(matches!(d.look("k", 0, 10, 100), Seen::New));
+        d.record("k".into(), a, 0, false);
+        assert!(matches!(d.look("k", 5, 10, 100), Seen::Duplicate(x) if x == a));
+        assert!(matches!(d.look("k", 10, 10, 100), Seen::New));
         for i in 0..10 {
-            d.check(format!("x{i}"), MessageId::next(), 11, 10, 4);
+            d.record(format!("x{i}"), MessageId::next(), 11, false);
+            d.look("x", 11, 10, 4);
         }
         assert!(d.len() <= 5, "bounded: {}", d.len());
         d.forget("x9", MessageId::next());
+        assert_eq!(d.duplicates, 1);
+    }
+
+    #[test]
+    fn a_pending_key_is_neither_new_nor_a_duplicate_until_its_send_ends() {
+        let mut d = Dedup::new();
+        let (a, b) = (MessageId::next(), MessageId::next());
+        d.record("k".into(), a, 0, true);
+        assert!(matches!(d.look("k", 1, 10, 100), Seen::Pending));
+        // Not aged out while pending, even past the window or the bound.
+        for i in 0..10 {
+            d.record(format!("x{i}"), MessageId::next(), 20, false);
+        }
+        assert!(matches!(d.look("k", 50, 10, 4), Seen::Pending));
+        // Another id's confirmation or forgetting leaves it alone.
+        d.confirm("k", b, 50);
+        d.forget("k", b);
+        assert!(matches!(d.look("k", 50, 10, 100), Seen::Pending));
+        // Confirmed: a duplicate, its window counted from the confirmation.
+        d.confirm("k", a, 50);
+        assert!(matches!(d.look("k", 59, 10, 100), Seen::Duplicate(x) if x == a));
+        assert!(matches!(d.look("k", 60, 10, 100), Seen::New));
+        // Forgotten: new again.
+        d.record("k".into(), b, 60, true);
+        d.forget("k", b);
+        assert!(matches!(d.look("k", 60, 10, 100), Seen::New));
         assert_eq!(d.duplicates, 1);
     }
 }

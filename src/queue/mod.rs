@@ -32,6 +32,12 @@
 //! second.ack().unwrap();
 //! ```
 //!
+//! A leased message is shared with its holder, never copied (`T` need not be `Clone`). So while
+//! the holder of an expired lease still has its `Delivery`, a *leased* receive gets the message
+//! at once, but a *plain* receive, which takes the message by value, passes over it until the
+//! holder drops the `Delivery` or gives its (failing) verdict. A queue whose handlers may hang
+//! past their visibility timeout is best consumed on lease only.
+//!
 //! # Ordering and fairness
 //!
 //! Fresh messages are delivered in the order they were sent (per sender; across senders in the
@@ -434,6 +440,9 @@ impl<T> Queue<T> {
     }
 
     /// Receives a message, waiting for one (at-most-once).
+    ///
+    /// A message whose expired lease's holder still has its `Delivery` is not taken until the
+    /// holder lets go (see [Leases and redelivery](crate::queue#leases-and-redelivery)).
     ///
     /// # Errors
     ///
