@@ -1268,13 +1268,20 @@ fn batches() {
         assert_eq!(payloads(&e.unsent), [2, 3, 4]);
     });
 
-    // ack_many refuses deliveries from another queue.
+    // ack_many refuses deliveries from another queue, and then settles none: each delivery
+    // it had, its own queue's too, goes back as a dropped one does.
     let other = Queue::unbounded();
     other.send(1).unwrap();
     let foreign = other.receive().unwrap();
     let mine = Queue::<i32>::unbounded();
-    let r = panic::catch_unwind(AssertUnwindSafe(|| mine.ack_many(vec![foreign])));
+    mine.send(2).unwrap();
+    let own = mine.receive().unwrap();
+    let r = panic::catch_unwind(AssertUnwindSafe(|| mine.ack_many(vec![own, foreign])));
     assert!(r.is_err());
+    for q in [&mine, &other] {
+        let s = q.stats();
+        assert_eq!((s.in_flight, s.visible, s.abandoned, s.acked), (0, 1, 1, 0));
+    }
 }
 
 #[test]

@@ -613,19 +613,23 @@ impl<T> Queue<T> {
     ///
     /// # Panics
     ///
-    /// If a delivery came from another queue.
+    /// If a delivery came from another queue. None is acked then: each goes back to its queue,
+    /// as a dropped [`Delivery`] does.
     pub fn ack_many(&self, deliveries: impl IntoIterator<Item = Delivery<T>>) -> Vec<MessageId> {
-        let mut keys = Vec::new();
-        let mut held = Vec::new();
-        for mut d in deliveries {
-            assert!(
-                Arc::ptr_eq(d.shared(), &self.shared),
-                "ack_many: a delivery from another queue"
-            );
-            keys.push(d.lease_key());
-            d.mark_settled();
-            held.push(d);
-        }
+        let mut held: Vec<Delivery<T>> = deliveries.into_iter().collect();
+        // All checked before any is marked settled: a panic here drops them unsettled, which
+        // puts each back in its queue (as any dropped delivery), none left in flight.
+        assert!(
+            held.iter().all(|d| Arc::ptr_eq(d.shared(), &self.shared)),
+            "ack_many: a delivery from another queue"
+        );
+        let keys: Vec<_> = held
+            .iter_mut()
+            .map(|d| {
+                d.mark_settled();
+                d.lease_key()
+            })
+            .collect();
         let lost = self.shared.ack_many(&keys);
         drop(held);
         lost
