@@ -337,7 +337,8 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`TrySendError::Closed`] after close; [`TrySendError::Full`] when a bounded queue already
-    /// holds `capacity` delayed messages.
+    /// holds `capacity` delayed messages (so always on a rendezvous queue, of capacity 0), or
+    /// when a send of the same de-duplication key is still waiting for room.
     ///
     /// # Examples
     ///
