@@ -796,3 +796,21 @@ fn a_partly_full_topic_recipient_counts_as_reached() {
     assert_eq!(full.len(), 1);
     assert_eq!(open.len(), 1);
 }
+
+/// Debug output names the responders and never prints a reply's body.
+#[test]
+fn debug_of_replies_and_gathers_leaves_the_bodies_out() {
+    const SECRET: &str = "SECRET-REPLY-BODY";
+    let responder = Endpoint::from_fn(|m: Message<Request<u32, String>>| {
+        let _ = m.into_payload().reply_as("desk", SECRET.to_owned());
+        Ok(())
+    });
+    let got = ScatterGather::new(responder)
+        .scatter(1u32, Completion::within(LONG).first(1))
+        .unwrap();
+    let reply = format!("{:?}", got.replies()[0]);
+    let gathered = format!("{got:?}");
+    for s in [&reply, &gathered] {
+        assert!(!s.contains(SECRET) && s.contains("desk"), "{s}");
+    }
+}

@@ -693,3 +693,29 @@ fn an_endpoint_closure_may_own_a_subscription_of_the_same_topic() {
     }));
     assert!(topic.close());
 }
+
+/// A topic chained into a topic, one of whose subscriptions is full (`Overflow::Error`): the
+/// inner topic took the message and reached its other subscriber, so the outer publish counts
+/// the chained subscription as delivered, hands nothing back (a retry would give the other
+/// subscriber a duplicate) and drops nothing; the inner topic counts its own loss.
+#[test]
+fn a_chained_topic_that_reached_some_of_its_subscribers_took_the_message() {
+    let outer: Topic<u32> = Topic::new();
+    let inner: Topic<u32> = Topic::new();
+    let a = inner.subscribe();
+    let b = inner.subscribe_with(opts(1, Overflow::Error));
+    let id = outer.subscribe_endpoint(inner.clone());
+    outer.publish(1).unwrap();
+    let report = outer.publish(2).unwrap();
+    assert_eq!((report.delivered, report.full), (1, 0));
+    assert_eq!(drain(&a), [1, 2]);
+    assert_eq!(drain(&b), [1]);
+    assert_eq!(outer.subscription_stats(id).unwrap().dropped, 0);
+    assert_eq!(inner.stats().dropped, 1);
+    // When it reaches none of them, the outer subscription is full as before.
+    drop(a);
+    outer.publish(3).unwrap();
+    let err = outer.publish(4).unwrap_err();
+    assert_eq!(err.report().map(|r| (r.delivered, r.full)), Some((0, 1)));
+    assert_eq!(outer.subscription_stats(id).unwrap().dropped, 1);
+}

@@ -308,12 +308,12 @@ impl<Rep> Reply<Rep> {
     }
 }
 
-impl<Rep: fmt::Debug> fmt::Debug for Reply<Rep> {
+/// Never prints the body (payloads stay out of logs, as `Message`'s Debug keeps them).
+impl<Rep> fmt::Debug for Reply<Rep> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reply")
             .field("responder", &self.responder())
-            .field("body", &self.body)
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

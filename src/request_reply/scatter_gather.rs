@@ -221,7 +221,8 @@ impl<Rep> Gathered<Rep> {
     }
 }
 
-impl<Rep: fmt::Debug> fmt::Debug for Gathered<Rep> {
+/// Lists the replies by responder, never their bodies.
+impl<Rep> fmt::Debug for Gathered<Rep> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gathered")
             .field("correlation_id", &self.correlation_id)

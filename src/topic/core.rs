@@ -510,8 +510,11 @@ fn deliver_endpoint<T: Clone>(
         Overflow::Block => wait,
         _ => Wait::Never,
     };
-    let err = match e.deliver_wait(msg, how) {
-        Ok(()) => {
+    // A chained topic (or list) that reached some of its own subscribers took the message: it
+    // counts the ones it could not reach itself, and handing the message back would have a
+    // retrying publisher send the others a duplicate.
+    let err = match e.deliver_to_some(msg, how) {
+        Ok(_) => {
             report.delivered += 1;
             return;
         }
