@@ -1038,3 +1038,54 @@ fn the_builder_refuses_anything_but_values_the_json_refuses() {
     let again: Filter<()> = Filter::from_json(&ok.to_json()).unwrap();
     assert_eq!(again.to_json(), ok.to_json());
 }
+
+/// SNS reads `$or` as an operator only when none of its objects has a reserved keyword (an
+/// operator) as a field name; otherwise `$or` is an attribute name.
+#[test]
+fn or_over_operator_objects_is_an_attribute_named_or() {
+    let g = f(r#"{"$or": [{"prefix": "abc"}, {"suffix": "xyz"}]}"#);
+    let with = |v: &str| Message::new(()).with_attr("$or", v);
+    assert!(g.matches(&with("abcd")) && g.matches(&with("0xyz")));
+    assert!(!g.matches(&with("other")));
+    assert!(!g.matches(&Message::new(()).with_attr("prefix", "abc")));
+    // AWS's own example: a number and a prefix on the attribute `$or`.
+    let aws = f(r#"{"$or": [{"numeric": ["=", 123]}, {"prefix": "abc"}]}"#);
+    assert!(aws.matches(&Message::new(()).with_attr("$or", 123)));
+    // One reserved keyword among the objects is enough.
+    let mixed = Filter::<()>::from_json(r#"{"$or": [{"a": ["x"]}, {"exists": true}]}"#);
+    assert!(
+        mixed.is_err(),
+        "{{\"exists\": true}} is not a condition list"
+    );
+    // Even as attribute names: `{"prefix": ["abc"]}` makes `$or` an attribute, whose
+    // `prefix` then needs a string.
+    let e = Filter::<()>::from_json(r#"{"$or": [{"prefix": ["abc"]}, {"s": ["x"]}]}"#);
+    assert_eq!(e.unwrap_err().operator(), Some("prefix"));
+    // Without one, a group as before.
+    let group = f(r#"{"$or": [{"pre": ["abc"]}, {"suf": ["xyz"]}]}"#);
+    assert!(group.matches(&Message::new(()).with_attr("pre", "abc")));
+
+    // The builder's filter on an attribute named `$or` reads back from its own JSON.
+    let built: Filter<()> = Filter::builder()
+        .prefix("$or", "abc")
+        .suffix("$or", "xyz")
+        .build()
+        .unwrap();
+    let again = f(&built.to_json());
+    for v in ["abcd", "0xyz", "other"] {
+        assert_eq!(again.matches(&with(v)), built.matches(&with(v)), "{v}");
+    }
+    // An attribute named `$or` beside a `$or` group has no JSON form: refused.
+    let e = Filter::builder()
+        .eq("$or", "x")
+        .or([
+            Filter::builder().eq("a", "1"),
+            Filter::builder().eq("b", "2"),
+        ])
+        .build::<()>()
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.key()),
+        (FilterErrorKind::WrongValueType, Some("$or"))
+    );
+}

@@ -40,11 +40,29 @@ pub(crate) fn parse_value<T>(
     Filter::from_node(root, limits)
 }
 
-/// `$or` is an operator only when it holds an array of two or more objects; otherwise it is an
-/// attribute name like any other (as SNS documents).
+/// The match operators: SNS's reserved keywords.
+const OPERATORS: [&str; 8] = [
+    "prefix",
+    "suffix",
+    "wildcard",
+    "equals-ignore-case",
+    "cidr",
+    "exists",
+    "numeric",
+    "anything-but",
+];
+
+/// `$or` is an operator only when it holds an array of two or more objects none of which has a
+/// reserved keyword (an operator) as a field name; otherwise it is an attribute name like any
+/// other, as SNS documents: `{"$or": [{"prefix": "a"}, {"suffix": "z"}]}` filters an attribute
+/// named `$or`.
 fn or_branches<'a>(key: &str, v: &'a Value) -> Option<Vec<&'a Map<String, Value>>> {
     match v {
-        Value::Array(a) if key == "$or" && a.len() >= 2 => a.iter().map(Value::as_object).collect(),
+        Value::Array(a) if key == "$or" && a.len() >= 2 => {
+            let branches: Vec<_> = a.iter().map(Value::as_object).collect::<Option<_>>()?;
+            let reserved = |m: &&Map<String, Value>| m.keys().any(|k| OPERATORS.contains(&&**k));
+            (!branches.iter().any(reserved)).then_some(branches)
+        }
         _ => None,
     }
 }
@@ -404,7 +422,9 @@ pub(crate) fn to_value(node: &Node) -> Value {
 impl<T> Filter<T> {
     /// Parses an Amazon SNS filter policy (message-attributes scope) with SNS's limits.
     ///
-    /// Values are arrays (an OR within a key); keys are ANDed; `$or` holds alternatives; the
+    /// Values are arrays (an OR within a key); keys are ANDed; `$or` holds alternatives (an array
+    /// of two or more policies; as in SNS, when one of them has an operator as a field name,
+    /// `$or` is an attribute name instead); the
     /// operators are `prefix`, `suffix`, `equals-ignore-case`, `wildcard`, `anything-but` (a value,
     /// a list, or `{"prefix"|"suffix"|"wildcard": ..}`), `numeric`, `exists` and `cidr`.
     ///

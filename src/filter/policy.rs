@@ -460,6 +460,14 @@ impl Node {
                 }
             }
         }
+        if !self.ors.is_empty() && self.keys.iter().any(|(k, _)| k == "$or") {
+            // One JSON object cannot hold both: the filter could not be written as SNS JSON.
+            return Err(FilterError::new(
+                FilterErrorKind::WrongValueType,
+                "an attribute named $or cannot sit beside a $or group",
+            )
+            .at_key("$or"));
+        }
         if !self.ors.is_empty() && self.ors.len() < 2 {
             return Err(FilterError::new(
                 FilterErrorKind::WrongValueType,
