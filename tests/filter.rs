@@ -204,10 +204,30 @@ fn exists() {
         !no.matches(&msg(&[])),
         "exists:false needs at least one attribute (SNS docs)"
     );
-    assert!(
-        yes.matches(&msg(&[("k", list(&[]))])),
-        "an empty list is present"
-    );
+    // SNS: "The key must have a non-null and non-empty value." An empty string or list is as
+    // good as absent, for both.
+    for empty in [list(&[]), s("")] {
+        let m = msg(&[("k", empty)]);
+        assert!(!yes.matches(&m) && no.matches(&m), "{m:?}");
+    }
+    assert!(yes.matches(&msg(&[("k", list(&["a"]))])));
+    // The index agrees (enough filters that it indexes them).
+    let mut index = FilterIndex::new();
+    for i in 0..64 {
+        let policy = if i % 2 == 0 { &yes } else { &no };
+        index.insert(i, policy.clone());
+    }
+    let snap = index.snapshot();
+    for (m, want_yes) in [
+        (msg(&[("k", s(""))]), false),
+        (msg(&[("k", list(&[]))]), false),
+        (msg(&[("k", s("v"))]), true),
+        (msg(&[("k", n(0.0))]), true),
+    ] {
+        let got = matching(&snap, &m);
+        let want: Vec<u32> = (0..64).filter(|i| (i % 2 == 0) == want_yes).collect();
+        assert_eq!(got, want, "{m:?}");
+    }
 }
 
 #[test]
@@ -733,7 +753,7 @@ fn explain() {
     let ok = msg(&[
         ("store", s("example_corp")),
         ("price", n(101.0)),
-        ("b", s("")),
+        ("b", s("y")),
     ]);
     assert!(filter.explain(&ok).is_match());
     assert_eq!(filter.explain(&ok).to_string(), "match");

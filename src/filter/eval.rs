@@ -21,14 +21,24 @@ pub(crate) fn key_matches(key: &str, conds: &[Cond], attrs: &Attributes) -> bool
 /// One condition against the attribute under its key (`None`: absent).
 pub(crate) fn cond_matches(c: &Cond, v: Option<&AttrValue>, attrs: &Attributes) -> bool {
     match (c, v) {
-        (Cond::Exists(true), v) => v.is_some(),
+        (Cond::Exists(true), v) => v.is_some_and(present),
         // As SNS documents: exists:false needs at least one attribute on the message.
-        (Cond::Exists(false), v) => v.is_none() && !attrs.is_empty(),
+        (Cond::Exists(false), v) => !v.is_some_and(present) && !attrs.is_empty(),
         (_, None) => false,
         (c, Some(AttrValue::String(s))) => str_matches(c, s),
         (c, Some(AttrValue::StringList(l))) => l.iter().any(|s| str_matches(c, s)),
         (c, Some(AttrValue::Number(n))) => num_matches(c, *n),
         (c, Some(AttrValue::Bool(b))) => bool_matches(c, *b),
+    }
+}
+
+/// Whether an attribute's value counts as present for `exists`: SNS requires "a non-null and
+/// non-empty value", so an empty string or an empty list is as good as absent.
+pub(crate) fn present(v: &AttrValue) -> bool {
+    match v {
+        AttrValue::String(s) => !s.is_empty(),
+        AttrValue::StringList(l) => !l.is_empty(),
+        AttrValue::Number(_) | AttrValue::Bool(_) => true,
     }
 }
 
@@ -217,7 +227,7 @@ fn explain_node(node: &Node, attrs: &Attributes, path: &str, out: &mut Vec<Misma
             ok = false;
             let v = attrs.get(k);
             let mut found = describe(v);
-            if v.is_none()
+            if !v.is_some_and(present)
                 && conds.iter().any(|c| matches!(c, Cond::Exists(false)))
                 && attrs.is_empty()
             {

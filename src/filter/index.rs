@@ -345,7 +345,9 @@ impl AttrIndex {
     }
 
     fn probe(&self, v: &AttrValue, out: &mut Vec<u32>) {
-        out.extend_from_slice(&self.present);
+        if crate::filter::eval::present(v) {
+            out.extend_from_slice(&self.present);
+        }
         if !self.but_all.is_empty() {
             match v {
                 AttrValue::String(s) => {
@@ -547,7 +549,7 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
         }
         if !msg_attrs.is_empty() {
             for (key, ids) in &self.absent {
-                if !msg_attrs.contains_key(key) {
+                if !msg_attrs.get(key).is_some_and(crate::filter::eval::present) {
                     cands.extend_from_slice(ids);
                 }
             }

@@ -112,6 +112,21 @@
 //! # Ok::<(), switchboard::FilterError>(())
 //! ```
 //!
+//! ## `exists` needs a non-empty value
+//!
+//! SNS: "The key must have a non-null and non-empty value." An attribute holding an empty
+//! string or an empty list counts as absent for `exists` (both `true` and `false`).
+//!
+//! ```
+//! # use switchboard::{Filter, Message};
+//! let present = Filter::<()>::from_json(r#"{"k": [{"exists": true}]}"#)?;
+//! let absent = Filter::<()>::from_json(r#"{"k": [{"exists": false}]}"#)?;
+//! let empty = Message::new(()).with_attr("k", "");
+//! assert!(!present.matches(&empty) && absent.matches(&empty));
+//! assert!(present.matches(&Message::new(()).with_attr("k", "v")));
+//! # Ok::<(), switchboard::FilterError>(())
+//! ```
+//!
 //! ## A string list matches if any element matches, for every operator
 //!
 //! A `StringList` (SNS `String.Array`) attribute is checked element by element, and matches a

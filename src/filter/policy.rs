@@ -938,7 +938,8 @@ impl FilterBuilder {
         self.cond(key, c)
     }
 
-    /// The attribute is present (`true`) or absent (`false`) (SNS `{"exists": ..}`).
+    /// The attribute is present with a non-empty value (`true`), or not (`false`) (SNS
+    /// `{"exists": ..}`; an empty string or list counts as absent).
     pub fn exists(self, key: impl Into<String>, exists: bool) -> Self {
         self.cond(key, Ok(Cond::Exists(exists)))
     }
