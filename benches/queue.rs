@@ -90,30 +90,28 @@ impl Lane for Leased {
 /// Leased receives in batches of up to [`LEASE_BATCH`] (`receive_many`), acked in one call
 /// (`ack_many`): how a consumer amortizes the lease bookkeeping, as with SQS's batch calls.
 #[derive(Clone)]
-struct LeasedBatch(Queue<Payload>);
+struct LeasedBatch(Leased);
 
 const LEASE_BATCH: u64 = 32;
 
 impl Lane for LeasedBatch {
     fn send(&self, v: Payload) {
-        self.0.send(v).unwrap();
+        self.0.send(v);
     }
     fn recv(&self) -> Payload {
-        let d = self.0.receive().unwrap();
-        let v = *d.payload();
-        d.ack().unwrap();
-        v
+        self.0.recv()
     }
     fn consume(&self, n: u64) {
+        let q = &self.0 .0;
         let mut left = n;
         while left > 0 {
             let want = left.min(LEASE_BATCH) as usize;
-            let batch = self.0.receive_many(want, Duration::from_secs(10)).unwrap();
+            let batch = q.receive_many(want, Duration::from_secs(10)).unwrap();
             for d in &batch {
                 criterion::black_box(d.payload());
             }
             left -= batch.len() as u64;
-            assert!(self.0.ack_many(batch).is_empty(), "a lease expired");
+            assert!(q.ack_many(batch).is_empty(), "a lease expired");
         }
     }
 }
@@ -194,7 +192,7 @@ fn group(c: &mut Criterion, name: &str, producers: u64, consumers: u64, cap: Opt
     g.bench_function(BenchmarkId::new("switchboard", "leased_batch"), |b| {
         b.iter_custom(|iters| {
             (0..iters)
-                .map(|_| run(&LeasedBatch(ours(cap)), BATCH, producers, consumers))
+                .map(|_| run(&LeasedBatch(Leased(ours(cap))), BATCH, producers, consumers))
                 .sum()
         })
     });
