@@ -70,10 +70,20 @@ fn coarse_now() -> Nanos {
     }
 }
 
-/// Converts an `Instant` to nanoseconds since the base (instants before the base map to 1).
+/// The latest time a clock reads (about 146 years after the base): a manual clock advanced
+/// further stays here. Deadlines computed from it still lie ahead of it (up to [`FOREVER`]), so
+/// a lease taken then is not born expired.
+pub(crate) const END: Nanos = u64::MAX / 2;
+
+/// Where deadlines saturate: after any time a clock reads (a delay of `Duration::MAX` never
+/// comes due), and below `u64::MAX`, which the queues keep to mean "no event".
+pub(crate) const FOREVER: Nanos = u64::MAX - 1;
+
+/// Converts an `Instant` to nanoseconds since the base (instants before the base map to 1,
+/// those past [`END`] to `END`).
 pub(crate) fn to_nanos(at: Instant) -> Nanos {
     let ns = at.saturating_duration_since(base().instant).as_nanos();
-    u64::try_from(ns).unwrap_or(u64::MAX).max(1)
+    u64::try_from(ns).unwrap_or(u64::MAX).clamp(1, END)
 }
 
 /// Converts nanoseconds since the base back to an `Instant`.
@@ -81,9 +91,10 @@ pub(crate) fn to_instant(ns: Nanos) -> Instant {
     base().instant + Duration::from_nanos(ns)
 }
 
-/// Adds a duration to a time, saturating far in the future.
+/// Adds a duration to a time, saturating at [`FOREVER`].
 pub(crate) fn add(at: Nanos, d: Duration) -> Nanos {
     at.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .min(FOREVER)
 }
 
 /// Something a manual clock wakes when it moves (a queue's blocked receivers).
@@ -133,10 +144,14 @@ impl ManualClock {
 
     /// Moves the clock forward by `by` and wakes every receiver blocked on a queue that uses it,
     /// so that delays, leases and time-to-live that became due take effect at once.
+    ///
+    /// The clock stops about 146 years after it started (`advance(Duration::MAX)` goes there);
+    /// a deadline set from then on still lies ahead, and a delay or timeout of `Duration::MAX`
+    /// never comes due.
     pub fn advance(&self, by: Duration) {
         {
             let mut now = self.state.now.lock();
-            *now = add(*now, by);
+            *now = add(*now, by).min(END);
         }
         let listeners: Vec<Arc<dyn Wake>> = {
             let mut list = self.state.listeners.lock();

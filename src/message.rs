@@ -817,7 +817,11 @@ impl<T: Serialize> Serialize for Message<T> {
         st.serialize_field("correlation_id", &self.correlation_id())?;
         st.serialize_field("group", &self.group())?;
         st.serialize_field("dedup_id", &self.dedup_id())?;
-        st.serialize_field("ttl_ms", &self.ttl().map(|d| d.as_millis() as u64))?;
+        // Saturating: a TTL past u64::MAX milliseconds reads back as that, not wrapped around.
+        let ttl_ms = self
+            .ttl()
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        st.serialize_field("ttl_ms", &ttl_ms)?;
         st.serialize_field("payload", &self.payload)?;
         st.end()
     }
@@ -953,6 +957,14 @@ mod tests {
         assert_eq!(back.group(), Some("g"));
         assert_eq!(back.correlation_id(), Some(CorrelationId::from_u64(9)));
         assert_ne!(back.id(), m.id());
+    }
+
+    #[test]
+    fn a_ttl_past_what_milliseconds_hold_saturates_when_written() {
+        let ttl = Duration::from_secs(18_446_744_073_709_552); // 2^64 ms and 384 ms more
+        let m = Message::new(1u8).with_ttl(ttl);
+        let back: Message<u8> = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back.ttl(), Some(Duration::from_millis(u64::MAX)));
     }
 
     #[test]

@@ -797,3 +797,27 @@ fn close_wakes_every_blocked_leased_receiver() {
             .unwrap_or_else(|_| panic!("round {round}: receivers still blocked after close"));
     }
 }
+
+/// A heartbeat interval too long to express as an instant (`Duration::MAX`) never ticks; the
+/// supervisor stays up and still enforces the shutdown deadline.
+#[test]
+fn a_heartbeat_of_duration_max_never_ticks_and_the_deadline_holds() {
+    let queue: Queue<u8> = Queue::unbounded();
+    let gate = Gate::default();
+    let pool = {
+        let gate = gate.clone();
+        Consumer::new(&queue)
+            .heartbeat(Duration::MAX)
+            .shutdown_timeout(Duration::from_millis(50))
+            .start(move |_| {
+                gate.wait();
+                Ok::<(), String>(())
+            })
+    };
+    queue.send(1).unwrap();
+    wait_until("the handler runs", || gate.entered() == 1);
+    let report = pool.shutdown();
+    assert_eq!((report.still_running, report.released), (1, 1));
+    gate.open();
+    assert_eq!(queue.stats().in_flight, 0);
+}

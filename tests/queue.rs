@@ -1648,8 +1648,13 @@ fn plain_receiver_on_a_redrive_target_gets_a_message_once_its_stale_holder_lets_
 /// blocked receiver sleeps past the lease's expiry (forever, without a timeout of its own).
 #[test]
 fn a_passing_receiver_does_not_swallow_a_blocked_receivers_wake_up() {
+    // Rounds until three took the message first (a loaded machine may let the blocked
+    // receiver win many in a row), at most 400.
     let mut checked = 0;
-    for round in 0..20 {
+    for round in 0..400 {
+        if checked == 3 {
+            break;
+        }
         let q: Queue<u32> = Queue::unbounded();
         thread::scope(|s| {
             let h = spawn_blocked(s, "pass-recv", || q.receive_timeout(LONG));
@@ -1814,4 +1819,65 @@ fn oldest_age_holds_for_a_backlog_deeper_than_the_samples_reach() {
         assert!(age >= Duration::ZERO && age <= secs(6), "{age:?}");
     }
     assert_eq!(q.stats().oldest_age, Some(Duration::ZERO));
+}
+
+/// A capacity above what a bounded channel allocates up front is counted instead: any capacity
+/// works, and the bound holds exactly for sends, timed sends, blocked sends and close.
+#[test]
+fn a_capacity_too_large_to_allocate_is_counted() {
+    let huge: Queue<u8> = Queue::bounded(usize::MAX);
+    huge.try_send(1).unwrap();
+    assert_eq!(huge.capacity(), Some(usize::MAX));
+    assert_eq!(huge.try_recv().unwrap().into_payload(), 1);
+    let built: Queue<u8> = Queue::builder().capacity(usize::MAX).build();
+    built.send(2).unwrap();
+    assert_eq!(built.len(), 1);
+
+    const CAP: usize = (1 << 16) + 1;
+    let q: Queue<u32> = Queue::bounded(CAP);
+    assert_eq!(q.send_batch(0..CAP as u32).unwrap(), CAP);
+    assert!(q.is_full());
+    assert!(q.try_send(9).unwrap_err().is_full());
+    assert!(q.send_timeout(9, ms(5)).unwrap_err().is_timeout());
+    assert_eq!(q.len(), CAP);
+    thread::scope(|s| {
+        let blocked = spawn_blocked(s, "counted-send", || q.send_timeout(7, LONG));
+        assert_eq!(q.recv().unwrap().into_payload(), 0);
+        assert!(blocked.join().unwrap().is_ok());
+    });
+    assert_eq!(q.len(), CAP);
+    thread::scope(|s| {
+        let blocked = spawn_blocked(s, "counted-close", || q.send(8));
+        q.close();
+        let back = blocked.join().unwrap().unwrap_err().into_inner();
+        assert_eq!(back.into_payload(), 8);
+    });
+    let all: Vec<u32> = q.try_iter().map(Message::into_payload).collect();
+    assert_eq!(all.len(), CAP);
+    assert_eq!(all.last(), Some(&7));
+}
+
+/// A manual clock advanced as far as it goes stops there: a lease taken then is not born
+/// expired, and a delay of `Duration::MAX` never comes due (the queue agrees with its stats).
+#[test]
+fn a_manual_clock_at_its_end_still_keeps_time_for_leases_and_delays() {
+    let clock = ManualClock::new();
+    clock.advance(Duration::MAX);
+    let q: Queue<u8> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(30))
+        .build();
+    q.send(1).unwrap();
+    let d = q.receive_timeout(LONG).unwrap();
+    assert!(d.lease_deadline() > clock.now());
+    d.ack().unwrap();
+    q.send(Message::new(2).with_ttl(secs(1))).unwrap();
+    assert_eq!(q.try_recv().unwrap().into_payload(), 2);
+
+    let later: Queue<u8> = Queue::builder().clock(clock.clone()).build();
+    later.send_after(3, Duration::MAX).unwrap();
+    clock.advance(Duration::MAX);
+    assert!(later.try_recv().unwrap_err().is_empty());
+    let s = later.stats();
+    assert_eq!((s.visible, s.delayed), (0, 1));
 }

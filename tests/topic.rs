@@ -14,6 +14,8 @@ use switchboard::{
 /// Generous bound on anything that should happen promptly: a test fails, never hangs.
 const PATIENCE: Duration = Duration::from_secs(10);
 
+const LONG: Duration = Duration::from_secs(10);
+
 fn opts(capacity: usize, overflow: Overflow) -> SubscribeOptions {
     SubscribeOptions::new()
         .capacity(capacity)
@@ -718,4 +720,52 @@ fn a_chained_topic_that_reached_some_of_its_subscribers_took_the_message() {
     let err = outer.publish(4).unwrap_err();
     assert_eq!(err.report().map(|r| (r.delivered, r.full)), Some((0, 1)));
     assert_eq!(outer.subscription_stats(id).unwrap().dropped, 1);
+}
+
+/// A subscription capacity above what a bounded channel allocates up front is counted: any
+/// capacity works, and each overflow policy acts at the bound.
+#[test]
+fn a_subscription_capacity_too_large_to_allocate_is_counted() {
+    let topic: Topic<u32> = Topic::new();
+    let huge = topic.subscribe_with(SubscribeOptions::new().capacity(usize::MAX));
+    topic.publish(1).unwrap();
+    assert_eq!(drain(&huge), [1]);
+    drop(huge);
+
+    const CAP: usize = (1 << 16) + 1;
+    let error = topic.subscribe_with(opts(CAP, Overflow::Error));
+    let oldest = topic.subscribe_with(opts(CAP, Overflow::DropOldest));
+    let newest = topic.subscribe_with(opts(CAP, Overflow::DropNewest));
+    let block = topic.subscribe_with(opts(CAP, Overflow::Block));
+    for i in 0..CAP as u32 {
+        topic.publish(i).unwrap();
+    }
+    let err = topic
+        .publish_timeout(u32::MAX, Duration::from_millis(5))
+        .unwrap_err();
+    let report = *err.report().unwrap();
+    assert_eq!(
+        (
+            report.delivered,
+            report.full,
+            report.dropped_oldest,
+            report.dropped_newest
+        ),
+        (1, 2, 1, 1)
+    );
+    assert_eq!((error.len(), block.len(), newest.len()), (CAP, CAP, CAP));
+    assert_eq!(oldest.len(), CAP);
+    assert_eq!(
+        oldest.try_recv().unwrap().into_payload(),
+        1,
+        "0 was dropped"
+    );
+    // A blocked publisher goes on once the blocking subscription has room.
+    drop((error, newest));
+    thread::scope(|s| {
+        let h = s.spawn(|| topic.publish_timeout(7, LONG));
+        assert_eq!(block.recv_timeout(LONG).unwrap().into_payload(), 0);
+        assert_eq!(h.join().unwrap().unwrap().delivered, 2);
+    });
+    assert_eq!(block.len(), CAP);
 }

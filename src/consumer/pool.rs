@@ -254,7 +254,11 @@ impl<T> Pool<T> {
                     self.cv.notify_all();
                     return;
                 }
-                let tick = self.settings.heartbeat.map(|i| Instant::now() + i);
+                // A heartbeat too far off to express (Duration::MAX, say) never ticks.
+                let tick = self
+                    .settings
+                    .heartbeat
+                    .and_then(|i| Instant::now().checked_add(i));
                 let wake = match (tick, ctl.deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),

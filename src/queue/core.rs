@@ -439,6 +439,13 @@ const SPIN_STEPS: u32 = 10;
 /// capacity (at least one slot) is free.
 const ROOM_DIVISOR: usize = 8;
 
+/// The largest capacity kept in a bounded channel, whose slots are all allocated up front. A
+/// larger bound is counted instead, over a channel that allocates as it fills (see `counted`).
+pub(crate) const ARRAY_MAX: usize = 1 << 16;
+
+/// How long at most a sender waiting for room in a counted queue sleeps between looks.
+pub(crate) const COUNTED_POLL: Duration = Duration::from_millis(1);
+
 /// How many times at most a sender waiting for that much room yields before it parks.
 const ROOM_YIELDS: u32 = 200;
 
@@ -465,7 +472,7 @@ impl<T> Shared<T> {
     {
         // A FIFO queue keeps its messages in per-group queues; its channel carries wake tokens.
         let (tx, rx) = match config.capacity {
-            Some(n) if !config.fifo => cb::bounded(n),
+            Some(n) if !config.fifo && n <= ARRAY_MAX => cb::bounded(n),
             _ => cb::unbounded(),
         };
         let waits = (config.capacity.is_some() || config.fifo).then(|| {
@@ -501,6 +508,16 @@ impl<T> Shared<T> {
         let weak: std::sync::Weak<dyn Wake> = Arc::downgrade(&shared) as _;
         shared.config.clock.register(weak);
         shared
+    }
+
+    /// Whether the bound is counted over an unbounded channel: capacities above `ARRAY_MAX`,
+    /// whose up-front slots would cost capacity times the slot size however little is queued
+    /// (a capacity of `usize::MAX` is beyond what a bounded channel can even describe).
+    #[inline]
+    fn counted(&self) -> Option<usize> {
+        self.config
+            .capacity
+            .filter(|&c| c > ARRAY_MAX && !self.config.fifo)
     }
 
     /// The waiting machinery (bounded and FIFO queues only).
@@ -650,6 +667,15 @@ impl<T> Shared<T> {
         let Ok(seq) = self.accept() else {
             return Err(TrySendError::Closed(msg));
         };
+        if let Some(cap) = self.counted() {
+            // Every message in the lane holds a count in `seq`, so this never admits one too
+            // many (a concurrent send about to take its count back may refuse one too early).
+            let popped = self.recv.0.popped.load(Ordering::Acquire);
+            if seq.saturating_sub(popped) >= cap as u64 {
+                self.unaccept();
+                return Err(TrySendError::Full(msg));
+            }
+        }
         let now = self.now();
         msg.stamp(now);
         let id = msg.id();
@@ -684,6 +710,9 @@ impl<T> Shared<T> {
         mut msg: Message<T>,
         deadline: Option<Instant>,
     ) -> Result<Sent, SendTimeoutError<T>> {
+        if self.counted().is_some() {
+            return self.send_counted(msg, deadline);
+        }
         let Ok(seq) = self.accept() else {
             return Err(SendTimeoutError::Closed(msg));
         };
@@ -698,6 +727,38 @@ impl<T> Shared<T> {
         };
         self.send_blocking(slot, deadline)
             .map(|()| Sent::Enqueued(id))
+    }
+
+    /// The send of a queue whose bound is counted: no channel operation waits for room in it,
+    /// so a sender that finds it full looks again, spinning, then yielding, then sleeping at
+    /// most `COUNTED_POLL` between looks. Such a queue is full only with more than `ARRAY_MAX`
+    /// messages waiting, behind which a millisecond more is no delay worth a wake-up path on
+    /// every receive.
+    #[cold]
+    fn send_counted(
+        &self,
+        mut msg: Message<T>,
+        deadline: Option<Instant>,
+    ) -> Result<Sent, SendTimeoutError<T>> {
+        let mut step = 0;
+        loop {
+            msg = match self.try_send_main(msg) {
+                Ok(sent) => return Ok(sent),
+                Err(TrySendError::Closed(m)) => return Err(SendTimeoutError::Closed(m)),
+                Err(TrySendError::Full(m)) => m,
+            };
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Err(SendTimeoutError::Timeout(msg));
+            }
+            if step < SPIN_STEPS {
+                backoff(step);
+                step += 1;
+            } else {
+                let nap = deadline.map_or(COUNTED_POLL, |d| (d - now).min(COUNTED_POLL));
+                std::thread::sleep(nap);
+            }
+        }
     }
 
     /// Waits for room in the main lane, or for `close`, or for the deadline.

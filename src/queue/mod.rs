@@ -54,6 +54,12 @@
 //! so [`len`](Queue::len) can exceed the capacity by the number of messages returned. Delayed
 //! messages are bounded separately, by the same capacity. In-flight messages are outside the bound.
 //!
+//! Up to 65,536 the main lane is a bounded crossbeam channel, whose slots (a message and a stamp
+//! each) are allocated when the queue is made. A larger capacity, up to `usize::MAX`, is counted
+//! instead, exactly, over a channel that allocates as it fills; a sender waiting for room in such
+//! a queue (full, so more than 65,536 messages behind) looks again every millisecond rather than
+//! being woken.
+//!
 //! # Dead letters
 //!
 //! With [`dead_letter(dlq, max)`](QueueBuilder::dead_letter), a message whose lease fails (nack,
@@ -230,6 +236,8 @@ impl<T: Send + Sync + 'static> Queue<T> {
     /// A queue holding at most `capacity` fresh messages; `send` waits for room.
     ///
     /// A capacity of 0 makes a rendezvous queue: a send waits for a receiver to take the message.
+    /// Any capacity up to `usize::MAX` works; see "Capacity" in the [module docs](crate::queue)
+    /// for what a large one costs.
     pub fn bounded(capacity: usize) -> Queue<T> {
         Queue::builder().capacity(capacity).build()
     }

@@ -20,6 +20,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use crossbeam_channel as cb;
@@ -29,7 +30,7 @@ use crate::clock::Clock;
 use crate::endpoint::{Endpoint, Wait};
 use crate::filter::{Filter, FilterIndex, FilterSnapshot};
 use crate::message::Message;
-use crate::queue::core::Padded;
+use crate::queue::core::{Padded, ARRAY_MAX, COUNTED_POLL};
 use crate::topic::{
     Overflow, PublishError, PublishReport, SubscribeOptions, SubscriptionId, SubscriptionStats,
     TopicStats,
@@ -418,16 +419,47 @@ fn deliver<T: Clone>(
     back: &mut HandBack<T>,
 ) {
     match &sub.sink {
-        Sink::Channel { tx, rx } => match tx.try_send(msg) {
-            Ok(()) => report.delivered += 1,
-            Err(cb::TrySendError::Full(msg)) => {
-                overflow(sub, tx, rx.as_ref(), msg, wait, report, back)
+        Sink::Channel { tx, rx } => {
+            if counted_full(sub, tx) {
+                return overflow(sub, tx, rx.as_ref(), msg, wait, report, back);
             }
-            // The subscription was dropped; its removal from the set is under way.
-            Err(cb::TrySendError::Disconnected(_)) => {}
-        },
+            match tx.try_send(msg) {
+                Ok(()) => report.delivered += 1,
+                Err(cb::TrySendError::Full(msg)) => {
+                    overflow(sub, tx, rx.as_ref(), msg, wait, report, back)
+                }
+                // The subscription was dropped; its removal from the set is under way.
+                Err(cb::TrySendError::Disconnected(_)) => {}
+            }
+        }
         Sink::Endpoint(e) => deliver_endpoint(sub, e, msg, wait, report, back),
     }
+}
+
+/// Whether a subscription whose capacity is counted (above `ARRAY_MAX`, over an unbounded
+/// channel) is full. Publishers racing past the check together may each add one beyond it.
+#[inline]
+fn counted_full<T>(sub: &Sub<T>, tx: &cb::Sender<Message<T>>) -> bool {
+    sub.capacity.is_some_and(|c| c > ARRAY_MAX && tx.len() >= c)
+}
+
+/// A counted subscription's `Block`: waits (looking again at most every `COUNTED_POLL`) for
+/// room, the deadline, or the subscription's end (its dropped receiver empties the channel).
+#[cold]
+fn block_counted<T>(
+    sub: &Sub<T>,
+    tx: &cb::Sender<Message<T>>,
+    msg: Message<T>,
+    deadline: Option<Instant>,
+) -> Result<(), Option<Message<T>>> {
+    while counted_full(sub, tx) {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Err(Some(msg));
+        }
+        std::thread::sleep(deadline.map_or(COUNTED_POLL, |d| (d - now).min(COUNTED_POLL)));
+    }
+    tx.try_send(msg).map_err(|_| None)
 }
 
 /// A full channel subscription: apply its overflow policy.
@@ -468,7 +500,10 @@ fn overflow<T>(
             report.dropped_newest += 1;
         }
         (Overflow::Block, _) => {
+            let counted = sub.capacity.is_some_and(|c| c > ARRAY_MAX);
             let res = match wait {
+                Wait::Forever if counted => block_counted(sub, tx, msg, None),
+                Wait::Until(d) if counted => block_counted(sub, tx, msg, Some(d)),
                 // `send` fails only on a disconnected channel.
                 Wait::Forever => tx.send(msg).map_err(|_| None),
                 Wait::Until(d) => tx.send_deadline(msg, d).map_err(|e| match e {
@@ -545,9 +580,11 @@ fn deliver_endpoint<T: Clone>(
 
 /// Builds the sink of a channel subscription and the receiving end.
 pub(crate) fn channel<T>(opts: &SubscribeOptions) -> (Sink<T>, cb::Receiver<Message<T>>) {
+    // A capacity above `ARRAY_MAX` is counted over an unbounded channel rather than allocated
+    // up front (see `deliver`), as a queue's is.
     let (tx, rx) = match opts.capacity {
-        Some(n) => cb::bounded(n),
-        None => cb::unbounded(),
+        Some(n) if n <= ARRAY_MAX => cb::bounded(n),
+        _ => cb::unbounded(),
     };
     let keep = matches!(opts.overflow, Overflow::DropOldest) && opts.capacity.is_some();
     let sink = Sink::Channel {

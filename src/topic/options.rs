@@ -73,6 +73,11 @@ impl SubscribeOptions {
 
     /// Buffers at most `capacity` messages.
     ///
+    /// Up to 65,536 the buffer's slots are allocated when the subscription is made, as a bounded
+    /// crossbeam channel's are. A larger capacity, up to `usize::MAX`, is counted instead: the
+    /// buffer grows as it fills, publishers racing at the bound may each put one message past
+    /// it, and a `Block` publisher waiting for room looks again every millisecond.
+    ///
     /// # Panics
     ///
     /// If `capacity` is 0: a subscription needs room for one message.

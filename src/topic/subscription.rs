@@ -184,7 +184,8 @@ impl<T> Subscription<T> {
 
     /// Whether the buffer is full (the next publish triggers the overflow policy).
     pub fn is_full(&self) -> bool {
-        self.rx.is_full()
+        // A large capacity is counted over an unbounded channel, which is never full itself.
+        self.options.capacity.is_some_and(|c| self.rx.len() >= c)
     }
 
     /// The buffer's capacity, `None` if unbounded.
