@@ -142,6 +142,42 @@ impl<T> Subscription<T> {
         }
     }
 
+    /// Waits up to `wait` for a first message, then takes up to `max` in all without waiting
+    /// more (as [`Queue::recv_many`](crate::Queue::recv_many)). Empty when nothing came in time.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] when the topic is closed and nothing is left.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::Topic;
+    ///
+    /// let topic = Topic::new();
+    /// let sub = topic.subscribe();
+    /// for i in 0..5 {
+    ///     topic.publish(i).unwrap();
+    /// }
+    /// let got = sub.recv_many(3, Duration::ZERO).unwrap();
+    /// assert_eq!(got.iter().map(|m| *m.payload()).collect::<Vec<_>>(), [0, 1, 2]);
+    /// drop(topic);
+    /// assert_eq!(sub.recv_many(10, Duration::ZERO).unwrap().len(), 2);
+    /// assert!(sub.recv_many(10, Duration::ZERO).is_err());
+    /// ```
+    pub fn recv_many(&self, max: usize, wait: Duration) -> Result<Vec<Message<T>>, RecvError> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        match self.recv_timeout(wait) {
+            Ok(m) => out.push(m),
+            Err(RecvTimeoutError::Timeout) => return Ok(out),
+            Err(RecvTimeoutError::Closed) => return Err(RecvError),
+        }
+        out.extend(self.try_iter().take(max - 1));
+        Ok(out)
+    }
+
     /// A blocking iterator over received messages; it ends when the topic is closed and this
     /// subscription drained.
     pub fn iter(&self) -> Iter<'_, T> {
