@@ -209,11 +209,34 @@ impl<Req, Rep> Responder<Req, Rep> {
             .map(|m| m.into_payload())
     }
 
+    /// A blocking iterator over the requests; it ends once the service is closed and drained.
+    ///
+    /// ```
+    /// use std::thread;
+    /// use switchboard::Service;
+    ///
+    /// let service: Service<u32, u32> = Service::unbounded();
+    /// let responder = service.responder();
+    /// let requester = service.requester();
+    /// let worker = thread::spawn(move || {
+    ///     for request in responder.iter() {
+    ///         let doubled = request.body() * 2;
+    ///         request.reply(doubled).unwrap();
+    ///     }
+    /// });
+    /// assert_eq!(requester.request(21, std::time::Duration::from_secs(10)), Ok(42));
+    /// service.close();
+    /// worker.join().unwrap();
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = Request<Req, Rep>> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
     /// Answers requests with `f` until the service is closed and drained; returns how many it
     /// answered (late replies included).
     pub fn serve(&self, mut f: impl FnMut(&Req) -> Rep) -> usize {
         let mut served = 0;
-        while let Ok(request) = self.recv() {
+        for request in self.iter() {
             let reply = f(request.body());
             let _ = request.reply(reply);
             served += 1;
