@@ -615,3 +615,89 @@ fn a_send_of_a_key_whose_first_send_waits_for_room() {
         assert_eq!(first.is_duplicate(), delayed.is_none());
     });
 }
+
+/// A FIFO send that waited for room is enqueued, and its key's window starts, when it goes in:
+/// a duplicate sent at that moment is inside the window even when the wait outlasted it.
+#[test]
+fn a_fifo_sends_dedup_window_starts_when_it_goes_in_after_waiting() {
+    use std::sync::mpsc;
+    let clock = ManualClock::new();
+    // The content key tells the test when a send has begun (a hook, not a sleep).
+    let (tx, rx) = mpsc::channel::<()>();
+    let tx = Mutex::new(tx);
+    let q: Queue<u32> = Queue::builder()
+        .fifo()
+        .capacity(1)
+        .clock(clock.clone())
+        .dedup_window(Duration::from_secs(300))
+        .dedup_by(move |m: &Message<u32>| {
+            let _ = tx.lock().unwrap().send(());
+            format!("k{}", m.payload())
+        })
+        .build();
+    q.send(0).unwrap();
+    rx.recv_timeout(LONG).unwrap();
+    thread::scope(|s| {
+        let h = s.spawn(|| q.send_timeout(7, LONG));
+        rx.recv_timeout(LONG).unwrap();
+        clock.advance(Duration::from_secs(301));
+        assert_eq!(q.try_recv().unwrap().into_payload(), 0);
+        assert!(!h.join().unwrap().unwrap().is_duplicate());
+    });
+    let held = q.try_receive().unwrap();
+    assert_eq!(*held.payload(), 7);
+    assert_eq!(held.enqueued_at(), clock.now(), "enqueued when it went in");
+    assert!(q.try_send(7).unwrap().is_duplicate());
+}
+
+/// A plain receive on a FIFO queue passes over the groups whose heads wait for the holders of
+/// expired leases, to a ready group behind them, without giving out a later message of theirs.
+#[test]
+fn a_fifo_plain_receive_finds_a_ready_group_behind_groups_held_by_stale_holders() {
+    let clock = ManualClock::new();
+    let q: Queue<(String, u32)> = Queue::builder()
+        .fifo()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::from_secs(30))
+        .build();
+    for (grp, n) in [("a", 1), ("b", 1), ("a", 2)] {
+        q.send(grouped(grp, n)).unwrap();
+    }
+    let a = q.try_receive().unwrap();
+    let b = q.try_receive().unwrap();
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(q.stats().lease_expired, 2);
+    q.send(grouped("c", 1)).unwrap();
+    let got: Vec<(String, u32)> = q.try_iter().map(Message::into_payload).collect();
+    assert_eq!(got, [("c".to_owned(), 1)], "a2 waits behind a1");
+    drop((a, b));
+    let rest: Vec<(String, u32)> = q.try_iter().map(Message::into_payload).collect();
+    assert_eq!(rest.len(), 3);
+    let a_order: Vec<u32> = rest.iter().filter(|(g, _)| g == "a").map(|p| p.1).collect();
+    assert_eq!(a_order, [1, 2]);
+}
+
+/// Redriving a FIFO dead-letter queue moves the oldest letters first, and leaves a group whose
+/// head is in flight (on lease in the DLQ) where it is, to go in order once the head is back.
+#[test]
+fn fifo_dead_letters_redrive_oldest_first_and_never_past_a_head_in_flight() {
+    let dlq: Queue<(String, u32)> = Queue::builder().fifo().build();
+    let q: Queue<(String, u32)> = Queue::builder().fifo().dead_letter(&dlq, 1).build();
+    let target: Queue<(String, u32)> = Queue::unbounded();
+    for (grp, n) in [("a", 0), ("b", 0), ("b", 1), ("a", 1)] {
+        q.send(grouped(grp, n)).unwrap();
+        q.try_receive().unwrap().reject("x").unwrap();
+    }
+    assert_eq!(dlq.redrive_to(&target, 2), 2);
+    let moved: Vec<(String, u32)> = target.try_iter().map(Message::into_payload).collect();
+    assert_eq!(moved, [("a".to_owned(), 0), ("b".to_owned(), 0)]);
+
+    // What is left: b1, a1. With b1 on lease, only group a moves.
+    let inspect = dlq.try_receive().unwrap();
+    assert_eq!(inspect.payload(), &("b".to_owned(), 1));
+    assert_eq!(dlq.redrive(), 1);
+    drop(inspect);
+    assert_eq!(dlq.redrive(), 1);
+    let back: Vec<(String, u32)> = q.try_iter().map(Message::into_payload).collect();
+    assert_eq!(back, [("a".to_owned(), 1), ("b".to_owned(), 1)]);
+}

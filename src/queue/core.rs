@@ -227,6 +227,8 @@ pub(crate) struct Slow<T> {
     dedup: Option<Box<Dedup>>,
     /// Messages made visible since the last `publish_next`: how many waiters to wake.
     new_ready: usize,
+    /// The latest arrival time given to an entry from elsewhere (see `accept_entries`).
+    last_arrival: Nanos,
     c: Counters,
 }
 
@@ -235,6 +237,7 @@ impl<T> Slow<T> {
         Slow {
             groups: fifo.then(|| Box::new(Groups::new())),
             new_ready: 0,
+            last_arrival: 0,
             dedup: None,
             ready: VecDeque::new(),
             delayed: BinaryHeap::new(),
@@ -966,6 +969,9 @@ impl<T> Shared<T> {
             }
             msg = self.wait_room(&mut slow, msg, wait)?;
         }
+        // Sent now, after any wait for room: its enqueue time and its key's window start here.
+        let now = self.now();
+        msg.stamp(now);
         if let Some(k) = key {
             Self::dedup(&mut slow).record(k, id, now, false);
         }
@@ -1072,7 +1078,11 @@ impl<T> Shared<T> {
         }
         let mut slow = self.slow().lock();
         slow.c.sent_slow += entries.len() as u64;
-        for e in entries {
+        for mut e in entries {
+            // Arrival times strictly increase (a nanosecond apart at most, on a coarse clock),
+            // so that a redrive, oldest first, keeps the order the letters came in.
+            e.enqueued = e.enqueued.max(slow.last_arrival + 1);
+            slow.last_arrival = e.enqueued;
             self.make_ready(&mut slow, e, false);
         }
         self.publish_next(&mut slow);
@@ -1257,17 +1267,32 @@ impl<T> Shared<T> {
     fn pop_ready(&self, slow: &mut Slow<T>, how: How) -> Option<Entry<T>> {
         if let Some(g) = slow.groups.as_mut() {
             let lease = matches!(how, How::Lease(_));
-            let e = g.pop(lease)?;
-            if !lease && !e.body.ownable() {
-                // Shared with an expired lease's holder: wait for it to let go (see Delivery's
-                // Drop), keeping the group's order.
+            // A plain receive passes over the groups whose head is shared with an expired
+            // lease's holder (it waits for the holder to let go, see Delivery's Drop) to the
+            // next group in the round; each group once, so none gives out a later message.
+            let mut passed: Vec<(usize, Entry<T>)> = Vec::new();
+            let found = loop {
+                let Some(e) = g.pop(lease) else { break None };
+                let slot = g.last_popped();
+                if lease || e.body.ownable() && passed.iter().all(|&(s, _)| s != slot) {
+                    break Some(e);
+                }
+                let again = passed.iter().any(|&(s, _)| s == slot);
+                passed.push((slot, e));
+                if again {
+                    break None; // round the whole round
+                }
+            };
+            // Back at their heads, in reverse: a group's later message first, its head last.
+            for (_, e) in passed.into_iter().rev() {
                 g.push_front_and_release(e, Entry::group);
-                return None;
             }
-            if let Some(w) = &self.waits {
-                w.room.notify_one();
+            if found.is_some() {
+                if let Some(w) = &self.waits {
+                    w.room.notify_one();
+                }
             }
-            return Some(e);
+            return found;
         }
         match how {
             How::Lease(_) => slow.ready.pop_front(),
@@ -1955,6 +1980,9 @@ impl<T> Shared<T> {
                     w.room.notify_all();
                 }
             }
+            // Oldest first (as SQS redrives), whatever lane or group each waits in; stable, so
+            // a group keeps its order.
+            waiting.make_contiguous().sort_by_key(|e| e.enqueued);
             let mut keep = Vec::new();
             while let Some(mut e) = waiting.pop_front() {
                 let dest = match target {

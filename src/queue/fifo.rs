@@ -209,25 +209,27 @@ impl<E> Groups<E> {
         self.groups().flat_map(|g| g.queue.iter())
     }
 
-    /// Drains every waiting message (for redrive), leaving busy groups busy.
+    /// Drains the waiting messages of the groups with none in flight (for redrive). A busy
+    /// group keeps its messages: moved, they would go out while its head is still in flight.
     pub(crate) fn drain(&mut self) -> Vec<E> {
-        let mut out = Vec::with_capacity(self.len);
+        let mut out = Vec::new();
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(g) = slot else { continue };
-            out.extend(g.queue.drain(..));
-            g.listed = false;
-            if !g.busy {
-                self.index.remove(&g.key);
-                *slot = None;
-                self.free.push(i);
+            if g.busy {
+                continue;
             }
+            self.len -= g.queue.len();
+            out.extend(g.queue.drain(..));
+            self.index.remove(&g.key);
+            *slot = None;
+            self.free.push(i);
         }
+        // Only groups with none in flight are listed or parked, and those are gone.
         self.available.clear();
         self.idle.clear();
         for g in self.slots.iter_mut().flatten() {
             g.parked = false;
         }
-        self.len = 0;
         out
     }
 }

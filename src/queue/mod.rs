@@ -342,6 +342,10 @@ impl<T> Queue<T> {
 
     /// Sends a message that becomes visible after `delay` (SQS's `DelaySeconds`), without waiting.
     ///
+    /// On a FIFO queue a delayed message joins its group when it comes due, behind whatever the
+    /// group holds then: it does not hold back the messages of its group sent after it. (SQS
+    /// refuses per-message delays on FIFO queues; here the delay wins over the send order.)
+    ///
     /// # Errors
     ///
     /// [`TrySendError::Closed`] after close; [`TrySendError::Full`] when a bounded queue already
