@@ -233,7 +233,7 @@ impl fmt::Debug for ReturnAddress {
 /// assert_eq!(AttrValue::from(3), AttrValue::Number(3.0));
 /// assert_eq!(AttrValue::from(["a", "b"]), AttrValue::StringList(vec!["a".into(), "b".into()]));
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum AttrValue {
     /// A string.
@@ -474,8 +474,9 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// Why the message was dead-lettered: the `reject` reason, or a description of the rule that
-    /// moved it ("received more than N times", "expired").
+    /// Why the message was dead-lettered: the `reject` reason, or what failed on its last
+    /// allowed delivery ("nacked after 3 deliveries (max 3)", "lease expired after ...",
+    /// "dropped after ..."), or "expired" (a time-to-live or retention that ran out).
     pub fn reason(&self) -> &str {
         &self.reason
     }
@@ -808,22 +809,44 @@ impl<T> fmt::Debug for Message<T> {
 
 impl<T: Serialize> Serialize for Message<T> {
     /// Serializes the id, timestamp (nanoseconds since the Unix epoch, when set), attributes,
-    /// routing metadata and payload. The return address, a live handle, is skipped.
+    /// routing metadata, the dead-letter record and payload. The return address, a live
+    /// handle, is skipped. The time-to-live is written in whole milliseconds, rounded up (a
+    /// short TTL never reads back as none). Fails, in a text format, on a NaN or infinite
+    /// number attribute (see [`AttrValue`]).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Message", 8)?;
+        let mut st = s.serialize_struct("Message", 9)?;
         st.serialize_field("id", &self.id)?;
         st.serialize_field("timestamp", &self.timestamp().map(unix_nanos))?;
         st.serialize_field("attributes", self.attributes())?;
         st.serialize_field("correlation_id", &self.correlation_id())?;
         st.serialize_field("group", &self.group())?;
         st.serialize_field("dedup_id", &self.dedup_id())?;
-        // Saturating: a TTL past u64::MAX milliseconds reads back as that, not wrapped around.
-        let ttl_ms = self
-            .ttl()
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        // Rounded up, and saturating: a TTL past u64::MAX milliseconds reads back as that.
+        let ttl_ms = self.ttl().map(|d| {
+            let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+            u64::try_from(ms).unwrap_or(u64::MAX)
+        });
         st.serialize_field("ttl_ms", &ttl_ms)?;
+        st.serialize_field("dead_letter", &self.dead_letter())?;
         st.serialize_field("payload", &self.payload)?;
         st.end()
+    }
+}
+
+/// Writes the bare value (a string, number, boolean or list of strings), as SNS's JSON does. A
+/// number that is NaN or infinite fails in a text format such as JSON, which has no form for it
+/// (serde_json would write `null`, which reads back as no attribute value at all).
+impl Serialize for AttrValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AttrValue::String(v) => s.serialize_str(v),
+            AttrValue::Number(n) if !n.is_finite() && s.is_human_readable() => Err(
+                serde::ser::Error::custom(format!("a number attribute of {n} has no text form")),
+            ),
+            AttrValue::Number(n) => s.serialize_f64(*n),
+            AttrValue::Bool(b) => s.serialize_bool(*b),
+            AttrValue::StringList(l) => l.serialize(s),
+        }
     }
 }
 
@@ -848,6 +871,8 @@ struct WireMessage<T> {
     dedup_id: Option<String>,
     #[serde(default)]
     ttl_ms: Option<u64>,
+    #[serde(default)]
+    dead_letter: Option<DeadLetter>,
     payload: T,
 }
 
@@ -868,6 +893,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Message<T> {
         }
         if let Some(t) = w.ttl_ms {
             m = m.with_ttl(Duration::from_millis(t));
+        }
+        if let Some(info) = w.dead_letter {
+            m.set_dead_letter(info);
         }
         Ok(m)
     }
@@ -965,6 +993,42 @@ mod tests {
         let m = Message::new(1u8).with_ttl(ttl);
         let back: Message<u8> = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
         assert_eq!(back.ttl(), Some(Duration::from_millis(u64::MAX)));
+    }
+
+    #[test]
+    fn a_ttl_reads_back_rounded_up_to_the_millisecond() {
+        for (us, ms) in [(900, 1), (1_900, 2), (2_000, 2)] {
+            let m = Message::new(1u8).with_ttl(Duration::from_micros(us));
+            let json = serde_json::to_string(&m).unwrap();
+            let back: Message<u8> = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.ttl(), Some(Duration::from_millis(ms)), "{us} µs");
+        }
+    }
+
+    #[test]
+    fn a_dead_letter_record_survives_serde() {
+        let mut m = Message::new(1u8);
+        let info = DeadLetter {
+            reason: "cannot parse".into(),
+            attempts: 3,
+            source: Some("orders".into()),
+        };
+        m.set_dead_letter(info.clone());
+        let back: Message<u8> = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back.dead_letter(), Some(&info));
+    }
+
+    #[test]
+    fn a_number_json_cannot_hold_fails_to_serialize_instead_of_reading_back_wrong() {
+        for x in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let m = Message::new(1u8).with_attr("x", x);
+            let err = serde_json::to_string(&m).unwrap_err();
+            assert!(err.to_string().contains("no text form"), "{err}");
+        }
+        let fine = Message::new(1u8).with_attr("x", 1.5);
+        let back: Message<u8> =
+            serde_json::from_str(&serde_json::to_string(&fine).unwrap()).unwrap();
+        assert_eq!(back.attributes(), fine.attributes());
     }
 
     #[test]
