@@ -30,9 +30,18 @@ fn main() {
                 println!("   worker {worker} consumed {n} messages");
             });
         }
-        for i in 0..1000u32 {
-            q.send(i).unwrap();
-        }
+        // Two senders, 500 messages each, into a queue of 64: they wait for room while the
+        // workers take turns.
+        thread::scope(|senders| {
+            for sender in 0..2u32 {
+                let q = q.clone();
+                senders.spawn(move || {
+                    for i in 0..500 {
+                        q.send(sender * 500 + i).unwrap();
+                    }
+                });
+            }
+        });
         q.close(); // receivers drain what is left, then stop
     });
     let s = q.stats();
