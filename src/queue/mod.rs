@@ -108,6 +108,7 @@ pub(crate) use self::delivery::LeaseKey;
 
 use self::core::{How, Out, Shared};
 use crate::clock;
+use crate::endpoint::deadline_after;
 use crate::error::{
     RecvError, RecvTimeoutError, SendBatchError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
@@ -821,12 +822,6 @@ fn leased<T>(o: Out<T>) -> Delivery<T> {
         Out::Lease(d) => d,
         Out::Plain(_) => unreachable!("a leased receive hands out deliveries"),
     }
-}
-
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 100))
 }
 
 impl<T> Clone for Queue<T> {
