@@ -701,3 +701,27 @@ fn fifo_dead_letters_redrive_oldest_first_and_never_past_a_head_in_flight() {
     let back: Vec<(String, u32)> = q.try_iter().map(Message::into_payload).collect();
     assert_eq!(back, [("a".to_owned(), 1), ("b".to_owned(), 1)]);
 }
+
+/// Redrive keeps a FIFO group's order even when a message sent straight to the dead-letter
+/// queue ties on the clock with the letters ahead of it in its group.
+#[test]
+fn redrive_keeps_a_group_in_order_behind_a_direct_send_on_the_same_tick() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::builder().fifo().clock(clock.clone()).build();
+    let src: Queue<u32> = Queue::builder()
+        .fifo()
+        .clock(clock.clone())
+        .dead_letter(&dlq, 1)
+        .build();
+    let target: Queue<u32> = Queue::builder().fifo().clock(clock.clone()).build();
+    for n in [1, 2] {
+        src.send(Message::new(n).with_group("g")).unwrap();
+    }
+    for _ in 0..2 {
+        src.try_receive().unwrap().nack().unwrap();
+    }
+    dlq.send(Message::new(3).with_group("g")).unwrap();
+    assert_eq!(dlq.redrive_to(&target, 10), 3);
+    let got: Vec<u32> = target.try_iter().map(Message::into_payload).collect();
+    assert_eq!(got, [1, 2, 3]);
+}

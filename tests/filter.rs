@@ -1109,3 +1109,23 @@ fn or_over_operator_objects_is_an_attribute_named_or() {
         (FilterErrorKind::WrongValueType, Some("$or"))
     );
 }
+
+/// Inside a `$or` branch, an attribute named like an operator has no JSON form (SNS would read
+/// the `$or` as an attribute name): the builder refuses it, naming the branch and the key.
+#[test]
+fn the_builder_refuses_an_operator_named_attribute_inside_a_branch() {
+    let e = Filter::builder()
+        .or([
+            Filter::builder().eq("prefix", "x"),
+            Filter::builder().eq("b", "y"),
+        ])
+        .build::<()>()
+        .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.key(), e.path()),
+        (FilterErrorKind::WrongValueType, Some("prefix"), "$or[0]")
+    );
+    // Outside a branch such a name is an attribute like any other, and reads back.
+    let top: Filter<()> = Filter::builder().eq("prefix", "x").build().unwrap();
+    assert_eq!(f(&top.to_json()).to_json(), top.to_json());
+}

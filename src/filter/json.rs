@@ -41,7 +41,7 @@ pub(crate) fn parse_value<T>(
 }
 
 /// The match operators: SNS's reserved keywords.
-const OPERATORS: [&str; 8] = [
+pub(crate) const OPERATORS: [&str; 8] = [
     "prefix",
     "suffix",
     "wildcard",

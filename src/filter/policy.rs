@@ -475,10 +475,26 @@ impl Node {
             )
             .at_op("$or"));
         }
-        self.ors
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, b)| b.check_lists().map_err(|e| e.in_branch(i)))
+        for (i, b) in self.ors.iter().enumerate() {
+            // SNS reads a `$or` one of whose objects has an operator's name as a field as an
+            // attribute named `$or`: such a branch has no JSON form.
+            if let Some((k, _)) = b
+                .keys
+                .iter()
+                .find(|(k, _)| crate::filter::json::OPERATORS.contains(&k.as_str()))
+            {
+                return Err(FilterError::new(
+                    FilterErrorKind::WrongValueType,
+                    format!(
+                        "inside a $or branch an attribute cannot be named {k}, an operator's name"
+                    ),
+                )
+                .at_key(k)
+                .in_branch(i));
+            }
+            b.check_lists().map_err(|e| e.in_branch(i))?;
+        }
+        Ok(())
     }
 }
 

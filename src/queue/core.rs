@@ -917,7 +917,8 @@ impl<T> Shared<T> {
                 return Err(SendTimeoutError::Closed(msg));
             }
             let Some(k) = &key else { break };
-            match self.look_dedup(&mut slow, k, now) {
+            // A fresh reading each time: this send may have waited on a pending key.
+            match self.look_dedup(&mut slow, k, self.now()) {
                 Seen::Duplicate(first) => return Ok(Sent::Duplicate(first)),
                 Seen::New => break,
                 Seen::Pending => msg = self.wait_room(&mut slow, msg, wait)?,
@@ -929,7 +930,7 @@ impl<T> Shared<T> {
             // between the record and the enqueueing.
             let msg = match self.try_send_main(msg) {
                 Ok(sent) => {
-                    Self::dedup(&mut slow).record(key, id, now, false);
+                    Self::dedup(&mut slow).record(key, id, self.now(), false);
                     return Ok(sent);
                 }
                 Err(TrySendError::Closed(m)) => return Err(SendTimeoutError::Closed(m)),
@@ -961,7 +962,7 @@ impl<T> Shared<T> {
             let len = slow.groups.as_deref().map_or(0, Groups::len);
             if self.config.capacity.is_none_or(|c| len < c) {
                 if let Some(k) = &key {
-                    if let Seen::Duplicate(first) = self.look_dedup(&mut slow, k, now) {
+                    if let Seen::Duplicate(first) = self.look_dedup(&mut slow, k, self.now()) {
                         return Ok(Sent::Duplicate(first));
                     }
                 }
@@ -1980,9 +1981,26 @@ impl<T> Shared<T> {
                     w.room.notify_all();
                 }
             }
-            // Oldest first (as SQS redrives), whatever lane or group each waits in; stable, so
-            // a group keeps its order.
-            waiting.make_contiguous().sort_by_key(|e| e.enqueued);
+            // Oldest first (as SQS redrives), whatever lane or group each waits in. A FIFO
+            // group keeps its order: each entry sorts no earlier than the one before it in its
+            // group (a delayed or directly sent message may carry an older or equal time), and
+            // the sort is stable.
+            let fifo = slow.groups.is_some();
+            let mut group_last: std::collections::HashMap<String, Nanos> = Default::default();
+            let mut keyed: Vec<(Nanos, Entry<T>)> = waiting
+                .drain(..)
+                .map(|e| {
+                    let mut at = e.enqueued;
+                    if fifo {
+                        let last = group_last.entry(e.group().to_owned()).or_insert(0);
+                        at = at.max(*last);
+                        *last = at;
+                    }
+                    (at, e)
+                })
+                .collect();
+            keyed.sort_by_key(|&(at, _)| at);
+            waiting.extend(keyed.into_iter().map(|(_, e)| e));
             let mut keep = Vec::new();
             while let Some(mut e) = waiting.pop_front() {
                 let dest = match target {
@@ -2091,23 +2109,23 @@ impl<T> Shared<T> {
             .map(|e| e.enqueued)
             .min();
         if main_len > 0 {
-            // The head of the main lane is message number `popped`. Each reading below is the
-            // enqueue time of a message sent before it or with it, so the latest of them is the
-            // closest to the head's own without being after it (the age never comes out short):
-            // the sample of the head's block of 64 sends while the ring still holds it, and the
-            // last message popped (most often sent just before the head), or the first send.
+            // The head of the main lane is message number `popped`. While the ring still holds
+            // the sample of its block of 64 sends, that sample (taken at or before the head's
+            // send) gives the age. Past the ring's reach: the first send's time, or that of the
+            // last message popped, most often sent just before the head.
             let samples = &self.send.0.samples;
             let (head, last) = (popped >> SAMPLE_SHIFT, (accepted - 1) >> SAMPLE_SHIFT);
-            let mut t = 0;
-            if last < head + samples.len() as u64 {
-                t = samples[head as usize % samples.len()].load(Ordering::Relaxed);
-            }
-            let before = if popped == 0 {
-                self.send.0.first.load(Ordering::Relaxed)
+            let sample = if last < head + samples.len() as u64 {
+                samples[head as usize % samples.len()].load(Ordering::Relaxed)
             } else {
-                self.recv.0.last_popped.load(Ordering::Relaxed)
+                0
             };
-            let t = match t.max(before) {
+            let t = match sample {
+                0 if popped == 0 => self.send.0.first.load(Ordering::Relaxed),
+                0 => self.recv.0.last_popped.load(Ordering::Relaxed),
+                t => t,
+            };
+            let t = match t {
                 0 => now,
                 t => t,
             };

@@ -197,8 +197,9 @@ pub struct QueueStats {
     /// Dead letters moved out of this queue by [`redrive`](Queue::redrive) or
     /// [`redrive_to`](Queue::redrive_to).
     pub redriven: u64,
-    /// Age of the oldest visible message. Never short; for messages not yet received from the
-    /// main lane, it may be that of a message up to 64 sends older.
+    /// Age of the oldest visible message. For the fresh messages, it is that of a message at
+    /// most 64 sends older than the oldest while fewer than 320 wait; past that, that of the
+    /// last one received before it (with senders racing, that one may be a little younger).
     pub oldest_age: Option<Duration>,
     /// FIFO queues: groups with messages waiting.
     pub groups_waiting: usize,
