@@ -864,10 +864,10 @@ impl<T> Shared<T> {
     /// What the de-duplication window holds for `key` now.
     fn look_dedup(&self, slow: &mut Slow<T>, key: &str, now: Nanos) -> Seen {
         let window = u64::try_from(self.config.dedup_window.as_nanos()).unwrap_or(u64::MAX);
-        let dedup = slow.dedup.get_or_insert_with(|| Box::new(Dedup::new()));
-        dedup.look(key, now, window, self.config.dedup_max)
+        Self::dedup(slow).look(key, now, window, self.config.dedup_max)
     }
 
+    /// The de-duplication window, made on the first de-duplicated send.
     fn dedup(slow: &mut Slow<T>) -> &mut Dedup {
         slow.dedup.get_or_insert_with(|| Box::new(Dedup::new()))
     }
