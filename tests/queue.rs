@@ -1881,3 +1881,34 @@ fn a_manual_clock_at_its_end_still_keeps_time_for_leases_and_delays() {
     let s = later.stats();
     assert_eq!((s.visible, s.delayed), (0, 1));
 }
+
+/// Two sends of one de-duplication key waiting on a full queue (the first for room, its key
+/// pending; the second for the first's outcome): `close` hands both messages back.
+#[test]
+fn close_hands_back_both_sends_of_a_key_waiting_on_a_full_queue() {
+    let q: Queue<u32> = Queue::bounded(1);
+    q.send(0).unwrap();
+    thread::scope(|s| {
+        let first = spawn_blocked(s, "dedup-first", || {
+            q.send(Message::new(1).with_dedup_id("k"))
+        });
+        let second = spawn_blocked(s, "dedup-second", || {
+            q.send_timeout(Message::new(2).with_dedup_id("k"), LONG)
+        });
+        q.close();
+        let first = first
+            .join()
+            .unwrap()
+            .unwrap_err()
+            .into_inner()
+            .into_payload();
+        let second = second.join().unwrap().unwrap_err();
+        assert!(second.is_closed());
+        assert_eq!((first, second.into_inner().into_payload()), (1, 2));
+    });
+    assert_eq!(
+        q.try_iter().map(Message::into_payload).collect::<Vec<_>>(),
+        [0]
+    );
+    assert_eq!(q.stats().duplicates, 0);
+}
