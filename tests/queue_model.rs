@@ -154,6 +154,8 @@ enum LeaseOp {
     Extend(usize, u8),
     Advance(u8),
     Stats,
+    /// close(): later sends fail and hand their message back; receives drain, then `Closed`.
+    Close,
 }
 
 fn lease_op() -> impl Strategy<Value = LeaseOp> {
@@ -170,6 +172,7 @@ fn lease_op() -> impl Strategy<Value = LeaseOp> {
         1 => (any::<usize>(), 0u8..15).prop_map(|(i, d)| LeaseOp::Extend(i, d)),
         3 => (0u8..12).prop_map(LeaseOp::Advance),
         1 => Just(LeaseOp::Stats),
+        1 => Just(LeaseOp::Close),
     ]
 }
 
@@ -451,6 +454,14 @@ fn check_leases(dlq: bool, max: Option<u32>, ops: &[LeaseOp]) -> Result<(), Test
 
     for op in ops {
         match *op {
+            LeaseOp::Send if q.is_closed() => {
+                let back = q.send(u32::MAX).unwrap_err().into_inner().into_payload();
+                prop_assert_eq!(back, u32::MAX, "a send after close hands its message back");
+            }
+            LeaseOp::Close => {
+                let was = q.is_closed();
+                prop_assert_eq!(q.close(), !was, "close() is true the first time only");
+            }
             LeaseOp::Send => {
                 let i = m.msgs.len() as u32;
                 q.send(i).unwrap();
@@ -567,7 +578,8 @@ fn check_leases(dlq: bool, max: Option<u32>, ops: &[LeaseOp]) -> Result<(), Test
         }
         prop_assert_eq!(d.ack().is_ok(), valid);
     }
-    prop_assert!(q.close());
+    let was = q.is_closed();
+    prop_assert_eq!(q.close(), !was);
     let mut rounds = 0;
     loop {
         rounds += 1;
