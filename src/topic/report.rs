@@ -37,7 +37,8 @@ impl fmt::Display for SubscriptionId {
 /// What one publish did, subscription by subscription, counted by outcome.
 ///
 /// Every subscription the publish met is counted once in `delivered`, `filtered_out`,
-/// `dropped_newest`, `full`, `closed` or `rejected`; `dropped_oldest` counts older messages pushed
+/// `dropped_newest`, `full`, `closed` or `rejected`, except one dropped while the publish was
+/// under way (it is gone, and counted nowhere); `dropped_oldest` counts older messages pushed
 /// out to make room (their subscriptions are also counted in `delivered`).
 ///
 /// ```
