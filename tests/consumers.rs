@@ -816,8 +816,16 @@ fn a_heartbeat_of_duration_max_never_ticks_and_the_deadline_holds() {
     };
     queue.send(1).unwrap();
     wait_until("the handler runs", || gate.entered() == 1);
-    let report = pool.shutdown();
-    assert_eq!((report.still_running, report.released), (1, 1));
+    // Shut down on another thread, bounded: a dead supervisor would wait for the handler, which
+    // waits for the gate, for ever.
+    let (tx, rx) = mpsc::channel();
+    let shutting = thread::spawn(move || {
+        let _ = tx.send(pool.shutdown());
+    });
+    let report = rx.recv_timeout(LIMIT);
     gate.open();
+    shutting.join().unwrap();
+    let report = report.expect("the shutdown deadline was not enforced");
+    assert_eq!((report.still_running, report.released), (1, 1));
     assert_eq!(queue.stats().in_flight, 0);
 }
