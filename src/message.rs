@@ -555,8 +555,9 @@ impl ReplyMeta {
 /// ```
 ///
 /// The timestamp is the time the message was sent to the queue it is in (SQS's `SentTimestamp`),
-/// or published, on that queue's or topic's clock; it is `None` before the first send. A
-/// time-to-live counts from it, so a message forwarded to another queue starts a fresh TTL there.
+/// or the time it was published to a topic, on that queue's or topic's clock; it is `None` before
+/// the first send. A time-to-live counts from it, so a message forwarded to another queue or
+/// topic starts a fresh TTL there.
 pub struct Message<T> {
     payload: T,
     id: MessageId,
@@ -644,7 +645,8 @@ impl<T> Message<T> {
         self.ext.as_ref()?.dedup_id.as_deref()
     }
 
-    /// The time-to-live, counted from the send to the queue the message is in.
+    /// The time-to-live, counted from the send to the queue the message is in (or its publish
+    /// to the topic whose subscription holds it).
     pub fn ttl(&self) -> Option<Duration> {
         self.ext.as_ref()?.ttl
     }
@@ -701,8 +703,10 @@ impl<T> Message<T> {
         self
     }
 
-    /// Sets the time-to-live: the message expires `ttl` after it is sent to a queue, and an
-    /// expired message never reaches a consumer.
+    /// Sets the time-to-live: the message expires `ttl` after it is sent to a queue (or published
+    /// to a topic), and an expired message never reaches a consumer: a queue counts it in
+    /// `expired` (and dead-letters it if configured), a topic subscription in its own
+    /// [`expired`](crate::Subscription::expired) count.
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ext_mut().ttl = Some(ttl);
         self
@@ -728,18 +732,11 @@ impl<T> Message<T> {
         Arc::make_mut(self.ext.get_or_insert_with(Default::default))
     }
 
-    /// Stamps the send time: a queue's send sets it to its enqueue time.
+    /// Stamps the send time: a queue's send sets it to its enqueue time, a topic's publish to
+    /// the publish time.
     #[inline]
     pub(crate) fn stamp(&mut self, now: Nanos) {
         self.timestamp = now;
-    }
-
-    /// Stamps the send time if none is set (a topic's publish: the queues it feeds restamp).
-    #[inline]
-    pub(crate) fn stamp_if_unset(&mut self, now: Nanos) {
-        if self.timestamp == 0 {
-            self.timestamp = now;
-        }
     }
 
     #[inline]

@@ -7,8 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use switchboard::{
-    DeliverError, Endpoint, Message, Overflow, PublishError, PublishReport, Queue, RecvError,
-    RecvTimeoutError, SubscribeOptions, Subscription, SubscriptionId, Topic, TryRecvError,
+    DeliverError, Endpoint, ManualClock, Message, Overflow, PublishError, PublishReport, Queue,
+    RecvError, RecvTimeoutError, SubscribeOptions, Subscription, SubscriptionId, Topic,
+    TryRecvError,
 };
 
 /// Generous bound on anything that should happen promptly: a test fails, never hangs.
@@ -768,4 +769,71 @@ fn a_subscription_capacity_too_large_to_allocate_is_counted() {
         assert_eq!(h.join().unwrap().unwrap().delivered, 2);
     });
     assert_eq!(block.len(), CAP);
+}
+
+#[test]
+fn an_expired_message_never_reaches_a_subscriber_and_is_counted() {
+    let clock = ManualClock::new();
+    let topic = Topic::builder().clock(clock.clone()).build();
+    let sub = topic.subscribe();
+    let chained = Queue::builder().clock(clock.clone()).build();
+    topic.subscribe_queue(&chained);
+
+    // The TTL counts from the publish, not from an earlier send: this message waited an hour in
+    // a queue (of its two hours) before it is published.
+    let inbox = Queue::builder().clock(clock.clone()).build();
+    inbox
+        .send(Message::new(1).with_ttl(Duration::from_secs(7200)))
+        .unwrap();
+    clock.advance(Duration::from_secs(3600));
+    topic.publish(inbox.try_recv().unwrap()).unwrap();
+    clock.advance(Duration::from_secs(5000));
+    assert_eq!(drain(&sub), [1]);
+    assert_eq!(chained.try_recv().unwrap().into_payload(), 1);
+
+    topic
+        .publish(Message::new(2).with_ttl(Duration::from_secs(10)))
+        .unwrap();
+    topic.publish(3).unwrap();
+    clock.advance(Duration::from_secs(5));
+    topic
+        .publish(Message::new(4).with_ttl(Duration::from_secs(10)))
+        .unwrap();
+    clock.advance(Duration::from_secs(5));
+
+    // 2 ran out just now (10 s after its publish); 3 has no TTL; 4 has 5 s left.
+    assert_eq!(
+        sub.len(),
+        3,
+        "expired messages stay buffered until they come up"
+    );
+    assert_eq!(drain(&sub), [3, 4]);
+    assert_eq!((sub.expired(), sub.received()), (1, 3));
+    let s = topic.subscription_stats(sub.id()).unwrap();
+    assert_eq!((s.expired, s.received, s.lag), (1, 3, 0));
+    assert_eq!(sub.stats(), s);
+
+    // The chained queue applies the TTL itself and counts it there.
+    let got: Vec<i32> = chained.try_iter().map(|m| m.into_payload()).collect();
+    assert_eq!(got, [3, 4]);
+    assert_eq!(chained.stats().expired, 1);
+
+    // Blocking receives step over an expired message too.
+    topic
+        .publish(Message::new(5).with_ttl(Duration::from_secs(1)))
+        .unwrap();
+    topic.publish(6).unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(sub.recv().unwrap().into_payload(), 6);
+    topic
+        .publish(Message::new(7).with_ttl(Duration::from_secs(1)))
+        .unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(
+        sub.recv_timeout(Duration::from_millis(10)).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    assert_eq!((sub.expired(), sub.received()), (3, 4));
+    topic.close();
+    assert_eq!(sub.recv().unwrap_err(), RecvError);
 }

@@ -42,12 +42,13 @@ pub(crate) type SubKey = u64;
 
 pub(crate) type Validator<T> = dyn Fn(&Message<T>) -> Result<(), String> + Send + Sync;
 
-/// Counters of one subscription. `received` is written by the subscriber only; `dropped` by
-/// publishers, only when they drop something.
+/// Counters of one subscription. `received` and `expired` are written by the subscriber only;
+/// `dropped` by publishers, only when they drop something.
 #[derive(Default)]
 pub(crate) struct SubCounters {
     pub received: Padded<AtomicU64>,
     pub dropped: AtomicU64,
+    pub expired: AtomicU64,
 }
 
 /// Where a subscription's messages go.
@@ -101,6 +102,7 @@ impl<T> Sub<T> {
         SubscriptionStats {
             received: self.counters.received.0.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
+            expired: self.counters.expired.load(Ordering::Relaxed),
             lag,
         }
     }
@@ -332,7 +334,7 @@ impl<T: Clone> Shared<T> {
                 });
             }
         }
-        msg.stamp_if_unset(self.clock.nanos());
+        msg.stamp(self.clock.nanos());
         self.hot.0.published.fetch_add(1, Ordering::Relaxed);
 
         let mut report = PublishReport::default();

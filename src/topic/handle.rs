@@ -259,7 +259,14 @@ impl<T> Topic<T> {
             counters: Arc::clone(&counters),
             filtered: false,
         });
-        Subscription::new(rx, key, options, counters, Arc::downgrade(&self.shared))
+        Subscription::new(
+            rx,
+            key,
+            options,
+            counters,
+            self.shared.clock.clone(),
+            Arc::downgrade(&self.shared),
+        )
     }
 
     /// Chains a queue to the topic (topic-queue chaining, SNS to SQS): every message published

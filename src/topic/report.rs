@@ -141,6 +141,9 @@ pub struct SubscriptionStats {
     pub received: u64,
     /// Messages lost to this subscription, by its overflow policy or a closed endpoint.
     pub dropped: u64,
+    /// Messages whose time-to-live ran out in this subscription's buffer: discarded when they
+    /// came up, never received (0 for a chained endpoint: its queue counts them).
+    pub expired: u64,
     /// Messages buffered and not yet received (0 for a chained endpoint).
     pub lag: usize,
 }

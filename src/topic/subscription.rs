@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel as cb;
 
+use crate::clock::Clock;
 use crate::endpoint::deadline_after;
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::message::Message;
@@ -21,6 +22,11 @@ use crate::topic::{Overflow, SubscribeOptions, SubscriptionId, SubscriptionStats
 /// subscribed, in publish order. It is not `Clone`: a second subscriber subscribes. Dropping it
 /// unsubscribes at once; publishers then pay nothing for it. After the topic closes (or its last
 /// handle is dropped) it receives what it holds, then `Closed`.
+///
+/// A message with a time-to-live ([`Message::with_ttl`], counted from its publish) that runs out
+/// while it waits in the buffer never reaches the subscriber: a receive discards it when it comes
+/// up and counts it in [`expired`](Subscription::expired). Until then it is buffered, so it
+/// counts in [`len`](Subscription::len) and takes room.
 ///
 /// ```
 /// use switchboard::{Topic, TryRecvError};
@@ -41,6 +47,7 @@ pub struct Subscription<T> {
     key: SubKey,
     options: SubscribeOptions,
     counters: Arc<SubCounters>,
+    clock: Clock,
     topic: Weak<Shared<T>>,
 }
 
@@ -50,6 +57,7 @@ impl<T> Subscription<T> {
         key: SubKey,
         options: SubscribeOptions,
         counters: Arc<SubCounters>,
+        clock: Clock,
         topic: Weak<Shared<T>>,
     ) -> Subscription<T> {
         Subscription {
@@ -57,14 +65,23 @@ impl<T> Subscription<T> {
             key,
             options,
             counters,
+            clock,
             topic,
         }
     }
 
+    /// A message taken from the buffer: received, or discarded and counted if its time-to-live
+    /// ran out (the clock is read only for messages that have one).
     #[inline]
-    fn got(&self, m: Message<T>) -> Message<T> {
+    fn got(&self, m: Message<T>) -> Option<Message<T>> {
+        if let Some(at) = m.expiry_nanos() {
+            if at <= self.clock.nanos() {
+                self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+        }
         self.counters.received.0.fetch_add(1, Ordering::Relaxed);
-        m
+        Some(m)
     }
 
     /// Receives a message if one is buffered, without waiting.
@@ -89,10 +106,15 @@ impl<T> Subscription<T> {
     /// ```
     #[inline]
     pub fn try_recv(&self) -> Result<Message<T>, TryRecvError> {
-        match self.rx.try_recv() {
-            Ok(m) => Ok(self.got(m)),
-            Err(cb::TryRecvError::Empty) => Err(TryRecvError::Empty),
-            Err(cb::TryRecvError::Disconnected) => Err(TryRecvError::Closed),
+        loop {
+            match self.rx.try_recv() {
+                Ok(m) => match self.got(m) {
+                    Some(m) => return Ok(m),
+                    None => continue,
+                },
+                Err(cb::TryRecvError::Empty) => return Err(TryRecvError::Empty),
+                Err(cb::TryRecvError::Disconnected) => return Err(TryRecvError::Closed),
+            }
         }
     }
 
@@ -103,9 +125,14 @@ impl<T> Subscription<T> {
     /// [`RecvError`] when the topic is closed and nothing is left.
     #[inline]
     pub fn recv(&self) -> Result<Message<T>, RecvError> {
-        match self.rx.recv() {
-            Ok(m) => Ok(self.got(m)),
-            Err(_) => Err(RecvError),
+        loop {
+            match self.rx.recv() {
+                Ok(m) => match self.got(m) {
+                    Some(m) => return Ok(m),
+                    None => continue,
+                },
+                Err(_) => return Err(RecvError),
+            }
         }
     }
 
@@ -135,10 +162,15 @@ impl<T> Subscription<T> {
     ///
     /// As [`recv_timeout`](Subscription::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<T>, RecvTimeoutError> {
-        match self.rx.recv_deadline(deadline) {
-            Ok(m) => Ok(self.got(m)),
-            Err(cb::RecvTimeoutError::Timeout) => Err(RecvTimeoutError::Timeout),
-            Err(cb::RecvTimeoutError::Disconnected) => Err(RecvTimeoutError::Closed),
+        loop {
+            match self.rx.recv_deadline(deadline) {
+                Ok(m) => match self.got(m) {
+                    Some(m) => return Ok(m),
+                    None => continue,
+                },
+                Err(cb::RecvTimeoutError::Timeout) => return Err(RecvTimeoutError::Timeout),
+                Err(cb::RecvTimeoutError::Disconnected) => return Err(RecvTimeoutError::Closed),
+            }
         }
     }
 
@@ -244,11 +276,31 @@ impl<T> Subscription<T> {
         self.counters.dropped.load(Ordering::Relaxed)
     }
 
+    /// Messages whose time-to-live ran out in the buffer, discarded instead of received.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{ManualClock, Message, Topic};
+    ///
+    /// let clock = ManualClock::new();
+    /// let topic = Topic::builder().clock(clock.clone()).build();
+    /// let sub = topic.subscribe();
+    /// topic.publish(Message::new("stale soon").with_ttl(Duration::from_secs(1))).unwrap();
+    /// topic.publish("lasting").unwrap();
+    /// clock.advance(Duration::from_secs(2));
+    /// assert_eq!(sub.try_recv().unwrap().into_payload(), "lasting");
+    /// assert_eq!((sub.expired(), sub.received()), (1, 1));
+    /// ```
+    pub fn expired(&self) -> u64 {
+        self.counters.expired.load(Ordering::Relaxed)
+    }
+
     /// Received, dropped and lag together.
     pub fn stats(&self) -> SubscriptionStats {
         SubscriptionStats {
             received: self.received(),
             dropped: self.dropped(),
+            expired: self.expired(),
             lag: self.len(),
         }
     }
