@@ -269,21 +269,23 @@ impl<T: Clone> Endpoint<T> {
                 }),
             },
             Kind::Topic(t) => match t.publish_wait(msg, wait) {
-                Ok(report) => Ok(report.delivered),
+                Ok(report) => Ok(report.reach()),
                 Err(PublishError::Closed(m)) => Err(none(DeliverError::Closed(m))),
                 Err(PublishError::Rejected { message, reason }) => {
                     Err(none(DeliverError::Rejected { message, reason }))
                 }
                 Err(PublishError::Full { message, report }) => Err(Partial {
                     error: DeliverError::Full(message),
-                    reached: report.delivered,
+                    reached: report.reach(),
                 }),
             },
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
                 Ok((_, None, reach, _)) => Ok(reach),
                 Ok((_, Some(error), reached, _)) => Err(Partial { error, reached }),
-                Err(RecipientListError::Stopped { error, .. }) => Err(none(error)),
-                Err(RecipientListError::UnknownRecipient { name, message }) => {
+                Err((RecipientListError::Stopped { error, .. }, reached)) => {
+                    Err(Partial { error, reached })
+                }
+                Err((RecipientListError::UnknownRecipient { name, message }, _)) => {
                     Err(none(DeliverError::Rejected {
                         message,
                         reason: format!("unknown recipient {name}"),

@@ -462,8 +462,9 @@ struct Set<T> {
 }
 
 /// What a send did: its report, the first failure's error under `Continue` (with its copy), how
-/// many final receivers got a copy, and the recipients whose delivery failed yet reached some
-/// (a topic with some subscriptions full).
+/// many final receivers got a copy, and the recipients that reached at least one of them (which
+/// leaves out a topic with no subscribers, and takes in a topic whose delivery failed on some
+/// full subscriptions but reached the others).
 pub(crate) type Dispatched<T> = (
     RecipientReport,
     Option<DeliverError<T>>,
@@ -807,6 +808,7 @@ impl<T: Clone> RecipientList<T> {
     ) -> Result<(RecipientReport, Option<DeliverError<T>>), RecipientListError<T>> {
         self.dispatch_reach(msg, wait, prepare)
             .map(|(report, back, ..)| (report, back))
+            .map_err(|(e, _)| e)
     }
 
     /// [`dispatch`](Self::dispatch), also saying how many final receivers got a copy: 1 for a
@@ -817,7 +819,7 @@ impl<T: Clone> RecipientList<T> {
         msg: Message<T>,
         wait: Wait,
         mut prepare: impl FnMut(&Arc<str>, &mut Message<T>),
-    ) -> Result<Dispatched<T>, RecipientListError<T>> {
+    ) -> Result<Dispatched<T>, (RecipientListError<T>, usize)> {
         let shared = &*self.shared;
         let set = shared.set.load();
 
@@ -871,7 +873,10 @@ impl<T: Clone> RecipientList<T> {
             }),
         }
         if let Some(name) = first_unknown {
-            return Err(RecipientListError::UnknownRecipient { name, message: msg });
+            return Err((
+                RecipientListError::UnknownRecipient { name, message: msg },
+                0,
+            ));
         }
 
         // Deliver: a clone to each known recipient, the original to the last.
@@ -880,7 +885,7 @@ impl<T: Clone> RecipientList<T> {
         let mut back: Option<DeliverError<T>> = None;
         let mut stopped = false;
         let mut reach = 0;
-        let mut partly = Vec::new();
+        let mut reaching = Vec::new();
         for (k, ((name, outcome), &i)) in entries.iter_mut().zip(at.as_slice()).enumerate() {
             if *outcome != Outcome::Skipped {
                 continue;
@@ -896,6 +901,9 @@ impl<T: Clone> RecipientList<T> {
                 Ok(n) => {
                     *outcome = Outcome::Delivered;
                     reach += n;
+                    if n > 0 {
+                        reaching.push(Arc::clone(name));
+                    }
                 }
                 Err(Partial {
                     error: err,
@@ -904,7 +912,7 @@ impl<T: Clone> RecipientList<T> {
                     // A topic whose full subscriptions failed the delivery: the others got it.
                     reach += reached;
                     if reached > 0 {
-                        partly.push(Arc::clone(name));
+                        reaching.push(Arc::clone(name));
                     }
                     *outcome = Outcome::of(&err);
                     if back.is_none() {
@@ -921,8 +929,8 @@ impl<T: Clone> RecipientList<T> {
         drop(set);
         let report = RecipientReport { entries };
         match back {
-            Some(error) if stopped => Err(RecipientListError::Stopped { report, error }),
-            back => Ok((report, back, reach, partly)),
+            Some(error) if stopped => Err((RecipientListError::Stopped { report, error }, reach)),
+            back => Ok((report, back, reach, reaching)),
         }
     }
 }

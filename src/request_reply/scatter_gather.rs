@@ -199,8 +199,8 @@ impl<Rep> Gathered<Rep> {
         self.expected.saturating_sub(self.replies.len())
     }
 
-    /// The recipients the route chose that the request did not reach (full, closed, refused or
-    /// unknown), for recipient-list scatters.
+    /// The recipients the route chose that the request did not reach (full, closed, refused,
+    /// unknown, or a topic without subscribers), for recipient-list scatters.
     pub fn unreached(&self) -> &[String] {
         &self.unreached
     }
@@ -374,30 +374,34 @@ where
                     m.payload_mut().reply_to.set_recipient(Arc::clone(name))
                 });
                 match named {
-                    Ok((report, _, reach, partly)) => {
+                    Ok((_, Some(back), 0, _)) => Err(match undelivered(back) {
+                        RequestError::Full => GatherError::Full,
+                        RequestError::Rejected(r) => GatherError::Rejected(r),
+                        _ => GatherError::NoResponder,
+                    }),
+                    Ok((report, _, reach, reaching)) => {
                         // A recipient that fans out (a topic) reached several responders, and
                         // one with no subscribers none: wait for the responders reached, not
                         // for one reply per name. A topic with some subscriptions full reached
-                        // the others: its replies are awaited, so it counts as reached.
-                        let reached = |n: &str, o: &crate::recipient_list::Outcome| {
-                            o.is_delivered() || partly.iter().any(|p| **p == *n)
-                        };
+                        // the others: its replies are awaited, so it counts as reached; one
+                        // with no subscribers reached nobody, so it is unreached.
+                        let reached = |n: &str| reaching.iter().any(|r| **r == *n);
                         let names: Vec<String> = report
                             .iter()
-                            .filter(|(n, o)| reached(n, o))
+                            .filter(|(n, _)| reached(n))
                             .map(|(n, _)| n.to_owned())
                             .collect();
                         let unreached = report
                             .iter()
-                            .filter(|(n, o)| !reached(n, o))
+                            .filter(|(n, _)| !reached(n))
                             .map(|(n, _)| n.to_owned())
                             .collect();
                         Ok((reach, names, unreached))
                     }
-                    Err(RecipientListError::UnknownRecipient { name, .. }) => {
+                    Err((RecipientListError::UnknownRecipient { name, .. }, _)) => {
                         Err(GatherError::UnknownRecipient(name))
                     }
-                    Err(RecipientListError::Stopped { report, .. }) => {
+                    Err((RecipientListError::Stopped { report, .. }, _)) => {
                         let (name, outcome) = report
                             .iter()
                             .find(|(_, o)| o.is_failure())

@@ -551,8 +551,10 @@ fn deliver_endpoint<T: Clone>(
     // counts the ones it could not reach itself, and handing the message back would have a
     // retrying publisher send the others a duplicate.
     let err = match e.deliver_to_some(msg, how) {
-        Ok(_) => {
+        Ok(n) => {
             report.delivered += 1;
+            report.chained += 1;
+            report.chained_reach += n;
             return;
         }
         Err(err) => err,

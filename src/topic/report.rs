@@ -58,7 +58,12 @@ impl fmt::Display for SubscriptionId {
 pub struct PublishReport {
     /// Subscriptions that got the message.
     pub delivered: usize,
-    /// Subscriptions whose filter did not match (always 0 until filters come).
+    /// Of `delivered`, the endpoint subscriptions (chained queues, topics, lists, closures)...
+    pub(crate) chained: usize,
+    /// ...and the final receivers they reached (a chained topic counts its subscriptions): how
+    /// many replies a request published here can bring.
+    pub(crate) chained_reach: usize,
+    /// Subscriptions whose filter did not match.
     pub filtered_out: usize,
     /// Older messages dropped to make room ([`Overflow::DropOldest`](crate::Overflow::DropOldest)).
     pub dropped_oldest: usize,
@@ -76,6 +81,11 @@ pub struct PublishReport {
 }
 
 impl PublishReport {
+    /// Final receivers reached: channel subscriptions, plus what chained endpoints reached.
+    pub(crate) fn reach(&self) -> usize {
+        self.delivered - self.chained + self.chained_reach
+    }
+
     /// Every message lost to a subscription: `dropped_oldest + dropped_newest + full + closed +
     /// rejected`.
     pub fn dropped(&self) -> usize {
