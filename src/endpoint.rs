@@ -282,9 +282,11 @@ impl<T: Clone> Endpoint<T> {
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
                 Ok((_, None, reach, _)) => Ok(reach),
                 Ok((_, Some(error), reached, _)) => Err(Partial { error, reached }),
-                Err((RecipientListError::Stopped { error, .. }, reached)) => {
-                    Err(Partial { error, reached })
-                }
+                Err((
+                    RecipientListError::Stopped { error, .. }
+                    | RecipientListError::Undelivered { error, .. },
+                    reached,
+                )) => Err(Partial { error, reached }),
                 Err((RecipientListError::UnknownRecipient { name, message }, _)) => {
                     Err(none(DeliverError::Rejected {
                         message,

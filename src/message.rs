@@ -557,7 +557,10 @@ impl ReplyMeta {
 /// The timestamp is the time the message was sent to the queue it is in (SQS's `SentTimestamp`),
 /// or the time it was published to a topic, on that queue's or topic's clock; it is `None` before
 /// the first send. A time-to-live counts from it, so a message forwarded to another queue or
-/// topic starts a fresh TTL there.
+/// topic starts a fresh TTL there. A dead letter keeps the timestamp of its send to the source
+/// queue (as SQS keeps `SentTimestamp`), in the dead-letter queue and when redriven; in a
+/// dead-letter queue only that queue's retention applies, not the message's time-to-live (which
+/// may be why it is there).
 pub struct Message<T> {
     payload: T,
     id: MessageId,

@@ -236,12 +236,14 @@ pub enum OnFailure {
 /// ```
 /// use switchboard::{Outcome, Queue, RecipientList, Route};
 ///
-/// let q = Queue::bounded(1);
-/// let list = RecipientList::new(Route::to(["q", "nobody"]));
+/// let (q, log) = (Queue::bounded(1), Queue::unbounded());
+/// let list = RecipientList::new(Route::to(["q", "log", "nobody"]));
 /// list.add("q", &q);
+/// list.add("log", &log);
 /// list.try_send(1).unwrap();
 /// let report = list.try_send(2).unwrap();
 /// assert_eq!(report.get("q"), Some(&Outcome::Full));
+/// assert_eq!(report.get("log"), Some(&Outcome::Delivered));
 /// assert!(report.get("q").unwrap().is_failure());
 /// assert_eq!(report.get("nobody").unwrap().to_string(), "unknown name");
 /// ```
@@ -416,6 +418,15 @@ pub enum RecipientListError<T> {
         /// The failing recipient's error, holding the message.
         error: DeliverError<T>,
     },
+    /// Under [`OnFailure::Continue`], every chosen recipient failed (or reached nobody) and at
+    /// least one failed: no one took the message, so it comes back rather than being dropped.
+    #[error("no recipient took the message: {error}")]
+    Undelivered {
+        /// Every chosen recipient's outcome.
+        report: RecipientReport,
+        /// The first failing recipient's error, holding the message.
+        error: DeliverError<T>,
+    },
 }
 
 impl<T> RecipientListError<T> {
@@ -423,7 +434,8 @@ impl<T> RecipientListError<T> {
     pub fn into_inner(self) -> Message<T> {
         match self {
             RecipientListError::UnknownRecipient { message, .. } => message,
-            RecipientListError::Stopped { error, .. } => error.into_inner(),
+            RecipientListError::Stopped { error, .. }
+            | RecipientListError::Undelivered { error, .. } => error.into_inner(),
         }
     }
 
@@ -431,7 +443,8 @@ impl<T> RecipientListError<T> {
     pub fn report(&self) -> Option<&RecipientReport> {
         match self {
             RecipientListError::UnknownRecipient { .. } => None,
-            RecipientListError::Stopped { report, .. } => Some(report),
+            RecipientListError::Stopped { report, .. }
+            | RecipientListError::Undelivered { report, .. } => Some(report),
         }
     }
 }
@@ -445,6 +458,11 @@ impl<T> fmt::Debug for RecipientListError<T> {
                 .finish_non_exhaustive(),
             RecipientListError::Stopped { report, error } => f
                 .debug_struct("Stopped")
+                .field("report", report)
+                .field("error", error)
+                .finish(),
+            RecipientListError::Undelivered { report, error } => f
+                .debug_struct("Undelivered")
                 .field("report", report)
                 .field("error", error)
                 .finish(),
@@ -714,9 +732,11 @@ impl<T: Clone> RecipientList<T> {
     ///
     /// # Errors
     ///
-    /// Only under the explicit policies: [`RecipientListError::UnknownRecipient`] under
+    /// Under the explicit policies: [`RecipientListError::UnknownRecipient`] under
     /// [`UnknownRecipients::Error`], [`RecipientListError::Stopped`] under [`OnFailure::Stop`].
-    /// Otherwise failures are in the report.
+    /// Under [`OnFailure::Continue`], failures are in the report, unless no recipient took the
+    /// message: then [`RecipientListError::Undelivered`] hands it back. (When some took it, it
+    /// is not handed back: a retry would give those a duplicate.)
     ///
     /// # Examples
     ///
@@ -753,7 +773,10 @@ impl<T: Clone> RecipientList<T> {
     /// let list = RecipientList::new(Route::to(["q"]));
     /// list.add("q", &q);
     /// assert!(list.try_send(1).unwrap().is_complete());
-    /// assert_eq!(list.try_send(2).unwrap().get("q"), Some(&Outcome::Full));
+    /// // Nobody took the second: it comes back, with the report.
+    /// let err = list.try_send(2).unwrap_err();
+    /// assert_eq!(err.report().unwrap().get("q"), Some(&Outcome::Full));
+    /// assert_eq!(err.into_inner().into_payload(), 2);
     /// ```
     pub fn try_send(
         &self,
@@ -793,25 +816,22 @@ impl<T: Clone> RecipientList<T> {
         msg: Message<T>,
         wait: Wait,
     ) -> Result<RecipientReport, RecipientListError<T>> {
-        self.dispatch(msg, wait, |_, _| {})
-            .map(|(report, _)| report)
+        match self.dispatch_reach(msg, wait, |_, _| {}) {
+            // Nobody took it (a recipient that failed on some of its own receivers but reached
+            // others did): the message comes back instead of being dropped.
+            Ok((report, Some(error), _, reaching))
+                if reaching.is_empty() && report.delivered() == 0 =>
+            {
+                Err(RecipientListError::Undelivered { report, error })
+            }
+            Ok((report, ..)) => Ok(report),
+            Err((e, _)) => Err(e),
+        }
     }
 
     /// The send: resolves the route against the current set, then delivers a copy to each chosen
     /// recipient after `prepare` saw it. Under `Continue`, the first failure's error (with its
-    /// copy) comes back beside the report.
-    pub(crate) fn dispatch(
-        &self,
-        msg: Message<T>,
-        wait: Wait,
-        prepare: impl FnMut(&Arc<str>, &mut Message<T>),
-    ) -> Result<(RecipientReport, Option<DeliverError<T>>), RecipientListError<T>> {
-        self.dispatch_reach(msg, wait, prepare)
-            .map(|(report, back, ..)| (report, back))
-            .map_err(|(e, _)| e)
-    }
-
-    /// [`dispatch`](Self::dispatch), also saying how many final receivers got a copy: 1 for a
+    /// copy) comes back beside the report. It also says how many final receivers got a copy: 1 for a
     /// queue or a closure recipient, the subscriptions a topic recipient reached, and so on down
     /// a nested list (what a scatter-gather waits for).
     pub(crate) fn dispatch_reach(

@@ -241,6 +241,61 @@ fn stop_or_continue_on_failure() {
     assert_eq!((drain(&a), drain(&c)), (vec![2], vec![]));
 }
 
+/// Under `Continue`, a message no recipient took comes back to the sender (not dropped); one
+/// that some took does not (a retry would give them a duplicate).
+#[test]
+fn a_message_no_recipient_took_is_handed_back() {
+    let full = Queue::bounded(1);
+    full.send(0).unwrap();
+    let closed = Queue::unbounded();
+    closed.close();
+    let list = RecipientList::new(Route::to(["full", "closed", "ghost"]));
+    list.add("full", &full);
+    list.add("closed", &closed);
+    let err = list.try_send(7).unwrap_err();
+    assert!(
+        matches!(err, RecipientListError::Undelivered { .. }),
+        "{err:?}"
+    );
+    let report = err.report().unwrap().clone();
+    assert_eq!(report.get("full"), Some(&Outcome::Full));
+    assert_eq!(report.get("closed"), Some(&Outcome::Closed));
+    assert_eq!(report.get("ghost"), Some(&Outcome::Unknown));
+    assert_eq!(
+        err.to_string(),
+        "no recipient took the message: delivering to a full endpoint"
+    );
+    assert!(format!("{err:?}").starts_with("Undelivered"));
+    assert_eq!(err.into_inner().into_payload(), 7);
+    // Blocking sends too, once the time is up.
+    let err = list
+        .send_timeout(8, std::time::Duration::from_millis(5))
+        .unwrap_err();
+    assert_eq!(err.into_inner().into_payload(), 8);
+    assert_eq!(drain(&full), [0], "the full queue got nothing more");
+
+    // One recipient took it: the report says who failed, and the message is not handed back.
+    let ok = Queue::unbounded();
+    let some = RecipientList::new(Route::to(["closed", "ok"]));
+    some.add("closed", &closed);
+    some.add("ok", &ok);
+    let r = some.try_send(9).unwrap();
+    assert_eq!((r.delivered(), r.failed()), (1, 1));
+    assert_eq!(drain(&ok), [9]);
+
+    // A route that chose only unknown names under `Skip` failed nowhere: `Ok`. So did a topic
+    // without subscribers: it took the message (publishing to nobody is not an error).
+    let empty_topic: Topic<i32> = Topic::new();
+    let quiet = RecipientList::new(Route::to(["ghost", "empty", "closed"]));
+    quiet.add("empty", &empty_topic);
+    quiet.add("closed", &closed);
+    let r = quiet.try_send(10).unwrap();
+    assert_eq!((r.unknown(), r.delivered(), r.failed()), (1, 1, 1));
+    let unknown = RecipientList::new(Route::to(["ghost"]));
+    unknown.add("ok", &ok);
+    assert_eq!(unknown.try_send(11).unwrap().unknown(), 1);
+}
+
 #[test]
 fn chains_with_topics() {
     // A topic feeds a list, the list feeds a topic and a queue.

@@ -73,7 +73,8 @@ impl<T> Delivery<T> {
         self.info.attempts
     }
 
-    /// When the message was first delivered (equal to now on the first attempt).
+    /// When the message was first delivered (the queue clock's coarse reading at that receive;
+    /// on the first attempt, this receive's).
     pub fn first_delivered_at(&self) -> Instant {
         clock::to_instant(self.info.first_delivered)
     }
@@ -124,7 +125,8 @@ impl<T> Delivery<T> {
         )
     }
 
-    /// Not done: the message goes back to the queue after `delay` (a retry backoff).
+    /// Not done: the message goes back to the queue after `delay` (a retry backoff), or to the
+    /// dead-letter queue at once if it has had its maximum number of deliveries.
     ///
     /// # Errors
     ///

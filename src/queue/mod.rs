@@ -168,13 +168,15 @@ impl Sent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueueStats {
-    /// Messages waiting to be received now.
+    /// Messages waiting to be received now. A message whose time-to-live ran out counts here
+    /// until a receiver comes to it, discards it and counts it in `expired`.
     pub visible: usize,
     /// Messages leased and not yet settled.
     pub in_flight: usize,
     /// Messages waiting for their delay to pass.
     pub delayed: usize,
-    /// Messages accepted: sends, delayed sends, dead letters and redrives arriving.
+    /// Messages enqueued: sends, delayed sends, dead letters and redrives arriving. A duplicate
+    /// (de-duplication) is counted in `duplicates` only.
     pub sent: u64,
     /// Receives: plain and leased, redeliveries included.
     pub received: u64,
@@ -503,7 +505,8 @@ impl<T> Queue<T> {
 
     /// Waits up to `wait` for a first message, then takes up to `max` in all without waiting
     /// more (SQS's `ReceiveMessage` with `MaxNumberOfMessages` and `WaitTimeSeconds`). An empty
-    /// vector means nothing came within `wait`.
+    /// vector means nothing came within `wait`; with `max == 0` it comes at once, taking
+    /// nothing and telling nothing (not even `RecvError` on a closed queue).
     ///
     /// # Errors
     ///
@@ -578,7 +581,8 @@ impl<T> Queue<T> {
             .receive_deadline(deadline)
     }
 
-    /// Waits up to `wait` for a first message, then leases up to `max` in all.
+    /// Waits up to `wait` for a first message, then leases up to `max` in all. With `max == 0`
+    /// it returns an empty vector at once, as [`recv_many`](Queue::recv_many) does.
     ///
     /// The rest of the batch is leased under one lock and one clock reading, so a consumer that
     /// takes batches and settles them with [`ack_many`](Queue::ack_many) pays the lease
@@ -701,7 +705,8 @@ impl<T> Queue<T> {
         self.shared.is_closed()
     }
 
-    /// Messages waiting to be received now (fresh and returned; not delayed or in flight).
+    /// Messages waiting to be received now (fresh and returned; not delayed or in flight). A
+    /// message whose time-to-live ran out counts until a receiver comes to it and discards it.
     pub fn len(&self) -> usize {
         self.shared.len()
     }

@@ -401,7 +401,11 @@ where
                     Err((RecipientListError::UnknownRecipient { name, .. }, _)) => {
                         Err(GatherError::UnknownRecipient(name))
                     }
-                    Err((RecipientListError::Stopped { report, .. }, _)) => {
+                    Err((
+                        RecipientListError::Stopped { report, .. }
+                        | RecipientListError::Undelivered { report, .. },
+                        _,
+                    )) => {
                         let (name, outcome) = report
                             .iter()
                             .find(|(_, o)| o.is_failure())

@@ -2,7 +2,7 @@
 //!
 //! A [`Topic`] is the in-process equivalent of an SNS topic. [`Topic::publish`] hands a copy of
 //! the message to each subscription and returns a [`PublishReport`] saying what happened
-//! (delivered, dropped by an overflow policy, and later filtered out). A subscription is either
+//! (delivered, dropped by an overflow policy, filtered out). A subscription is either
 //!
 //! - a [`Subscription`] from [`subscribe`](Topic::subscribe): its own buffer, received from like a
 //!   queue, or

@@ -149,7 +149,8 @@ pub struct TopicStats {
 pub struct SubscriptionStats {
     /// Messages the subscriber received (0 for a chained endpoint: its queue counts them).
     pub received: u64,
-    /// Messages lost to this subscription, by its overflow policy or a closed endpoint.
+    /// Messages lost to this subscription, by its overflow policy, or a closed or refusing
+    /// endpoint.
     pub dropped: u64,
     /// Messages whose time-to-live ran out in this subscription's buffer: discarded when they
     /// came up, never received (0 for a chained endpoint: its queue counts them).

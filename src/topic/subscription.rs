@@ -271,7 +271,8 @@ impl<T> Subscription<T> {
         self.counters.received.0.load(Ordering::Relaxed)
     }
 
-    /// Messages this subscription lost to its overflow policy: how much it missed.
+    /// Messages this subscription lost to its overflow policy (or, chained, to a closed or
+    /// refusing endpoint): how much it missed.
     pub fn dropped(&self) -> u64 {
         self.counters.dropped.load(Ordering::Relaxed)
     }
