@@ -192,21 +192,126 @@ pub enum AckError {
 mod tests {
     use super::*;
 
+    use crate::{
+        DeliverError, Filter, GatherError, PublishError, PublishReport, RecipientListError,
+        RecipientReport, ReplyError, RequestError,
+    };
+
+    /// The Display texts of one value of each listed variant of `$ty`. Each pattern must match
+    /// its value, and the patterns together must be exhaustive (no wildcard): a new variant does
+    /// not compile until it is listed here.
+    macro_rules! every_variant {
+        ($ty:ty { $($pat:pat => $val:expr),+ $(,)? }) => {{
+            fn exhaustive(e: &$ty) {
+                match e {
+                    $($pat => {})+
+                }
+            }
+            let mut texts: Vec<String> = Vec::new();
+            $(
+                let v: $ty = $val;
+                assert!(matches!(&v, $pat), "{} is not {}", stringify!($val), stringify!($pat));
+                exhaustive(&v);
+                texts.push(v.to_string());
+            )+
+            texts
+        }};
+    }
+
     #[test]
     fn display_is_lowercase_without_period() {
-        let msgs = [
-            SendError(Message::new(())).to_string(),
-            TrySendError::Full(Message::new(())).to_string(),
-            SendTimeoutError::Timeout(Message::new(())).to_string(),
+        let m = || Message::new(());
+        let mut msgs = vec![
+            SendError(m()).to_string(),
+            SendBatchError::<()> {
+                sent: 1,
+                unsent: vec![m()],
+            }
+            .to_string(),
             RecvError.to_string(),
-            TryRecvError::Empty.to_string(),
-            RecvTimeoutError::Closed.to_string(),
-            AckError::LeaseExpired(MessageId::next()).to_string(),
+            // A struct whose text comes from the parser: tests/filter.rs (every_error_kind)
+            // checks the text of every kind; two here.
+            Filter::<()>::from_json("{invalidjson}")
+                .unwrap_err()
+                .to_string(),
+            Filter::<()>::from_json(r#"{"k": [{"numeric": [">", 3, "<", 1]}]}"#)
+                .unwrap_err()
+                .to_string(),
         ];
+        msgs.extend(every_variant!(TrySendError<()> {
+            TrySendError::Full(_) => TrySendError::Full(m()),
+            TrySendError::Closed(_) => TrySendError::Closed(m()),
+        }));
+        msgs.extend(every_variant!(SendTimeoutError<()> {
+            SendTimeoutError::Timeout(_) => SendTimeoutError::Timeout(m()),
+            SendTimeoutError::Closed(_) => SendTimeoutError::Closed(m()),
+        }));
+        msgs.extend(every_variant!(TryRecvError {
+            TryRecvError::Empty => TryRecvError::Empty,
+            TryRecvError::Closed => TryRecvError::Closed,
+        }));
+        msgs.extend(every_variant!(RecvTimeoutError {
+            RecvTimeoutError::Timeout => RecvTimeoutError::Timeout,
+            RecvTimeoutError::Closed => RecvTimeoutError::Closed,
+        }));
+        msgs.extend(every_variant!(AckError {
+            AckError::LeaseExpired(_) => AckError::LeaseExpired(MessageId::next()),
+        }));
+        msgs.extend(every_variant!(DeliverError<()> {
+            DeliverError::Full(_) => DeliverError::Full(m()),
+            DeliverError::Closed(_) => DeliverError::Closed(m()),
+            DeliverError::Rejected { .. } => DeliverError::rejected(m(), "not wanted"),
+        }));
+        msgs.extend(every_variant!(PublishError<()> {
+            PublishError::Closed(_) => PublishError::Closed(m()),
+            PublishError::Rejected { .. } => PublishError::Rejected {
+                message: m(),
+                reason: "not wanted".into(),
+            },
+            PublishError::Full { .. } => PublishError::Full {
+                message: m(),
+                report: PublishReport::default(),
+            },
+        }));
+        msgs.extend(every_variant!(RecipientListError<()> {
+            RecipientListError::UnknownRecipient { .. } => RecipientListError::UnknownRecipient {
+                name: "billing".into(),
+                message: m(),
+            },
+            RecipientListError::Stopped { .. } => RecipientListError::Stopped {
+                report: RecipientReport::default(),
+                error: DeliverError::Closed(m()),
+            },
+            RecipientListError::Undelivered { .. } => RecipientListError::Undelivered {
+                report: RecipientReport::default(),
+                error: DeliverError::Full(m()),
+            },
+        }));
+        msgs.extend(every_variant!(RequestError {
+            RequestError::NoResponder => RequestError::NoResponder,
+            RequestError::Unanswered => RequestError::Unanswered,
+            RequestError::Timeout => RequestError::Timeout,
+            RequestError::Full => RequestError::Full,
+            RequestError::Rejected(_) => RequestError::Rejected("not wanted".into()),
+        }));
+        msgs.extend(every_variant!(GatherError {
+            GatherError::NoResponder => GatherError::NoResponder,
+            GatherError::Full => GatherError::Full,
+            GatherError::Rejected(_) => GatherError::Rejected("not wanted".into()),
+            GatherError::UnknownRecipient(_) => GatherError::UnknownRecipient("billing".into()),
+            GatherError::RecipientFailed { .. } => GatherError::RecipientFailed {
+                name: "billing".into(),
+                outcome: "closed".into(),
+            },
+        }));
+        msgs.extend(every_variant!(ReplyError<()> {
+            ReplyError::Late(_) => ReplyError::Late(()),
+        }));
+        assert_eq!(msgs.len(), 34);
         for m in msgs {
             assert!(
-                m.chars().next().unwrap().is_lowercase() && !m.ends_with('.'),
-                "{m}"
+                m.starts_with(char::is_lowercase) && !m.ends_with('.'),
+                "{m:?}"
             );
         }
     }

@@ -1,6 +1,8 @@
 //! Worker pools: outcomes, retries on the queue's clock, panics, heartbeat, shutdown, batches,
 //! flow control, and a stress test that counts every message's final state.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -772,19 +774,28 @@ fn handles_and_reports_are_send_and_sync() {
 fn close_wakes_every_blocked_leased_receiver() {
     for round in 0..50 {
         let q: Queue<u64> = Queue::unbounded();
-        let receivers: Vec<_> = (0..4)
-            .map(|_| {
+        // Named (unique per round) so that /proc tells when each is blocked.
+        let names: Vec<String> = (0..4).map(|i| format!("recv-{round}-{i}")).collect();
+        let receivers: Vec<_> = names
+            .iter()
+            .map(|name| {
                 let q = q.clone();
-                thread::spawn(move || {
-                    while let Ok(d) = q.receive() {
-                        d.ack().unwrap();
-                    }
-                })
+                thread::Builder::new()
+                    .name(name.clone())
+                    .spawn(move || {
+                        while let Ok(d) = q.receive() {
+                            d.ack().unwrap();
+                        }
+                    })
+                    .unwrap()
             })
             .collect();
         q.send_batch(0..1000).unwrap();
         wait_until("all acked", || q.stats().acked == 1000);
-        thread::sleep(Duration::from_millis(1)); // let them all block again
+        // Nothing is left to receive: each receiver ends up blocked in `receive`.
+        wait_until("all receivers block again", || {
+            names.iter().all(|name| common::is_sleeping(name))
+        });
         q.close();
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {

@@ -114,6 +114,59 @@ fn groups_flow_in_parallel() {
 }
 
 #[test]
+fn groups_waiting_counts_groups_with_a_message_waiting_not_those_only_in_flight() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().build();
+    assert_eq!(q.stats().groups_waiting, 0);
+    for g in ["a", "b"] {
+        q.send(grouped(g, 0)).unwrap();
+        q.send(grouped(g, 1)).unwrap();
+    }
+    // A third group whose only message goes in flight: nothing of it waits.
+    q.send(grouped("c", 0)).unwrap();
+    assert_eq!(
+        q.stats().groups_waiting,
+        3,
+        "all three groups have a message waiting"
+    );
+    let mut held: HashMap<String, _> = (0..3)
+        .map(|_| {
+            let d = q.try_receive().unwrap();
+            assert_eq!(d.payload().1, 0);
+            (d.payload().0.clone(), d)
+        })
+        .collect();
+    assert_eq!(held.len(), 3);
+    assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
+    let stats = q.stats();
+    assert_eq!((stats.in_flight, stats.visible), (3, 2));
+    assert_eq!(
+        stats.groups_waiting, 2,
+        "a and b each have one waiting behind the lease"
+    );
+
+    // Acking a's lease makes a1 receivable; it still waits until received.
+    held.remove("a").unwrap().ack().unwrap();
+    assert_eq!(q.stats().groups_waiting, 2);
+    let a1 = q.try_receive().unwrap();
+    assert_eq!(*a1.payload(), ("a".to_owned(), 1));
+    assert_eq!(q.stats().groups_waiting, 1, "a is drained, only b waits");
+    a1.ack().unwrap();
+    let stats = q.stats();
+    assert_eq!(
+        (stats.groups_waiting, stats.visible, stats.in_flight),
+        (1, 1, 2)
+    );
+
+    // Settling the rest drains b too.
+    held.remove("c").unwrap().ack().unwrap();
+    held.remove("b").unwrap().ack().unwrap();
+    let b1 = q.try_receive().unwrap();
+    assert_eq!(*b1.payload(), ("b".to_owned(), 1));
+    b1.ack().unwrap();
+    assert_eq!(q.stats().groups_waiting, 0);
+}
+
+#[test]
 fn returned_message_comes_back_first_in_its_group() {
     let clock = ManualClock::new();
     let q: Queue<(String, u32)> = Queue::builder()

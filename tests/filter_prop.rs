@@ -5,7 +5,19 @@ use serde_json::Value;
 use switchboard::{AttrValue, Filter, FilterBuilder, FilterIndex, Message, Numeric};
 
 const KEYS: [&str; 3] = ["a", "b", "c"];
-const WORDS: [&str; 6] = ["x", "y", "xy", "yx", "X", "10.0.0.1"];
+// IP addresses of both families (one IPv6 in a non-canonical spelling), so that `cidr` conditions
+// on IPv4 and IPv6 blocks match and miss; as words they also meet the string conditions.
+const WORDS: [&str; 9] = [
+    "x",
+    "y",
+    "xy",
+    "yx",
+    "X",
+    "10.0.0.1",
+    "::1",
+    "2001:db8::1",
+    "2001:DB8:0:0:0:0:0:2",
+];
 
 fn key() -> impl Strategy<Value = &'static str> {
     prop::sample::select(&KEYS[..])
@@ -60,7 +72,7 @@ fn cond() -> impl Strategy<Value = Cond> {
         1 => (key(), number(), 1i32..4).prop_map(|(k, lo, w)| Cond::Range(k, lo, lo + f64::from(w))),
         1 => (key(), number()).prop_map(|(k, n)| Cond::Gt(k, n)),
         1 => (key(), any::<bool>()).prop_map(|(k, b)| Cond::Exists(k, b)),
-        1 => (key(), prop::sample::select(vec!["10.0.0.0/8", "10.0.0.1/32", "0.0.0.0/0", "::/0"])).prop_map(|(k, c)| Cond::Cidr(k, c)),
+        1 => (key(), prop::sample::select(vec!["10.0.0.0/8", "10.0.0.1/32", "0.0.0.0/0", "::/0", "2001:db8::/32", "::1/128", "2001:db8::2/127"])).prop_map(|(k, c)| Cond::Cidr(k, c)),
     ]
 }
 

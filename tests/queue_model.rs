@@ -123,7 +123,7 @@ proptest! {
 
     #[test]
     fn plain_bounded_matches_vecdeque(
-        cap in 1usize..6,
+        cap in 0usize..6,
         ops in prop::collection::vec(plain_op(), 0..80),
     ) {
         check_plain(Some(cap), &ops)?;

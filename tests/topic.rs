@@ -1,5 +1,7 @@
 //! Topic: fan-out, subscriptions, overflow policies, chaining, validation, closing, drops.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +13,8 @@ use switchboard::{
     RecvError, RecvTimeoutError, SubscribeOptions, Subscription, SubscriptionId, Topic,
     TryRecvError,
 };
+
+use common::{spawn_named, wait_blocked};
 
 /// Generous bound on anything that should happen promptly: a test fails, never hangs.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -363,6 +367,21 @@ fn chained_queue_overflow_and_closed_are_counted() {
 }
 
 #[test]
+fn channel_subscription_stats_match_the_subscriptions_own() {
+    let topic = Topic::new();
+    let s = topic.subscribe();
+    for i in 0..3 {
+        topic.publish(i).unwrap();
+    }
+    assert_eq!(s.recv().unwrap().into_payload(), 0);
+    let stats = topic.subscription_stats(s.id());
+    assert_eq!(stats, Some(s.stats()));
+    let stats = stats.unwrap();
+    assert_eq!((stats.received, stats.lag), (1, 2));
+    assert_eq!((stats.dropped, stats.expired), (0, 0));
+}
+
+#[test]
 fn chaining_into_another_topic_and_a_closure() {
     let upstream = Topic::new();
     let downstream = Topic::new();
@@ -465,8 +484,9 @@ fn close_wakes_receiver() {
     let topic: Topic<u8> = Topic::new();
     let sub = topic.subscribe();
     thread::scope(|s| {
-        let h = s.spawn(|| sub.recv_timeout(PATIENCE));
-        thread::sleep(Duration::from_millis(5)); // let it block (the result holds either way)
+        let h = spawn_named(s, "topic-recv", || sub.recv_timeout(PATIENCE));
+        wait_blocked("topic-recv");
+        assert!(!h.is_finished());
         topic.close();
         assert_eq!(h.join().unwrap().unwrap_err(), RecvTimeoutError::Closed);
     });
@@ -546,9 +566,12 @@ fn drops() {
         }
         assert_eq!(handed_back, 17);
         let _gone = gone; // dropped at the end with its buffer
-        for _ in 0..5 {
-            assert!(block.recv().unwrap().payload().value < 20);
+
+        // The blocking subscription had room for all 20: they come out in publish order.
+        for i in 0..5 {
+            assert_eq!(block.recv().unwrap().payload().value, i);
         }
+        assert_eq!(block.len(), 15);
         drop(q.receive().unwrap()); // a lease abandoned: back to the queue
         assert_eq!(
             (oldest.dropped(), newest.dropped(), error.dropped()),

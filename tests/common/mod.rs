@@ -1,4 +1,9 @@
 //! Helpers shared by the integration tests (each test file that needs them says `mod common;`).
+//! Each test file uses only some of them.
+#![allow(dead_code)]
+
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// A small deterministic xorshift generator for the threaded tests: each thread its own, seeded
 /// differently, so that a failure replays the same choices.
@@ -16,4 +21,63 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0 % n
     }
+}
+
+/// Runs `f` on a scoped thread named `name` (for [`wait_blocked`]); a name is at most 15 bytes.
+pub fn spawn_named<'scope, T: Send + 'scope>(
+    s: &'scope thread::Scope<'scope, '_>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> thread::ScopedJoinHandle<'scope, T> {
+    assert!(
+        name.len() <= 15,
+        "thread name {name} is longer than /proc shows"
+    );
+    thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(s, f)
+        .unwrap()
+}
+
+/// Waits until the thread named `name` sleeps in the kernel (blocked in a wait), or fails the
+/// test after ten seconds. Threads are named with [`spawn_named`].
+pub fn wait_blocked(name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if is_sleeping(name) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "thread {name} never blocked");
+        thread::yield_now();
+    }
+}
+
+/// Whether the thread named `name` sleeps in the kernel (Linux: read from /proc).
+#[cfg(target_os = "linux")]
+pub fn is_sleeping(name: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return true;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // "tid (comm) S ...": the comm may hold spaces or parentheses, the state follows the last ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] == name {
+            return stat[close + 1..].trim_start().starts_with('S');
+        }
+    }
+    false
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn is_sleeping(_name: &str) -> bool {
+    // No portable way to tell: every interleaving is correct, this one only runs less often.
+    for _ in 0..1000 {
+        thread::yield_now();
+    }
+    true
 }
