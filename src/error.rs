@@ -46,6 +46,19 @@ impl<T> fmt::Debug for SendError<T> {
 }
 
 /// A non-blocking send failed; the message is handed back.
+///
+/// ```
+/// use switchboard::{Queue, TrySendError};
+///
+/// let q = Queue::bounded(1);
+/// q.try_send(1).unwrap();
+/// let err = q.try_send(2).unwrap_err();
+/// assert!(err.is_full());
+/// assert_eq!(err.to_string(), "sending on a full queue");
+/// assert_eq!(err.into_inner().into_payload(), 2);
+/// q.close();
+/// assert!(matches!(q.try_send(3), Err(TrySendError::Closed(_))));
+/// ```
 #[derive(thiserror::Error)]
 pub enum TrySendError<T> {
     /// The queue is at capacity.
@@ -77,6 +90,20 @@ impl<T> TrySendError<T> {
 }
 
 /// A send with a time limit failed; the message is handed back.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::Queue;
+///
+/// let q = Queue::bounded(1);
+/// q.send("first").unwrap();
+/// let err = q.send_timeout("second", Duration::ZERO).unwrap_err(); // full: no wait
+/// assert!(err.is_timeout());
+/// assert_eq!(err.to_string(), "timed out sending on a full queue");
+/// assert_eq!(err.into_inner().into_payload(), "second");
+/// q.close();
+/// assert!(q.send_timeout("third", Duration::ZERO).unwrap_err().is_closed());
+/// ```
 #[derive(thiserror::Error)]
 pub enum SendTimeoutError<T> {
     /// The queue stayed full until the deadline.
@@ -108,6 +135,19 @@ impl<T> SendTimeoutError<T> {
 }
 
 /// A batch send stopped because the queue closed; the messages not sent are handed back.
+///
+/// ```
+/// use switchboard::Queue;
+///
+/// let q = Queue::unbounded();
+/// let batch = (0..5).inspect(|&i| if i == 2 { q.close(); }); // closes part-way
+/// let err = q.send_batch(batch).unwrap_err();
+/// assert_eq!(err.sent, 2);
+/// assert_eq!(err.to_string(), "sending on a closed queue (2 of the batch sent)");
+/// let unsent: Vec<i32> = err.unsent.into_iter().map(|m| m.into_payload()).collect();
+/// assert_eq!(unsent, [2, 3, 4]);
+/// assert_eq!(q.len(), 2);
+/// ```
 #[derive(thiserror::Error)]
 #[error("sending on a closed queue ({sent} of the batch sent)")]
 pub struct SendBatchError<T> {
@@ -127,11 +167,33 @@ impl<T> fmt::Debug for SendBatchError<T> {
 }
 
 /// A blocking receive failed: the queue is closed and holds nothing more.
+///
+/// ```
+/// use switchboard::{Queue, RecvError};
+///
+/// let q = Queue::unbounded();
+/// q.send(1).unwrap();
+/// q.close();
+/// assert_eq!(q.recv().unwrap().into_payload(), 1); // what is left comes first
+/// assert_eq!(q.recv().unwrap_err(), RecvError);
+/// assert_eq!(RecvError.to_string(), "receiving on a closed and empty queue");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("receiving on a closed and empty queue")]
 pub struct RecvError;
 
 /// A non-blocking receive failed.
+///
+/// ```
+/// use switchboard::{Queue, TryRecvError};
+///
+/// let q: Queue<u8> = Queue::unbounded();
+/// let err = q.try_recv().unwrap_err();
+/// assert!(err.is_empty());
+/// assert_eq!(err.to_string(), "receiving on an empty queue");
+/// q.close();
+/// assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Closed);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
     /// Nothing is ready now.
@@ -155,6 +217,18 @@ impl TryRecvError {
 }
 
 /// A receive with a time limit failed.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{Queue, RecvTimeoutError};
+///
+/// let q: Queue<u8> = Queue::unbounded();
+/// let err = q.recv_timeout(Duration::ZERO).unwrap_err(); // empty: no wait
+/// assert!(err.is_timeout());
+/// assert_eq!(err.to_string(), "timed out receiving on an empty queue");
+/// q.close();
+/// assert_eq!(q.recv_timeout(Duration::ZERO).unwrap_err(), RecvTimeoutError::Closed);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecvTimeoutError {
     /// Nothing became ready before the deadline.
@@ -181,6 +255,20 @@ impl RecvTimeoutError {
 ///
 /// The lease ended because its visibility timeout passed; the message went back to the queue (and
 /// perhaps to another consumer) or to the dead-letter queue. The verdict had no effect.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{AckError, ManualClock, Queue};
+///
+/// let clock = ManualClock::new();
+/// let q = Queue::builder().clock(clock.clone()).visibility_timeout(Duration::from_secs(30)).build();
+/// q.send("job").unwrap();
+/// let d = q.receive().unwrap();
+/// let id = d.id();
+/// clock.advance(Duration::from_secs(31)); // the lease expires
+/// assert_eq!(d.ack().unwrap_err(), AckError::LeaseExpired(id));
+/// assert_eq!(q.len(), 1); // the message went back to the queue
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AckError {
     /// The visibility timeout passed before the verdict.

@@ -146,6 +146,17 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// default 30 s) for running handlers. See [`shutdown_deadline`](Self::shutdown_deadline).
     ///
     /// [`Consumer::shutdown_timeout`]: crate::Consumer::shutdown_timeout
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let queue: Queue<u32> = Queue::unbounded();
+    /// let pool = queue.consume(2, |_| Ok::<(), String>(()));
+    /// assert!(pool.shutdown().is_clean()); // no handler was running
+    /// assert!(pool.is_finished());
+    /// queue.send(1).unwrap();
+    /// assert_eq!(queue.len(), 1); // nobody takes it now
+    /// ```
     pub fn shutdown(&self) -> ShutdownReport {
         self.shutdown_timeout(self.pool.settings.shutdown_timeout)
     }
@@ -188,6 +199,18 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// Without a shutdown, the workers end when the queue is closed and drained (nothing visible,
     /// delayed or in flight), so `queue.close()` then `join()` processes everything. After a
     /// shutdown whose deadline passed, it waits for the handlers still running to return.
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let queue = Queue::unbounded();
+    /// queue.send_batch(1..=5).unwrap();
+    /// queue.close(); // the workers end once the queue is closed and drained
+    /// let pool = queue.consume(3, |_| Ok::<(), String>(()));
+    /// let stats = pool.join();
+    /// assert_eq!((stats.processed, stats.workers), (5, 0));
+    /// assert_eq!(queue.stats().acked, 5);
+    /// ```
     pub fn join(mut self) -> ConsumerStats {
         for t in self.threads.drain(..) {
             if let Err(p) = t.join() {

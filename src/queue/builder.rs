@@ -85,6 +85,20 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
 
     /// Sends messages that fail their `max_attempts`-th delivery, and rejected messages, to `dlq`.
     /// A `max_attempts` of 0 is taken as 1.
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let dlq = Queue::unbounded();
+    /// let q = Queue::builder().name("orders").dead_letter(&dlq, 2).build();
+    /// q.send("poison").unwrap();
+    /// q.receive().unwrap().nack().unwrap(); // attempt 1: back to the queue
+    /// q.receive().unwrap().nack().unwrap(); // attempt 2 of 2: dead-lettered
+    /// let dead = dlq.try_recv().unwrap();
+    /// let record = dead.dead_letter().unwrap();
+    /// assert_eq!((record.attempts(), record.source()), (2, Some("orders")));
+    /// assert_eq!(record.reason(), "nacked after 2 deliveries (max 2)");
+    /// ```
     pub fn dead_letter(mut self, dlq: &Queue<T>, max_attempts: u32) -> Self {
         self.dead_letter = Some(dlq.clone());
         self.max_attempts = Some(max_attempts.max(1));
@@ -93,12 +107,37 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
 
     /// Limits deliveries without a dead-letter queue: a message whose `max_attempts`-th delivery
     /// fails is discarded and counted in [`QueueStats::discarded`](crate::QueueStats).
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::builder().max_attempts(2).build();
+    /// q.send("poison").unwrap();
+    /// q.receive().unwrap().nack().unwrap(); // attempt 1: back to the queue
+    /// q.receive().unwrap().nack().unwrap(); // attempt 2 of 2: discarded
+    /// assert!(q.try_receive().is_err());
+    /// assert_eq!(q.stats().discarded, 1);
+    /// ```
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = Some(max_attempts.max(1));
         self
     }
 
     /// Messages older than `retention` (since they entered the queue) expire.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{ManualClock, Queue};
+    ///
+    /// let clock = ManualClock::new();
+    /// let q = Queue::builder().clock(clock.clone()).retention(Duration::from_secs(60)).build();
+    /// q.send("old").unwrap();
+    /// clock.advance(Duration::from_secs(40));
+    /// q.send("new").unwrap();
+    /// clock.advance(Duration::from_secs(40)); // "old" is 80 s old, "new" 40 s
+    /// assert_eq!(q.try_recv().unwrap().into_payload(), "new");
+    /// assert_eq!(q.stats().expired, 1);
+    /// ```
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = Some(retention);
         self
@@ -106,6 +145,25 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
 
     /// Dead-letters expired messages (reason "expired") instead of only counting them. Needs a
     /// dead-letter queue.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{ManualClock, Queue};
+    ///
+    /// let clock = ManualClock::new();
+    /// let dlq = Queue::unbounded();
+    /// let q = Queue::builder()
+    ///     .clock(clock.clone())
+    ///     .retention(Duration::from_secs(60))
+    ///     .dead_letter(&dlq, 3)
+    ///     .dead_letter_expired(true)
+    ///     .build();
+    /// q.send("stale").unwrap();
+    /// clock.advance(Duration::from_secs(61));
+    /// assert!(q.try_recv().is_err()); // expired when the receiver came to it
+    /// let dead = dlq.try_recv().unwrap();
+    /// assert_eq!(dead.dead_letter().unwrap().reason(), "expired");
+    /// ```
     pub fn dead_letter_expired(mut self, yes: bool) -> Self {
         self.dead_letter_expired = yes;
         self

@@ -114,6 +114,20 @@ impl<T> Delivery<T> {
     /// # Errors
     ///
     /// [`AckError::LeaseExpired`] if the lease had already ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send("job").unwrap();
+    /// q.receive().unwrap().nack().unwrap(); // back at once
+    /// let again = q.try_receive().unwrap();
+    /// assert_eq!(again.attempt(), 2);
+    /// assert_eq!(q.stats().nacked, 1);
+    /// again.ack().unwrap();
+    /// ```
     pub fn nack(mut self) -> Result<(), AckError> {
         self.settled = true;
         self.shared.nack(
@@ -131,6 +145,24 @@ impl<T> Delivery<T> {
     /// # Errors
     ///
     /// [`AckError::LeaseExpired`] if the lease had already ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{ManualClock, Queue};
+    ///
+    /// let clock = ManualClock::new();
+    /// let q = Queue::builder().clock(clock.clone()).build();
+    /// q.send("job").unwrap();
+    /// q.receive().unwrap().nack_after(Duration::from_secs(5)).unwrap();
+    /// assert!(q.try_receive().is_err()); // backing off
+    /// assert_eq!(q.stats().delayed, 1);
+    /// clock.advance(Duration::from_secs(5));
+    /// let again = q.try_receive().unwrap();
+    /// assert_eq!(again.attempt(), 2);
+    /// again.ack().unwrap();
+    /// ```
     pub fn nack_after(mut self, delay: Duration) -> Result<(), AckError> {
         self.settled = true;
         self.shared.nack(
@@ -149,6 +181,21 @@ impl<T> Delivery<T> {
     /// # Errors
     ///
     /// [`AckError::LeaseExpired`] if the lease had already ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let dlq = Queue::unbounded();
+    /// let q = Queue::builder().dead_letter(&dlq, 5).build();
+    /// q.send("garbage").unwrap();
+    /// q.receive().unwrap().reject("cannot parse").unwrap();
+    /// let dead = dlq.try_recv().unwrap();
+    /// let record = dead.dead_letter().unwrap();
+    /// assert_eq!(record.reason(), "cannot parse");
+    /// assert_eq!(record.attempts(), 1); // on its first attempt, whatever the maximum
+    /// ```
     pub fn reject(mut self, reason: impl Into<String>) -> Result<(), AckError> {
         self.settled = true;
         self.shared.reject(
@@ -165,6 +212,24 @@ impl<T> Delivery<T> {
     /// # Errors
     ///
     /// [`AckError::LeaseExpired`] if the lease had already ended: too late to keep it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{ManualClock, Queue};
+    ///
+    /// let clock = ManualClock::new();
+    /// let q = Queue::builder().clock(clock.clone()).visibility_timeout(Duration::from_secs(30)).build();
+    /// q.send("long job").unwrap();
+    /// let mut d = q.receive().unwrap();
+    /// clock.advance(Duration::from_secs(20));
+    /// d.extend(Duration::from_secs(30)).unwrap(); // 30 s from now, not from the receive
+    /// assert_eq!(d.lease_deadline(), clock.now() + Duration::from_secs(30));
+    /// clock.advance(Duration::from_secs(20)); // past the first deadline, within the new one
+    /// assert!(q.try_receive().is_err());
+    /// d.ack().unwrap();
+    /// ```
     pub fn extend(&mut self, by: Duration) -> Result<(), AckError> {
         let deadline: Nanos =
             self.shared

@@ -556,6 +556,21 @@ impl<T> Queue<T> {
     ///
     /// [`RecvError`] when the queue is closed and nothing is left (nothing visible, delayed or in
     /// flight).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send("job").unwrap();
+    /// let d = q.receive().unwrap();
+    /// assert_eq!(*d.payload(), "job");
+    /// assert_eq!(q.stats().in_flight, 1); // leased, not gone
+    /// d.ack().unwrap();
+    /// q.close();
+    /// assert!(q.receive().is_err()); // closed, and nothing visible, delayed or in flight
+    /// ```
     pub fn receive(&self) -> Result<Delivery<T>, RecvError> {
         self.with_visibility(self.shared.config.visibility)
             .receive()
@@ -566,6 +581,20 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`RecvTimeoutError::Timeout`] or [`RecvTimeoutError::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{Queue, RecvTimeoutError};
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send("job").unwrap();
+    /// let d = q.receive_timeout(Duration::from_secs(1)).unwrap(); // ready: no wait
+    /// let err = q.receive_timeout(Duration::ZERO).unwrap_err(); // the only message is leased
+    /// assert_eq!(err, RecvTimeoutError::Timeout);
+    /// d.ack().unwrap();
+    /// ```
     pub fn receive_timeout(&self, timeout: Duration) -> Result<Delivery<T>, RecvTimeoutError> {
         self.with_visibility(self.shared.config.visibility)
             .receive_timeout(timeout)
@@ -592,6 +621,20 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`RecvError`] when the queue is closed and nothing is left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send_batch(0..5).unwrap();
+    /// let batch = q.receive_many(3, Duration::ZERO).unwrap();
+    /// assert_eq!(batch.iter().map(|d| *d.payload()).collect::<Vec<_>>(), [0, 1, 2]);
+    /// assert_eq!((q.stats().in_flight, q.len()), (3, 2));
+    /// assert!(q.ack_many(batch).is_empty());
+    /// ```
     pub fn receive_many(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<T>>, RecvError> {
         self.with_visibility(self.shared.config.visibility)
             .receive_many(max, wait)
@@ -675,7 +718,24 @@ impl<T> Queue<T> {
         self.shared.redrive(None, usize::MAX)
     }
 
-    /// Moves up to `max` dead letters waiting in this queue to `target`, whatever their source.
+    /// Moves up to `max` dead letters waiting in this queue to `target`, whatever their source,
+    /// oldest first. Returns how many moved. Only dead letters move: a message sent to this
+    /// queue directly stays, as does one put back after a lease of this queue's own.
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let dlq = Queue::unbounded();
+    /// let q = Queue::builder().dead_letter(&dlq, 1).build();
+    /// q.send_batch(["a", "b"]).unwrap();
+    /// q.receive().unwrap().reject("bad input").unwrap();
+    /// q.receive().unwrap().reject("bad input").unwrap();
+    /// let fixed = Queue::unbounded();
+    /// assert_eq!(dlq.redrive_to(&fixed, 1), 1); // oldest first, at most `max`
+    /// let m = fixed.try_recv().unwrap();
+    /// assert_eq!((*m.payload(), m.dead_letter().is_none()), ("a", true));
+    /// assert_eq!((dlq.len(), dlq.stats().redriven), (1, 1));
+    /// ```
     pub fn redrive_to(&self, target: &Queue<T>, max: usize) -> usize {
         self.shared.redrive(Some(&target.shared), max)
     }
@@ -743,6 +803,20 @@ impl<T> Queue<T> {
     }
 
     /// Counts and gauges: see [`QueueStats`].
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let dlq = Queue::unbounded();
+    /// let q = Queue::builder().dead_letter(&dlq, 1).build();
+    /// q.send_batch(["ok", "bad"]).unwrap();
+    /// q.receive().unwrap().ack().unwrap();
+    /// q.receive().unwrap().nack().unwrap(); // its first and last attempt
+    /// let s = q.stats();
+    /// assert_eq!((s.sent, s.received, s.acked, s.nacked), (2, 2, 1, 1));
+    /// assert_eq!((s.visible, s.in_flight, s.dead_lettered), (0, 0, 1));
+    /// assert_eq!(dlq.stats().sent, 1);
+    /// ```
     pub fn stats(&self) -> QueueStats {
         self.shared.stats()
     }
@@ -852,6 +926,20 @@ impl<T> fmt::Debug for Queue<T> {
 
 /// Leased receives with a visibility timeout other than the queue's default: see
 /// [`Queue::with_visibility`].
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::{ManualClock, Queue};
+///
+/// let clock = ManualClock::new();
+/// let q = Queue::builder().clock(clock.clone()).build(); // default visibility: 30 s
+/// q.send("slow job").unwrap();
+/// let d = q.with_visibility(Duration::from_secs(600)).receive().unwrap();
+/// clock.advance(Duration::from_secs(60)); // past the default, within this lease
+/// assert!(q.try_receive().is_err());
+/// assert_eq!(q.stats().lease_expired, 0);
+/// d.ack().unwrap();
+/// ```
 pub struct Leasing<'a, T> {
     queue: &'a Queue<T>,
     visibility: Duration,
@@ -925,6 +1013,16 @@ impl<T> fmt::Debug for Leasing<'_, T> {
 }
 
 /// A blocking iterator over a queue's messages: see [`Queue::iter`].
+///
+/// ```
+/// use switchboard::Queue;
+///
+/// let q = Queue::unbounded();
+/// q.send_batch(1..=3).unwrap();
+/// q.close(); // the iterator ends once the queue is closed and drained
+/// let got: Vec<i32> = q.iter().map(|m| m.into_payload()).collect();
+/// assert_eq!(got, [1, 2, 3]);
+/// ```
 pub struct Iter<'a, T> {
     queue: &'a Queue<T>,
 }
@@ -944,6 +1042,16 @@ impl<T> fmt::Debug for Iter<'_, T> {
 }
 
 /// A non-blocking iterator over the messages ready now: see [`Queue::try_iter`].
+///
+/// ```
+/// use switchboard::Queue;
+///
+/// let q = Queue::unbounded();
+/// q.send_batch(1..=3).unwrap();
+/// let got: Vec<i32> = q.try_iter().map(|m| m.into_payload()).collect(); // the queue is open
+/// assert_eq!(got, [1, 2, 3]);
+/// assert!(q.is_empty() && !q.is_closed());
+/// ```
 pub struct TryIter<'a, T> {
     queue: &'a Queue<T>,
 }
@@ -962,7 +1070,20 @@ impl<T> fmt::Debug for TryIter<'_, T> {
     }
 }
 
-/// An owning blocking iterator over a queue's messages.
+/// An owning blocking iterator over a queue's messages, from `Queue::into_iter` (the queue's
+/// [`IntoIterator`]); it ends when the queue is closed and drained.
+///
+/// ```
+/// use std::thread;
+/// use switchboard::Queue;
+///
+/// let q = Queue::unbounded();
+/// let rx = q.clone(); // another handle, moved into the consumer
+/// let consumer = thread::spawn(move || rx.into_iter().map(|m| m.into_payload()).sum::<i32>());
+/// q.send_batch(1..=4).unwrap();
+/// q.close();
+/// assert_eq!(consumer.join().unwrap(), 10);
+/// ```
 pub struct IntoIter<T> {
     queue: Queue<T>,
 }

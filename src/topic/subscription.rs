@@ -329,6 +329,18 @@ impl<T> fmt::Debug for Subscription<T> {
 }
 
 /// A blocking iterator over a subscription's messages: see [`Subscription::iter`].
+///
+/// ```
+/// use switchboard::Topic;
+///
+/// let topic = Topic::new();
+/// let sub = topic.subscribe();
+/// topic.publish("a").unwrap();
+/// topic.publish("b").unwrap();
+/// topic.close(); // the iterator ends once the topic is closed and `sub` drained
+/// let got: Vec<&str> = sub.iter().map(|m| m.into_payload()).collect();
+/// assert_eq!(got, ["a", "b"]);
+/// ```
 pub struct Iter<'a, T> {
     sub: &'a Subscription<T>,
 }
@@ -348,6 +360,18 @@ impl<T> fmt::Debug for Iter<'_, T> {
 }
 
 /// A non-blocking iterator over the messages buffered now: see [`Subscription::try_iter`].
+///
+/// ```
+/// use switchboard::Topic;
+///
+/// let topic = Topic::new();
+/// let sub = topic.subscribe();
+/// topic.publish(1).unwrap();
+/// topic.publish(2).unwrap();
+/// let got: Vec<i32> = sub.try_iter().map(|m| m.into_payload()).collect(); // the topic is open
+/// assert_eq!(got, [1, 2]);
+/// assert!(sub.is_empty() && !topic.is_closed());
+/// ```
 pub struct TryIter<'a, T> {
     sub: &'a Subscription<T>,
 }
@@ -366,7 +390,22 @@ impl<T> fmt::Debug for TryIter<'_, T> {
     }
 }
 
-/// An owning blocking iterator over a subscription's messages.
+/// An owning blocking iterator over a subscription's messages, from `Subscription::into_iter`
+/// (the subscription's [`IntoIterator`]); it ends when the topic is closed and the buffer drained.
+///
+/// ```
+/// use std::thread;
+/// use switchboard::Topic;
+///
+/// let topic = Topic::new();
+/// let sub = topic.subscribe();
+/// let reader = thread::spawn(move || sub.into_iter().map(|m| m.into_payload()).sum::<i32>());
+/// for n in 1..=4 {
+///     topic.publish(n).unwrap();
+/// }
+/// topic.close();
+/// assert_eq!(reader.join().unwrap(), 10);
+/// ```
 pub struct IntoIter<T> {
     sub: Subscription<T>,
 }
