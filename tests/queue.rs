@@ -1073,6 +1073,21 @@ fn redrive() {
     let got: Vec<i32> = target.try_iter().map(Message::into_payload).collect();
     assert_eq!(got, [7, 8, 9]);
 
+    // Only dead letters move: not a message sent to the dead-letter queue directly (even once
+    // leased and put back there), nor a message of an ordinary queue put back after a lease.
+    dlq.send(98).unwrap();
+    dlq.receive().unwrap().nack().unwrap();
+    assert_eq!((dlq.redrive_to(&target, 10), dlq.redrive()), (0, 0));
+    assert_eq!(dlq.recv().unwrap().into_payload(), 98);
+    let plain = Queue::unbounded();
+    plain.send(5).unwrap();
+    plain.receive().unwrap().nack().unwrap();
+    assert_eq!(plain.redrive_to(&target, 10), 0);
+    assert_eq!(
+        (plain.len(), target.len(), plain.stats().redriven),
+        (1, 0, 0)
+    );
+
     // A redriven message can fail again and go back to the DLQ.
     a.send(3).unwrap();
     a.receive().unwrap().nack().unwrap();
@@ -1726,13 +1741,16 @@ fn ack_many_of_the_last_leases_wakes_receivers_of_a_closed_queue() {
     });
 }
 
-/// Moving the waiting messages out of a bounded FIFO queue with `redrive_to` makes room: a
-/// sender waiting for room goes on.
+/// Moving the dead letters out of a bounded FIFO dead-letter queue with `redrive_to` makes
+/// room: a sender waiting for room goes on.
 #[test]
 fn redrive_makes_room_for_a_sender_waiting_on_a_fifo_queue() {
     let fifo: Queue<u32> = Queue::builder().fifo().capacity(1).build();
+    let source: Queue<u32> = Queue::builder().fifo().dead_letter(&fifo, 1).build();
     let other: Queue<u32> = Queue::unbounded();
-    fifo.send(1).unwrap();
+    source.send(1).unwrap();
+    source.receive().unwrap().reject("poison").unwrap();
+    assert!(fifo.is_full());
     thread::scope(|s| {
         let h = spawn_blocked(s, "fifo-send", || fifo.send_timeout(2, LONG));
         let t0 = Instant::now();

@@ -2003,7 +2003,11 @@ impl<T> Shared<T> {
             waiting.extend(keyed.into_iter().map(|(_, e)| e));
             let mut keep = Vec::new();
             while let Some(mut e) = waiting.pop_front() {
+                // Only dead letters move: a message sent here directly, or one put back after a
+                // lease of this queue's own, stays.
+                let dead = e.dead.is_some() || e.body.message().dead_letter().is_some();
                 let dest = match target {
+                    _ if !dead => None,
                     Some(t) => Some(Arc::clone(t)),
                     None => e.source.as_ref().and_then(std::sync::Weak::upgrade),
                 };
