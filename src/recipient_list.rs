@@ -418,8 +418,9 @@ pub enum RecipientListError<T> {
         /// The failing recipient's error, holding the message.
         error: DeliverError<T>,
     },
-    /// Under [`OnFailure::Continue`], every chosen recipient failed (or reached nobody) and at
-    /// least one failed: no one took the message, so it comes back rather than being dropped.
+    /// Under [`OnFailure::Continue`], no chosen recipient took the message and at least one
+    /// failed (full, closed or refusing): it comes back rather than being dropped. (A topic
+    /// without subscribers takes a message: publishing to nobody is not an error.)
     #[error("no recipient took the message: {error}")]
     Undelivered {
         /// Every chosen recipient's outcome.

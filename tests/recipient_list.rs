@@ -291,6 +291,13 @@ fn a_message_no_recipient_took_is_handed_back() {
     quiet.add("closed", &closed);
     let r = quiet.try_send(10).unwrap();
     assert_eq!((r.unknown(), r.delivered(), r.failed()), (1, 1, 1));
+    full.send(0).unwrap();
+    let beside_full = RecipientList::new(Route::all());
+    beside_full.add("empty", &empty_topic);
+    beside_full.add("full", &full);
+    let r = beside_full.try_send(11).unwrap();
+    assert_eq!(r.get("empty"), Some(&Outcome::Delivered));
+    assert_eq!(r.get("full"), Some(&Outcome::Full));
     let unknown = RecipientList::new(Route::to(["ghost"]));
     unknown.add("ok", &ok);
     assert_eq!(unknown.try_send(11).unwrap().unknown(), 1);

@@ -9,9 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use switchboard::{
-    DeliverError, Endpoint, ManualClock, Message, Overflow, PublishError, PublishReport, Queue,
-    RecvError, RecvTimeoutError, SubscribeOptions, Subscription, SubscriptionId, Topic,
-    TryRecvError,
+    DeliverError, Endpoint, ManualClock, Message, OnFailure, Overflow, PublishError, PublishReport,
+    Queue, RecipientList, RecvError, RecvTimeoutError, Route, SubscribeOptions, Subscription,
+    SubscriptionId, Topic, TryRecvError,
 };
 
 use common::{spawn_named, wait_blocked};
@@ -859,4 +859,64 @@ fn an_expired_message_never_reaches_a_subscriber_and_is_counted() {
     assert_eq!((sub.expired(), sub.received()), (3, 4));
     topic.close();
     assert_eq!(sub.recv().unwrap_err(), RecvError);
+}
+
+/// The report's equality, hash and `Debug` go by its public counts only.
+#[test]
+fn publish_reports_compare_by_their_public_counts() {
+    let a: Topic<u32> = Topic::new();
+    let _s = a.subscribe();
+    let b: Topic<u32> = Topic::new();
+    let q = Queue::unbounded();
+    b.subscribe_queue(&q);
+    let (ra, rb) = (a.publish(1).unwrap(), b.publish(1).unwrap());
+    let mut expected = PublishReport::default();
+    expected.delivered = 1;
+    assert_eq!((ra, rb), (expected, expected));
+    let shown = format!("{rb:?}");
+    assert!(
+        shown.starts_with("PublishReport { delivered: 1,") && !shown.contains("chained"),
+        "{shown}"
+    );
+}
+
+/// A chained recipient list that reached some recipients and lost the message at others has
+/// no counts of its own: the loss is counted on the topic's subscription and report, and the
+/// message is not handed back (the recipients that got it would get it twice on a retry).
+#[test]
+fn a_chained_list_that_lost_the_message_at_some_recipients_is_counted() {
+    let (a, b, c) = (Queue::unbounded(), Queue::unbounded(), Queue::unbounded());
+    b.close();
+    for policy in [OnFailure::Stop, OnFailure::Continue] {
+        let list = RecipientList::builder().on_failure(policy).build();
+        list.add("a", &a);
+        list.add("b", &b);
+        list.add("c", &c);
+        let topic: Topic<u32> = Topic::new();
+        let id = topic.subscribe_endpoint(&list);
+        let report = topic.publish(1).unwrap();
+        let reached_c = policy == OnFailure::Continue;
+        assert_eq!(
+            (a.len(), c.len()),
+            (1, usize::from(reached_c)),
+            "{policy:?}"
+        );
+        assert_eq!((report.delivered, report.closed), (0, 1), "{policy:?}");
+        assert!(!report.is_lossless());
+        assert_eq!(topic.subscription_stats(id).unwrap().dropped, 1);
+        assert_eq!(topic.stats().dropped, 1);
+        let _ = (a.try_recv(), c.try_recv());
+    }
+
+    // Full recipients alike: counted as full, not handed back since "a" got it.
+    let full = Queue::bounded(1);
+    full.send(0).unwrap();
+    let list = RecipientList::new(Route::all());
+    list.add("a", &a);
+    list.add("full", &full);
+    let topic: Topic<u32> = Topic::new();
+    topic.subscribe_endpoint(&list);
+    let report = topic.try_publish(2).unwrap();
+    assert_eq!((report.delivered, report.full), (0, 1));
+    assert_eq!(a.try_recv().unwrap().into_payload(), 2);
 }

@@ -27,7 +27,7 @@ use crossbeam_channel as cb;
 use parking_lot::Mutex;
 
 use crate::clock::Clock;
-use crate::endpoint::{Endpoint, Wait};
+use crate::endpoint::{Endpoint, Partial, Wait};
 use crate::filter::{Filter, FilterIndex, FilterSnapshot};
 use crate::message::Message;
 use crate::queue::core::{Padded, ARRAY_MAX, COUNTED_POLL};
@@ -547,17 +547,29 @@ fn deliver_endpoint<T: Clone>(
         Overflow::Block => wait,
         _ => Wait::Never,
     };
-    // A chained topic (or list) that reached some of its own subscribers took the message: it
-    // counts the ones it could not reach itself, and handing the message back would have a
-    // retrying publisher send the others a duplicate.
-    let err = match e.deliver_to_some(msg, how) {
+    let (err, partly) = match e.deliver_reach(msg, how) {
         Ok(n) => {
             report.delivered += 1;
             report.chained += 1;
             report.chained_reach += n;
             return;
         }
-        Err(err) => err,
+        // A chained topic that reached some of its own subscriptions took the message: it
+        // counts the ones it could not reach itself, and handing the message back would have a
+        // retrying publisher send the others a duplicate.
+        Err(Partial { reached, .. }) if reached > 0 && e.as_recipient_list().is_none() => {
+            report.delivered += 1;
+            report.chained += 1;
+            report.chained_reach += reached;
+            return;
+        }
+        // A chained list that reached some recipients and failed others keeps no counts of its
+        // own: the loss is counted here, by its kind, but the message is not handed back (a
+        // retry would give the recipients that got it a duplicate).
+        Err(Partial { error, reached }) => {
+            report.chained_reach += reached;
+            (error, reached > 0)
+        }
     };
     sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
     match err {
@@ -568,7 +580,9 @@ fn deliver_endpoint<T: Clone>(
             }
             Overflow::Block | Overflow::Error => {
                 report.full += 1;
-                back.get_or_insert(m);
+                if !partly {
+                    back.get_or_insert(m);
+                }
             }
         },
         DeliverError::Closed(m) => {

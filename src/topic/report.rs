@@ -53,7 +53,7 @@ impl fmt::Display for SubscriptionId {
 /// let report = topic.publish(2).unwrap();
 /// assert_eq!((report.delivered, report.dropped_newest, report.dropped()), (1, 1, 1));
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct PublishReport {
     /// Subscriptions that got the message.
@@ -72,7 +72,9 @@ pub struct PublishReport {
     pub dropped_newest: usize,
     /// Subscriptions that were full and did not get the message, the publisher being told
     /// ([`Overflow::Error`](crate::Overflow::Error), or a [`Overflow::Block`](crate::Overflow::Block)
-    /// subscription the publish could not wait for).
+    /// subscription the publish could not wait for). A chained recipient list counts here (or
+    /// in `closed`, `rejected`) when a recipient of its failed, even if others got the message;
+    /// the message is then not handed back, as a retry would give those a duplicate.
     pub full: usize,
     /// Chained endpoints that were closed.
     pub closed: usize,
@@ -86,6 +88,20 @@ impl PublishReport {
         self.delivered - self.chained + self.chained_reach
     }
 
+    /// The public counts, which equality, hashing and `Debug` go by: the crate-private reach
+    /// bookkeeping stays out of what users see and compare.
+    fn counts(&self) -> [usize; 7] {
+        [
+            self.delivered,
+            self.filtered_out,
+            self.dropped_oldest,
+            self.dropped_newest,
+            self.full,
+            self.closed,
+            self.rejected,
+        ]
+    }
+
     /// Every message lost to a subscription: `dropped_oldest + dropped_newest + full + closed +
     /// rejected`.
     pub fn dropped(&self) -> usize {
@@ -95,6 +111,34 @@ impl PublishReport {
     /// Whether every subscription whose filter matched got the message and nothing was dropped.
     pub fn is_lossless(&self) -> bool {
         self.dropped() == 0
+    }
+}
+
+impl PartialEq for PublishReport {
+    fn eq(&self, other: &Self) -> bool {
+        self.counts() == other.counts()
+    }
+}
+
+impl Eq for PublishReport {}
+
+impl std::hash::Hash for PublishReport {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.counts().hash(state);
+    }
+}
+
+impl fmt::Debug for PublishReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublishReport")
+            .field("delivered", &self.delivered)
+            .field("filtered_out", &self.filtered_out)
+            .field("dropped_oldest", &self.dropped_oldest)
+            .field("dropped_newest", &self.dropped_newest)
+            .field("full", &self.full)
+            .field("closed", &self.closed)
+            .field("rejected", &self.rejected)
+            .finish()
     }
 }
 
