@@ -840,3 +840,163 @@ fn a_heartbeat_of_duration_max_never_ticks_and_the_deadline_holds() {
     assert_eq!((report.still_running, report.released), (1, 1));
     assert_eq!(queue.stats().in_flight, 0);
 }
+
+/// Dropping the handle starts the same shutdown as `shutdown`, with the same deadline: a
+/// shutdown timeout too long to add to now means "no deadline", not one second.
+#[test]
+fn dropping_the_handle_with_an_endless_shutdown_timeout_never_releases_a_running_handler() {
+    let clock_free_wait = Duration::from_millis(1500);
+    let queue = Queue::unbounded();
+    let gate = Gate::default();
+    let pool = {
+        let gate = gate.clone();
+        Consumer::new(&queue)
+            .shutdown_timeout(Duration::MAX)
+            .start(move |_| {
+                gate.wait();
+                Ok::<(), String>(())
+            })
+    };
+    queue.send(1u32).unwrap();
+    wait_until("the handler runs", || gate.entered() == 1);
+    drop(pool);
+    // The old fallback released the message after one second; watch for half as long again.
+    let start = Instant::now();
+    while start.elapsed() < clock_free_wait {
+        assert_eq!(
+            queue.stats().in_flight,
+            1,
+            "released while its handler runs"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    gate.open();
+    wait_until("the handler's verdict lands", || queue.stats().acked == 1);
+}
+
+#[test]
+fn exponential_backoff_from_zero_stays_zero() {
+    let p = RetryPolicy::exponential(Duration::ZERO, Duration::from_secs(60));
+    for attempt in [1, 2, 1024, 1100, u32::MAX] {
+        assert_eq!(p.delay(attempt), Duration::ZERO, "attempt {attempt}");
+    }
+    let steep =
+        RetryPolicy::exponential(Duration::ZERO, Duration::from_secs(60)).factor(f64::INFINITY);
+    assert_eq!(steep.delay(2), Duration::ZERO);
+}
+
+/// An error whose `Display` panics is a panicking handler: counted, retried, and the worker
+/// carries on (it used to kill the worker and leak its in-flight permit).
+#[test]
+fn an_error_whose_display_panics_counts_as_a_panic_and_the_worker_carries_on() {
+    quiet_deliberate_panics();
+    struct Bad;
+    impl std::fmt::Display for Bad {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("{DELIBERATE} in Display");
+        }
+    }
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder().dead_letter(&dlq, 1).build();
+    queue.send_batch(["bad", "good"]).unwrap();
+    let pool = Consumer::new(&queue)
+        .workers(1)
+        .max_in_flight(1)
+        .start(|m| {
+            if *m.payload() == "bad" {
+                Err(Bad)
+            } else {
+                Ok(())
+            }
+        });
+    wait_until("both were handled", || {
+        let s = pool.stats();
+        s.processed == 1 && s.dead_lettered == 1
+    });
+    let s = pool.stats();
+    assert_eq!((s.workers, s.failed, s.panicked), (1, 1, 1));
+    assert!(dlq
+        .try_recv()
+        .unwrap()
+        .dead_letter()
+        .unwrap()
+        .reason()
+        .starts_with("panicked"));
+
+    // The same in a batch handler.
+    assert!(pool.shutdown().is_clean());
+    queue.send_batch(["bad", "good"]).unwrap();
+    queue.close();
+    let batch = queue.consume_batch(1, 2, |ms| {
+        ms.iter()
+            .map(|m| {
+                if *m.payload() == "bad" {
+                    Err(Bad)
+                } else {
+                    Ok(())
+                }
+            })
+            .collect()
+    });
+    let s = join_bounded(batch);
+    // A panic fails the whole batch: both are retried (here, dead-lettered at once).
+    assert_eq!(
+        (s.processed, s.failed, s.panicked, s.dead_lettered),
+        (0, 2, 2, 2)
+    );
+    assert_eq!(dlq.len(), 2);
+}
+
+/// `shutdown` from inside one of the pool's own handlers starts the shutdown and returns at
+/// once; the handler's verdict still counts.
+#[test]
+fn shutdown_from_inside_a_handler_returns_at_once_and_keeps_the_verdict() {
+    let queue = Queue::unbounded();
+    let handle: Arc<std::sync::OnceLock<ConsumerHandle<u32>>> = Arc::default();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let pool = {
+        let handle = Arc::clone(&handle);
+        Consumer::new(&queue)
+            .shutdown_timeout(LIMIT)
+            .start(move |_| {
+                let h = handle.get().expect("set before the first send");
+                let t = Instant::now();
+                let report = h.shutdown();
+                let _ = tx.lock().unwrap().send((t.elapsed(), report));
+                Ok::<(), String>(())
+            })
+    };
+    let _ = handle.set(pool);
+    queue.send(1).unwrap();
+    let (took, report) = rx.recv_timeout(LIMIT).expect("shutdown returned");
+    assert!(took < LIMIT / 2, "waited {took:?} for its own worker");
+    assert_eq!(report.released, 0);
+    wait_until("the lease is settled", || queue.stats().in_flight == 0);
+    assert_eq!((queue.stats().acked, queue.len()), (1, 0));
+    wait_until("the pool ends", || handle.get().unwrap().is_finished());
+}
+
+/// An idle pool shuts down promptly even when other receivers of the same queue take the
+/// wake-up meant for its workers (before, its workers slept until a 1 s backstop).
+#[test]
+fn an_idle_pool_shuts_down_promptly_beside_other_receivers_of_its_queue() {
+    let queue: Queue<u32> = Queue::builder().name("idle").build();
+    let other = queue.consume(4, |_| Ok::<(), String>(()));
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let pool = queue.consume(1, |_| Ok::<(), String>(()));
+        // Every worker named "idle-worker-0" (one per pool) blocked in its receive.
+        wait_until("the workers block", || {
+            common::all_sleeping("idle-worker-0")
+        });
+        let t = Instant::now();
+        assert!(pool.shutdown().is_clean());
+        worst = worst.max(t.elapsed());
+    }
+    assert!(other.shutdown().is_clean());
+    assert!(
+        worst < Duration::from_millis(600),
+        "an idle shutdown took {worst:?}"
+    );
+}

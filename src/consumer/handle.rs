@@ -6,6 +6,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::consumer::pool::Pool;
+use crate::endpoint::deadline_after;
 
 /// Counts and gauges of a worker pool, from [`ConsumerHandle::stats`].
 ///
@@ -164,11 +165,7 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// Stops the pool, waiting at most `timeout` for running handlers. See
     /// [`shutdown_deadline`](Self::shutdown_deadline).
     pub fn shutdown_timeout(&self, timeout: Duration) -> ShutdownReport {
-        let now = Instant::now();
-        let deadline = now
-            .checked_add(timeout)
-            .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365));
-        self.shutdown_deadline(deadline)
+        self.shutdown_deadline(deadline_after(timeout))
     }
 
     /// Stops the pool: no worker takes a new message, running handlers may finish until
@@ -180,10 +177,18 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// Nothing is lost: every message the pool took was acked, is back in the queue (now or after
     /// its retry delay), or is in the dead-letter queue. Calling it again is harmless; an earlier
     /// deadline wins.
+    ///
+    /// Called from one of this pool's own handlers, it starts the shutdown and returns at once
+    /// (a handler cannot wait for its own worker to end): that handler's verdict still counts,
+    /// and the report's `still_running` includes it.
     pub fn shutdown_deadline(&self, deadline: Instant) -> ShutdownReport {
         self.pool.begin_shutdown(deadline);
+        // A handler of this pool cannot wait for its own worker to end: it would wait until the
+        // deadline, then see its own message released. It starts the shutdown and goes on.
+        let me = std::thread::current().id();
+        let from_a_handler = self.threads.iter().any(|t| t.thread().id() == me);
         let mut ctl = self.pool.ctl.lock();
-        while ctl.alive > 0 && !ctl.expired {
+        while ctl.alive > 0 && !ctl.expired && !from_a_handler {
             self.pool.cv.wait(&mut ctl);
         }
         let still_running = ctl.alive;
@@ -225,11 +230,7 @@ impl<T> Drop for ConsumerHandle<T> {
     /// Starts a graceful shutdown and returns at once (see the type docs). Never blocks.
     fn drop(&mut self) {
         if !self.threads.is_empty() {
-            let timeout = self.pool.settings.shutdown_timeout;
-            let now = Instant::now();
-            let deadline = now
-                .checked_add(timeout)
-                .unwrap_or(now + Duration::from_secs(1));
+            let deadline = deadline_after(self.pool.settings.shutdown_timeout);
             self.pool.begin_shutdown(deadline);
         }
     }

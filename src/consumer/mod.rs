@@ -60,7 +60,8 @@
 //! Each worker holds one message (or one batch, with
 //! [`consume_batch`](crate::Queue::consume_batch)) at a time;
 //! [`max_in_flight`](Consumer::max_in_flight) caps the messages the whole pool holds at once.
-//! Idle workers wait in a leased receive that wakes within a few milliseconds of a shutdown.
+//! Idle workers wait in a leased receive that wakes within a few milliseconds of a shutdown
+//! (within 100 ms when another receiver of the same queue, another pool say, took the wake-up).
 //!
 //! # Heartbeat
 //!

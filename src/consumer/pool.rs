@@ -27,8 +27,10 @@ use crate::queue::{Delivery, LeaseKey, Queue};
 
 /// How long an idle worker waits in one receive before it looks at the stop flag again. A
 /// shutdown wakes blocked workers at once (`Queue::wake_receivers`); this is the backstop for a
-/// wake-up token that another receiver of the same queue took first.
-pub(crate) const POLL: Duration = Duration::from_secs(1);
+/// wake-up token that another receiver of the same queue (another pool, say) took first and
+/// holds while it goes on waiting. Ten looks a second per idle worker cost nothing measurable,
+/// and bound such a shutdown's wait (it was 1 s: found by review).
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 
 /// The settings a pool runs with.
 #[derive(Clone, Debug)]
@@ -380,12 +382,16 @@ impl<T> Pool<T> {
                 break;
             }
             let start = Instant::now();
-            let result = catch_unwind(AssertUnwindSafe(|| handler(d.message())));
+            // The error's reason is written inside the guard too: a `Display` that panics is a
+            // panicking handler, not a dead worker.
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                handler(d.message()).map_err(|e| e.to_string())
+            }));
             last = Some(self.add_time(w, start));
             self.untrack(w);
             let outcome = match result {
                 Ok(Ok(())) => Outcome::Ok,
-                Ok(Err(e)) => Outcome::Failed(e.to_string()),
+                Ok(Err(reason)) => Outcome::Failed(reason),
                 Err(p) => Outcome::Panicked(panic_message(&*p)),
             };
             self.settle(w, d, outcome, &mut rng);
@@ -429,7 +435,14 @@ impl<T> Pool<T> {
             let start = Instant::now();
             let result = {
                 let msgs: Vec<&Message<T>> = ds.iter().map(|d| d.message()).collect();
-                catch_unwind(AssertUnwindSafe(|| handler(&msgs)))
+                catch_unwind(AssertUnwindSafe(|| {
+                    let results = handler(&msgs);
+                    results
+                        .into_iter()
+                        .take(msgs.len())
+                        .map(|r| r.map_err(|e| e.to_string()))
+                        .collect::<Vec<_>>()
+                }))
             };
             let _ = self.add_time(w, start);
             self.untrack(w);
@@ -439,7 +452,7 @@ impl<T> Pool<T> {
                     .take(ds.len())
                     .map(|r| match r {
                         Ok(()) => Outcome::Ok,
-                        Err(e) => Outcome::Failed(e.to_string()),
+                        Err(reason) => Outcome::Failed(reason),
                     })
                     .collect(),
                 Err(p) => {

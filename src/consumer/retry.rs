@@ -134,6 +134,11 @@ impl RetryPolicy {
                 cap,
                 factor,
             } => {
+                // Nothing times any factor is nothing (and zero times an overflowing factor is
+                // NaN, not the cap).
+                if initial.is_zero() {
+                    return Duration::ZERO;
+                }
                 let scale = factor.powi(i32::try_from(n - 1).unwrap_or(i32::MAX));
                 let secs = initial.as_secs_f64() * scale;
                 if !secs.is_finite() || secs >= cap.as_secs_f64() {

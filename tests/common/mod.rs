@@ -73,6 +73,36 @@ pub fn is_sleeping(name: &str) -> bool {
     false
 }
 
+/// Whether every thread named `name` (there is at least one) sleeps in the kernel: for threads
+/// that share a name, such as the workers of two consumer pools on one queue.
+#[cfg(target_os = "linux")]
+pub fn all_sleeping(name: &str) -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return true;
+    };
+    let mut seen = false;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] == name {
+            if !stat[close + 1..].trim_start().starts_with('S') {
+                return false;
+            }
+            seen = true;
+        }
+    }
+    seen
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn all_sleeping(name: &str) -> bool {
+    is_sleeping(name)
+}
+
 #[cfg(not(target_os = "linux"))]
 pub fn is_sleeping(_name: &str) -> bool {
     // No portable way to tell: every interleaving is correct, this one only runs less often.
