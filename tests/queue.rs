@@ -1095,6 +1095,14 @@ fn redrive() {
     a.receive().unwrap().nack().unwrap();
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq.recv().unwrap().dead_letter().unwrap().attempts(), 1);
+
+    // Nothing moves into a closed queue: its receivers may have seen the end already.
+    a.send(4).unwrap();
+    a.receive().unwrap().nack().unwrap();
+    a.close();
+    target.close();
+    assert_eq!((dlq.redrive(), dlq.redrive_to(&target, 10)), (0, 0));
+    assert_eq!((dlq.len(), dlq.stats().redriven), (1, 7));
 }
 
 #[test]

@@ -2012,7 +2012,9 @@ impl<T> Shared<T> {
                     None => e.source.as_ref().and_then(std::sync::Weak::upgrade),
                 };
                 match dest {
-                    Some(d) if moved.len() < max => {
+                    // A closed queue takes no more messages (its receivers may have seen the
+                    // end already): the letter stays here.
+                    Some(d) if moved.len() < max && !d.is_closed() => {
                         e.dead = None;
                         e.source = None;
                         e.attempts = 0;

@@ -701,7 +701,7 @@ impl<T> Queue<T> {
 
     /// Moves the dead letters waiting in this queue (used as a dead-letter queue) back to the
     /// queues they came from, with their attempt counts reset. Returns how many moved. Dead
-    /// letters whose source queue is gone, or that were sent here directly, stay.
+    /// letters whose source queue is gone or closed, or that were sent here directly, stay.
     ///
     /// ```
     /// use switchboard::Queue;
@@ -720,7 +720,8 @@ impl<T> Queue<T> {
 
     /// Moves up to `max` dead letters waiting in this queue to `target`, whatever their source,
     /// oldest first. Returns how many moved. Only dead letters move: a message sent to this
-    /// queue directly stays, as does one put back after a lease of this queue's own.
+    /// queue directly stays, as does one put back after a lease of this queue's own. Nothing
+    /// moves to a closed `target`.
     ///
     /// ```
     /// use switchboard::Queue;
