@@ -83,6 +83,33 @@ impl<Req, Rep> Request<Req, Rep> {
         self.reply_to.send_as(responder, reply)
     }
 
+    /// A copy of the return address, to reply without owning the request: from a leased
+    /// [`Delivery`](crate::Delivery) (reply, then ack), say. A redelivered request may be
+    /// answered twice; the requester takes the first reply and counts the other as late.
+    ///
+    /// ```
+    /// use std::thread;
+    /// use std::time::Duration;
+    /// use switchboard::{Queue, Request, Requester};
+    ///
+    /// let service: Queue<Request<u32, u32>> = Queue::unbounded();
+    /// let responder = {
+    ///     let service = service.clone();
+    ///     thread::spawn(move || {
+    ///         let d = service.receive().unwrap(); // on lease: at-least-once
+    ///         let req = d.payload();
+    ///         req.reply_to().send(req.body() * 2).unwrap();
+    ///         d.ack().unwrap();
+    ///     })
+    /// };
+    /// let requester = Requester::new(&service);
+    /// assert_eq!(requester.request(21, Duration::from_secs(10)).unwrap(), 42);
+    /// responder.join().unwrap();
+    /// ```
+    pub fn reply_to(&self) -> ReplyTo<Rep> {
+        self.reply_to.clone()
+    }
+
     /// The body and the return address, to reply later or from elsewhere.
     pub fn into_parts(self) -> (Req, ReplyTo<Rep>) {
         (self.body, self.reply_to)
