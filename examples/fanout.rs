@@ -42,8 +42,8 @@ fn main() {
             .overflow(Overflow::DropOldest),
     );
     println!(
-        "topic {:?}: {} subscriptions",
-        orders.name(),
+        "topic {}: {} subscriptions",
+        orders.name().unwrap_or("?"),
         orders.subscriber_count()
     );
 
@@ -65,9 +65,9 @@ fn main() {
         .with_attr("region", "eu");
         let report = orders.publish(event).unwrap();
         println!(
-            "published order {order}: delivered {}, dropped {}",
-            report.delivered,
-            report.dropped()
+            "published order {order}: delivered to {}, dropped at {} full subscription(s), \
+             {} older event(s) pushed out",
+            report.delivered, report.dropped_newest, report.dropped_oldest
         );
     }
 

@@ -100,16 +100,21 @@ fn main() -> Result<(), FilterError> {
     println!("vip on order 2: {}", vip.explain(&orders[1]));
 
     // 7. A subscriber changes its policy: the next snapshot has it, the old one is unchanged.
+    // (A string list matches when any element does: "anything-but rugby" alone would still
+    // match ["rugby", "golf"] through "golf".)
     index
         .replace(
             &"sports",
-            Filter::from_json(r#"{"tags": [{"anything-but": ["rugby"]}]}"#)?,
+            Filter::from_json(r#"{"tags": [{"anything-but": ["rugby", "golf"]}]}"#)?,
         )
         .ok();
     let next = index.snapshot();
     out.clear();
     next.matching(&orders[3], &mut out);
     println!("after the sports change, order 4 -> {out:?}");
+    out.clear();
+    snapshot.matching(&orders[3], &mut out);
+    println!("the old snapshot still says order 4 -> {out:?}");
 
     // 8. A bad policy says what is wrong with it.
     for bad in [

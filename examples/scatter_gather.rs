@@ -97,7 +97,7 @@ fn main() {
         .scatter(rfq, Completion::within(Duration::from_millis(100)).first(2))
         .unwrap();
     println!(
-        "4. a second auction, first two quotes: {:?} (correlation ids {} then {})",
+        "4. a second auction, first two replies (an error reply counts too): {:?} (correlation ids {} then {})",
         next.replies()
             .iter()
             .map(|r| (r.responder().unwrap(), r.body().clone()))

@@ -31,7 +31,7 @@ fn main() {
             });
         }
         // Two senders, 500 messages each, into a queue of 64: they wait for room while the
-        // workers take turns.
+        // workers compete for messages (the split between them need not be even).
         thread::scope(|senders| {
             for sender in 0..2u32 {
                 let q = q.clone();
@@ -95,10 +95,9 @@ fn main() {
     let dead = dlq.try_recv().unwrap();
     let info = dead.dead_letter().unwrap();
     println!(
-        "   dead letter from {:?}: {} ({} attempts)",
-        info.source(),
-        info.reason(),
-        info.attempts()
+        "   dead letter from {}: {}",
+        info.source().unwrap_or("?"),
+        info.reason()
     );
 
     step("4. Delay and time-to-live, on a manual clock (no sleeping)");
@@ -132,8 +131,8 @@ fn main() {
 
     let s = jobs.stats();
     println!(
-        "   stats: sent {} received {} acked {} nacked {} abandoned {} lease-expired {} dead-lettered {} expired {}",
-        s.sent, s.received, s.acked, s.nacked, s.abandoned, s.lease_expired, s.dead_lettered, s.expired
+        "   stats: sent {} received {} (redeliveries included: {}) acked {} nacked {} abandoned {} lease-expired {} dead-lettered {} expired {}",
+        s.sent, s.received, s.redelivered, s.acked, s.nacked, s.abandoned, s.lease_expired, s.dead_lettered, s.expired
     );
 
     step("6. FIFO groups: in order within a group, one in flight per group, groups in parallel");
@@ -145,7 +144,7 @@ fn main() {
     let a1 = fifo.receive().unwrap();
     let b1 = fifo.receive().unwrap();
     println!(
-        "   two consumers hold {:?} and {:?}",
+        "   two leases are held, on {:?} and {:?}",
         a1.payload(),
         b1.payload()
     );
@@ -318,7 +317,7 @@ fn main() {
         .unwrap();
     println!("   completed by: {:?}", quotes.completed());
     for r in quotes.replies() {
-        println!("   {:?} quoted {}", r.responder(), r.body());
+        println!("   {} quoted {}", r.responder().unwrap_or("?"), r.body());
     }
 
     println!("\nThat is the tour. See examples/ for each pattern in depth.");

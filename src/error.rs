@@ -190,14 +190,15 @@ pub struct RecvError;
 /// let q: Queue<u8> = Queue::unbounded();
 /// let err = q.try_recv().unwrap_err();
 /// assert!(err.is_empty());
-/// assert_eq!(err.to_string(), "receiving on an empty queue");
+/// assert_eq!(err.to_string(), "no message ready to receive");
 /// q.close();
 /// assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Closed);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum TryRecvError {
-    /// Nothing is ready now.
-    #[error("receiving on an empty queue")]
+    /// Nothing is ready now (the queue may still hold messages that are delayed, in flight, or
+    /// behind a busy FIFO group).
+    #[error("no message ready to receive")]
     Empty,
     /// The queue is closed and holds nothing more.
     #[error("receiving on a closed and empty queue")]
@@ -225,14 +226,14 @@ impl TryRecvError {
 /// let q: Queue<u8> = Queue::unbounded();
 /// let err = q.recv_timeout(Duration::ZERO).unwrap_err(); // empty: no wait
 /// assert!(err.is_timeout());
-/// assert_eq!(err.to_string(), "timed out receiving on an empty queue");
+/// assert_eq!(err.to_string(), "timed out waiting for a message");
 /// q.close();
 /// assert_eq!(q.recv_timeout(Duration::ZERO).unwrap_err(), RecvTimeoutError::Closed);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RecvTimeoutError {
     /// Nothing became ready before the deadline.
-    #[error("timed out receiving on an empty queue")]
+    #[error("timed out waiting for a message")]
     Timeout,
     /// The queue is closed and holds nothing more.
     #[error("receiving on a closed and empty queue")]

@@ -215,6 +215,12 @@ impl<T: Send + Sync + 'static> Queue<T> {
     /// queue trigger. Shorthand for `Consumer::new(self).workers(workers).start(handler)`; see
     /// [`Consumer`] for the options and [`Consumer::start`] for how outcomes are settled.
     ///
+    /// The handler's error type is anything `Display`; a handler that never fails names one for
+    /// the compiler, as in `Ok::<(), String>(())`. A message that always fails is retried until
+    /// the queue's [`max_attempts`](crate::QueueBuilder::max_attempts) send it to the dead-letter
+    /// queue (or discard it, counted); a queue with no such limit retries it forever, and then
+    /// [`join`](crate::ConsumerHandle::join) never returns: use a shutdown.
+    ///
     /// # Panics
     ///
     /// If the operating system cannot start a thread.

@@ -202,8 +202,11 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// Waits until every worker thread has ended and returns the final stats.
     ///
     /// Without a shutdown, the workers end when the queue is closed and drained (nothing visible,
-    /// delayed or in flight), so `queue.close()` then `join()` processes everything. After a
-    /// shutdown whose deadline passed, it waits for the handlers still running to return.
+    /// delayed or in flight), so `queue.close()` then `join()` processes everything. A message
+    /// that always fails keeps the queue from draining unless the queue limits its attempts
+    /// ([`max_attempts`](crate::QueueBuilder::max_attempts) or a dead-letter queue): then `join`
+    /// waits for ever. After a shutdown whose deadline passed, it waits for the handlers still
+    /// running to return.
     ///
     /// ```
     /// use switchboard::Queue;

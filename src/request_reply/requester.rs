@@ -128,6 +128,9 @@ pub enum RequestError {
 /// `Clone` gives another handle with the same endpoint and counters; requests from many threads
 /// at once do not interfere.
 ///
+/// Requests need `Req: Clone` (a topic or a list copies them, and every endpoint is one): wrap a
+/// large or non-`Clone` body in an `Arc`.
+///
 /// ```
 /// use std::thread;
 /// use std::time::Duration;

@@ -180,6 +180,13 @@ impl<T> Topic<T> {
     /// The subscription receives the messages published after this call returns, in publish
     /// order. Dropping it unsubscribes. On a closed topic it is closed from the start.
     ///
+    /// The default is lossless: once the buffer is full, [`publish`](Topic::publish) waits for
+    /// this subscriber (unlike tokio's broadcast, which overwrites and reports a lag). A
+    /// subscription kept but never read therefore stalls every publisher; read it, drop it, or
+    /// choose [`Overflow::DropOldest`] or [`Overflow::DropNewest`] with
+    /// [`subscribe_with`](Topic::subscribe_with), or publish with
+    /// [`publish_timeout`](Topic::publish_timeout).
+    ///
     /// # Examples
     ///
     /// ```

@@ -102,8 +102,9 @@ impl PublishReport {
         ]
     }
 
-    /// Every message lost to a subscription: `dropped_oldest + dropped_newest + full + closed +
-    /// rejected`.
+    /// Every message lost to a subscription by this publish: `dropped_oldest + dropped_newest +
+    /// full + closed + rejected`. `dropped_oldest` counts earlier messages pushed out to make
+    /// room for this one (which was delivered), the others count this message.
     pub fn dropped(&self) -> usize {
         self.dropped_oldest + self.dropped_newest + self.full + self.closed + self.rejected
     }
