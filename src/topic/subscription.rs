@@ -74,11 +74,20 @@ impl<T> Subscription<T> {
     /// ran out (the clock is read only for messages that have one).
     #[inline]
     fn got(&self, m: Message<T>) -> Option<Message<T>> {
-        if let Some(at) = m.expiry_nanos() {
-            if at <= self.clock.nanos() {
-                self.counters.expired.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
+        if m.expiry_nanos().is_some() {
+            return self.got_with_ttl(m);
+        }
+        self.counters.received.0.fetch_add(1, Ordering::Relaxed);
+        Some(m)
+    }
+
+    /// [`got`](Self::got) for a message with a time-to-live, out of the hot path.
+    #[cold]
+    #[inline(never)]
+    fn got_with_ttl(&self, m: Message<T>) -> Option<Message<T>> {
+        if m.expiry_nanos().is_some_and(|at| at <= self.clock.nanos()) {
+            self.counters.expired.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
         self.counters.received.0.fetch_add(1, Ordering::Relaxed);
         Some(m)
@@ -106,15 +115,32 @@ impl<T> Subscription<T> {
     /// ```
     #[inline]
     pub fn try_recv(&self) -> Result<Message<T>, TryRecvError> {
+        match self.rx.try_recv() {
+            Ok(m) if m.expiry_nanos().is_none() => {
+                self.counters.received.0.fetch_add(1, Ordering::Relaxed);
+                Ok(m)
+            }
+            Ok(m) => self.try_recv_ttl(m),
+            Err(cb::TryRecvError::Empty) => Err(TryRecvError::Empty),
+            Err(cb::TryRecvError::Disconnected) => Err(TryRecvError::Closed),
+        }
+    }
+
+    /// `try_recv` once it took a message with a time-to-live: out of the hot path (inlined, the
+    /// check slowed every receive by a quarter: `cargo bench --bench topic`), and a loop, so a
+    /// long run of expired messages costs no stack.
+    #[cold]
+    #[inline(never)]
+    fn try_recv_ttl(&self, mut m: Message<T>) -> Result<Message<T>, TryRecvError> {
         loop {
-            match self.rx.try_recv() {
-                Ok(m) => match self.got(m) {
-                    Some(m) => return Ok(m),
-                    None => continue,
-                },
+            if let Some(m) = self.got(m) {
+                return Ok(m);
+            }
+            m = match self.rx.try_recv() {
+                Ok(next) => next,
                 Err(cb::TryRecvError::Empty) => return Err(TryRecvError::Empty),
                 Err(cb::TryRecvError::Disconnected) => return Err(TryRecvError::Closed),
-            }
+            };
         }
     }
 
@@ -125,14 +151,25 @@ impl<T> Subscription<T> {
     /// [`RecvError`] when the topic is closed and nothing is left.
     #[inline]
     pub fn recv(&self) -> Result<Message<T>, RecvError> {
-        loop {
-            match self.rx.recv() {
-                Ok(m) => match self.got(m) {
-                    Some(m) => return Ok(m),
-                    None => continue,
-                },
-                Err(_) => return Err(RecvError),
+        match self.rx.recv() {
+            Ok(m) if m.expiry_nanos().is_none() => {
+                self.counters.received.0.fetch_add(1, Ordering::Relaxed);
+                Ok(m)
             }
+            Ok(m) => self.recv_ttl(m),
+            Err(_) => Err(RecvError),
+        }
+    }
+
+    /// `recv` once it took a message with a time-to-live (as `try_recv_ttl`).
+    #[cold]
+    #[inline(never)]
+    fn recv_ttl(&self, mut m: Message<T>) -> Result<Message<T>, RecvError> {
+        loop {
+            if let Some(m) = self.got(m) {
+                return Ok(m);
+            }
+            m = self.rx.recv().map_err(|_| RecvError)?;
         }
     }
 
