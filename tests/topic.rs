@@ -920,3 +920,21 @@ fn a_chained_list_that_lost_the_message_at_some_recipients_is_counted() {
     assert_eq!((report.delivered, report.full), (0, 1));
     assert_eq!(a.try_recv().unwrap().into_payload(), 2);
 }
+
+/// A long run of expired messages is stepped over in one receive, without deep recursion.
+#[test]
+fn a_long_run_of_expired_messages_is_stepped_over() {
+    const N: usize = 100_000;
+    let clock = ManualClock::new();
+    let topic = Topic::builder().clock(clock.clone()).build();
+    let sub = topic.subscribe_with(SubscribeOptions::new().capacity(N + 1));
+    for i in 0..N {
+        topic
+            .publish(Message::new(i).with_ttl(Duration::from_secs(1)))
+            .unwrap();
+    }
+    topic.publish(N).unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert_eq!(sub.try_recv().unwrap().into_payload(), N);
+    assert_eq!((sub.expired(), sub.received()), (N as u64, 1));
+}
