@@ -2,6 +2,10 @@
 //!
 //! Time is moved with a `ManualClock`; waits for other threads are conditions with a deadline.
 
+mod common;
+
+use common::{spawn_named, wait_blocked};
+
 use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,18 +38,6 @@ fn manual() -> (ManualClock, Queue<u32>) {
     (clock, q)
 }
 
-/// Runs `f` on a scoped thread named `name` (for [`wait_blocked`]).
-fn spawn_named<'scope, T: Send + 'scope>(
-    s: &'scope thread::Scope<'scope, '_>,
-    name: &str,
-    f: impl FnOnce() -> T + Send + 'scope,
-) -> thread::ScopedJoinHandle<'scope, T> {
-    thread::Builder::new()
-        .name(name.into())
-        .spawn_scoped(s, f)
-        .unwrap()
-}
-
 /// Runs `f` on a scoped thread named `name` and returns once that thread is blocked.
 fn spawn_blocked<'scope, T: Send + 'scope>(
     s: &'scope thread::Scope<'scope, '_>,
@@ -55,48 +47,6 @@ fn spawn_blocked<'scope, T: Send + 'scope>(
     let h = spawn_named(s, name, f);
     wait_blocked(name);
     h
-}
-
-/// Waits until the thread named `name` sleeps in the kernel (blocked in a wait), or fails the
-/// test after ten seconds. Threads are named with [`spawn_named`]; a name is at most 15 bytes.
-fn wait_blocked(name: &str) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if is_sleeping(name) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "thread {name} never blocked");
-        thread::yield_now();
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn is_sleeping(name: &str) -> bool {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return true;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        // "tid (comm) S ...": the comm may hold spaces or parentheses, the state follows the last ')'.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if &stat[open + 1..close] == name {
-            return stat[close + 1..].trim_start().starts_with('S');
-        }
-    }
-    false
-}
-
-#[cfg(not(target_os = "linux"))]
-fn is_sleeping(_name: &str) -> bool {
-    // No portable way to tell: every interleaving is correct, this one only runs less often.
-    for _ in 0..1000 {
-        thread::yield_now();
-    }
-    true
 }
 
 fn payloads<T: Clone>(msgs: &[Message<T>]) -> Vec<T> {

@@ -52,12 +52,11 @@ pub fn wait_blocked(name: &str) {
     }
 }
 
-/// Whether the thread named `name` sleeps in the kernel (Linux: read from /proc).
+/// The kernel states of the threads named `name` ('S': sleeping in a wait), read from /proc.
 #[cfg(target_os = "linux")]
-pub fn is_sleeping(name: &str) -> bool {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return true;
-    };
+fn states(name: &str) -> Option<Vec<char>> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut states = Vec::new();
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
@@ -67,35 +66,23 @@ pub fn is_sleeping(name: &str) -> bool {
             continue;
         };
         if &stat[open + 1..close] == name {
-            return stat[close + 1..].trim_start().starts_with('S');
+            states.extend(stat[close + 1..].trim_start().chars().next());
         }
     }
-    false
+    Some(states)
+}
+
+/// Whether the thread named `name` sleeps in the kernel (Linux: read from /proc).
+#[cfg(target_os = "linux")]
+pub fn is_sleeping(name: &str) -> bool {
+    states(name).is_none_or(|s| s.first() == Some(&'S'))
 }
 
 /// Whether every thread named `name` (there is at least one) sleeps in the kernel: for threads
 /// that share a name, such as the workers of two consumer pools on one queue.
 #[cfg(target_os = "linux")]
 pub fn all_sleeping(name: &str) -> bool {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return true;
-    };
-    let mut seen = false;
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        if &stat[open + 1..close] == name {
-            if !stat[close + 1..].trim_start().starts_with('S') {
-                return false;
-            }
-            seen = true;
-        }
-    }
-    seen
+    states(name).is_none_or(|s| !s.is_empty() && s.iter().all(|&c| c == 'S'))
 }
 
 #[cfg(not(target_os = "linux"))]
