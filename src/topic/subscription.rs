@@ -70,27 +70,32 @@ impl<T> Subscription<T> {
         }
     }
 
+    /// Counts a message handed to the subscriber.
+    #[inline]
+    fn hand_out(&self, m: Message<T>) -> Message<T> {
+        self.counters.received.0.fetch_add(1, Ordering::Relaxed);
+        m
+    }
+
     /// A message taken from the buffer: received, or discarded and counted if its time-to-live
     /// ran out (the clock is read only for messages that have one).
     #[inline]
     fn got(&self, m: Message<T>) -> Option<Message<T>> {
-        if m.expiry_nanos().is_some() {
-            return self.got_with_ttl(m);
+        match m.expiry_nanos() {
+            None => Some(self.hand_out(m)),
+            Some(at) => self.unexpired(m, at),
         }
-        self.counters.received.0.fetch_add(1, Ordering::Relaxed);
-        Some(m)
     }
 
     /// [`got`](Self::got) for a message with a time-to-live, out of the hot path.
     #[cold]
     #[inline(never)]
-    fn got_with_ttl(&self, m: Message<T>) -> Option<Message<T>> {
-        if m.expiry_nanos().is_some_and(|at| at <= self.clock.nanos()) {
+    fn unexpired(&self, m: Message<T>, at: crate::clock::Nanos) -> Option<Message<T>> {
+        if at <= self.clock.nanos() {
             self.counters.expired.fetch_add(1, Ordering::Relaxed);
             return None;
         }
-        self.counters.received.0.fetch_add(1, Ordering::Relaxed);
-        Some(m)
+        Some(self.hand_out(m))
     }
 
     /// Receives a message if one is buffered, without waiting.
@@ -116,10 +121,7 @@ impl<T> Subscription<T> {
     #[inline]
     pub fn try_recv(&self) -> Result<Message<T>, TryRecvError> {
         match self.rx.try_recv() {
-            Ok(m) if m.expiry_nanos().is_none() => {
-                self.counters.received.0.fetch_add(1, Ordering::Relaxed);
-                Ok(m)
-            }
+            Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
             Ok(m) => self.try_recv_ttl(m),
             Err(cb::TryRecvError::Empty) => Err(TryRecvError::Empty),
             Err(cb::TryRecvError::Disconnected) => Err(TryRecvError::Closed),
@@ -152,10 +154,7 @@ impl<T> Subscription<T> {
     #[inline]
     pub fn recv(&self) -> Result<Message<T>, RecvError> {
         match self.rx.recv() {
-            Ok(m) if m.expiry_nanos().is_none() => {
-                self.counters.received.0.fetch_add(1, Ordering::Relaxed);
-                Ok(m)
-            }
+            Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
             Ok(m) => self.recv_ttl(m),
             Err(_) => Err(RecvError),
         }
