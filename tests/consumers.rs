@@ -1000,3 +1000,44 @@ fn an_idle_pool_shuts_down_promptly_beside_other_receivers_of_its_queue() {
         "an idle shutdown took {worst:?}"
     );
 }
+
+/// A handler started with `start_with_delivery` sees each attempt's delivery: its number, the
+/// same first-delivery time on every attempt, and the pool still settles it by the result.
+#[test]
+fn a_delivery_handler_sees_the_attempts_and_is_settled_by_its_result() {
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder().dead_letter(&dlq, 2).build();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let pool = {
+        let seen = Arc::clone(&seen);
+        Consumer::new(&queue)
+            .retry(RetryPolicy::fixed(Duration::ZERO))
+            .start_with_delivery(move |d| {
+                seen.lock().unwrap().push((
+                    *d.message().payload(),
+                    d.attempt(),
+                    d.first_delivered_at(),
+                ));
+                if *d.message().payload() == "poison" {
+                    Err("no")
+                } else {
+                    Ok(())
+                }
+            })
+    };
+    queue.send_batch(["poison", "fine"]).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!(
+        (stats.processed, stats.dead_lettered, stats.retried),
+        (1, 1, 1)
+    );
+    let seen = seen.lock().unwrap();
+    let poison: Vec<_> = seen.iter().filter(|s| s.0 == "poison").collect();
+    assert_eq!(poison.iter().map(|s| s.1).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        poison[0].2, poison[1].2,
+        "first delivery time kept across attempts"
+    );
+    assert_eq!(dlq.try_recv().unwrap().into_payload(), "poison");
+}

@@ -9,7 +9,7 @@ use crate::consumer::handle::ConsumerHandle;
 use crate::consumer::pool::{Pool, Settings};
 use crate::consumer::retry::RetryPolicy;
 use crate::message::Message;
-use crate::queue::Queue;
+use crate::queue::{Delivery, Queue};
 
 /// Builds a worker pool that runs a handler on a queue's messages: see the [module
 /// docs](crate::consumer).
@@ -137,6 +137,43 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     pub fn start<H, E>(self, handler: H) -> ConsumerHandle<T>
     where
         H: Fn(&Message<T>) -> Result<(), E> + Send + Sync + 'static,
+        E: Display,
+    {
+        self.start_with_delivery(move |d: &Delivery<T>| handler(d.message()))
+    }
+
+    /// As [`start`](Self::start), with the handler seeing the whole [`Delivery`]: the attempt
+    /// number, the first delivery and enqueue times, the lease deadline, a dead letter's record.
+    /// The pool still settles it by the handler's result.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system cannot start a thread.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use switchboard::{Consumer, Queue, RetryPolicy};
+    ///
+    /// let queue = Queue::builder().max_attempts(3).build();
+    /// let attempts = Arc::new(Mutex::new(Vec::new()));
+    /// let pool = {
+    ///     let attempts = Arc::clone(&attempts);
+    ///     Consumer::new(&queue)
+    ///         .retry(RetryPolicy::fixed(std::time::Duration::ZERO))
+    ///         .start_with_delivery(move |d| {
+    ///             attempts.lock().unwrap().push(d.attempt());
+    ///             // Flaky: succeeds on the third try.
+    ///             if d.attempt() < 3 { Err("not yet") } else { Ok(()) }
+    ///         })
+    /// };
+    /// queue.send("job").unwrap();
+    /// queue.close();
+    /// assert_eq!(pool.join().processed, 1);
+    /// assert_eq!(*attempts.lock().unwrap(), [1, 2, 3]);
+    /// ```
+    pub fn start_with_delivery<H, E>(self, handler: H) -> ConsumerHandle<T>
+    where
+        H: Fn(&Delivery<T>) -> Result<(), E> + Send + Sync + 'static,
         E: Display,
     {
         let handler = Arc::new(handler);

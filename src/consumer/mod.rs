@@ -57,7 +57,9 @@
 //!
 //! # Flow
 //!
-//! Each worker holds one message (or one batch, with
+//! A handler gets the message; one started with
+//! [`start_with_delivery`](Consumer::start_with_delivery) gets the whole delivery (the attempt
+//! number, for one). Each worker holds one message (or one batch, with
 //! [`consume_batch`](crate::Queue::consume_batch)) at a time;
 //! [`max_in_flight`](Consumer::max_in_flight) caps the messages the whole pool holds at once.
 //! Idle workers wait in a leased receive that wakes within a few milliseconds of a shutdown

@@ -353,7 +353,7 @@ impl<T> Pool<T> {
     /// The loop of a worker running a one-message handler.
     pub(crate) fn run_single<H, E>(&self, w: usize, handler: &H)
     where
-        H: Fn(&Message<T>) -> Result<(), E>,
+        H: Fn(&Delivery<T>) -> Result<(), E>,
         E: Display,
     {
         let _exit = Exit(self);
@@ -384,9 +384,7 @@ impl<T> Pool<T> {
             let start = Instant::now();
             // The error's reason is written inside the guard too: a `Display` that panics is a
             // panicking handler, not a dead worker.
-            let result = catch_unwind(AssertUnwindSafe(|| {
-                handler(d.message()).map_err(|e| e.to_string())
-            }));
+            let result = catch_unwind(AssertUnwindSafe(|| handler(&d).map_err(|e| e.to_string())));
             last = Some(self.add_time(w, start));
             self.untrack(w);
             let outcome = match result {
