@@ -1087,13 +1087,15 @@ fn delay() {
     assert_eq!(e.into_inner().into_payload(), 2);
     clock.advance(secs(1));
     assert_eq!(b.len(), 2);
+    // Due and waiting, it still counts against the delayed bound until received.
+    assert!(b.send_after(2, secs(1)).unwrap_err().is_full());
+    let mut two = [b.try_recv().unwrap(), b.try_recv().unwrap()].map(Message::into_payload);
+    two.sort();
+    assert_eq!(two, [0, 1]);
 
     // Delayed messages are delivered after close, then Closed.
     b.send_after(3, secs(1)).unwrap();
     b.close();
-    let mut two = [b.try_recv().unwrap(), b.try_recv().unwrap()].map(Message::into_payload);
-    two.sort();
-    assert_eq!(two, [0, 1]);
     assert_eq!(b.try_recv().unwrap_err(), TryRecvError::Empty);
     clock.advance(secs(1));
     assert_eq!(b.try_recv().unwrap().into_payload(), 3);
@@ -1887,4 +1889,32 @@ fn close_hands_back_both_sends_of_a_key_waiting_on_a_full_queue() {
         [0]
     );
     assert_eq!(q.stats().duplicates, 0);
+}
+
+/// Delayed sends cannot grow a bounded queue without end: messages that came due count against
+/// the delayed bound until received (found by review).
+#[test]
+fn delayed_sends_respect_the_bound_once_due() {
+    let q: Queue<u32> = Queue::bounded(4);
+    let accepted = (0..1000)
+        .filter(|&i| q.send_after(i, Duration::ZERO).is_ok())
+        .count();
+    assert_eq!((accepted, q.len()), (4, 4));
+
+    let clock = ManualClock::new();
+    let q: Queue<u32> = Queue::builder().clock(clock.clone()).capacity(4).build();
+    for round in 0..1000 {
+        for i in 0..4 {
+            let _ = q.send_after(round * 4 + i, Duration::from_millis(1));
+        }
+        clock.advance(Duration::from_millis(1));
+        let _ = q.try_recv(); // a consumer slower than its producer
+    }
+    assert!(q.len() <= 4, "a bounded(4) queue holds {}", q.len());
+    while q.send_after(0, Duration::ZERO).is_ok() {}
+    assert_eq!(q.len(), 4);
+    assert!(q.send_after(0, Duration::ZERO).unwrap_err().is_full());
+    // Receiving makes room again.
+    q.try_recv().unwrap();
+    q.send_after(1, Duration::ZERO).unwrap();
 }

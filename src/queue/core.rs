@@ -1043,7 +1043,12 @@ impl<T> Shared<T> {
         }
         let mut slow = self.slow().lock();
         if let Some(cap) = self.config.capacity {
-            if slow.delayed.len() >= cap {
+            // Delayed messages that came due wait in the ready lane (a FIFO queue's in its
+            // groups) and count against this bound until received: else a producer faster than
+            // its consumers would grow a bounded queue without end, a delay at a time (found by
+            // review). Returned messages there count too, which only refuses sooner.
+            let waiting = slow.ready.len() + slow.groups.as_deref().map_or(0, Groups::len);
+            if slow.delayed.len() + waiting >= cap {
                 return Err(TrySendError::Full(msg));
             }
         }

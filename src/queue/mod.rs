@@ -52,7 +52,9 @@
 //! for room, `try_send` fails with `Full`. Messages coming *back* (a returned lease, a dead letter
 //! arriving, a redrive) never wait for room, since a `Drop` can neither block nor lose a message,
 //! so [`len`](Queue::len) can exceed the capacity by the number of messages returned. Delayed
-//! messages are bounded separately, by the same capacity. In-flight messages are outside the bound.
+//! messages are bounded separately, by the same capacity: a delayed send is refused while the
+//! delayed messages plus those waiting outside the main lane (due ones, returned ones, and a FIFO
+//! queue's grouped ones) reach it. In-flight messages are outside the bound.
 //!
 //! Up to 65,536 the main lane is a bounded crossbeam channel, whose slots (a message and a stamp
 //! each) are allocated when the queue is made. A larger capacity, up to `usize::MAX`, is counted
@@ -353,7 +355,8 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`TrySendError::Closed`] after close; [`TrySendError::Full`] when a bounded queue already
-    /// holds `capacity` delayed messages (so always on a rendezvous queue, of capacity 0), or
+    /// holds `capacity` delayed messages, counting those that came due and wait (see "Capacity"
+    /// in the [module docs](crate::queue); so always on a rendezvous queue, of capacity 0), or
     /// when a send of the same de-duplication key is still waiting for room.
     ///
     /// # Examples
