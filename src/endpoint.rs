@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{SendTimeoutError, TrySendError};
-use crate::message::Message;
+use crate::message::{Message, MessageId};
 use crate::queue::Queue;
 use crate::recipient_list::{RecipientList, RecipientListError};
 use crate::topic::{PublishError, Topic};
@@ -35,6 +35,41 @@ pub(crate) enum Wait {
 }
 
 /// `now + timeout`, saturating a century ahead.
+/// The reason a delivery that came back to a topic or list already delivering the same message
+/// (on this thread) is refused with: a loop of chained endpoints.
+pub(crate) const LOOP: &str = "delivery loop: the message came back to where it is being delivered";
+
+thread_local! {
+    /// The topics and lists (by address) this thread is delivering a message through, with the
+    /// message's id: a chain that leads back to one of them with the same message is a loop.
+    static PATH: std::cell::RefCell<Vec<(usize, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Whether this thread is delivering message `id` through the topic or list at `at` already.
+pub(crate) fn on_path(at: usize, id: MessageId) -> bool {
+    PATH.try_with(|p| {
+        let p = p.borrow();
+        !p.is_empty() && p.contains(&(at, id.get()))
+    })
+    .unwrap_or(false)
+}
+
+/// Marks a delivery of message `id` through the topic or list at `at`, for as long as it lives.
+pub(crate) struct Visit(());
+
+impl Visit {
+    pub(crate) fn enter(at: usize, id: MessageId) -> Visit {
+        let _ = PATH.try_with(|p| p.borrow_mut().push((at, id.get())));
+        Visit(())
+    }
+}
+
+impl Drop for Visit {
+    fn drop(&mut self) {
+        let _ = PATH.try_with(|p| p.borrow_mut().pop());
+    }
+}
+
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
@@ -279,6 +314,10 @@ impl<T: Clone> Endpoint<T> {
                     reached: report.reach(),
                 }),
             },
+            Kind::List(l) if on_path(l.address(), msg.id()) => Err(none(DeliverError::Rejected {
+                message: msg,
+                reason: LOOP.into(),
+            })),
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
                 Ok((_, None, reach, _)) => Ok(reach),
                 Ok((_, Some(error), reached, _)) => Err(Partial { error, reached }),

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::endpoint::{deadline_after, DeliverError, Endpoint, Partial, Wait};
+use crate::endpoint::{deadline_after, DeliverError, Endpoint, Partial, Visit, Wait};
 use crate::message::{AttrValue, Message};
 
 /// The attribute [`Route::by_attribute`] reads by default: `"recipients"`.
@@ -599,6 +599,11 @@ pub struct RecipientList<T> {
 }
 
 impl<T> RecipientList<T> {
+    /// The list's identity (the address of its shared state), for loop detection.
+    pub(crate) fn address(&self) -> usize {
+        Arc::as_ptr(&self.shared) as *const () as usize
+    }
+
     /// An empty list with this route and the default policies ([`UnknownRecipients::Skip`],
     /// [`OnFailure::Continue`]).
     pub fn new(route: Route<T>) -> RecipientList<T> {
@@ -843,6 +848,8 @@ impl<T: Clone> RecipientList<T> {
     ) -> Result<Dispatched<T>, (RecipientListError<T>, usize)> {
         let shared = &*self.shared;
         let set = shared.set.load();
+        // A recipient that leads back here with this message is a loop (refused, see `Endpoint`).
+        let _visit = Visit::enter(self.address(), msg.id());
 
         // Resolve, in one vector that becomes the report: a known name starts as `Skipped`
         // (pending) and stays so if a failure stops the send before it. `at` keeps each entry's

@@ -938,3 +938,65 @@ fn a_long_run_of_expired_messages_is_stepped_over() {
     assert_eq!(sub.try_recv().unwrap().into_payload(), N);
     assert_eq!((sub.expired(), sub.received()), (N as u64, 1));
 }
+
+/// A chain of endpoints that leads a message back to a topic or list already delivering it is a
+/// loop: the way back is refused (counted as rejected), so the publish ends, and every other
+/// subscriber gets the message once. (It used to recurse until the stack overflowed, aborting
+/// the process.)
+#[test]
+fn a_delivery_loop_is_refused_not_followed() {
+    // A topic chained into itself.
+    let topic: Topic<u32> = Topic::new();
+    let sub = topic.subscribe();
+    let loop_id = topic.subscribe_endpoint(topic.clone());
+    let report = topic.publish(1).unwrap();
+    assert_eq!((report.delivered, report.rejected), (1, 1));
+    assert_eq!(drain(&sub), [1]);
+    assert_eq!(topic.subscription_stats(loop_id).unwrap().dropped, 1);
+    assert_eq!(topic.stats().rejected, 1);
+    topic.unsubscribe(loop_id);
+
+    // Two topics chained into each other.
+    let (a, b): (Topic<u32>, Topic<u32>) = (Topic::new(), Topic::new());
+    let (sa, sb) = (a.subscribe(), b.subscribe());
+    let back = b.subscribe_endpoint(a.clone());
+    a.subscribe_endpoint(b.clone());
+    assert_eq!(a.publish(2).unwrap().delivered, 2);
+    assert_eq!((drain(&sa), drain(&sb)), (vec![2], vec![2]));
+    assert_eq!(b.subscription_stats(back).unwrap().dropped, 1);
+
+    // A topic, a list and back.
+    let list = RecipientList::new(Route::all());
+    let q = Queue::unbounded();
+    list.add("q", &q);
+    list.add("topic", &a);
+    let c: Topic<u32> = Topic::new();
+    c.subscribe_endpoint(&list);
+    a.subscribe_endpoint(&list);
+    c.publish(3).unwrap();
+    assert_eq!(
+        q.try_iter().map(Message::into_payload).collect::<Vec<_>>(),
+        [3]
+    );
+    assert_eq!((drain(&sa), drain(&sb)), (vec![3], vec![3]));
+
+    // A list holding itself.
+    let own = RecipientList::new(Route::all());
+    let r = Queue::unbounded();
+    own.add("r", &r);
+    own.add("me", &own);
+    let report = own.send(4).unwrap();
+    assert_eq!(report.get("r"), Some(&switchboard::Outcome::Delivered));
+    assert!(matches!(
+        report.get("me"),
+        Some(switchboard::Outcome::Rejected(_))
+    ));
+    assert_eq!(r.try_recv().unwrap().into_payload(), 4);
+
+    // Publishing the same message again, later, is no loop: each publish is a delivery of its
+    // own (the loop check looks only at deliveries under way on this thread).
+    let m = Message::new(5);
+    assert_eq!(topic.publish(m.clone()).unwrap().rejected, 0);
+    assert_eq!(topic.publish(m).unwrap().rejected, 0);
+    assert_eq!(drain(&sub), [5, 5]);
+}

@@ -27,7 +27,7 @@ use crossbeam_channel as cb;
 use parking_lot::Mutex;
 
 use crate::clock::Clock;
-use crate::endpoint::{Endpoint, Partial, Wait};
+use crate::endpoint::{on_path, Endpoint, Partial, Visit, Wait, LOOP};
 use crate::filter::{Filter, FilterIndex, FilterSnapshot};
 use crate::message::Message;
 use crate::queue::core::{Padded, ARRAY_MAX, COUNTED_POLL};
@@ -115,6 +115,8 @@ pub(crate) struct Set<T> {
     /// With filtered subscriptions: the index's snapshot, and the positions of the unfiltered
     /// subscriptions in `subs`.
     pub filters: Option<Filters<T>>,
+    /// Whether a subscription is a chained endpoint (which could lead back here).
+    pub chained: bool,
 }
 
 pub(crate) struct Filters<T> {
@@ -129,6 +131,7 @@ impl<T> Set<T> {
             closed,
             subs: Vec::new(),
             filters: None,
+            chained: false,
         }
     }
 
@@ -139,10 +142,12 @@ impl<T> Set<T> {
             unfiltered: (0..subs.len()).filter(|&i| !subs[i].filtered).collect(),
             filtered: index.len(),
         });
+        let chained = subs.iter().any(|s| matches!(s.sink, Sink::Endpoint(_)));
         Set {
             closed,
             subs,
             filters,
+            chained,
         }
     }
 }
@@ -334,6 +339,17 @@ impl<T: Clone> Shared<T> {
                 });
             }
         }
+        // A chain of endpoints that brought this message back here is a loop: refused, so that
+        // it ends instead of recursing until the stack overflows (found by review).
+        let at = self as *const Self as *const () as usize;
+        if on_path(at, msg.id()) {
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(PublishError::Rejected {
+                message: msg,
+                reason: LOOP.into(),
+            });
+        }
+        let _visit = set.chained.then(|| Visit::enter(at, msg.id()));
         msg.stamp(self.clock.nanos());
         self.hot.0.published.fetch_add(1, Ordering::Relaxed);
 

@@ -311,6 +311,12 @@ impl<T> Topic<T> {
 
     /// Chains any [`Endpoint`] (a queue, another topic, a closure), with [`Overflow::Block`].
     ///
+    /// Chains may form a loop (a topic into itself, two topics into each other, a list that
+    /// leads back): a message that comes back to a topic or list still delivering it is refused
+    /// there, counted as rejected on the subscription that led back, and every other subscriber
+    /// gets it once. The chain holds its endpoint as a handle, so topics chained in a loop keep
+    /// each other alive until one unsubscribes or closes.
+    ///
     /// # Examples
     ///
     /// ```
