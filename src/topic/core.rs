@@ -551,7 +551,6 @@ fn overflow<T>(
 }
 
 /// Delivers one copy to an endpoint subscription, per its overflow policy.
-#[inline(never)]
 fn deliver_endpoint<T: Clone>(
     sub: &Sub<T>,
     e: &Endpoint<T>,
