@@ -374,11 +374,7 @@ where
                     m.payload_mut().reply_to.set_recipient(Arc::clone(name))
                 });
                 match named {
-                    Ok((_, Some(back), 0, _)) => Err(match undelivered(back) {
-                        RequestError::Full => GatherError::Full,
-                        RequestError::Rejected(r) => GatherError::Rejected(r),
-                        _ => GatherError::NoResponder,
-                    }),
+                    Ok((_, Some(back), 0, _)) => Err(not_scattered(back)),
                     Ok((report, _, reach, reaching)) => {
                         // A recipient that fans out (a topic) reached several responders, and
                         // one with no subscribers none: wait for the responders reached, not
@@ -417,11 +413,7 @@ where
             }
             None => match self.endpoint.deliver_to_some(msg, Wait::Until(deadline)) {
                 Ok(n) => Ok((n, Vec::new(), Vec::new())),
-                Err(e) => Err(match undelivered(e) {
-                    RequestError::Full => GatherError::Full,
-                    RequestError::Rejected(r) => GatherError::Rejected(r),
-                    _ => GatherError::NoResponder,
-                }),
+                Err(e) => Err(not_scattered(e)),
             },
         };
         let (expected, names, unreached) = match reached {
@@ -500,5 +492,15 @@ impl<Req, Rep> fmt::Debug for ScatterGather<Req, Rep> {
             .field("endpoint", &self.endpoint)
             .field("stats", &self.stats())
             .finish()
+    }
+}
+
+/// Why a request that reached nobody was not scattered, as a request-reply says it
+/// ([`undelivered`]) in a gather's terms.
+fn not_scattered<T>(e: crate::DeliverError<T>) -> GatherError {
+    match undelivered(e) {
+        RequestError::Full => GatherError::Full,
+        RequestError::Rejected(r) => GatherError::Rejected(r),
+        _ => GatherError::NoResponder,
     }
 }
