@@ -77,25 +77,26 @@ impl<T> Subscription<T> {
         m
     }
 
-    /// A message taken from the buffer: received, or discarded and counted if its time-to-live
-    /// ran out (the clock is read only for messages that have one).
-    #[inline]
-    fn got(&self, m: Message<T>) -> Option<Message<T>> {
-        match m.expiry_nanos() {
-            None => Some(self.hand_out(m)),
-            Some(at) => self.unexpired(m, at),
-        }
-    }
-
-    /// [`got`](Self::got) for a message with a time-to-live, out of the hot path.
+    /// The receive family's way past a message with a time-to-live: hands out the first of
+    /// `m` and the messages `next` takes that has not expired, discarding and counting the rest.
+    /// Out of the hot path (inlined, the check slowed every receive by a quarter: `cargo bench
+    /// --bench topic`), and a loop, so a long run of expired messages costs no stack.
     #[cold]
     #[inline(never)]
-    fn unexpired(&self, m: Message<T>, at: crate::clock::Nanos) -> Option<Message<T>> {
-        if at <= self.clock.nanos() {
-            self.counters.expired.fetch_add(1, Ordering::Relaxed);
-            return None;
+    fn past_expired<E>(
+        &self,
+        mut m: Message<T>,
+        mut next: impl FnMut() -> Result<Message<T>, E>,
+    ) -> Result<Message<T>, E> {
+        loop {
+            match m.expiry_nanos() {
+                Some(at) if at <= self.clock.nanos() => {
+                    self.counters.expired.fetch_add(1, Ordering::Relaxed);
+                }
+                _ => return Ok(self.hand_out(m)),
+            }
+            m = next()?;
         }
-        Some(self.hand_out(m))
     }
 
     /// Receives a message if one is buffered, without waiting.
@@ -122,27 +123,8 @@ impl<T> Subscription<T> {
     pub fn try_recv(&self) -> Result<Message<T>, TryRecvError> {
         match self.rx.try_recv() {
             Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
-            Ok(m) => self.try_recv_ttl(m),
-            Err(cb::TryRecvError::Empty) => Err(TryRecvError::Empty),
-            Err(cb::TryRecvError::Disconnected) => Err(TryRecvError::Closed),
-        }
-    }
-
-    /// `try_recv` once it took a message with a time-to-live: out of the hot path (inlined, the
-    /// check slowed every receive by a quarter: `cargo bench --bench topic`), and a loop, so a
-    /// long run of expired messages costs no stack.
-    #[cold]
-    #[inline(never)]
-    fn try_recv_ttl(&self, mut m: Message<T>) -> Result<Message<T>, TryRecvError> {
-        loop {
-            if let Some(m) = self.got(m) {
-                return Ok(m);
-            }
-            m = match self.rx.try_recv() {
-                Ok(next) => next,
-                Err(cb::TryRecvError::Empty) => return Err(TryRecvError::Empty),
-                Err(cb::TryRecvError::Disconnected) => return Err(TryRecvError::Closed),
-            };
+            Ok(m) => self.past_expired(m, || self.rx.try_recv().map_err(try_recv_error)),
+            Err(e) => Err(try_recv_error(e)),
         }
     }
 
@@ -155,20 +137,8 @@ impl<T> Subscription<T> {
     pub fn recv(&self) -> Result<Message<T>, RecvError> {
         match self.rx.recv() {
             Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
-            Ok(m) => self.recv_ttl(m),
+            Ok(m) => self.past_expired(m, || self.rx.recv().map_err(|_| RecvError)),
             Err(_) => Err(RecvError),
-        }
-    }
-
-    /// `recv` once it took a message with a time-to-live (as `try_recv_ttl`).
-    #[cold]
-    #[inline(never)]
-    fn recv_ttl(&self, mut m: Message<T>) -> Result<Message<T>, RecvError> {
-        loop {
-            if let Some(m) = self.got(m) {
-                return Ok(m);
-            }
-            m = self.rx.recv().map_err(|_| RecvError)?;
         }
     }
 
@@ -198,15 +168,11 @@ impl<T> Subscription<T> {
     ///
     /// As [`recv_timeout`](Subscription::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<T>, RecvTimeoutError> {
-        loop {
-            match self.rx.recv_deadline(deadline) {
-                Ok(m) => match self.got(m) {
-                    Some(m) => return Ok(m),
-                    None => continue,
-                },
-                Err(cb::RecvTimeoutError::Timeout) => return Err(RecvTimeoutError::Timeout),
-                Err(cb::RecvTimeoutError::Disconnected) => return Err(RecvTimeoutError::Closed),
-            }
+        let next = || self.rx.recv_deadline(deadline).map_err(recv_timeout_error);
+        match next() {
+            Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
+            Ok(m) => self.past_expired(m, next),
+            Err(e) => Err(e),
         }
     }
 
@@ -340,6 +306,20 @@ impl<T> Subscription<T> {
             expired: self.expired(),
             lag: self.len(),
         }
+    }
+}
+
+fn try_recv_error(e: cb::TryRecvError) -> TryRecvError {
+    match e {
+        cb::TryRecvError::Empty => TryRecvError::Empty,
+        cb::TryRecvError::Disconnected => TryRecvError::Closed,
+    }
+}
+
+fn recv_timeout_error(e: cb::RecvTimeoutError) -> RecvTimeoutError {
+    match e {
+        cb::RecvTimeoutError::Timeout => RecvTimeoutError::Timeout,
+        cb::RecvTimeoutError::Disconnected => RecvTimeoutError::Closed,
     }
 }
 
