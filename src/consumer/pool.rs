@@ -433,26 +433,23 @@ impl<T> Pool<T> {
             let start = Instant::now();
             let result = {
                 let msgs: Vec<&Message<T>> = ds.iter().map(|d| d.message()).collect();
+                // The outcomes (errors' texts included) are made inside the guard: a `Display`
+                // that panics fails the batch like a panicking handler.
                 catch_unwind(AssertUnwindSafe(|| {
-                    let results = handler(&msgs);
-                    results
+                    handler(&msgs)
                         .into_iter()
                         .take(msgs.len())
-                        .map(|r| r.map_err(|e| e.to_string()))
+                        .map(|r| match r {
+                            Ok(()) => Outcome::Ok,
+                            Err(e) => Outcome::Failed(e.to_string()),
+                        })
                         .collect::<Vec<_>>()
                 }))
             };
             let _ = self.add_time(w, start);
             self.untrack(w);
             let mut outcomes: Vec<Outcome> = match result {
-                Ok(results) => results
-                    .into_iter()
-                    .take(ds.len())
-                    .map(|r| match r {
-                        Ok(()) => Outcome::Ok,
-                        Err(reason) => Outcome::Failed(reason),
-                    })
-                    .collect(),
+                Ok(outcomes) => outcomes,
                 Err(p) => {
                     let msg = panic_message(&*p);
                     ds.iter().map(|_| Outcome::Panicked(msg.clone())).collect()
