@@ -1917,4 +1917,18 @@ fn delayed_sends_respect_the_bound_once_due() {
     // Receiving makes room again.
     q.try_recv().unwrap();
     q.send_after(1, Duration::ZERO).unwrap();
+
+    // A FIFO queue: its grouped messages count against the delayed bound too.
+    let fifo: Queue<u32> = Queue::builder().fifo().capacity(2).build();
+    fifo.send(Message::new(1).with_group("g")).unwrap();
+    fifo.send_after(Message::new(2).with_group("g"), Duration::ZERO)
+        .unwrap();
+    let full = fifo
+        .send_after(Message::new(3).with_group("h"), Duration::ZERO)
+        .unwrap_err();
+    assert!(full.is_full());
+    assert_eq!(full.into_inner().into_payload(), 3);
+    assert_eq!(fifo.try_recv().unwrap().into_payload(), 1);
+    fifo.send_after(Message::new(3).with_group("h"), Duration::ZERO)
+        .unwrap();
 }

@@ -993,6 +993,25 @@ fn a_delivery_loop_is_refused_not_followed() {
     ));
     assert_eq!(r.try_recv().unwrap().into_payload(), 4);
 
+    // A closure that publishes the message it got back to its own topic closes a loop too:
+    // that publish is refused and hands the message back to the closure.
+    let echo: Topic<u32> = Topic::new();
+    let es = echo.subscribe();
+    let handle = echo.clone();
+    let refused = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&refused);
+    let echo_id = echo.subscribe_endpoint(Endpoint::from_fn(move |m: Message<u32>| {
+        if let Err(PublishError::Rejected { message, .. }) = handle.publish(m) {
+            seen.fetch_add(u64::from(*message.payload()), Ordering::SeqCst);
+        }
+        Ok(())
+    }));
+    assert_eq!(echo.publish(6).unwrap().delivered, 2);
+    assert_eq!(refused.load(Ordering::SeqCst), 6);
+    assert_eq!(drain(&es), [6]);
+    assert_eq!(echo.stats().rejected, 1);
+    echo.unsubscribe(echo_id);
+
     // Publishing the same message again, later, is no loop: each publish is a delivery of its
     // own (the loop check looks only at deliveries under way on this thread).
     let m = Message::new(5);
