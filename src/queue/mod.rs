@@ -456,7 +456,7 @@ impl<T> Queue<T> {
         if let Some(m) = self.shared.try_recv_fast() {
             return Ok(m);
         }
-        self.shared.try_take(How::Plain).map(plain)
+        self.shared.try_take(How::Plain).map(Out::into_message)
     }
 
     /// Receives a message, waiting for one (at-most-once).
@@ -474,7 +474,7 @@ impl<T> Queue<T> {
         }
         self.shared
             .take(How::Plain, None)
-            .map(plain)
+            .map(Out::into_message)
             .map_err(|_| RecvError)
     }
 
@@ -503,7 +503,9 @@ impl<T> Queue<T> {
     ///
     /// As [`recv_timeout`](Queue::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<T>, RecvTimeoutError> {
-        self.shared.take(How::Plain, Some(deadline)).map(plain)
+        self.shared
+            .take(How::Plain, Some(deadline))
+            .map(Out::into_message)
     }
 
     /// Waits up to `wait` for a first message, then takes up to `max` in all without waiting
@@ -527,8 +529,7 @@ impl<T> Queue<T> {
     /// assert_eq!(got.iter().map(|m| *m.payload()).collect::<Vec<_>>(), [0, 1, 2]);
     /// ```
     pub fn recv_many(&self, max: usize, wait: Duration) -> Result<Vec<Message<T>>, RecvError> {
-        self.take_many(max, wait, How::Plain)
-            .map(|v| v.into_iter().map(plain).collect())
+        self.recv_many_until(max, deadline_after(wait))
     }
 
     /// A blocking iterator over received messages; it ends when the queue is closed and drained.
@@ -825,38 +826,53 @@ impl<T> Queue<T> {
         self.shared.stats()
     }
 
-    fn take_many(&self, max: usize, wait: Duration, how: How) -> Result<Vec<Out<T>>, RecvError> {
-        self.take_many_until(max, deadline_after(wait), how, None)
-    }
-
-    /// `take_many`, giving up early (with nothing) once `stop` is set and the waiters woken
-    /// (see `Shared::take_until`).
-    fn take_many_until(
-        &self,
-        max: usize,
-        deadline: Instant,
-        how: How,
-        stop: Option<&AtomicBool>,
-    ) -> Result<Vec<Out<T>>, RecvError> {
+    /// A plain batch receive: waits until `deadline` for a first message, then takes what else
+    /// is there, up to `max`.
+    fn recv_many_until(&self, max: usize, deadline: Instant) -> Result<Vec<Message<T>>, RecvError> {
         let mut out = Vec::new();
         if max == 0 {
             return Ok(out);
         }
-        match self.shared.take_until(how, Some(deadline), stop) {
-            Ok(o) => out.push(o),
+        match self.shared.take(How::Plain, Some(deadline)) {
+            Ok(o) => {
+                out.reserve(max.min(1 + self.shared.main_len()));
+                out.push(o.into_message());
+            }
             Err(RecvTimeoutError::Timeout) => return Ok(out),
             Err(RecvTimeoutError::Closed) => return Err(RecvError),
         }
-        if let How::Lease(vis) = how {
-            self.shared.lease_many(vis, max - out.len(), &mut out);
-            return Ok(out);
-        }
         while out.len() < max {
-            match self.shared.try_take(how) {
-                Ok(o) => out.push(o),
+            match self.shared.try_take(How::Plain) {
+                Ok(o) => out.push(o.into_message()),
                 Err(_) => break,
             }
         }
+        Ok(out)
+    }
+
+    /// A leased batch receive: waits until `deadline` for a first message, then leases what else
+    /// is there, up to `max`, under one lock. Gives up early (with nothing) once `stop` is set and
+    /// the waiters woken (see `Shared::take_until`).
+    fn receive_many_inner(
+        &self,
+        max: usize,
+        deadline: Instant,
+        vis: Duration,
+        stop: Option<&AtomicBool>,
+    ) -> Result<Vec<Delivery<T>>, RecvError> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        match self
+            .shared
+            .take_until(How::Lease(vis), Some(deadline), stop)
+        {
+            Ok(o) => out.push(o.into_delivery()),
+            Err(RecvTimeoutError::Timeout) => return Ok(out),
+            Err(RecvTimeoutError::Closed) => return Err(RecvError),
+        }
+        self.shared.lease_many(vis, max - 1, &mut out);
         Ok(out)
     }
 }
@@ -873,7 +889,7 @@ impl<T> Queue<T> {
         let how = How::Lease(self.shared.config.visibility);
         self.shared
             .take_until(how, Some(deadline), Some(stop))
-            .map(leased)
+            .map(Out::into_delivery)
     }
 
     /// `receive_many` until `deadline`, giving up (with nothing) as `receive_until` does.
@@ -883,28 +899,13 @@ impl<T> Queue<T> {
         deadline: Instant,
         stop: &AtomicBool,
     ) -> Result<Vec<Delivery<T>>, RecvError> {
-        let how = How::Lease(self.shared.config.visibility);
-        self.take_many_until(max, deadline, how, Some(stop))
-            .map(|v| v.into_iter().map(leased).collect())
+        let vis = self.shared.config.visibility;
+        self.receive_many_inner(max, deadline, vis, Some(stop))
     }
 
     /// Wakes every blocked receiver, to look again at what it waits for.
     pub(crate) fn wake_receivers(&self) {
         self.shared.wake_all_waiters();
-    }
-}
-
-fn plain<T>(o: Out<T>) -> Message<T> {
-    match o {
-        Out::Plain(m) => m,
-        Out::Lease(_) => unreachable!("a plain receive hands out messages"),
-    }
-}
-
-fn leased<T>(o: Out<T>) -> Delivery<T> {
-    match o {
-        Out::Lease(d) => d,
-        Out::Plain(_) => unreachable!("a leased receive hands out deliveries"),
     }
 }
 
@@ -959,7 +960,7 @@ impl<T> Leasing<'_, T> {
         self.queue
             .shared
             .try_take(How::Lease(self.visibility))
-            .map(leased)
+            .map(Out::into_delivery)
     }
 
     /// As [`Queue::receive`].
@@ -971,7 +972,7 @@ impl<T> Leasing<'_, T> {
         self.queue
             .shared
             .take(How::Lease(self.visibility), None)
-            .map(leased)
+            .map(Out::into_delivery)
             .map_err(|_| RecvError)
     }
 
@@ -993,7 +994,7 @@ impl<T> Leasing<'_, T> {
         self.queue
             .shared
             .take(How::Lease(self.visibility), Some(deadline))
-            .map(leased)
+            .map(Out::into_delivery)
     }
 
     /// As [`Queue::receive_many`].
@@ -1003,8 +1004,7 @@ impl<T> Leasing<'_, T> {
     /// As [`Queue::receive_many`].
     pub fn receive_many(&self, max: usize, wait: Duration) -> Result<Vec<Delivery<T>>, RecvError> {
         self.queue
-            .take_many(max, wait, How::Lease(self.visibility))
-            .map(|v| v.into_iter().map(leased).collect())
+            .receive_many_inner(max, deadline_after(wait), self.visibility, None)
     }
 }
 
