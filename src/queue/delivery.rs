@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::clock::{self, Nanos};
 use crate::error::AckError;
 use crate::message::{DeadLetter, Message};
-use crate::queue::core::{LeaseInfo, Shared};
+use crate::queue::core::{Held, LeaseInfo, Shared};
 
 /// A message received on lease (at-least-once): it stays in flight until a verdict.
 ///
@@ -40,8 +40,9 @@ use crate::queue::core::{LeaseInfo, Shared};
 #[must_use = "a Delivery dropped without a verdict goes back to the queue"]
 pub struct Delivery<T> {
     shared: Arc<Shared<T>>,
-    /// Always `Some` until drop, which lets go of it before telling a waiting plain receiver.
-    msg: Option<Arc<Message<T>>>,
+    /// `Some` until a successful ack takes it (see `Held`) or drop, which lets go of it before
+    /// telling a waiting plain receiver.
+    msg: Option<Arc<Held<T>>>,
     info: LeaseInfo,
     dead: Option<Box<DeadLetter>>,
     settled: bool,
@@ -50,7 +51,7 @@ pub struct Delivery<T> {
 impl<T> Delivery<T> {
     pub(crate) fn new(
         shared: Arc<Shared<T>>,
-        msg: Arc<Message<T>>,
+        msg: Arc<Held<T>>,
         info: LeaseInfo,
         dead: Option<Box<DeadLetter>>,
     ) -> Delivery<T> {
@@ -65,7 +66,10 @@ impl<T> Delivery<T> {
 
     /// The message.
     pub fn message(&self) -> &Message<T> {
-        self.msg.as_deref().expect("present until drop")
+        self.msg
+            .as_deref()
+            .expect("present until settled")
+            .message()
     }
 
     /// Which delivery of this message this is: 1 the first time, 2 after one redelivery, ...
@@ -104,8 +108,9 @@ impl<T> Delivery<T> {
     /// to the queue (or to the dead-letter queue), and this ack changed nothing.
     pub fn ack(mut self) -> Result<(), AckError> {
         self.settled = true;
-        self.shared
-            .ack(self.info.slot, self.info.gen, self.message().id())
+        let (slot, gen, id) = self.lease_key();
+        // A successful ack takes the handle; one too late leaves it for `drop`.
+        self.shared.ack(slot, gen, id, &mut self.msg)
     }
 
     /// Not done: the message goes back to the queue at once (or to the dead-letter queue if it
@@ -242,8 +247,11 @@ impl<T> Delivery<T> {
         (self.info.slot, self.info.gen, self.message().id())
     }
 
-    pub(crate) fn mark_settled(&mut self) {
+    /// Marks the delivery settled (a batch ack acts for it) and lends its handle on the message,
+    /// which a successful ack takes.
+    pub(crate) fn settle_with(&mut self) -> &mut Option<Arc<Held<T>>> {
         self.settled = true;
+        &mut self.msg
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared<T>> {

@@ -689,14 +689,14 @@ impl<T> Queue<T> {
             held.iter().all(|d| Arc::ptr_eq(d.shared(), &self.shared)),
             "ack_many: a delivery from another queue"
         );
-        let keys: Vec<_> = held
-            .iter_mut()
-            .map(|d| {
-                d.mark_settled();
-                d.lease_key()
-            })
-            .collect();
-        let lost = self.shared.ack_many(&keys);
+        let keys: Vec<_> = held.iter().map(Delivery::lease_key).collect();
+        // Each delivery's handle on its message goes with its ack (see `Shared::ack_many`); those
+        // whose lease had ended get theirs back, to let go of as any dropped delivery does.
+        let mut handles: Vec<_> = held.iter_mut().map(|d| d.settle_with().take()).collect();
+        let lost = self.shared.ack_many(&keys, &mut handles);
+        for (d, h) in held.iter_mut().zip(handles) {
+            *d.settle_with() = h;
+        }
         drop(held);
         lost
     }
