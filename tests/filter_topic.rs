@@ -2,6 +2,7 @@
 //! and a differential check that the topic's index delivers exactly what evaluating every filter
 //! would.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -118,6 +119,37 @@ fn unsubscribing_a_filtered_subscription_removes_it_from_the_index() {
     drop(b);
     let r = topic.publish(order(2, "eu", 1.0)).unwrap();
     assert_eq!((r.delivered, r.filtered_out), (0, 0));
+}
+
+/// Closing lets go of every subscription, and so of their filters: a predicate's captures are
+/// dropped with the close, not kept until the last topic handle goes.
+#[test]
+fn closing_the_topic_lets_go_of_the_filters() {
+    let captured = Arc::new(());
+    let topic: Topic<u32> = Topic::new();
+    let held = Arc::clone(&captured);
+    let sub = topic.subscribe_filtered(Filter::predicate(move |_: &Message<u32>| {
+        let _ = &held;
+        true
+    }));
+    let held = Arc::clone(&captured);
+    let queue = Queue::unbounded();
+    topic.subscribe_queue_filtered(
+        &queue,
+        Filter::predicate(move |_: &Message<u32>| {
+            let _ = &held;
+            true
+        }),
+    );
+    assert_eq!(Arc::strong_count(&captured), 3);
+    assert!(topic.close());
+    assert_eq!(
+        Arc::strong_count(&captured),
+        1,
+        "the filters outlived the close"
+    );
+    drop(sub);
+    assert_eq!(Arc::strong_count(&captured), 1);
 }
 
 #[test]

@@ -258,13 +258,16 @@ impl<T> Shared<T> {
     }
 
     pub(crate) fn close(&self) -> bool {
-        let w = self.writer.lock();
+        let mut w = self.writer.lock();
         if self.set.load().closed {
             return false;
         }
         let old = self.set.swap(Arc::new(Set::empty(true)));
+        // The subscriptions are gone, so are their filters (whose predicates may own resources);
+        // dropped after the lock, as their drop may run user code.
+        let filters = std::mem::take(&mut w.index);
         drop(w);
-        drop(old);
+        drop((old, filters));
         true
     }
 
