@@ -69,7 +69,9 @@ impl<T: Clone> Topic<T> {
     ///
     /// Each subscription gets its own copy: the metadata is shared, the payload cloned (so an
     /// `Arc<T>` payload costs one reference count per subscriber). With no subscription the
-    /// publish succeeds and reports zeros. The message gets its timestamp here if it has none.
+    /// publish succeeds and reports zeros. The message is stamped here, so its time-to-live
+    /// counts from this publish (as it counts from a queue's send): a message handed on from
+    /// one topic or queue to the next starts its time-to-live again at each.
     ///
     /// # Errors
     ///

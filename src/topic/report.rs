@@ -166,7 +166,8 @@ pub struct TopicStats {
     pub delivered: u64,
     /// Messages lost to subscriptions, as [`PublishReport::dropped`] summed.
     pub dropped: u64,
-    /// Publishes the validator refused.
+    /// Publishes refused: by the validator, or as a delivery loop (a message that a chain of
+    /// subscribed endpoints brought back to this topic while it was still delivering it).
     pub rejected: u64,
     /// Deliveries skipped because a filter did not match.
     pub filtered_out: u64,
