@@ -1962,3 +1962,36 @@ fn delayed_sends_respect_the_bound_once_due() {
     fifo.send_after(Message::new(3).with_group("h"), Duration::ZERO)
         .unwrap();
 }
+
+/// A payload whose drop panics, acked in a batch while another lease runs out on its last
+/// attempt: the batch ack forwards that dead letter before it drops what it acked (user code),
+/// so the panic loses nothing (found by review).
+#[test]
+fn a_panicking_drop_in_a_batch_ack_loses_no_dead_letter() {
+    struct Bomb(bool);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if self.0 {
+                panic!("payload drop");
+            }
+        }
+    }
+    let clock = ManualClock::new();
+    let dlq: Queue<Bomb> = Queue::builder().clock(clock.clone()).build();
+    let q: Queue<Bomb> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(Bomb(false)).unwrap();
+    let expiring = q.with_visibility(secs(1)).receive().unwrap();
+    q.send(Bomb(true)).unwrap();
+    let bomb = q.receive().unwrap();
+    clock.advance(secs(1)); // the first lease runs out (its last attempt) in the batch ack
+    let r = panic::catch_unwind(AssertUnwindSafe(|| q.ack_many([bomb])));
+    assert!(r.is_err(), "the payload's drop panicked");
+    assert_eq!(q.stats().dead_lettered, 1);
+    assert_eq!(dlq.len(), 1, "the dead letter is in the dead-letter queue");
+    assert!(expiring.ack().is_err());
+    assert!(!dlq.try_recv().unwrap().payload().0);
+}

@@ -1978,8 +1978,10 @@ impl<T> Shared<T> {
                 self.wake_all_waiters();
             }
         }
-        drop(done);
+        // Dead letters first: the payloads' drops are user code, and one that panics must not
+        // lose them.
         self.forward(out, self);
+        drop(done);
         lost
     }
 
