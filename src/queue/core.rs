@@ -345,14 +345,19 @@ impl<T> Slow<T> {
     }
 
     /// Takes the message out of an acked lease's allocation, which it keeps as a spare when
-    /// nobody else holds it (the acking `Delivery` let go of its handle first). The message is
-    /// for the caller to drop once the lock is released: a payload's drop is user code.
-    fn recycle(&mut self, mut held: Arc<Held<T>>) -> Option<Message<T>> {
-        let msg = Arc::get_mut(&mut held)?.0.take();
+    /// nobody else holds it (the acking `Delivery` let go of its handle first). What it returns
+    /// is for the caller to drop once the lock is released, as a payload's drop is user code:
+    /// the message, or the handle itself when another holder (an expired lease's) shares it,
+    /// since that holder may let go on its thread meanwhile and leave the last handle here.
+    fn recycle(&mut self, mut held: Arc<Held<T>>) -> Result<Option<Message<T>>, Arc<Held<T>>> {
+        let Some(h) = Arc::get_mut(&mut held) else {
+            return Err(held);
+        };
+        let msg = h.0.take();
         if self.spare.len() < spare_max::<T>() {
             self.spare.push(held);
         }
-        msg
+        Ok(msg)
     }
 
     fn take_lease(&mut self, slot: u32, gen: u32) -> Option<Lease<T>> {
@@ -1939,7 +1944,7 @@ impl<T> Shared<T> {
             slow.c.acked += 1;
             this.release_lease_group(slow, &lease);
             drop(mine.take());
-            done = slow.recycle(lease.held);
+            done = Some(slow.recycle(lease.held));
             // Only a FIFO group freed by the ack changes what receivers can get.
             this.config.fifo
         });
@@ -1967,7 +1972,7 @@ impl<T> Shared<T> {
                         slow.c.acked += 1;
                         self.release_lease_group(&mut slow, &lease);
                         drop(mine.take());
-                        done.extend(slow.recycle(lease.held));
+                        done.push(slow.recycle(lease.held));
                     }
                     None => lost.push(id),
                 }
@@ -2277,5 +2282,44 @@ impl<T> Shared<T> {
 
     pub(crate) fn waiters_for_tests(&self) -> usize {
         self.recv.0.waiters.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::sync::atomic::AtomicBool;
+
+    /// An acked message that an expired lease's holder still shares is not let go of under the
+    /// lock: its handle comes back to be dropped after, as the other holder may drop its own
+    /// meanwhile and leave the payload's drop (user code) to this one.
+    #[test]
+    fn recycle_never_lets_go_of_a_shared_handle() {
+        struct Flag(Arc<AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(AtomicBool::new(false));
+        let mut slow = Slow::new(false);
+        let held = Arc::new(Held(Some(Message::new(Flag(Arc::clone(&dropped))))));
+        let stale = Arc::clone(&held);
+        let back = slow.recycle(held);
+        drop(stale); // the stale holder lets go, as if on its own thread
+        assert!(!dropped.load(Ordering::SeqCst), "dropped inside recycle");
+        assert!(slow.spare.is_empty());
+        drop(back);
+        assert!(dropped.load(Ordering::SeqCst));
+
+        // Alone: the allocation is kept, the message handed out to be dropped.
+        let dropped = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(Held(Some(Message::new(Flag(Arc::clone(&dropped))))));
+        let msg = slow.recycle(held);
+        assert!(!dropped.load(Ordering::SeqCst));
+        assert_eq!(slow.spare.len(), 1);
+        drop(msg);
+        assert!(dropped.load(Ordering::SeqCst));
     }
 }
