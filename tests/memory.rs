@@ -66,3 +66,12 @@ fn a_queued_message_costs_its_payload_plus_at_most_48_bytes() {
     println!("per queued message: {per_message:.1} bytes for a 32-byte payload");
     assert!(per_message <= 32.0 + 48.0, "{per_message} bytes a message");
 }
+
+#[test]
+fn the_allocations_kept_for_later_leases_stay_within_4_kib() {
+    let q = Queue::<[u64; 1024]>::unbounded();
+    q.send([1; 1024]).unwrap();
+    let ((), kept) = bytes_for(|| q.receive().unwrap().ack().unwrap());
+    println!("kept after a leased receive and ack of an 8 KiB payload: {kept} bytes");
+    assert!(kept < 4096, "the queue keeps {kept} bytes for later leases");
+}

@@ -79,9 +79,10 @@ impl<T> Held<T> {
     }
 }
 
-/// The most spare allocations a queue keeps: enough for a batch of leases, within about 4 KiB.
+/// The most spare allocations a queue keeps: enough for a batch of leases, within about 4 KiB
+/// (none when one alone is larger).
 fn spare_max<T>() -> usize {
-    (4096 / (std::mem::size_of::<Held<T>>() + 16)).clamp(1, 64)
+    (4096 / (std::mem::size_of::<Held<T>>() + 16)).min(64)
 }
 
 /// A message's body outside the main lane: owned, or shared with an expired lease's holder.
