@@ -314,10 +314,6 @@ impl<T: Clone> Endpoint<T> {
                     reached: report.reach(),
                 }),
             },
-            Kind::List(l) if on_path(l.address(), msg.id()) => Err(none(DeliverError::Rejected {
-                message: msg,
-                reason: LOOP.into(),
-            })),
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
                 Ok((_, None, reach, _)) => Ok(reach),
                 Ok((_, Some(error), reached, _)) => Err(Partial { error, reached }),

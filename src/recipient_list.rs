@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
-use crate::endpoint::{deadline_after, DeliverError, Endpoint, Partial, Visit, Wait};
+use crate::endpoint::{
+    deadline_after, on_path, DeliverError, Endpoint, Partial, Visit, Wait, LOOP,
+};
 use crate::message::{AttrValue, Message};
 
 /// The attribute [`Route::by_attribute`] reads by default: `"recipients"`.
@@ -742,7 +744,9 @@ impl<T: Clone> RecipientList<T> {
     /// [`UnknownRecipients::Error`], [`RecipientListError::Stopped`] under [`OnFailure::Stop`].
     /// Under [`OnFailure::Continue`], failures are in the report, unless no recipient took the
     /// message: then [`RecipientListError::Undelivered`] hands it back. (When some took it, it
-    /// is not handed back: a retry would give those a duplicate.)
+    /// is not handed back: a retry would give those a duplicate.) A send that comes back to this
+    /// list while it delivers the same message (a delivery loop, on this thread) is refused:
+    /// [`RecipientListError::Undelivered`] with a rejection and an empty report.
     ///
     /// # Examples
     ///
@@ -846,9 +850,18 @@ impl<T: Clone> RecipientList<T> {
         wait: Wait,
         mut prepare: impl FnMut(&Arc<str>, &mut Message<T>),
     ) -> Result<Dispatched<T>, (RecipientListError<T>, usize)> {
+        // A delivery that leads back here with this message (a recipient that is this list, or
+        // leads to it, or a closure recipient that sends it through this list) is a loop: refused.
+        if on_path(self.address(), msg.id()) {
+            let error = DeliverError::Rejected {
+                message: msg,
+                reason: LOOP.into(),
+            };
+            let report = RecipientReport::default();
+            return Err((RecipientListError::Undelivered { report, error }, 0));
+        }
         let shared = &*self.shared;
         let set = shared.set.load();
-        // A recipient that leads back here with this message is a loop (refused, see `Endpoint`).
         let _visit = Visit::enter(self.address(), msg.id());
 
         // Resolve, in one vector that becomes the report: a known name starts as `Skipped`

@@ -403,3 +403,37 @@ fn static_route_follows_the_set_in_route_order_without_repeats() {
     );
     assert_eq!(drain(&a), [4]);
 }
+
+/// A closure recipient that sends the message it got back through its own list closes a loop,
+/// as one that publishes it back to its own topic does: that send is refused and hands the
+/// message back, instead of recursing until the stack overflows (found by review).
+#[test]
+fn a_closure_sending_back_through_its_own_list_is_refused_as_a_loop() {
+    let q = Queue::unbounded();
+    let list = RecipientList::new(Route::all());
+    list.add("q", &q);
+    let handle = list.clone();
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&refused);
+    list.add(
+        "echo",
+        Endpoint::from_fn(move |m: Message<u32>| {
+            match handle.send(m) {
+                Err(RecipientListError::Undelivered { error, .. }) if error.is_rejected() => {
+                    seen.lock().unwrap().push(error.into_inner().into_payload());
+                }
+                other => panic!("the loop went through: {:?}", other.is_ok()),
+            }
+            Ok(())
+        }),
+    );
+    assert!(list.send(6).unwrap().is_complete());
+    assert_eq!(drain(&q), [6]);
+    assert_eq!(*refused.lock().unwrap(), [6]);
+    // The same message sent again later is no loop.
+    let m = Message::new(7);
+    list.remove("echo");
+    list.send(m.clone()).unwrap();
+    list.send(m).unwrap();
+    assert_eq!(drain(&q), [7, 7]);
+}
