@@ -1995,3 +1995,157 @@ fn a_panicking_drop_in_a_batch_ack_loses_no_dead_letter() {
     assert!(expiring.ack().is_err());
     assert!(!dlq.try_recv().unwrap().payload().0);
 }
+
+/// A payload that counts its drops and, in its drop, uses its queue (user code may): a drop
+/// under the queue's lock would deadlock, which the deadline turns into a failure.
+struct Probe {
+    id: usize,
+    drops: Arc<Vec<AtomicUsize>>,
+    queue: Arc<std::sync::OnceLock<Queue<Probe>>>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(q) = self.queue.get() {
+            let _ = q.stats();
+        }
+        self.drops[self.id].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The allocations acks keep for later leases: each payload drops once, at the ack (or when
+/// the last holder of an expired lease lets go), never under the queue's lock, and a later
+/// lease gets its own message; through single and batch acks, a stale and a fresh holder of one
+/// message in one batch, a FIFO queue, and a dead-letter queue that leases, acks and redrives.
+#[test]
+fn acks_keep_allocations_not_payloads() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let drops: Arc<Vec<AtomicUsize>> = Arc::new((0..64).map(|_| AtomicUsize::new(0)).collect());
+        let clock = ManualClock::new();
+        let dlq: Queue<Probe> = Queue::builder().clock(clock.clone()).build();
+        let dlq_cell = Arc::new(std::sync::OnceLock::new());
+        let _ = dlq_cell.set(dlq.clone());
+        let q: Queue<Probe> = Queue::builder()
+            .clock(clock.clone())
+            .visibility_timeout(secs(10))
+            .dead_letter(&dlq, 5)
+            .build();
+        let cell = Arc::new(std::sync::OnceLock::new());
+        let _ = cell.set(q.clone());
+        let mut next = 0;
+        let mut make = |cell: &Arc<std::sync::OnceLock<Queue<Probe>>>| {
+            next += 1;
+            Probe {
+                id: next,
+                drops: Arc::clone(&drops),
+                queue: Arc::clone(cell),
+            }
+        };
+        let count = |id: usize| drops[id].load(Ordering::SeqCst);
+
+        // Single acks, then a batch: each payload drops at its ack.
+        for _ in 0..3 {
+            q.send(make(&cell)).unwrap();
+            let d = q.receive().unwrap();
+            let id = d.payload().id;
+            d.ack().unwrap();
+            assert_eq!(count(id), 1);
+        }
+        q.send_batch((0..4).map(|_| make(&cell))).unwrap();
+        let batch = q.receive_many(4, Duration::ZERO).unwrap();
+        let ids: Vec<_> = batch.iter().map(|d| d.payload().id).collect();
+        assert!(q.ack_many(batch).is_empty());
+        assert!(ids.iter().all(|&id| count(id) == 1));
+
+        // A stale and a fresh holder of one message, acked in one batch (either order).
+        for stale_first in [true, false] {
+            q.send(make(&cell)).unwrap();
+            let stale = q.with_visibility(secs(1)).receive().unwrap();
+            clock.advance(secs(1));
+            let fresh = q.receive().unwrap();
+            let id = fresh.payload().id;
+            assert_eq!((stale.payload().id, fresh.attempt()), (id, 2));
+            let stale_id = stale.id();
+            let batch = if stale_first {
+                [stale, fresh]
+            } else {
+                [fresh, stale]
+            };
+            assert_eq!(q.ack_many(batch), [stale_id]);
+            assert_eq!(count(id), 1);
+        }
+
+        // A fresh holder acks while the stale one still reads: the payload stays for it and
+        // drops once, when it lets go.
+        q.send(make(&cell)).unwrap();
+        let stale = q.with_visibility(secs(1)).receive().unwrap();
+        clock.advance(secs(1));
+        let fresh = q.receive().unwrap();
+        let id = fresh.payload().id;
+        fresh.ack().unwrap();
+        assert_eq!((count(id), stale.payload().id), (0, id));
+        assert!(stale.ack().is_err());
+        assert_eq!(count(id), 1);
+        // The next leases get their own messages in the kept allocations.
+        q.send_batch((0..2).map(|_| make(&cell))).unwrap();
+        let ds = q.receive_many(2, Duration::ZERO).unwrap();
+        let ids: Vec<_> = ds.iter().map(|d| d.payload().id).collect();
+        assert_eq!(ids, [id + 1, id + 2]);
+        assert!(q.ack_many(ds).is_empty());
+        assert!(ids.iter().all(|&id| count(id) == 1));
+
+        // Rejected while held: the shared body moves to the dead-letter queue, which leases
+        // it, lets the lease run out, leases it again and acks it; then one redriven and acked.
+        q.send(make(&dlq_cell)).unwrap();
+        let d = q.receive().unwrap();
+        let id = d.payload().id;
+        d.reject("no").unwrap();
+        let first = dlq.with_visibility(secs(1)).receive().unwrap();
+        clock.advance(secs(1));
+        let again = dlq.receive().unwrap();
+        assert_eq!((again.payload().id, again.attempt()), (id, 2));
+        drop(first);
+        again.ack().unwrap();
+        assert_eq!(count(id), 1);
+        q.send(make(&dlq_cell)).unwrap();
+        let d = q.receive().unwrap();
+        let id = d.payload().id;
+        d.reject("no").unwrap();
+        assert_eq!(dlq.redrive(), 1);
+        let back = q.receive().unwrap();
+        assert_eq!((back.payload().id, back.attempt()), (id, 1));
+        back.ack().unwrap();
+        assert_eq!(count(id), 1);
+
+        // A FIFO queue: the next of a group comes after the ack, in a kept allocation.
+        let fifo: Queue<Probe> = Queue::builder().clock(clock.clone()).fifo().build();
+        let fifo_cell = Arc::new(std::sync::OnceLock::new());
+        let _ = fifo_cell.set(fifo.clone());
+        for _ in 0..3 {
+            fifo.send(Message::new(make(&fifo_cell)).with_group("g"))
+                .unwrap();
+        }
+        let mut last = 0;
+        for _ in 0..3 {
+            let d = fifo.receive().unwrap();
+            assert!(fifo.try_receive().is_err(), "one of a group at a time");
+            let id = d.payload().id;
+            assert!(id > last);
+            last = id;
+            d.ack().unwrap();
+            assert_eq!(count(id), 1);
+        }
+        // Every payload made dropped exactly once.
+        drop((q, dlq, fifo));
+        assert!((1..=next).all(|id| count(id) == 1));
+        done_tx.send(()).unwrap();
+    });
+    match done_rx.recv_timeout(LONG) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("deadlock: a payload dropped under its queue's lock")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the scenario failed"),
+    }
+}
