@@ -2149,3 +2149,75 @@ fn acks_keep_allocations_not_payloads() {
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the scenario failed"),
     }
 }
+
+/// What a queue discards (expired, or out of attempts with no dead-letter queue) drops outside
+/// the queue's lock: a payload whose drop uses the queue deadlocked every one of these paths.
+#[test]
+fn discarded_payloads_drop_outside_the_lock() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let drops: Arc<Vec<AtomicUsize>> = Arc::new((0..16).map(|_| AtomicUsize::new(0)).collect());
+        let clock = ManualClock::new();
+        let q: Queue<Probe> = Queue::builder()
+            .clock(clock.clone())
+            .visibility_timeout(secs(10))
+            .max_attempts(2)
+            .build();
+        let cell = Arc::new(std::sync::OnceLock::new());
+        let _ = cell.set(q.clone());
+        let mut next = 0;
+        let mut make = || {
+            next += 1;
+            Probe {
+                id: next,
+                drops: Arc::clone(&drops),
+                queue: Arc::clone(&cell),
+            }
+        };
+        let count = |id: usize| drops[id].load(Ordering::SeqCst);
+
+        // Expired in the main lane, found by a plain receive and by a batch lease.
+        q.send(Message::new(make()).with_ttl(secs(1))).unwrap();
+        clock.advance(secs(1));
+        assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Empty);
+        assert_eq!(count(1), 1);
+        q.send(Message::new(make()).with_ttl(secs(1))).unwrap();
+        q.send(Message::new(make()).with_ttl(secs(1))).unwrap();
+        let first = q.receive().unwrap(); // the batch's first, leased on its own
+        clock.advance(secs(1));
+        assert!(q.receive_many(2, Duration::ZERO).unwrap().is_empty());
+        assert_eq!(count(3), 1);
+        // Its lease held it; put back, it is found expired in the ready lane.
+        drop(first);
+        assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
+        assert_eq!(count(2), 1);
+
+        // Out of attempts, with no dead-letter queue: by nack, by reject, by a lease running
+        // out (found by `stats`, which runs the due timers).
+        q.send(make()).unwrap();
+        q.receive().unwrap().nack().unwrap();
+        q.receive().unwrap().nack().unwrap();
+        assert_eq!(count(4), 1);
+        q.send(make()).unwrap();
+        q.receive().unwrap().reject("no").unwrap();
+        assert_eq!(count(5), 1);
+        q.send(make()).unwrap();
+        let d = q.receive().unwrap();
+        d.nack().unwrap();
+        let d = q.receive().unwrap();
+        clock.advance(secs(10));
+        assert_eq!(q.stats().discarded, 3);
+        assert_eq!(count(6), 0, "its holder still has it");
+        drop(d);
+        assert_eq!(count(6), 1);
+        assert_eq!(q.stats().expired, 3);
+        done_tx.send(()).unwrap();
+    });
+    match done_rx.recv_timeout(LONG) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("deadlock: a payload dropped under its queue's lock")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the scenario failed"),
+    }
+}

@@ -443,8 +443,17 @@ impl<T> Out<T> {
     }
 }
 
-/// A dead letter on its way to the dead-letter queue (sent after the source's lock is released).
-type Outgoing<T> = Vec<Entry<T>>;
+/// What leaves the queue under its lock (see `Leaving`), dealt with after the lock.
+type Outgoing<T> = Vec<Leaving<T>>;
+
+/// An entry leaving the queue under its lock, dealt with once the lock is released (`forward`).
+enum Leaving<T> {
+    /// For the dead-letter queue.
+    DeadLetter(Entry<T>),
+    /// Discarded (expired, or out of attempts with no dead-letter queue): its payload drops
+    /// after the lock, since a payload's drop is user code, which may use this queue.
+    Discarded(Entry<T>),
+}
 
 /// What senders write: on a line of its own, apart from what receivers write.
 #[derive(Default)]
@@ -1235,6 +1244,8 @@ impl<T> Shared<T> {
         if self.config.dead_letter_expired && self.config.dead_letter.is_some() {
             let attempts = entry.attempts;
             self.dead_letter(slow, entry, "expired".into(), attempts, out);
+        } else {
+            out.push(Leaving::Discarded(entry));
         }
     }
 
@@ -1249,6 +1260,7 @@ impl<T> Shared<T> {
     ) {
         if self.config.dead_letter.is_none() {
             slow.c.discarded += 1;
+            out.push(Leaving::Discarded(entry));
             return;
         }
         slow.c.dead_lettered += 1;
@@ -1270,25 +1282,38 @@ impl<T> Shared<T> {
         };
         entry.attempts = 0;
         entry.first_delivered = 0;
-        out.push(entry);
+        out.push(Leaving::DeadLetter(entry));
     }
 
+    /// Sends dead letters on to the dead-letter queue and drops what was discarded: called
+    /// without the lock under which they left.
     fn forward(&self, out: Outgoing<T>, source: &Arc<Shared<T>>) {
         if out.is_empty() {
             return;
         }
-        if let Some(dlq) = &self.config.dead_letter {
-            let now = dlq.shared.now();
-            let entries = out
-                .into_iter()
-                .map(|mut e| {
-                    e.enqueued = now;
-                    e.source = Some(Arc::downgrade(source));
-                    e
-                })
-                .collect();
-            dlq.shared.accept_entries(entries);
+        let mut discarded = Vec::new();
+        let mut letters = Vec::new();
+        for leaving in out {
+            match leaving {
+                Leaving::DeadLetter(e) => letters.push(e),
+                Leaving::Discarded(e) => discarded.push(e),
+            }
         }
+        if let Some(dlq) = self
+            .config
+            .dead_letter
+            .as_ref()
+            .filter(|_| !letters.is_empty())
+        {
+            let now = dlq.shared.now();
+            for e in &mut letters {
+                e.enqueued = now;
+                e.source = Some(Arc::downgrade(source));
+            }
+            dlq.shared.accept_entries(letters);
+        }
+        // Dropped last: a payload whose drop panics loses no dead letter.
+        drop(discarded);
     }
 
     /// Ends a lease that failed (nack, drop, expiry): back to the queue, or to the dead-letter
