@@ -1769,6 +1769,38 @@ fn a_dead_letter_inspected_on_lease_and_put_back_can_still_be_redriven() {
 }
 
 #[test]
+fn a_redriven_letter_leased_in_the_dead_letter_queue_no_longer_reads_as_dead() {
+    // An expired message reaches the dead-letter queue by value; inspected there on lease and
+    // put back, then redriven, it must come back to its source as an ordinary message.
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let q = Queue::builder()
+        .clock(clock.clone())
+        .retention(secs(60))
+        .dead_letter(&dlq, 3)
+        .dead_letter_expired(true)
+        .build();
+    q.send(1).unwrap();
+    clock.advance(secs(61));
+    assert!(q.try_recv().is_err());
+    let d = dlq.receive().unwrap();
+    assert_eq!(d.dead_letter().unwrap().reason(), "expired");
+    d.nack().unwrap();
+    assert_eq!(dlq.redrive(), 1);
+    let d = q.try_receive().unwrap();
+    assert!(
+        d.dead_letter().is_none(),
+        "the redriven delivery still carries its record"
+    );
+    d.nack().unwrap();
+    let m = q.try_recv().unwrap();
+    assert!(
+        m.dead_letter().is_none(),
+        "the redriven message still carries its record"
+    );
+}
+
+#[test]
 fn redrive_moves_a_dead_letter_whose_lease_in_the_dead_letter_queue_ran_out() {
     let clock = ManualClock::new();
     let dlq: Queue<u32> = Queue::builder()

@@ -138,7 +138,7 @@ pub(crate) struct Entry<T> {
     pub enqueued: Nanos,
     pub attempts: u32,
     pub first_delivered: Nanos,
-    /// Dead-letter information for a shared body (an owned one carries it in its metadata).
+    /// Dead-letter information, set on the message itself only when a plain receive takes it.
     pub dead: Option<Box<DeadLetter>>,
     /// The queue a dead letter came from, for `redrive`.
     pub source: Option<std::sync::Weak<Shared<T>>>,
@@ -1269,17 +1269,10 @@ impl<T> Shared<T> {
             attempts,
             source: self.config.name.clone(),
         };
-        entry.body = match entry.body.into_owned() {
-            Ok(mut m) => {
-                m.set_dead_letter(info);
-                entry.dead = None;
-                Body::Owned(m)
-            }
-            Err(shared) => {
-                entry.dead = Some(Box::new(info));
-                shared
-            }
-        };
+        // Kept beside the message, not in it, until a plain receive takes it by value: a letter
+        // leased in the dead-letter queue and put back is shared from then on, and a record
+        // written into it could not be cleared by a redrive.
+        entry.dead = Some(Box::new(info));
         entry.attempts = 0;
         entry.first_delivered = 0;
         out.push(Leaving::DeadLetter(entry));
