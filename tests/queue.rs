@@ -1213,6 +1213,35 @@ fn retention() {
 }
 
 #[test]
+fn a_send_that_waited_for_room_is_enqueued_when_it_gets_in() {
+    // Retention counts "since they entered the queue", and `enqueued_at` is "when the message
+    // entered this queue": for a send that waited on a full queue, that is when it got room (as
+    // a FIFO queue's waiting send is stamped), not when the wait began.
+    let clock = ManualClock::new();
+    let q = Queue::builder()
+        .clock(clock.clone())
+        .capacity(1)
+        .retention(secs(60))
+        .build();
+    q.send(1).unwrap();
+    thread::scope(|s| {
+        let h = spawn_blocked(s, "wait-send", || q.send(2));
+        clock.advance(secs(50));
+        let entered = clock.now();
+        assert_eq!(q.recv().unwrap().into_payload(), 1);
+        h.join().unwrap().unwrap();
+        clock.advance(secs(20)); // 70 s after the send began, 20 s after it got in
+        let d = q
+            .try_receive()
+            .expect("expired: its age counted from before it got in");
+        assert_eq!((*d.payload(), d.enqueued_at()), (2, entered));
+        assert_eq!(d.timestamp(), Some(entered));
+        d.ack().unwrap();
+    });
+    assert_eq!(q.stats().expired, 0);
+}
+
+#[test]
 fn batches() {
     let (clock, q) = manual();
     assert_eq!(q.send_batch(0..10).unwrap(), 10);

@@ -876,6 +876,14 @@ impl<T> Shared<T> {
         // A rendezvous queue (capacity 0) has no room to wait for: its sends meet receivers.
         let roomy = || capacity == 0 || capacity.saturating_sub(self.tx.len()) >= room;
         let give_up = || self.is_closed() || deadline.is_some_and(|d| Instant::now() >= d);
+        // A message enters the queue when it gets room, however long it waited for it: each try
+        // stamps it anew, so that its time-to-live, the queue's retention and its enqueue time
+        // count from then (as a FIFO queue's waiting send is stamped when it goes in).
+        let restamp = |slot: &mut Slot<T>| {
+            if let Slot::Msg(f) = slot {
+                f.msg.stamp(self.now());
+            }
+        };
         for step in 0..SPIN_STEPS {
             backoff(step);
             if !roomy() && step + 1 < SPIN_STEPS {
@@ -890,6 +898,7 @@ impl<T> Shared<T> {
                     std::thread::yield_now();
                 }
             }
+            restamp(&mut slot);
             slot = match self.tx.try_send(slot) {
                 Ok(()) => return Ok(()),
                 Err(e) => e.into_inner(),
@@ -921,6 +930,7 @@ impl<T> Shared<T> {
             },
         };
         if op.index() == send_i {
+            restamp(&mut slot);
             match op.send(&self.tx, slot) {
                 Ok(()) => Ok(()),
                 Err(e) => {
