@@ -371,6 +371,31 @@ fn dedup_on_a_fifo_queue_and_with_send_after() {
 }
 
 #[test]
+fn a_delayed_duplicate_on_a_full_queue_is_told_it_is_a_duplicate() {
+    // As a plain send of a duplicate is, full or not: the original is in, so a resend must not
+    // be refused as `Full` (its sender would retry a message the queue already holds).
+    let clock = ManualClock::new();
+    for fifo in [false, true] {
+        let b = Queue::builder().clock(clock.clone()).capacity(1);
+        let q: Queue<(String, u32)> = if fifo { b.fifo().build() } else { b.build() };
+        let first = q
+            .send_after(grouped("a", 0).with_dedup_id("x"), Duration::from_secs(1))
+            .unwrap();
+        let again = q.send_after(grouped("a", 0).with_dedup_id("x"), Duration::from_secs(1));
+        assert_eq!(
+            again.ok(),
+            Some(Sent::Duplicate(first.id())),
+            "fifo: {fifo}"
+        );
+        assert!(q
+            .try_send(grouped("a", 0).with_dedup_id("x"))
+            .unwrap()
+            .is_duplicate());
+        assert_eq!(q.stats().delayed, 1);
+    }
+}
+
+#[test]
 fn content_based_dedup() {
     let q = Queue::builder()
         .dedup_by(|m: &Message<String>| m.payload().clone())

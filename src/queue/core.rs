@@ -1135,6 +1135,25 @@ impl<T> Shared<T> {
             return Err(TrySendError::Closed(msg));
         }
         let mut slow = self.slow().lock();
+        // Checked again under the lock that `is_drained` takes, so a receiver that saw the queue
+        // closed and drained cannot miss this message.
+        if self.is_closed() {
+            return Err(TrySendError::Closed(msg));
+        }
+        let now = self.now();
+        msg.stamp(now);
+        let id = msg.id();
+        // The window first, as for other sends: a duplicate is told so even on a full queue.
+        let key = self.dedup_key_of(&msg);
+        if let Some(k) = &key {
+            match self.look_dedup(&mut slow, k, now) {
+                Seen::Duplicate(first) => return Ok(Sent::Duplicate(first)),
+                // Its original waits for room in the full main lane: full for this one too (a
+                // delayed send never waits), until that send ends.
+                Seen::Pending => return Err(TrySendError::Full(msg)),
+                Seen::New => {}
+            }
+        }
         if let Some(cap) = self.config.capacity {
             // Delayed messages that came due wait in the ready lane (a FIFO queue's in its
             // groups) and count against this bound until received: else a producer faster than
@@ -1145,22 +1164,8 @@ impl<T> Shared<T> {
                 return Err(TrySendError::Full(msg));
             }
         }
-        // Checked again under the lock that `is_drained` takes, so a receiver that saw the queue
-        // closed and drained cannot miss this message.
-        if self.is_closed() {
-            return Err(TrySendError::Closed(msg));
-        }
-        let now = self.now();
-        msg.stamp(now);
-        let id = msg.id();
-        if let Some(key) = self.dedup_key_of(&msg) {
-            match self.look_dedup(&mut slow, &key, now) {
-                Seen::Duplicate(first) => return Ok(Sent::Duplicate(first)),
-                // Its original waits for room in the full main lane: full for this one too (a
-                // delayed send never waits), until that send ends.
-                Seen::Pending => return Err(TrySendError::Full(msg)),
-                Seen::New => Self::dedup(&mut slow).record(key, id, now, false),
-            }
+        if let Some(k) = key {
+            Self::dedup(&mut slow).record(k, id, now, false);
         }
         slow.c.sent_slow += 1;
         let entry = Entry::fresh(Fresh { msg });
