@@ -1302,20 +1302,25 @@ fn batches() {
         assert_eq!(payloads(&e.unsent), [2, 3, 4]);
     });
 
-    // ack_many refuses deliveries from another queue, and then settles none: each delivery
-    // it had, its own queue's too, goes back as a dropped one does.
-    let other = Queue::unbounded();
-    other.send(1).unwrap();
+    // ack_many acks a delivery from another queue on that queue, and tells of one whose lease
+    // had ended there.
+    let clock = ManualClock::new();
+    let other = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .build();
+    other.send_batch([1, 2]).unwrap();
     let foreign = other.receive().unwrap();
+    let stale = other.with_visibility(secs(1)).receive().unwrap();
+    let stale_id = stale.id();
+    clock.advance(secs(1));
     let mine = Queue::<i32>::unbounded();
-    mine.send(2).unwrap();
+    mine.send(3).unwrap();
     let own = mine.receive().unwrap();
-    let r = panic::catch_unwind(AssertUnwindSafe(|| mine.ack_many(vec![own, foreign])));
-    assert!(r.is_err());
-    for q in [&mine, &other] {
-        let s = q.stats();
-        assert_eq!((s.in_flight, s.visible, s.abandoned, s.acked), (0, 1, 1, 0));
-    }
+    assert_eq!(mine.ack_many(vec![stale, own, foreign]), [stale_id]);
+    let (m, o) = (mine.stats(), other.stats());
+    assert_eq!((m.in_flight, m.visible, m.acked), (0, 0, 1));
+    assert_eq!((o.in_flight, o.visible, o.acked), (0, 1, 1));
 }
 
 #[test]

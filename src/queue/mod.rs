@@ -664,7 +664,8 @@ impl<T> Queue<T> {
     }
 
     /// Acks many deliveries at once (one lock for all). Returns the ids of those whose lease had
-    /// expired; the rest are acked.
+    /// expired; the rest are acked. A delivery from another queue is acked on its own queue, as
+    /// [`Delivery::ack`] would (its id is returned too if its lease had expired).
     ///
     /// ```
     /// use std::time::Duration;
@@ -676,28 +677,26 @@ impl<T> Queue<T> {
     /// assert!(q.ack_many(batch).is_empty());
     /// assert_eq!(q.stats().acked, 4);
     /// ```
-    ///
-    /// # Panics
-    ///
-    /// If a delivery came from another queue. None is acked then: each goes back to its queue,
-    /// as a dropped [`Delivery`] does.
     pub fn ack_many(&self, deliveries: impl IntoIterator<Item = Delivery<T>>) -> Vec<MessageId> {
-        let mut held: Vec<Delivery<T>> = deliveries.into_iter().collect();
-        // All checked before any is marked settled: a panic here drops them unsettled, which
-        // puts each back in its queue (as any dropped delivery), none left in flight.
-        assert!(
-            held.iter().all(|d| Arc::ptr_eq(d.shared(), &self.shared)),
-            "ack_many: a delivery from another queue"
-        );
+        let (mut held, foreign): (Vec<Delivery<T>>, Vec<Delivery<T>>) = deliveries
+            .into_iter()
+            .partition(|d| Arc::ptr_eq(d.shared(), &self.shared));
         let keys: Vec<_> = held.iter().map(Delivery::lease_key).collect();
         // Each delivery's handle on its message goes with its ack (see `Shared::ack_many`); those
         // whose lease had ended get theirs back, to let go of as any dropped delivery does.
         let mut handles: Vec<_> = held.iter_mut().map(|d| d.settle_with().take()).collect();
-        let lost = self.shared.ack_many(&keys, &mut handles);
+        let mut lost = self.shared.ack_many(&keys, &mut handles);
         for (d, h) in held.iter_mut().zip(handles) {
             *d.settle_with() = h;
         }
         drop(held);
+        // Not a reason to panic: each on its own queue.
+        for d in foreign {
+            let id = d.id();
+            if d.ack().is_err() {
+                lost.push(id);
+            }
+        }
         lost
     }
 
