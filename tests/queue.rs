@@ -2287,3 +2287,17 @@ fn discarded_payloads_drop_outside_the_lock() {
         Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the scenario failed"),
     }
 }
+
+/// `redelivered` counts every delivery after a message's first, a plain receive's too.
+#[test]
+fn a_plain_receive_of_a_returned_message_is_a_redelivery() {
+    let q = Queue::unbounded();
+    q.send(1).unwrap();
+    q.receive().unwrap().nack().unwrap();
+    assert_eq!(q.recv().unwrap().into_payload(), 1);
+    q.send(2).unwrap();
+    drop(q.receive().unwrap());
+    assert_eq!(q.try_recv().unwrap().into_payload(), 2);
+    let s = q.stats();
+    assert_eq!((s.received, s.redelivered), (4, 2));
+}

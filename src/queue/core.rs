@@ -1491,6 +1491,11 @@ impl<T> Shared<T> {
                 Out::Lease(self.lease(slow, entry, vis, now, group))
             }
             How::Plain => {
+                if entry.attempts > 0 {
+                    // Delivered before (nacked, dropped or expired): a plain receive is a
+                    // redelivery too.
+                    slow.c.redelivered += 1;
+                }
                 let dead = entry.dead;
                 match entry.body.into_owned() {
                     Ok(mut m) => {
