@@ -170,8 +170,10 @@ impl Sent {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QueueStats {
-    /// Messages waiting to be received now. A message whose time-to-live ran out counts here
-    /// until a receiver comes to it, discards it and counts it in `expired`.
+    /// Messages waiting to be received (not delayed, not in flight). A message whose
+    /// time-to-live ran out counts here until a receiver comes to it, discards it and counts it
+    /// in `expired`. In a FIFO queue this includes the messages of groups whose head is in
+    /// flight, which no receiver can take until that head is settled.
     pub visible: usize,
     /// Messages leased and not yet settled.
     pub in_flight: usize,
@@ -769,8 +771,10 @@ impl<T> Queue<T> {
         self.shared.is_closed()
     }
 
-    /// Messages waiting to be received now (fresh and returned; not delayed or in flight). A
+    /// Messages waiting to be received (fresh and returned; not delayed or in flight). A
     /// message whose time-to-live ran out counts until a receiver comes to it and discards it.
+    /// In a FIFO queue this includes the messages behind a group's head in flight, which wait
+    /// for it to be settled.
     pub fn len(&self) -> usize {
         self.shared.len()
     }
