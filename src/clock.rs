@@ -239,7 +239,13 @@ impl Clock {
     /// Registers something to wake when a manual clock advances (no-op on the real clock).
     pub(crate) fn register(&self, listener: Weak<dyn Wake>) {
         if let Some(m) = &self.manual {
-            m.state.listeners.lock().push(listener);
+            let mut list = m.state.listeners.lock();
+            // Before the list grows, the queues gone since leave it: a clock that never
+            // advances (which also prunes) must not keep every queue ever made on it.
+            if list.len() == list.capacity() {
+                list.retain(|w| w.strong_count() > 0);
+            }
+            list.push(listener);
         }
     }
 
@@ -296,6 +302,24 @@ mod tests {
             std::thread::sleep(wake.saturating_duration_since(Instant::now()));
             assert!(clock.nanos() >= at, "woke {} ns early", at - clock.nanos());
         }
+    }
+
+    #[test]
+    fn a_manual_clock_keeps_no_list_of_queues_long_gone() {
+        struct Nobody;
+        impl Wake for Nobody {
+            fn wake_all(&self) {}
+        }
+        let manual = ManualClock::new();
+        let clock = Clock::from(manual.clone());
+        let live: Arc<dyn Wake> = Arc::new(Nobody);
+        clock.register(Arc::downgrade(&live));
+        for _ in 0..10_000 {
+            let gone: Arc<dyn Wake> = Arc::new(Nobody);
+            clock.register(Arc::downgrade(&gone));
+        }
+        let len = manual.state.listeners.lock().len();
+        assert!(len <= 64, "{len} listeners kept");
     }
 
     #[test]
