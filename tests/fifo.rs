@@ -412,6 +412,47 @@ fn content_based_dedup() {
         .is_duplicate());
 }
 
+/// A content key function is user code: it runs outside the queue's lock, so it may use the
+/// queue (here `stats`, which takes the lock), on every way in, delayed sends included (a key
+/// made under the lock deadlocked `send_after` and `send_at`; found by review).
+#[test]
+fn content_key_runs_outside_the_lock() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for fifo in [false, true] {
+            let cell: std::sync::Arc<std::sync::OnceLock<Queue<String>>> = Default::default();
+            let c = std::sync::Arc::clone(&cell);
+            let mut b = Queue::builder().dedup_by(move |m: &Message<String>| {
+                if let Some(q) = c.get() {
+                    let _ = q.stats();
+                }
+                m.payload().clone()
+            });
+            if fifo {
+                b = b.fifo();
+            }
+            let q = b.build();
+            let _ = cell.set(q.clone());
+            assert!(!q.send("a".to_owned()).unwrap().is_duplicate());
+            assert!(q.try_send("a".to_owned()).unwrap().is_duplicate());
+            let later = Duration::from_secs(60);
+            assert!(q.send_after("a".to_owned(), later).unwrap().is_duplicate());
+            assert!(!q.send_after("b".to_owned(), later).unwrap().is_duplicate());
+            let at = Instant::now() + later;
+            assert!(q.send_at("b".to_owned(), at).unwrap().is_duplicate());
+            assert_eq!((q.len(), q.stats().delayed), (1, 1));
+        }
+        done_tx.send(()).unwrap();
+    });
+    match done_rx.recv_timeout(LONG) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("deadlock: a content key made under its queue's lock")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the scenario failed"),
+    }
+}
+
 #[test]
 fn a_failed_send_does_not_poison_the_dedup_window() {
     let q: Queue<i32> = Queue::bounded(1);

@@ -1134,6 +1134,8 @@ impl<T> Shared<T> {
         if self.is_closed() {
             return Err(TrySendError::Closed(msg));
         }
+        // The content key function is user code, which may use this queue: made before the lock.
+        let key = self.dedup_key_of(&msg);
         let mut slow = self.slow().lock();
         // Checked again under the lock that `is_drained` takes, so a receiver that saw the queue
         // closed and drained cannot miss this message.
@@ -1144,7 +1146,6 @@ impl<T> Shared<T> {
         msg.stamp(now);
         let id = msg.id();
         // The window first, as for other sends: a duplicate is told so even on a full queue.
-        let key = self.dedup_key_of(&msg);
         if let Some(k) = &key {
             match self.look_dedup(&mut slow, k, now) {
                 Seen::Duplicate(first) => return Ok(Sent::Duplicate(first)),
