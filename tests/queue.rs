@@ -2301,3 +2301,55 @@ fn a_plain_receive_of_a_returned_message_is_a_redelivery() {
     let s = q.stats();
     assert_eq!((s.received, s.redelivered), (4, 2));
 }
+
+/// A redrive takes a handle on each dead letter's source queue to look at it; one it does not
+/// use (a closed source keeps its letters here) is let go of after the dead-letter queue's lock:
+/// its holders may drop theirs meanwhile, and the last handle drops the source with what it
+/// still holds (payloads: user code, which may use the dead-letter queue). A race, so the
+/// source's last holder lets go at a different point of the redrive each round.
+#[test]
+fn redrive_lets_go_of_sources_after_the_lock() {
+    struct Bomb(Option<Queue<Bomb>>);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if let Some(q) = self.0.take() {
+                let _ = q.stats();
+            }
+        }
+    }
+    const LETTERS: usize = 4000;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut took = Duration::ZERO;
+        for round in 0..64u32 {
+            let dlq: Queue<Bomb> = Queue::unbounded();
+            let src: Queue<Bomb> = Queue::builder().dead_letter(&dlq, 1).build();
+            src.send_batch((0..LETTERS).map(|_| Bomb(None))).unwrap();
+            for d in src.receive_many(LETTERS, Duration::ZERO).unwrap() {
+                d.reject("no").unwrap();
+            }
+            src.send(Bomb(Some(dlq.clone()))).unwrap();
+            src.close();
+            let at = Instant::now() + took * (round % 16) / 16;
+            let last_holder = thread::spawn(move || {
+                while Instant::now() < at {
+                    std::hint::spin_loop();
+                }
+                drop(src);
+            });
+            let t0 = Instant::now();
+            assert_eq!(dlq.redrive(), 0, "a closed source takes no letter back");
+            took = t0.elapsed();
+            last_holder.join().unwrap();
+            assert_eq!(dlq.len(), LETTERS);
+        }
+        done_tx.send(()).unwrap();
+    });
+    match done_rx.recv_timeout(LONG) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("deadlock: a source queue dropped under its dead-letter queue's lock")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the scenario failed"),
+    }
+}

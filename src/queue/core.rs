@@ -2115,6 +2115,10 @@ impl<T> Shared<T> {
     pub(crate) fn redrive(self: &Arc<Self>, target: Option<&Arc<Shared<T>>>, max: usize) -> usize {
         let mut moved: Vec<(Arc<Shared<T>>, Entry<T>)> = Vec::new();
         let mut out = Vec::new();
+        // Sources looked at and not used: let go of after the lock, as a handle taken here may
+        // become a source's last (its holders dropping theirs meanwhile), and its drop drops
+        // the queue with the messages it holds (user code, which may use this queue).
+        let mut unused: Vec<Arc<Shared<T>>> = Vec::new();
         {
             let mut slow = self.slow().lock();
             // Leases of dead letters that ran out put them back first: they are waiting too.
@@ -2171,7 +2175,15 @@ impl<T> Shared<T> {
                         }
                         moved.push((d, e));
                     }
-                    _ => keep.push(e),
+                    dest => {
+                        keep.push(e);
+                        if let Some(d) = dest {
+                            // A handle of a source kept already is not the last: one is enough.
+                            if !unused.iter().any(|u| Arc::ptr_eq(u, &d)) {
+                                unused.push(d);
+                            }
+                        }
+                    }
                 }
             }
             for e in keep {
@@ -2180,6 +2192,7 @@ impl<T> Shared<T> {
             slow.c.redriven += moved.len() as u64;
             self.publish_next(&mut slow);
         }
+        drop(unused);
         self.forward(out, self);
         let n = moved.len();
         for (dest, mut e) in moved {
