@@ -284,20 +284,32 @@ impl<T> Pool<T> {
         let vis = self.visibility;
         let half = u64::try_from((vis / 2).as_nanos()).unwrap_or(u64::MAX);
         for slot in &self.slots {
-            let mut held = slot.held.lock();
-            for t in &mut held.leases {
-                let now = t.key.now();
-                if t.deadline.saturating_sub(now) >= half {
-                    continue;
-                }
-                let limit = crate::clock::add(t.leased_at, self.settings.max_lease);
-                let target = crate::clock::add(now, vis).min(limit);
-                if target <= t.deadline {
-                    continue;
-                }
-                if let Ok(d) = t.key.extend(Duration::from_nanos(target - now)) {
-                    t.deadline = d;
+            // Chosen under the worker's lock, extended after it: an extension runs the queue's
+            // timers, and what they discard drops on the way out (a payload's drop is user code,
+            // which must not run under a lock of ours; found by review).
+            let due: Vec<(LeaseKey<T>, Duration)> = slot
+                .held
+                .lock()
+                .leases
+                .iter()
+                .filter_map(|t| {
+                    let now = t.key.now();
+                    if t.deadline.saturating_sub(now) >= half {
+                        return None;
+                    }
+                    let limit = crate::clock::add(t.leased_at, self.settings.max_lease);
+                    let target = crate::clock::add(now, vis).min(limit);
+                    (target > t.deadline)
+                        .then(|| (t.key.clone(), Duration::from_nanos(target - now)))
+                })
+                .collect();
+            for (key, by) in due {
+                if let Ok(d) = key.extend(by) {
                     self.heartbeats.fetch_add(1, Ordering::Relaxed);
+                    let mut held = slot.held.lock();
+                    if let Some(t) = held.leases.iter_mut().find(|t| t.key.is(&key)) {
+                        t.deadline = d;
+                    }
                 }
             }
         }

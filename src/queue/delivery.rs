@@ -323,6 +323,11 @@ impl<T> LeaseKey<T> {
     pub(crate) fn now(&self) -> Nanos {
         self.shared.now()
     }
+
+    /// Whether both keys are to the same lease.
+    pub(crate) fn is(&self, other: &LeaseKey<T>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared) && (self.slot, self.gen) == (other.slot, other.gen)
+    }
 }
 
 impl<T> Clone for LeaseKey<T> {
