@@ -723,6 +723,10 @@ impl<T> Filter<T> {
     /// A filter that is a predicate over the whole message: the escape hatch for what a policy
     /// cannot say. An index checks predicate-only filters one by one.
     ///
+    /// The predicate (and what it captured) lives as long as the filter's copies: a topic's
+    /// index keeps the copy of a subscription that went away, or whose filter changed, until it
+    /// next compacts (after at most a quarter of its entries, or 32, have gone that way).
+    ///
     /// ```
     /// use switchboard::{Filter, Message};
     ///
