@@ -356,16 +356,22 @@ impl<T: Clone> Shared<T> {
         msg.stamp(self.clock.nanos());
         self.hot.0.published.fetch_add(1, Ordering::Relaxed);
 
-        let mut report = PublishReport::default();
+        // Counted when the publish ends, however it ends: a clone, filter or endpoint (user
+        // code) that panics midway leaves the deliveries made before it counted.
+        let mut tally = Tally {
+            topic: self,
+            report: PublishReport::default(),
+        };
+        let report = &mut tally.report;
         let mut back: HandBack<T> = None;
         match &set.filters {
             None => {
                 if let Some((last, rest)) = set.subs.split_last() {
                     for sub in rest {
-                        deliver(sub, msg.clone(), wait, &mut report, &mut back);
+                        deliver(sub, msg.clone(), wait, report, &mut back);
                     }
                     // The last subscription gets the original: one clone fewer.
-                    deliver(last, msg, wait, &mut report, &mut back);
+                    deliver(last, msg, wait, report, &mut back);
                 }
             }
             Some(filters) => {
@@ -373,32 +379,48 @@ impl<T: Clone> Shared<T> {
                 report.filtered_out = filters.filtered - (targets.len() - filters.unfiltered.len());
                 if let Some((&last, rest)) = targets.split_last() {
                     for &i in rest {
-                        deliver(&set.subs[i], msg.clone(), wait, &mut report, &mut back);
+                        deliver(&set.subs[i], msg.clone(), wait, report, &mut back);
                     }
-                    deliver(&set.subs[last], msg, wait, &mut report, &mut back);
-                }
-                if report.filtered_out != 0 {
-                    self.filtered_out
-                        .fetch_add(report.filtered_out as u64, Ordering::Relaxed);
+                    deliver(&set.subs[last], msg, wait, report, &mut back);
                 }
                 TARGETS.with(|t| t.set(targets));
             }
         }
         // Release the set before touching shared counters: a writer may be waiting to free it.
         drop(set);
+        let report = tally.report;
+        drop(tally);
+        match back {
+            None => Ok(report),
+            Some(message) => Err(PublishError::Full { message, report }),
+        }
+    }
+}
+
+/// A publish's report, added to the topic's counters when the publish ends (see `publish`).
+struct Tally<'a, T> {
+    topic: &'a Shared<T>,
+    report: PublishReport,
+}
+
+impl<T> Drop for Tally<'_, T> {
+    fn drop(&mut self) {
+        let (topic, report) = (self.topic, &self.report);
+        if report.filtered_out != 0 {
+            topic
+                .filtered_out
+                .fetch_add(report.filtered_out as u64, Ordering::Relaxed);
+        }
         if report.delivered != 0 {
-            self.hot
+            topic
+                .hot
                 .0
                 .delivered
                 .fetch_add(report.delivered as u64, Ordering::Relaxed);
         }
         let lost = report.dropped();
         if lost != 0 {
-            self.dropped.fetch_add(lost as u64, Ordering::Relaxed);
-        }
-        match back {
-            None => Ok(report),
-            Some(message) => Err(PublishError::Full { message, report }),
+            topic.dropped.fetch_add(lost as u64, Ordering::Relaxed);
         }
     }
 }
@@ -499,26 +521,32 @@ fn overflow<T>(
         sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
     };
     match (sub.overflow, rx) {
-        (Overflow::DropOldest, Some(rx)) => loop {
-            // Make room by dropping the oldest (the subscriber may have made room meanwhile).
-            if let Ok(old) = rx.try_recv() {
-                drop(old);
-                lost();
-                report.dropped_oldest += 1;
-            }
-            match tx.try_send(msg) {
-                Ok(()) => {
-                    report.delivered += 1;
-                    return;
+        (Overflow::DropOldest, Some(rx)) => {
+            // Each message pushed out is counted first and dropped after the new one is in:
+            // its drop is user code, and one that panics must lose nothing uncounted.
+            let mut old = None;
+            loop {
+                // Make room by dropping the oldest (the subscriber may have made room meanwhile).
+                if let Ok(m) = rx.try_recv() {
+                    lost();
+                    report.dropped_oldest += 1;
+                    old = Some(m);
                 }
-                Err(cb::TrySendError::Full(m)) => msg = m,
-                Err(cb::TrySendError::Disconnected(_)) => return,
+                match tx.try_send(msg) {
+                    Ok(()) => {
+                        report.delivered += 1;
+                        break;
+                    }
+                    Err(cb::TrySendError::Full(m)) => msg = m,
+                    Err(cb::TrySendError::Disconnected(_)) => break,
+                }
             }
-        },
+            drop(old);
+        }
         (Overflow::DropNewest, _) => {
-            drop(msg);
             lost();
             report.dropped_newest += 1;
+            drop(msg);
         }
         (Overflow::Block, _) => {
             let counted = sub.capacity.is_some_and(|c| c > ARRAY_MAX);
@@ -594,8 +622,8 @@ fn deliver_endpoint<T: Clone>(
     match err {
         DeliverError::Full(m) => match sub.overflow {
             Overflow::DropNewest | Overflow::DropOldest => {
-                drop(m);
                 report.dropped_newest += 1;
+                drop(m);
             }
             Overflow::Block | Overflow::Error => {
                 report.full += 1;
@@ -604,13 +632,14 @@ fn deliver_endpoint<T: Clone>(
                 }
             }
         },
+        // Counted before the drop (user code, which may panic).
         DeliverError::Closed(m) => {
-            drop(m);
             report.closed += 1;
+            drop(m);
         }
         DeliverError::Rejected { message, .. } => {
-            drop(message);
             report.rejected += 1;
+            drop(message);
         }
     }
 }
