@@ -851,3 +851,48 @@ fn debug_of_replies_and_gathers_leaves_the_bodies_out() {
         assert!(!s.contains(SECRET) && s.contains("desk"), "{s}");
     }
 }
+
+/// A request or scatter that user code unwinds (a completion predicate, an endpoint that
+/// panics after the request reached a responder) stops waiting as any that ends does: the
+/// responders are told nobody waits, their replies come back to them and count as late (found
+/// by review: the reply channel stayed open, so replies went in, were never read, and were
+/// counted nowhere).
+#[test]
+fn a_conversation_that_unwinds_counts_later_replies_as_late() {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    let topic: Topic<Request<u32, u32>> = Topic::new();
+    let q = Queue::unbounded();
+    topic.subscribe_queue(&q);
+    let sg = ScatterGather::new(&topic);
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        sg.scatter(
+            1,
+            Completion::within(LONG).when(|_| panic!("deliberate panic in a completion predicate")),
+        )
+    }));
+    assert!(r.is_err(), "the predicate panicked");
+    let req = q.try_recv().unwrap().into_payload();
+    assert!(!req.is_awaited());
+    assert!(req.reply(2).is_err(), "nobody waits for this reply");
+    assert_eq!(sg.stats().late, 1);
+
+    // The request reaches a responder's queue, then a chained closure panics.
+    topic.subscribe_endpoint(Endpoint::from_fn(|_: Message<Request<u32, u32>>| {
+        panic!("deliberate panic in an endpoint")
+    }));
+    let requester = Requester::new(&topic);
+    let r = catch_unwind(AssertUnwindSafe(|| requester.request(3, LONG)));
+    assert!(r.is_err(), "the endpoint panicked");
+    let req = q.try_recv().unwrap().into_payload();
+    assert!(!req.is_awaited());
+    assert!(req.reply(4).is_err(), "nobody waits for this reply");
+    assert_eq!(requester.stats().late, 1);
+    // Both go on: this thread's next conversation is a clean one.
+    let echo = Requester::new(Endpoint::from_fn(|m: Message<Request<u32, u32>>| {
+        let r = m.into_payload();
+        let x = *r.body();
+        r.reply(x + 1).map_err(|_| unreachable!())
+    }));
+    assert_eq!(echo.request(5, LONG).unwrap(), 6);
+}

@@ -96,6 +96,17 @@ pub(crate) fn recycle(meta: ReplyMeta) {
     SPARE.with(|s| s.set(Some(meta)));
 }
 
+/// Closes an inbox when dropped: a conversation closes its reply channel however it ends, one
+/// that user code unwinds (an endpoint, a payload's clone, a completion predicate) included, so
+/// that replies sent after it go back to their responders and count as late.
+pub(crate) struct Closing<'a, Rep>(pub(crate) &'a Inbox<Rep>);
+
+impl<Rep> Drop for Closing<'_, Rep> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// What a wait found.
 pub(crate) enum Next<Rep> {
     Reply(Reply<Rep>),

@@ -254,9 +254,10 @@ where
     ) -> Result<Reply<Rep>, RequestError> {
         let gate = self.gate.as_ref();
         let (inbox, meta, msg) = stamp(req.into(), &self.stats);
+        let closing = inbox::Closing(&inbox);
         if gate.is_some_and(|g| !g.is_served()) {
             drop(msg);
-            inbox.close();
+            drop(closing);
             Stats::bump(&self.stats.no_responder);
             return Err(RequestError::NoResponder);
         }
@@ -291,7 +292,7 @@ where
         if matches!(out, Err(RequestError::NoResponder)) {
             Stats::bump(&self.stats.no_responder);
         }
-        inbox.close();
+        drop(closing);
         drop(inbox);
         inbox::recycle(meta);
         out

@@ -367,6 +367,7 @@ where
         let start = Instant::now();
         let deadline = completion.deadline;
         let (inbox, meta, msg) = stamp(req.into(), &self.stats);
+        let closing = inbox::Closing(&inbox);
         let correlation_id = inbox.correlation_id;
         let reached = match self.endpoint.as_recipient_list() {
             Some(list) => {
@@ -418,13 +419,13 @@ where
         };
         let (expected, names, unreached) = match reached {
             Ok((0, ..)) | Err(GatherError::NoResponder) => {
-                inbox.close();
+                drop(closing);
                 Stats::bump(&self.stats.no_responder);
                 return Err(GatherError::NoResponder);
             }
             Ok(r) => r,
             Err(e) => {
-                inbox.close();
+                drop(closing);
                 return Err(e);
             }
         };
@@ -457,7 +458,7 @@ where
                 }
             }
         };
-        inbox.close();
+        drop(closing);
         drop(inbox);
         inbox::recycle(meta);
         let missing = names
