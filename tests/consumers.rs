@@ -1041,3 +1041,38 @@ fn a_delivery_handler_sees_the_attempts_and_is_settled_by_its_result() {
     );
     assert_eq!(dlq.try_recv().unwrap().into_payload(), "poison");
 }
+
+/// A payload whose drop panics (user code, run at the ack, outside the handler's guard) ends
+/// its worker, and `join` hands the panic on; the worker gives back its share of
+/// `max_in_flight` as it goes, so the workers left carry on and the pool drains (found by
+/// review: the dead worker kept its permit, and the others waited for it for ever).
+#[test]
+fn a_worker_ended_by_a_panicking_drop_gives_back_its_in_flight_permit() {
+    quiet_deliberate_panics();
+    struct Bomb(bool);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if self.0 && !thread::panicking() {
+                panic!("{DELIBERATE} in a payload's drop");
+            }
+        }
+    }
+    let queue: Queue<Bomb> = Queue::unbounded();
+    queue.send(Bomb(true)).unwrap();
+    queue.send(Bomb(false)).unwrap();
+    queue.close();
+    let pool = Consumer::new(&queue)
+        .workers(2)
+        .max_in_flight(1)
+        .start(|_| Ok::<(), String>(()));
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.join()));
+        tx.send(joined.is_err()).unwrap();
+    });
+    let panicked = rx
+        .recv_timeout(LIMIT)
+        .expect("the pool never drained: a worker waited for a permit the dead one kept");
+    assert!(panicked, "join hands on the worker's panic");
+    assert_eq!(queue.stats().acked, 2);
+}

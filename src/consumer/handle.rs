@@ -208,6 +208,11 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// waits for ever. After a shutdown whose deadline passed, it waits for the handlers still
     /// running to return.
     ///
+    /// # Panics
+    ///
+    /// A panic outside the handler's guard (a payload's drop at the ack, say) ends its worker
+    /// (the others carry on); `join` hands the first such panic on once every worker has ended.
+    ///
     /// ```
     /// use switchboard::Queue;
     ///
@@ -220,10 +225,16 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// assert_eq!(queue.stats().acked, 5);
     /// ```
     pub fn join(mut self) -> ConsumerStats {
+        // Every worker is waited for before a panic is handed on: handing it on at once left
+        // the others running, with no handle left to stop them.
+        let mut panic = None;
         for t in self.threads.drain(..) {
             if let Err(p) = t.join() {
-                std::panic::resume_unwind(p);
+                panic.get_or_insert(p);
             }
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
         }
         self.pool.stats()
     }

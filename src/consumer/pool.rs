@@ -149,6 +149,22 @@ fn panic_message(p: &(dyn Any + Send)) -> String {
     format!("panicked: {msg}")
 }
 
+/// Permits a worker holds, given back when dropped: a worker that a panic outside the handler's
+/// guard ends (a payload's drop at the ack, say) gives them back as it goes, or the workers left
+/// would wait for them for ever.
+struct Taken<'a, T> {
+    pool: &'a Pool<T>,
+    n: usize,
+}
+
+impl<T> Drop for Taken<'_, T> {
+    fn drop(&mut self) {
+        if let Some(p) = &self.pool.permits {
+            p.release(self.n);
+        }
+    }
+}
+
 /// Decrements the live-worker count when a worker ends, however it ends.
 struct Exit<'a, T>(&'a Pool<T>);
 
@@ -333,20 +349,15 @@ impl<T> Pool<T> {
 
     // ----- workers ----------------------------------------------------------------------------
 
-    fn take_permits(&self, want: usize) -> Option<usize> {
-        match &self.permits {
-            None => Some(0),
+    fn take_permits(&self, want: usize) -> Option<Taken<'_, T>> {
+        let n = match &self.permits {
+            None => 0,
             Some(p) => match p.acquire(want, &self.stop) {
-                0 => None,
-                n => Some(n),
+                0 => return None,
+                n => n,
             },
-        }
-    }
-
-    fn give_permits(&self, n: usize) {
-        if let Some(p) = &self.permits {
-            p.release(n);
-        }
+        };
+        Some(Taken { pool: self, n })
     }
 
     fn stopped(&self) -> bool {
@@ -381,7 +392,7 @@ impl<T> Pool<T> {
             let d = match self.queue.receive_until(deadline, &self.stop) {
                 Ok(d) => d,
                 Err(e) => {
-                    self.give_permits(permits);
+                    drop(permits);
                     match e {
                         RecvTimeoutError::Timeout => continue,
                         RecvTimeoutError::Closed => break,
@@ -390,7 +401,7 @@ impl<T> Pool<T> {
             };
             if !self.track(w, std::slice::from_ref(&d)) {
                 self.give_back(w, vec![d]);
-                self.give_permits(permits);
+                drop(permits);
                 break;
             }
             let start = Instant::now();
@@ -405,7 +416,7 @@ impl<T> Pool<T> {
                 Err(p) => Outcome::Panicked(panic_message(&*p)),
             };
             self.settle(w, d, outcome, &mut rng);
-            self.give_permits(permits);
+            drop(permits);
         }
     }
 
@@ -422,24 +433,28 @@ impl<T> Pool<T> {
             let Some(permits) = self.take_permits(max) else {
                 break;
             };
-            let want = if self.permits.is_some() { permits } else { max };
+            let want = if self.permits.is_some() {
+                permits.n
+            } else {
+                max
+            };
             let ds = match self
                 .queue
                 .receive_many_until(want, Instant::now() + POLL, &self.stop)
             {
                 Ok(ds) if ds.is_empty() => {
-                    self.give_permits(permits);
+                    drop(permits);
                     continue;
                 }
                 Ok(ds) => ds,
                 Err(_) => {
-                    self.give_permits(permits);
+                    drop(permits);
                     break;
                 }
             };
             if !self.track(w, &ds) {
                 self.give_back(w, ds);
-                self.give_permits(permits);
+                drop(permits);
                 break;
             }
             let start = Instant::now();
@@ -486,7 +501,7 @@ impl<T> Pool<T> {
                 c.processed.fetch_add(n - lost, Ordering::Relaxed);
                 c.lease_lost.fetch_add(lost, Ordering::Relaxed);
             }
-            self.give_permits(permits);
+            drop(permits);
         }
     }
 
