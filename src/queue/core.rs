@@ -518,6 +518,24 @@ pub(crate) struct Shared<T> {
 
 const SAMPLE_SHIFT: u32 = 6;
 
+/// A receive counted in `waiters` for as long as it lives: one that user code unwinds (the
+/// drop of a message it discards) stops counting itself too, or every later wake-up would send
+/// a token for a receiver that is not there.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Waiting<'_> {
+    fn announce(waiters: &AtomicUsize) -> Waiting<'_> {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        Waiting(waiters)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Tries before a blocked send or receive parks: spins, then yields (crossbeam's `Backoff`).
 const SPIN_STEPS: u32 = 10;
 
@@ -1863,7 +1881,7 @@ impl<T> Shared<T> {
             }
             // Announce the wait, then look once more: whoever changes the state after this point
             // sees us waiting and sends a token.
-            self.recv.0.waiters.fetch_add(1, Ordering::SeqCst);
+            let waiting = Waiting::announce(&self.recv.0.waiters);
             let got = match self.try_take_counting(how, tokens) {
                 Ok(o) => Ok(Some(o)),
                 Err(TryRecvError::Closed) => Err(RecvTimeoutError::Closed),
@@ -1902,7 +1920,7 @@ impl<T> Shared<T> {
                     }
                 }
             };
-            self.recv.0.waiters.fetch_sub(1, Ordering::SeqCst);
+            drop(waiting);
             if let Some(o) = got? {
                 return Ok(o);
             }

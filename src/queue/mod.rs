@@ -1178,4 +1178,39 @@ mod tests {
             assert_eq!(h.join().unwrap().unwrap().into_payload(), 7);
         });
     }
+
+    /// A blocked receive that user code unwinds (the drop of an expired message it discards)
+    /// stops counting itself as waiting (found by review: the count stayed up for good, so
+    /// later wake-ups sent tokens for a receiver that was not there, which woke later waits
+    /// for nothing).
+    #[test]
+    fn a_blocked_receive_that_unwinds_is_no_longer_counted_waiting() {
+        struct Bomb;
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                if !std::thread::panicking() {
+                    panic!("deliberate panic in drop");
+                }
+            }
+        }
+        for q in [Queue::<Bomb>::unbounded(), Queue::bounded(4)] {
+            std::thread::scope(|s| {
+                let h = s.spawn(|| {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        q.recv_timeout(Duration::from_secs(20))
+                    }))
+                });
+                let t0 = Instant::now();
+                while q.shared.waiters_for_tests() == 0 {
+                    assert!(t0.elapsed() < Duration::from_secs(10), "never blocked");
+                    std::thread::yield_now();
+                }
+                // Expired on arrival: the receiver discards it, and its drop panics.
+                q.send(Message::new(Bomb).with_ttl(Duration::ZERO)).unwrap();
+                assert!(h.join().unwrap().is_err(), "the drop panicked");
+            });
+            assert_eq!(q.shared.waiters_for_tests(), 0);
+            assert_eq!(q.stats().expired, 1);
+        }
+    }
 }
