@@ -2210,13 +2210,16 @@ impl<T> Shared<T> {
             slow.c.redriven += moved.len() as u64;
             self.publish_next(&mut slow);
         }
-        drop(unused);
-        self.forward(out, self);
         let n = moved.len();
         for (dest, mut e) in moved {
             e.enqueued = dest.now();
             dest.accept_entries(vec![e]);
         }
+        // Last: what expired leases discarded drops here, and a source queue whose last handle
+        // was one of `unused` drops with what it holds: user code that may panic, which must
+        // not take the letters moving with it.
+        self.forward(out, self);
+        drop(unused);
         n
     }
 
@@ -2392,5 +2395,50 @@ mod tests {
         assert_eq!(slow.spare.len(), 1);
         drop(msg);
         assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    /// A redrive whose expired leases discard a message (out of attempts, no dead-letter queue
+    /// of its own) moves its dead letters before that payload drops: the drop is user code, and
+    /// one that panics must not take the letters with it (found by review: they were counted
+    /// redriven and lost). The lease's holder has let go already, as one on another thread can
+    /// between the expiry and the drop, so the payload drops in the redrive.
+    #[test]
+    fn a_panicking_drop_in_a_redrive_loses_no_dead_letter() {
+        use crate::queue::Queue;
+        use crate::ManualClock;
+
+        struct Bomb(bool);
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                if self.0 && !std::thread::panicking() {
+                    panic!("deliberate panic in drop");
+                }
+            }
+        }
+        let clock = ManualClock::new();
+        let dlq = Queue::builder()
+            .clock(clock.clone())
+            .max_attempts(1)
+            .build();
+        let q = Queue::builder()
+            .clock(clock.clone())
+            .dead_letter(&dlq, 1)
+            .build();
+        q.send(Bomb(true)).unwrap();
+        q.send(Bomb(false)).unwrap();
+        for _ in 0..2 {
+            q.try_receive().unwrap().nack().unwrap();
+        }
+        let mut bomb = dlq.try_receive().unwrap();
+        assert!(bomb.payload().0);
+        // Its holder lets go (a delivery settled elsewhere): the lease alone holds it now.
+        drop(bomb.settle_with().take());
+        drop(bomb);
+        clock.advance(dlq.visibility_timeout() + Duration::from_secs(1));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dlq.redrive()));
+        assert!(r.is_err(), "the discarded payload's drop panicked");
+        let back = q.try_recv().expect("the dead letter was redriven");
+        assert!(!back.payload().0);
+        assert_eq!((dlq.stats().redriven, dlq.stats().discarded), (1, 1));
     }
 }
