@@ -95,6 +95,9 @@ impl<T> Subscription<T> {
                 }
                 _ => return Ok(self.hand_out(m)),
             }
+            // Dropped before the next is taken: its drop is user code, and one that panics
+            // must not take a message the subscriber never saw with it.
+            drop(m);
             m = next()?;
         }
     }
