@@ -1535,12 +1535,16 @@ impl<T> Shared<T> {
     /// Returns `None` when the main lane should be tried.
     fn take_slow(self: &Arc<Self>, how: How) -> Option<Out<T>> {
         let mut out = Vec::new();
-        let result = {
+        let result = loop {
             let mut slow = self.slow().lock();
             let now = self.now();
             self.run_timers(&mut slow, now, &mut out);
+            // Nothing is handed out while a discarded payload waits to drop (user code, after
+            // the lock): one that panics must not take the message with it. Those drop first,
+            // then the receive looks again.
+            let mut discarded = out.iter().any(|l| matches!(l, Leaving::Discarded(_)));
             let mut result = None;
-            loop {
+            while !discarded {
                 let fifo = slow.groups.as_deref().map(Groups::has_available);
                 if slow.ready.is_empty() && fifo != Some(true) {
                     break;
@@ -1556,6 +1560,7 @@ impl<T> Shared<T> {
                 if self.ready_expired(&entry, now) {
                     self.release_group(&mut slow, entry.body.message());
                     self.expire(&mut slow, entry, &mut out);
+                    discarded = matches!(out.last(), Some(Leaving::Discarded(_)));
                     continue;
                 }
                 slow.prefer_main = true;
@@ -1564,7 +1569,11 @@ impl<T> Shared<T> {
                 break;
             }
             self.publish_next(&mut slow);
-            result
+            drop(slow);
+            if !discarded {
+                break result;
+            }
+            self.forward(std::mem::take(&mut out), self);
         };
         self.forward(out, self);
         if result.is_some() && self.is_closed() {
