@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use switchboard::{ManualClock, Message, Queue, Sent, TryRecvError};
 
-use common::Rng;
+use common::{spawn_named, wait_blocked, Rng};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -732,6 +732,51 @@ fn a_send_of_a_key_whose_first_send_waits_for_room() {
         assert_eq!(q.recv().unwrap().into_payload(), 9);
         let first = first.join().unwrap().unwrap();
         assert_eq!(first.is_duplicate(), delayed.is_none());
+    });
+}
+
+/// A FIFO sender woken for room that finds its key went in meanwhile (a duplicate) leaves
+/// without the room: the wake-up goes on to the next sender waiting, which would otherwise sleep
+/// beside an empty queue. Senders of a full queue wait in line, each room wakes the first.
+#[test]
+fn a_duplicate_woken_for_room_passes_the_room_on() {
+    let q: Queue<u32> = Queue::builder().fifo().capacity(1).build();
+    q.send(0).unwrap();
+    thread::scope(|s| {
+        let first = spawn_named(s, "dup-first", || {
+            q.send_timeout(Message::new(1).with_dedup_id("k"), LONG)
+        });
+        wait_blocked("dup-first");
+        let again = spawn_named(s, "dup-again", || {
+            q.send_timeout(Message::new(2).with_dedup_id("k"), LONG)
+        });
+        wait_blocked("dup-again");
+        // Room for one: the first in line takes it.
+        assert_eq!(q.recv().unwrap().into_payload(), 0);
+        let t0 = Instant::now();
+        while q.is_empty() && t0.elapsed() < LONG {
+            thread::yield_now();
+        }
+        let other = spawn_named(s, "dup-other", || q.send_timeout(3, LONG));
+        wait_blocked("dup-other");
+        // Room again: the duplicate's sender is woken for it and leaves without it.
+        assert_eq!(q.recv().unwrap().into_payload(), 1);
+        let t0 = Instant::now();
+        while !(again.is_finished() && other.is_finished()) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "a sender sleeps beside a queue with room (len {})",
+                q.len()
+            );
+            let _ = q.try_recv();
+            thread::yield_now();
+        }
+        let (first, again) = (
+            first.join().unwrap().unwrap(),
+            again.join().unwrap().unwrap(),
+        );
+        assert_eq!(again, Sent::Duplicate(first.id()));
+        assert!(!other.join().unwrap().unwrap().is_duplicate());
     });
 }
 

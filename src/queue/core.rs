@@ -1069,17 +1069,24 @@ impl<T> Shared<T> {
         }
         // FIFO: wait for room among the waiting messages, then look at the window again (a
         // sender of the same key may have gone in meanwhile) and enqueue, all under the lock.
+        let mut waited = false;
         loop {
             let len = slow.groups.as_deref().map_or(0, Groups::len);
             if self.config.capacity.is_none_or(|c| len < c) {
                 if let Some(k) = &key {
                     if let Seen::Duplicate(first) = self.look_dedup(&mut slow, k, self.now()) {
+                        if waited {
+                            // Woken for room it does not take: the next sender in line may,
+                            // or it sleeps beside a queue with room (found by review).
+                            self.waits().room.notify_one();
+                        }
                         return Ok(Sent::Duplicate(first));
                     }
                 }
                 break;
             }
             msg = self.wait_room(&mut slow, msg, wait)?;
+            waited = true;
         }
         // Sent now, after any wait for room: its enqueue time and its key's window start here.
         let now = self.now();
