@@ -86,6 +86,12 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
     /// Sends messages that fail their `max_attempts`-th delivery, and rejected messages, to `dlq`.
     /// A `max_attempts` of 0 is taken as 1.
     ///
+    /// A verdict (nack, reject, a dropped `Delivery`) moves the message at once. A last lease that
+    /// runs out moves it when this queue next notices the time: at its next receive, verdict,
+    /// `len` or `stats`, or when one of its blocked receivers wakes for that deadline (there are
+    /// no background threads). SQS likewise moves such a message on the next receive attempt. A
+    /// receiver that waits only on the dead-letter queue is not woken by the lease running out.
+    ///
     /// ```
     /// use switchboard::Queue;
     ///
