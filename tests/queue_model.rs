@@ -3,13 +3,18 @@
 //! (a) The plain path against a `VecDeque`. (b) The lease state machine on a `ManualClock`: the
 //! oracle tracks each message's state (visible, delayed, leased, acked, dead-lettered,
 //! discarded), checks every delivery, verdict and count, and at the end that every message
-//! settled exactly once.
+//! settled exactly once. (c) Time-to-live and retention on the plain path. (d) The whole
+//! standard queue: both lanes, delays, expiry, dead letters and redrive, capacity,
+//! de-duplication, plain and batch receives among leases, with each delivery predicted exactly.
+//! (e) FIFO groups: one in flight per group, order per group, de-duplication.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use switchboard::{AckError, Delivery, ManualClock, Queue, QueueStats, TryRecvError, TrySendError};
+use switchboard::{
+    AckError, Delivery, ManualClock, MessageId, Queue, QueueStats, Sent, TryRecvError, TrySendError,
+};
 
 // ----- (a) the plain path against a VecDeque ----------------------------------------------------
 
@@ -765,5 +770,1852 @@ proptest! {
         ops in prop::collection::vec(ttl_op(), 0..60),
     ) {
         check_ttl(Some(retention), &ops)?;
+    }
+}
+
+// ----- (d) the lanes: delays, expiry, dead letters, redrive, plain and batch receives ----------
+//
+// The whole standard queue on a `ManualClock`: fresh messages in the main lane, returned, due and
+// redriven ones in the ready lane (served in turn with the main lane), delayed ones, leases,
+// time-to-live and retention, a dead-letter queue (or `max_attempts`) with `redrive` and
+// `redrive_to` (dead letters also leased, put back and settled in the dead-letter queue),
+// plain receives among leased ones, `receive_many` and `ack_many`, `close`, a
+// capacity (fresh messages bounded in the main lane, delayed ones together with those waiting in
+// the ready lane), and de-duplication ids. The oracle predicts each delivery exactly and every
+// field of `stats()` on both queues.
+//
+// Time: every operation first moves the clock 1 ms, and durations are whole seconds, so no two
+// deadlines of different operations coincide and no receive lands on an expiry instant; an
+// `Advance` steps the clock through the due times it crosses, observing at each, so the order in
+// which messages come back is the order of their due times (leases of one `receive_many` in
+// the order leased). What comes back together in one observation is ordered by the
+// implementation only, which the docs leave open: this model does not generate it.
+//
+// Turns between the lanes: the docs say only that receivers serve them alternately while both
+// hold messages. The model follows the queue's rule exactly (a single receive that took from the
+// ready lane defers once to the main lane; an expired message it drops does not use up the
+// ready lane's turn, while in the rest of a `receive_many` it does), so a change there shows up
+// here as a difference to judge, not necessarily a defect.
+
+const MS: u64 = 1_000_000;
+const SEC: u64 = 1_000_000_000;
+const DEDUP_WINDOW: u64 = 30;
+
+#[derive(Clone, Debug)]
+enum LaneOp {
+    /// try_send with this time-to-live (seconds) and de-duplication id.
+    Send(Option<u8>, Option<u8>),
+    /// send_after this many seconds, with this time-to-live; or (`true`) send_at that many
+    /// seconds after 2 s ago (so perhaps in the past).
+    SendAfter(u8, Option<u8>, bool),
+    Receive(Option<u8>),
+    ReceiveMany(u8),
+    /// A plain (at-most-once) receive among the leased ones.
+    TryRecv,
+    /// recv_many of up to this many, without waiting.
+    RecvMany(u8),
+    Ack(usize),
+    /// ack_many of up to this many held deliveries.
+    AckMany(u8),
+    Nack(usize),
+    NackAfter(usize, u8),
+    Reject(usize),
+    Drop(usize),
+    Extend(usize, u8),
+    Advance(u8),
+    Redrive,
+    RedriveTo(u8),
+    /// A leased receive from the dead-letter queue.
+    DlqReceive,
+    Close,
+}
+
+fn lane_op() -> impl Strategy<Value = LaneOp> {
+    let ttl = prop::option::weighted(0.4, 0u8..12);
+    prop_oneof![
+        5 => (ttl.clone(), prop::option::weighted(0.2, 0u8..4))
+            .prop_map(|(t, k)| LaneOp::Send(t, k)),
+        2 => (0u8..8, ttl, any::<bool>()).prop_map(|(d, t, at)| LaneOp::SendAfter(d, t, at)),
+        5 => prop::option::weighted(0.2, 0u8..15).prop_map(LaneOp::Receive),
+        2 => (0u8..5).prop_map(LaneOp::ReceiveMany),
+        2 => Just(LaneOp::TryRecv),
+        1 => (0u8..4).prop_map(LaneOp::RecvMany),
+        2 => any::<usize>().prop_map(LaneOp::Ack),
+        1 => (1u8..4).prop_map(LaneOp::AckMany),
+        2 => any::<usize>().prop_map(LaneOp::Nack),
+        1 => (any::<usize>(), 0u8..8).prop_map(|(i, d)| LaneOp::NackAfter(i, d)),
+        1 => any::<usize>().prop_map(LaneOp::Reject),
+        2 => any::<usize>().prop_map(LaneOp::Drop),
+        1 => (any::<usize>(), 0u8..15).prop_map(|(i, d)| LaneOp::Extend(i, d)),
+        4 => (0u8..12).prop_map(LaneOp::Advance),
+        1 => Just(LaneOp::Redrive),
+        1 => (0u8..3).prop_map(LaneOp::RedriveTo),
+        1 => Just(LaneOp::DlqReceive),
+        1 => Just(LaneOp::Close),
+    ]
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ls {
+    Main,
+    Ready,
+    Delayed {
+        due: u64,
+        seq: u64,
+    },
+    Leased {
+        gen: u64,
+        deadline: u64,
+        seq: u64,
+    },
+    Acked,
+    /// Taken by a plain receive.
+    Taken,
+    /// Waiting in the dead-letter queue.
+    Dead,
+    /// Leased from the dead-letter queue, or backing off there after a `nack_after`.
+    DeadLeased {
+        gen: u64,
+        deadline: u64,
+        seq: u64,
+    },
+    DeadDelayed {
+        due: u64,
+        seq: u64,
+    },
+    DeadAcked,
+    Discarded,
+    Expired,
+}
+
+#[derive(Debug)]
+struct LaneMsg {
+    st: Ls,
+    attempts: u32,
+    /// When it entered the source queue (its send, or its arrival by redrive), in nanoseconds.
+    enqueued: u64,
+    first_delivered: Option<u64>,
+    /// When its time-to-live runs out (from its send).
+    ttl_at: Option<u64>,
+    /// Its dead-letter record (reason, attempts) and arrival time in the dead-letter queue.
+    letter: Option<(String, u32)>,
+    arrival: u64,
+}
+
+#[derive(Debug, Default)]
+struct LaneCounts {
+    sent: u64,
+    received: u64,
+    acked: u64,
+    nacked: u64,
+    abandoned: u64,
+    lease_expired: u64,
+    redelivered: u64,
+    expired: u64,
+    dead_lettered: u64,
+    discarded: u64,
+}
+
+#[derive(Debug)]
+struct Lanes {
+    msgs: Vec<LaneMsg>,
+    main: VecDeque<usize>,
+    ready: VecDeque<usize>,
+    /// The dead-letter queue, in arrival order.
+    dlq: VecDeque<usize>,
+    c: LaneCounts,
+    /// The dead-letter queue's counts.
+    dc: LaneCounts,
+    redriven: u64,
+    /// Take from the main lane next while both lanes hold messages.
+    prefer_main: bool,
+    now: u64,
+    seq: u64,
+    gen: u64,
+    last_arrival: u64,
+    closed: bool,
+    has_dlq: bool,
+    max: Option<u32>,
+    retention: Option<u64>,
+    dead_letter_expired: bool,
+    capacity: Option<usize>,
+    /// The dead-letter queue's retention, which is all that expires a dead letter there.
+    dlq_retention: Option<u64>,
+    dlq_last_arrival: u64,
+    /// De-duplication ids and when their window started.
+    seen: Vec<(u8, u64, MessageId)>,
+    duplicates: u64,
+}
+
+struct LaneHeld {
+    d: Delivery<u32>,
+    idx: usize,
+    gen: u64,
+    /// Leased from the dead-letter queue.
+    dead: bool,
+}
+
+impl Lanes {
+    fn expired(&self, i: usize) -> bool {
+        let m = &self.msgs[i];
+        let by_retention = self.retention.map(|r| m.enqueued + r);
+        [m.ttl_at, by_retention]
+            .into_iter()
+            .flatten()
+            .any(|at| at <= self.now)
+    }
+
+    fn count(&self, f: impl Fn(&Ls) -> bool) -> usize {
+        self.msgs.iter().filter(|m| f(&m.st)).count()
+    }
+
+    fn leased(&self) -> usize {
+        self.count(|s| matches!(s, Ls::Leased { .. }))
+    }
+
+    fn delayed(&self) -> usize {
+        self.count(|s| matches!(s, Ls::Delayed { .. }))
+    }
+
+    fn holds(&self, i: usize, gen: u64) -> bool {
+        matches!(
+            self.msgs[i].st,
+            Ls::Leased { gen: g, .. } | Ls::DeadLeased { gen: g, .. } if g == gen
+        )
+    }
+
+    fn dlq_expired(&self, i: usize) -> bool {
+        self.dlq_retention
+            .is_some_and(|r| self.msgs[i].arrival + r <= self.now)
+    }
+
+    fn dlq_count(&self) -> (usize, usize) {
+        (
+            self.count(|s| matches!(s, Ls::DeadLeased { .. })),
+            self.count(|s| matches!(s, Ls::DeadDelayed { .. })),
+        )
+    }
+
+    /// A dead letter back in the dead-letter queue (now, or after `due`).
+    fn dead_back(&mut self, i: usize, due: Option<u64>) {
+        match due {
+            Some(due) if due > self.now => {
+                self.seq += 1;
+                self.msgs[i].st = Ls::DeadDelayed { due, seq: self.seq };
+            }
+            _ => {
+                self.msgs[i].st = Ls::Dead;
+                self.dlq.push_back(i);
+            }
+        }
+    }
+
+    fn drained(&self) -> bool {
+        self.closed
+            && self.main.is_empty()
+            && self.ready.is_empty()
+            && self.delayed() == 0
+            && self.leased() == 0
+    }
+
+    fn dead_letter(&mut self, i: usize, reason: String, attempts: u32) {
+        if self.has_dlq {
+            self.c.dead_lettered += 1;
+            self.dc.sent += 1;
+            self.dlq.push_back(i);
+            // Arrival times in a queue strictly increase (a nanosecond apart at most).
+            self.dlq_last_arrival = self.now.max(self.dlq_last_arrival + 1);
+            let m = &mut self.msgs[i];
+            m.st = Ls::Dead;
+            m.letter = Some((reason, attempts));
+            m.arrival = self.dlq_last_arrival;
+            m.attempts = 0;
+            m.first_delivered = None;
+        } else {
+            self.c.discarded += 1;
+            self.msgs[i].st = Ls::Discarded;
+        }
+    }
+
+    fn expire(&mut self, i: usize) {
+        self.c.expired += 1;
+        if self.dead_letter_expired && self.has_dlq {
+            let attempts = self.msgs[i].attempts;
+            self.dead_letter(i, "expired".into(), attempts);
+        } else {
+            self.msgs[i].st = Ls::Expired;
+        }
+    }
+
+    fn put_back(&mut self, i: usize, due: Option<u64>) {
+        match due {
+            Some(due) if due > self.now => {
+                self.seq += 1;
+                self.msgs[i].st = Ls::Delayed { due, seq: self.seq };
+            }
+            _ => {
+                self.msgs[i].st = Ls::Ready;
+                self.ready.push_back(i);
+            }
+        }
+    }
+
+    fn fail(&mut self, i: usize, due: Option<u64>, why: &str) {
+        let attempts = self.msgs[i].attempts;
+        match self.max {
+            Some(max) if attempts >= max => {
+                let reason = format!("{why} after {attempts} deliveries (max {max})");
+                self.dead_letter(i, reason, attempts);
+            }
+            _ => self.put_back(i, due),
+        }
+    }
+
+    /// The earliest due time of a delay or a lease.
+    fn next_event(&self) -> Option<u64> {
+        self.msgs
+            .iter()
+            .filter_map(|m| match m.st {
+                Ls::Delayed { due, .. } | Ls::DeadDelayed { due, .. } => Some(due),
+                Ls::Leased { deadline, .. } | Ls::DeadLeased { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Due delays join the ready lane, then leases past their deadline fail, each in order.
+    fn resolve(&mut self) {
+        let mut due: Vec<(u64, u64, usize)> = Vec::new();
+        let mut ended: Vec<(u64, u64, usize)> = Vec::new();
+        for (i, m) in self.msgs.iter().enumerate() {
+            match m.st {
+                Ls::Delayed { due: t, seq } | Ls::DeadDelayed { due: t, seq } if t <= self.now => {
+                    due.push((t, seq, i))
+                }
+                Ls::Leased { deadline, seq, .. } | Ls::DeadLeased { deadline, seq, .. }
+                    if deadline <= self.now =>
+                {
+                    ended.push((deadline, seq, i))
+                }
+                _ => {}
+            }
+        }
+        due.sort_unstable();
+        ended.sort_unstable();
+        for (_, _, i) in due {
+            if matches!(self.msgs[i].st, Ls::DeadDelayed { .. }) {
+                self.dead_back(i, None);
+            } else {
+                self.msgs[i].st = Ls::Ready;
+                self.ready.push_back(i);
+            }
+        }
+        for (_, _, i) in ended {
+            if matches!(self.msgs[i].st, Ls::DeadLeased { .. }) {
+                self.dc.lease_expired += 1;
+                self.dead_back(i, None);
+            } else {
+                self.c.lease_expired += 1;
+                self.fail(i, None, "lease expired");
+            }
+        }
+    }
+
+    /// What a single receive gets: the ready lane and the main lane in turn, expired messages
+    /// dropped (and counted) on the way. A plain receive passes over ready messages still held
+    /// by an expired lease's holder.
+    fn take(&mut self, plain: bool, held: &[LaneHeld]) -> Option<usize> {
+        loop {
+            if !self.ready.is_empty() {
+                if self.prefer_main && !self.main.is_empty() {
+                    self.prefer_main = false;
+                } else {
+                    let pos = if plain {
+                        self.ready
+                            .iter()
+                            .position(|&i| held.iter().all(|h| h.idx != i))
+                    } else {
+                        Some(0)
+                    };
+                    if let Some(p) = pos {
+                        let i = self.ready.remove(p).expect("in the lane");
+                        if self.expired(i) {
+                            self.expire(i);
+                            continue;
+                        }
+                        self.prefer_main = true;
+                        self.c.received += 1;
+                        return Some(i);
+                    }
+                }
+            }
+            let i = self.main.pop_front()?;
+            if self.expired(i) {
+                self.expire(i);
+                continue;
+            }
+            self.c.received += 1;
+            return Some(i);
+        }
+    }
+
+    /// What the rest of a `receive_many` gets, after its first.
+    fn take_more(&mut self) -> Option<usize> {
+        loop {
+            if !self.ready.is_empty() && (!self.prefer_main || self.main.is_empty()) {
+                let i = self.ready.pop_front().expect("not empty");
+                self.prefer_main = true;
+                if self.expired(i) {
+                    self.expire(i);
+                    continue;
+                }
+                self.c.received += 1;
+                return Some(i);
+            }
+            let i = self.main.pop_front()?;
+            self.prefer_main = false;
+            if self.expired(i) {
+                self.expire(i);
+                continue;
+            }
+            self.c.received += 1;
+            return Some(i);
+        }
+    }
+
+    fn check_stats(&self, q: &Queue<u32>, dlq: &Queue<u32>) -> Result<(), TestCaseError> {
+        let s = q.stats();
+        let c = &self.c;
+        prop_assert_eq!(
+            (s.sent, s.received, s.acked, s.nacked, s.abandoned),
+            (c.sent, c.received, c.acked, c.nacked, c.abandoned),
+            "sent, received, acked, nacked, abandoned"
+        );
+        prop_assert_eq!(
+            (s.lease_expired, s.redelivered, s.expired),
+            (c.lease_expired, c.redelivered, c.expired),
+            "lease_expired, redelivered, expired"
+        );
+        prop_assert_eq!(
+            (s.dead_lettered, s.discarded, s.redriven, s.duplicates),
+            (c.dead_lettered, c.discarded, 0, self.duplicates),
+            "dead_lettered, discarded, redriven, duplicates"
+        );
+        let visible = self.main.len() + self.ready.len();
+        prop_assert_eq!(
+            (s.visible, s.in_flight, s.delayed, s.groups_waiting),
+            (visible, self.leased(), self.delayed(), 0),
+            "visible, in_flight, delayed, groups_waiting"
+        );
+        prop_assert_eq!(q.len(), visible);
+        prop_assert_eq!(
+            q.is_full(),
+            self.capacity.is_some_and(|c| self.main.len() >= c)
+        );
+        // The age of the oldest visible message: exact for the ready lane; for the main lane
+        // the docs allow the age of a message up to 64 sends older.
+        let age = |i: &usize| Duration::from_nanos(self.now.saturating_sub(self.msgs[*i].enqueued));
+        let oldest = self.main.iter().chain(&self.ready).map(age).max();
+        match (s.oldest_age, oldest) {
+            (Some(got), Some(want)) if self.main.is_empty() => prop_assert_eq!(got, want),
+            (Some(got), Some(want)) => prop_assert!(got >= want, "oldest {:?} < {:?}", got, want),
+            (got, want) => prop_assert_eq!(got, want),
+        }
+        let d = dlq.stats();
+        let dc = &self.dc;
+        let (leased, delayed) = self.dlq_count();
+        prop_assert_eq!(
+            (
+                d.sent,
+                d.received,
+                d.acked,
+                d.nacked,
+                d.abandoned,
+                d.lease_expired
+            ),
+            (
+                dc.sent,
+                dc.received,
+                dc.acked,
+                dc.nacked,
+                dc.abandoned,
+                dc.lease_expired
+            ),
+            "dead-letter queue: sent, received, acked, nacked, abandoned, lease_expired"
+        );
+        prop_assert_eq!(
+            (
+                d.redelivered,
+                d.discarded,
+                d.redriven,
+                d.expired,
+                d.dead_lettered
+            ),
+            (dc.redelivered, dc.discarded, self.redriven, dc.expired, 0),
+            "dead-letter queue: redelivered, discarded, redriven, expired, dead_lettered"
+        );
+        prop_assert_eq!(
+            (d.visible, d.in_flight, d.delayed),
+            (self.dlq.len(), leased, delayed),
+            "dead-letter queue: visible, in_flight, delayed"
+        );
+        Ok(())
+    }
+
+    /// Moves up to `max` dead letters back, oldest first (none to a closed queue).
+    fn redrive(&mut self, max: usize) -> usize {
+        // Oldest first: the letters put back after a lease in the dead-letter queue take their
+        // place by arrival again, whether they move or stay.
+        let mut lane: Vec<usize> = self.dlq.drain(..).collect();
+        lane.sort_by_key(|&i| self.msgs[i].arrival);
+        self.dlq.extend(lane);
+        if self.closed {
+            return 0;
+        }
+        let n = max.min(self.dlq.len());
+        for i in self.dlq.drain(..n).collect::<Vec<_>>() {
+            self.last_arrival = self.now.max(self.last_arrival + 1);
+            let m = &mut self.msgs[i];
+            m.st = Ls::Ready;
+            m.enqueued = self.last_arrival;
+            m.attempts = 0;
+            m.first_delivered = None;
+            m.letter = None;
+            self.ready.push_back(i);
+            self.c.sent += 1;
+        }
+        self.redriven += n as u64;
+        n
+    }
+}
+
+/// Checks a leased delivery against the model's prediction and records its lease.
+fn lane_lease(
+    d: Delivery<u32>,
+    want: usize,
+    m: &mut Lanes,
+    held: &mut Vec<LaneHeld>,
+    vis: u64,
+    start: Instant,
+) -> Result<(), TestCaseError> {
+    let i = *d.payload() as usize;
+    prop_assert_eq!(i, want, "delivered {} where the model expects {}", i, want);
+    let at = |ns: u64| start + Duration::from_nanos(ns);
+    let msg = &mut m.msgs[i];
+    msg.attempts += 1;
+    if msg.attempts > 1 {
+        m.c.redelivered += 1;
+    }
+    let first = *msg.first_delivered.get_or_insert(m.now);
+    prop_assert_eq!(d.attempt(), msg.attempts, "attempt of {}", i);
+    prop_assert_eq!(d.enqueued_at(), at(msg.enqueued), "enqueued_at of {}", i);
+    prop_assert_eq!(
+        d.first_delivered_at(),
+        at(first),
+        "first_delivered_at of {}",
+        i
+    );
+    prop_assert_eq!(
+        d.lease_deadline(),
+        at(m.now + vis),
+        "lease deadline of {}",
+        i
+    );
+    prop_assert!(d.dead_letter().is_none());
+    m.gen += 1;
+    m.seq += 1;
+    msg.st = Ls::Leased {
+        gen: m.gen,
+        deadline: m.now + vis,
+        seq: m.seq,
+    };
+    held.push(LaneHeld {
+        d,
+        idx: i,
+        gen: m.gen,
+        dead: false,
+    });
+    Ok(())
+}
+
+/// A leased receive from the dead-letter queue: the oldest letter waiting there, with its record.
+fn dlq_receive(
+    dlq: &Queue<u32>,
+    m: &mut Lanes,
+    held: &mut Vec<LaneHeld>,
+    start: Instant,
+) -> Result<(), TestCaseError> {
+    let got = dlq.try_receive();
+    let want = loop {
+        match m.dlq.pop_front() {
+            Some(i) if m.dlq_expired(i) => {
+                m.dc.expired += 1;
+                m.msgs[i].st = Ls::Expired;
+            }
+            want => break want,
+        }
+    };
+    match (got, want) {
+        (Ok(d), Some(want)) => {
+            let i = *d.payload() as usize;
+            prop_assert_eq!(i, want, "dead-letter queue delivery");
+            let msg = &mut m.msgs[i];
+            msg.attempts += 1;
+            m.dc.received += 1;
+            if msg.attempts > 1 {
+                m.dc.redelivered += 1;
+            }
+            prop_assert_eq!(d.attempt(), msg.attempts);
+            let record = d
+                .dead_letter()
+                .map(|l| (l.reason().to_owned(), l.attempts()));
+            prop_assert_eq!(&record, &msg.letter, "the record of {}", i);
+            let deadline = m.now + VIS * SEC;
+            prop_assert_eq!(d.lease_deadline(), start + Duration::from_nanos(deadline));
+            m.gen += 1;
+            m.seq += 1;
+            msg.st = Ls::DeadLeased {
+                gen: m.gen,
+                deadline,
+                seq: m.seq,
+            };
+            held.push(LaneHeld {
+                d,
+                idx: i,
+                gen: m.gen,
+                dead: true,
+            });
+        }
+        (Err(e), None) => prop_assert!(e.is_empty()),
+        (r, want) => prop_assert!(
+            false,
+            "dead-letter queue receive got {:?}, model {:?}",
+            r.map(|d| *d.payload()),
+            want
+        ),
+    }
+    Ok(())
+}
+
+/// A receive found nothing: `Closed` exactly when the queue is closed and drained.
+fn lane_none(closed_reported: bool, m: &Lanes) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        closed_reported,
+        m.drained(),
+        "Closed iff closed and drained"
+    );
+    Ok(())
+}
+
+fn lane_receive(
+    q: &Queue<u32>,
+    m: &mut Lanes,
+    held: &mut Vec<LaneHeld>,
+    vis: Option<u64>,
+    start: Instant,
+) -> Result<bool, TestCaseError> {
+    let r = match vis {
+        None => q.try_receive(),
+        Some(v) => q.with_visibility(Duration::from_secs(v)).try_receive(),
+    };
+    let want = m.take(false, held);
+    match (r, want) {
+        (Ok(d), Some(want)) => {
+            lane_lease(d, want, m, held, vis.map_or(VIS * SEC, |v| v * SEC), start)?;
+            Ok(true)
+        }
+        (Err(e), None) => lane_none(e.is_closed(), m).map(|()| false),
+        (Ok(d), None) => Err(TestCaseError::fail(format!(
+            "received {} where the model has nothing",
+            d.payload()
+        ))),
+        (Err(e), Some(want)) => Err(TestCaseError::fail(format!(
+            "{e:?} where the model delivers {want}"
+        ))),
+    }
+}
+
+fn check_lanes(
+    capacity: Option<usize>,
+    has_dlq: bool,
+    dlq_retention: Option<u64>,
+    max: Option<u32>,
+    retention: Option<u64>,
+    dead_letter_expired: bool,
+    ops: &[LaneOp],
+) -> Result<(), TestCaseError> {
+    let clock = ManualClock::new();
+    let start = clock.now();
+    let mut b = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::from_secs(VIS));
+    if let Some(r) = dlq_retention {
+        b = b.retention(Duration::from_secs(r));
+    }
+    let dead: Queue<u32> = b.build();
+    let mut b = Queue::builder()
+        .name("src")
+        .clock(clock.clone())
+        .visibility_timeout(Duration::from_secs(VIS))
+        .dedup_window(Duration::from_secs(DEDUP_WINDOW));
+    if let Some(c) = capacity {
+        b = b.capacity(c);
+    }
+    if let Some(r) = retention {
+        b = b.retention(Duration::from_secs(r));
+    }
+    if has_dlq {
+        b = b
+            .dead_letter(&dead, max.unwrap_or(3))
+            .dead_letter_expired(dead_letter_expired);
+    } else if let Some(max) = max {
+        b = b.max_attempts(max);
+    }
+    let q = b.build();
+    let mut m = Lanes {
+        msgs: Vec::new(),
+        main: VecDeque::new(),
+        ready: VecDeque::new(),
+        dlq: VecDeque::new(),
+        c: LaneCounts::default(),
+        dc: LaneCounts::default(),
+        redriven: 0,
+        prefer_main: false,
+        now: 0,
+        seq: 0,
+        gen: 0,
+        last_arrival: 0,
+        closed: false,
+        has_dlq,
+        max: if has_dlq { Some(max.unwrap_or(3)) } else { max },
+        retention: retention.map(|r| r * SEC),
+        dead_letter_expired,
+        capacity,
+        dlq_retention: dlq_retention.map(|r| r * SEC),
+        dlq_last_arrival: 0,
+        seen: Vec::new(),
+        duplicates: 0,
+    };
+    let mut held: Vec<LaneHeld> = Vec::new();
+    let tick = |m: &mut Lanes, ns: u64| {
+        clock.advance(Duration::from_nanos(ns));
+        m.now += ns;
+    };
+    let message = |i: usize, ttl: Option<u8>| {
+        let msg = switchboard::Message::new(i as u32);
+        match ttl {
+            Some(t) => msg.with_ttl(Duration::from_secs(u64::from(t))),
+            None => msg,
+        }
+    };
+
+    for op in ops {
+        tick(&mut m, MS);
+        match *op {
+            LaneOp::Send(ttl, key) => {
+                let i = m.msgs.len();
+                let mut msg = message(i, ttl);
+                if let Some(k) = key {
+                    msg = msg.with_dedup_id(format!("k{k}"));
+                }
+                let now = m.now;
+                m.seen.retain(|&(_, at, _)| now - at < DEDUP_WINDOW * SEC);
+                let first = key.and_then(|k| m.seen.iter().find(|s| s.0 == k).map(|s| s.2));
+                let dup = first.is_some();
+                let full = m.capacity.is_some_and(|c| m.main.len() >= c);
+                match q.try_send(msg) {
+                    Ok(sent) => {
+                        prop_assert!(!m.closed && (dup || !full));
+                        prop_assert_eq!(sent.is_duplicate(), dup, "duplicate of key {:?}", key);
+                        // A duplicate is told the original's id.
+                        prop_assert!(first.is_none_or(|id| sent == Sent::Duplicate(id)));
+                        if dup {
+                            m.duplicates += 1;
+                        } else {
+                            if let Some(k) = key {
+                                m.seen.push((k, now, sent.id()));
+                            }
+                            m.msgs.push(LaneMsg {
+                                st: Ls::Main,
+                                attempts: 0,
+                                enqueued: m.now,
+                                first_delivered: None,
+                                letter: None,
+                                arrival: 0,
+                                ttl_at: ttl.map(|t| m.now + u64::from(t) * SEC),
+                            });
+                            m.main.push_back(i);
+                            m.c.sent += 1;
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(
+                            (e.is_closed(), e.is_full()),
+                            (m.closed, !m.closed && !dup && full)
+                        );
+                        prop_assert_eq!(e.into_inner().into_payload(), i as u32);
+                    }
+                }
+            }
+            LaneOp::SendAfter(delay, ttl, at) => {
+                let i = m.msgs.len();
+                // Delayed messages and those waiting in the ready lane share the bound.
+                let full = m.capacity.is_some_and(|c| m.delayed() + m.ready.len() >= c);
+                let due = if at {
+                    (m.now + u64::from(delay) * SEC).saturating_sub(2 * SEC)
+                } else {
+                    m.now + u64::from(delay) * SEC
+                };
+                let r = if at {
+                    q.send_at(message(i, ttl), start + Duration::from_nanos(due))
+                } else {
+                    q.send_after(message(i, ttl), Duration::from_secs(u64::from(delay)))
+                };
+                match r {
+                    Ok(_) => {
+                        prop_assert!(!m.closed && !full);
+                        m.msgs.push(LaneMsg {
+                            st: Ls::Main,
+                            attempts: 0,
+                            enqueued: m.now,
+                            first_delivered: None,
+                            letter: None,
+                            arrival: 0,
+                            ttl_at: ttl.map(|t| m.now + u64::from(t) * SEC),
+                        });
+                        m.c.sent += 1;
+                        m.put_back(i, Some(due));
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(
+                            (e.is_closed(), e.is_full()),
+                            (m.closed, !m.closed && full)
+                        );
+                        prop_assert_eq!(e.into_inner().into_payload(), i as u32);
+                    }
+                }
+            }
+            LaneOp::Receive(vis) => {
+                lane_receive(&q, &mut m, &mut held, vis.map(u64::from), start)?;
+            }
+            LaneOp::RecvMany(n) => {
+                let r = q.recv_many(usize::from(n), Duration::ZERO);
+                let mut want = Vec::new();
+                while want.len() < usize::from(n) {
+                    match m.take(true, &held) {
+                        Some(i) => want.push(i),
+                        None => break,
+                    }
+                }
+                match r {
+                    Ok(got) => {
+                        prop_assert!(n == 0 || !got.is_empty() || !m.drained());
+                        let got: Vec<usize> = got.iter().map(|m| *m.payload() as usize).collect();
+                        prop_assert_eq!(&got, &want, "recv_many({})", n);
+                        for i in want {
+                            if m.msgs[i].attempts > 0 {
+                                m.c.redelivered += 1;
+                            }
+                            m.msgs[i].st = Ls::Taken;
+                        }
+                    }
+                    Err(_) => {
+                        prop_assert!(n > 0 && want.is_empty());
+                        lane_none(true, &m)?;
+                    }
+                }
+            }
+            LaneOp::ReceiveMany(n) => {
+                let r = q.receive_many(usize::from(n), Duration::ZERO);
+                let mut want = Vec::new();
+                if n > 0 {
+                    want.extend(m.take(false, &held));
+                    if !want.is_empty() {
+                        while want.len() < usize::from(n) {
+                            match m.take_more() {
+                                Some(i) => want.push(i),
+                                None => break,
+                            }
+                        }
+                    }
+                }
+                match r {
+                    Ok(batch) => {
+                        prop_assert!(n == 0 || !batch.is_empty() || !m.drained());
+                        let got: Vec<u32> = batch.iter().map(|d| *d.payload()).collect();
+                        let expect: Vec<u32> = want.iter().map(|&i| i as u32).collect();
+                        prop_assert_eq!(got, expect, "receive_many({})", n);
+                        for (d, i) in batch.into_iter().zip(want) {
+                            lane_lease(d, i, &mut m, &mut held, VIS * SEC, start)?;
+                        }
+                    }
+                    Err(_) => {
+                        prop_assert!(n > 0 && want.is_empty());
+                        lane_none(true, &m)?;
+                    }
+                }
+            }
+            LaneOp::TryRecv => {
+                let want = m.take(true, &held);
+                match (q.try_recv(), want) {
+                    (Ok(msg), Some(want)) => {
+                        prop_assert_eq!(*msg.payload() as usize, want, "plain receive");
+                        prop_assert!(msg.dead_letter().is_none());
+                        if m.msgs[want].attempts > 0 {
+                            m.c.redelivered += 1;
+                        }
+                        m.msgs[want].st = Ls::Taken;
+                    }
+                    (Err(e), None) => lane_none(e.is_closed(), &m)?,
+                    (r, want) => prop_assert!(
+                        false,
+                        "plain receive got {:?}, model {:?}",
+                        r.map(|m| *m.payload()),
+                        want
+                    ),
+                }
+            }
+            LaneOp::Advance(s) => {
+                let target = m.now + u64::from(s) * SEC;
+                while let Some(at) = m.next_event().filter(|&at| at <= target) {
+                    let step = at.saturating_sub(m.now);
+                    tick(&mut m, step);
+                    m.resolve();
+                    m.check_stats(&q, &dead)?;
+                }
+                let step = target - m.now;
+                tick(&mut m, step);
+            }
+            LaneOp::Extend(k, s) => {
+                if held.is_empty() {
+                    continue;
+                }
+                let k = k % held.len();
+                let h = &mut held[k];
+                let valid = m.holds(h.idx, h.gen);
+                let r = h.d.extend(Duration::from_secs(u64::from(s)));
+                prop_assert_eq!(r.is_ok(), valid, "extend of {}", h.idx);
+                if valid {
+                    let deadline = m.now + u64::from(s) * SEC;
+                    if let Ls::Leased { deadline: d, .. } | Ls::DeadLeased { deadline: d, .. } =
+                        &mut m.msgs[h.idx].st
+                    {
+                        *d = deadline;
+                    }
+                    prop_assert_eq!(h.d.lease_deadline(), start + Duration::from_nanos(deadline));
+                }
+            }
+            LaneOp::AckMany(n) => {
+                let n = usize::from(n).min(held.len());
+                let batch: Vec<LaneHeld> = held.drain(held.len() - n..).collect();
+                let mut lost = BTreeSet::new();
+                let mut ds = Vec::new();
+                for h in batch {
+                    // A delivery of the dead-letter queue is acked there.
+                    if m.holds(h.idx, h.gen) && h.dead {
+                        m.dc.acked += 1;
+                        m.msgs[h.idx].st = Ls::DeadAcked;
+                    } else if m.holds(h.idx, h.gen) {
+                        m.c.acked += 1;
+                        m.msgs[h.idx].st = Ls::Acked;
+                    } else {
+                        lost.insert(h.d.id());
+                    }
+                    ds.push(h.d);
+                }
+                let got: BTreeSet<_> = q.ack_many(ds).into_iter().collect();
+                prop_assert_eq!(got, lost, "ack_many's expired leases");
+            }
+            LaneOp::Ack(k)
+            | LaneOp::Nack(k)
+            | LaneOp::NackAfter(k, _)
+            | LaneOp::Reject(k)
+            | LaneOp::Drop(k) => {
+                if held.is_empty() {
+                    continue;
+                }
+                let LaneHeld {
+                    d,
+                    idx,
+                    gen,
+                    dead: from_dlq,
+                } = held.swap_remove(k % held.len());
+                let id = d.id();
+                let valid = m.holds(idx, gen);
+                let attempts = m.msgs[idx].attempts;
+                let r = if from_dlq {
+                    // In the dead-letter queue, which has none of its own and no limit: a
+                    // failed lease puts the letter back, a reject discards it.
+                    match *op {
+                        LaneOp::Ack(_) => {
+                            if valid {
+                                m.dc.acked += 1;
+                                m.msgs[idx].st = Ls::DeadAcked;
+                            }
+                            d.ack()
+                        }
+                        LaneOp::Nack(_) => {
+                            if valid {
+                                m.dc.nacked += 1;
+                                m.dead_back(idx, None);
+                            }
+                            d.nack()
+                        }
+                        LaneOp::NackAfter(_, s) => {
+                            if valid {
+                                m.dc.nacked += 1;
+                                m.dead_back(idx, Some(m.now + u64::from(s) * SEC));
+                            }
+                            d.nack_after(Duration::from_secs(u64::from(s)))
+                        }
+                        LaneOp::Reject(_) => {
+                            if valid {
+                                m.dc.discarded += 1;
+                                m.msgs[idx].st = Ls::Discarded;
+                            }
+                            d.reject("rejected again")
+                        }
+                        LaneOp::Drop(_) => {
+                            if valid {
+                                m.dc.abandoned += 1;
+                                m.dead_back(idx, None);
+                            }
+                            drop(d);
+                            valid.then_some(()).ok_or(AckError::LeaseExpired(id))
+                        }
+                        _ => unreachable!(),
+                    }
+                } else {
+                    match *op {
+                        LaneOp::Ack(_) => {
+                            if valid {
+                                m.c.acked += 1;
+                                m.msgs[idx].st = Ls::Acked;
+                            }
+                            d.ack()
+                        }
+                        LaneOp::Nack(_) => {
+                            if valid {
+                                m.c.nacked += 1;
+                                m.fail(idx, None, "nacked");
+                            }
+                            d.nack()
+                        }
+                        LaneOp::NackAfter(_, s) => {
+                            if valid {
+                                m.c.nacked += 1;
+                                m.fail(idx, Some(m.now + u64::from(s) * SEC), "nacked");
+                            }
+                            d.nack_after(Duration::from_secs(u64::from(s)))
+                        }
+                        LaneOp::Reject(_) => {
+                            if valid {
+                                m.dead_letter(idx, format!("reject {idx}"), attempts);
+                            }
+                            d.reject(format!("reject {idx}"))
+                        }
+                        LaneOp::Drop(_) => {
+                            if valid {
+                                m.c.abandoned += 1;
+                                m.fail(idx, None, "dropped");
+                            }
+                            drop(d);
+                            valid.then_some(()).ok_or(AckError::LeaseExpired(id))
+                        }
+                        _ => unreachable!(),
+                    }
+                };
+                prop_assert_eq!(r.is_ok(), valid, "verdict {:?} on {}", op, idx);
+            }
+            LaneOp::Redrive => {
+                let want = m.redrive(usize::MAX);
+                prop_assert_eq!(dead.redrive(), want, "redrive");
+            }
+            LaneOp::RedriveTo(n) => {
+                let want = m.redrive(usize::from(n));
+                prop_assert_eq!(dead.redrive_to(&q, usize::from(n)), want, "redrive_to");
+            }
+            LaneOp::DlqReceive => {
+                dlq_receive(&dead, &mut m, &mut held, start)?;
+            }
+            LaneOp::Close => {
+                prop_assert_eq!(q.close(), !m.closed, "close() is true the first time only");
+                m.closed = true;
+            }
+        }
+        // Timers of zero duration set by this operation are due now.
+        m.resolve();
+        m.check_stats(&q, &dead)?;
+    }
+
+    // Wind down: ack what is held (the stale verdicts fail), close, and drain on lease,
+    // stepping through the delays and leases left.
+    held.sort_by_key(|h| h.idx);
+    while let Some(LaneHeld { d, idx, gen, dead }) = held.pop() {
+        if m.holds(idx, gen) && dead {
+            m.dc.acked += 1;
+            m.msgs[idx].st = Ls::DeadAcked;
+        } else if m.holds(idx, gen) {
+            m.c.acked += 1;
+            m.msgs[idx].st = Ls::Acked;
+        }
+        let _ = d.ack();
+    }
+    m.check_stats(&q, &dead)?;
+    m.closed |= q.close();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        prop_assert!(rounds < 10_000, "drain did not finish");
+        if lane_receive(&q, &mut m, &mut held, None, start)? {
+            let LaneHeld { d, idx, .. } = held.pop().expect("just leased");
+            m.c.acked += 1;
+            m.msgs[idx].st = Ls::Acked;
+            d.ack().unwrap();
+        } else if m.drained() && m.dlq_count() == (0, 0) {
+            break;
+        } else {
+            let at = m.next_event().expect("something left to wait for");
+            let step = at.saturating_sub(m.now);
+            tick(&mut m, step);
+            m.resolve();
+        }
+        m.check_stats(&q, &dead)?;
+    }
+
+    // The dead-letter queue holds exactly the dead letters, in order, with their records.
+    let letters: Vec<(usize, String, u32, Option<String>)> = dead
+        .try_iter()
+        .map(|msg| {
+            let info = msg.dead_letter().expect("a dead letter carries its record");
+            let record = (
+                info.reason().to_owned(),
+                info.attempts(),
+                info.source().map(str::to_owned),
+            );
+            (*msg.payload() as usize, record.0, record.1, record.2)
+        })
+        .collect();
+    let lane: Vec<usize> = m.dlq.drain(..).collect();
+    for i in lane {
+        if m.dlq_expired(i) {
+            m.dc.expired += 1;
+            m.msgs[i].st = Ls::Expired;
+        } else {
+            m.dlq.push_back(i);
+        }
+    }
+    let want: Vec<(usize, String, u32, Option<String>)> = m
+        .dlq
+        .iter()
+        .map(|&i| {
+            let (reason, attempts) = m.msgs[i].letter.clone().expect("a dead letter's record");
+            (i, reason, attempts, Some("src".into()))
+        })
+        .collect();
+    prop_assert_eq!(letters, want, "the dead letters");
+    prop_assert_eq!(dead.stats().expired, m.dc.expired);
+
+    // Every message ended exactly once.
+    let mut ends = [0u64; 6];
+    for (i, msg) in m.msgs.iter().enumerate() {
+        let k = match msg.st {
+            Ls::Acked => 0,
+            Ls::Taken => 1,
+            Ls::Dead => 2,
+            Ls::Discarded => 3,
+            Ls::Expired => 4,
+            Ls::DeadAcked => 5,
+            ref st => {
+                prop_assert!(false, "message {} left as {:?}", i, st);
+                unreachable!()
+            }
+        };
+        ends[k] += 1;
+    }
+    prop_assert_eq!(ends[0], m.c.acked);
+    prop_assert_eq!(ends[2], m.dlq.len() as u64);
+    prop_assert_eq!(ends[3], m.c.discarded + m.dc.discarded);
+    prop_assert_eq!(ends[5], m.dc.acked);
+    prop_assert_eq!(ends.iter().sum::<u64>(), m.msgs.len() as u64);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn lanes_with_dead_letters_and_redrive(
+        capacity in prop::option::weighted(0.3, 0usize..4),
+        max in 1u32..4,
+        retention in prop::option::of(2u64..20),
+        dead_letter_expired in any::<bool>(),
+        dlq_retention in prop::option::weighted(0.3, 2u64..30),
+        ops in prop::collection::vec(lane_op(), 0..70),
+    ) {
+        check_lanes(capacity, true, dlq_retention, Some(max), retention, dead_letter_expired, &ops)?;
+    }
+
+    #[test]
+    fn lanes_without_dead_letter_queue(
+        capacity in prop::option::weighted(0.3, 0usize..4),
+        max in prop::option::of(1u32..4),
+        retention in prop::option::of(2u64..20),
+        ops in prop::collection::vec(lane_op(), 0..70),
+    ) {
+        check_lanes(capacity, false, None, max, retention, false, &ops)?;
+    }
+}
+
+// ----- (e) FIFO groups: one in flight per group, order per group, de-duplication --------------
+//
+// A FIFO queue on a `ManualClock` against per-group `VecDeque`s: each delivery must be the head
+// of a group with nothing in flight (a returned message first in its group, a `nack_after`
+// holding its group until due), `Empty` only when no group can give, de-duplication within the
+// window, and every field of `stats()` exact. Which free group goes next (round-robin) is left
+// to the queue. Messages with a time-to-live go to group "a" only, so that the expired heads a
+// receive drops on its way (counted in `stats().expired`) can only be that group's. Time as in
+// (d).
+
+const GROUPS: [Option<&str>; 3] = [Some("a"), Some("b"), None];
+
+#[derive(Clone, Debug)]
+enum FifoOp {
+    /// Send to group `g` (an index in `GROUPS`), with this de-duplication id and (group "a"
+    /// only) this time-to-live.
+    Send(usize, Option<u8>, Option<u8>),
+    SendAfter(usize, u8),
+    Receive,
+    ReceiveMany(u8),
+    TryRecv,
+    Ack(usize),
+    Nack(usize),
+    NackAfter(usize, u8),
+    Reject(usize),
+    Drop(usize),
+    Extend(usize, u8),
+    Advance(u8),
+    Redrive,
+    Close,
+}
+
+fn fifo_op() -> impl Strategy<Value = FifoOp> {
+    prop_oneof![
+        6 => (
+            0..GROUPS.len(),
+            prop::option::weighted(0.3, 0u8..4),
+            prop::option::weighted(0.4, 0u8..12),
+        )
+            .prop_map(|(g, k, t)| FifoOp::Send(g, k, t.filter(|_| g == 0))),
+        1 => (0..GROUPS.len(), 0u8..6).prop_map(|(g, d)| FifoOp::SendAfter(g, d)),
+        5 => Just(FifoOp::Receive),
+        1 => (0u8..4).prop_map(FifoOp::ReceiveMany),
+        2 => Just(FifoOp::TryRecv),
+        3 => any::<usize>().prop_map(FifoOp::Ack),
+        2 => any::<usize>().prop_map(FifoOp::Nack),
+        1 => (any::<usize>(), 0u8..6).prop_map(|(i, d)| FifoOp::NackAfter(i, d)),
+        1 => any::<usize>().prop_map(FifoOp::Reject),
+        1 => any::<usize>().prop_map(FifoOp::Drop),
+        1 => (any::<usize>(), 0u8..15).prop_map(|(i, d)| FifoOp::Extend(i, d)),
+        3 => (0u8..15).prop_map(FifoOp::Advance),
+        1 => Just(FifoOp::Redrive),
+        1 => Just(FifoOp::Close),
+    ]
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Fs {
+    Waiting,
+    /// `front`: a `nack_after` return, which holds its group and goes back to its head.
+    Delayed {
+        due: u64,
+        seq: u64,
+        front: bool,
+    },
+    Leased {
+        gen: u64,
+        deadline: u64,
+        seq: u64,
+    },
+    Acked,
+    Taken,
+    Dead,
+    Expired,
+}
+
+#[derive(Debug)]
+struct FifoModel {
+    st: Vec<Fs>,
+    group: Vec<usize>,
+    attempts: Vec<u32>,
+    ttl_at: Vec<Option<u64>>,
+    queues: Vec<VecDeque<usize>>,
+    busy: Vec<bool>,
+    /// De-duplication keys and when their window started.
+    seen: Vec<(u8, u64, MessageId)>,
+    c: LaneCounts,
+    duplicates: u64,
+    dlq: Vec<usize>,
+    now: u64,
+    seq: u64,
+    gen: u64,
+    closed: bool,
+    max: u32,
+    /// The bound on waiting messages (`usize::MAX` for none).
+    capacity: usize,
+}
+
+impl FifoModel {
+    fn waiting(&self) -> usize {
+        self.queues.iter().map(VecDeque::len).sum()
+    }
+
+    fn count(&self, f: impl Fn(&Fs) -> bool) -> usize {
+        self.st.iter().filter(|s| f(s)).count()
+    }
+
+    fn holds(&self, i: usize, gen: u64) -> bool {
+        matches!(self.st[i], Fs::Leased { gen: g, .. } if g == gen)
+    }
+
+    fn drained(&self) -> bool {
+        self.closed
+            && self.count(|s| matches!(s, Fs::Waiting | Fs::Delayed { .. } | Fs::Leased { .. }))
+                == 0
+    }
+
+    fn dead_letter(&mut self, i: usize) {
+        self.busy[self.group[i]] = false;
+        self.c.dead_lettered += 1;
+        self.st[i] = Fs::Dead;
+        self.dlq.push(i);
+    }
+
+    /// Back at the head of its group, which it frees (or, delayed, holds until due).
+    fn fail(&mut self, i: usize, due: Option<u64>) {
+        if self.attempts[i] >= self.max {
+            return self.dead_letter(i);
+        }
+        match due {
+            Some(due) if due > self.now => {
+                self.seq += 1;
+                self.st[i] = Fs::Delayed {
+                    due,
+                    seq: self.seq,
+                    front: true,
+                };
+            }
+            _ => self.back_to_head(i),
+        }
+    }
+
+    fn back_to_head(&mut self, i: usize) {
+        let g = self.group[i];
+        self.queues[g].push_front(i);
+        self.busy[g] = false;
+        self.st[i] = Fs::Waiting;
+    }
+
+    fn next_event(&self) -> Option<u64> {
+        self.st
+            .iter()
+            .filter_map(|s| match *s {
+                Fs::Delayed { due, .. } => Some(due),
+                Fs::Leased { deadline, .. } => Some(deadline),
+                _ => None,
+            })
+            .min()
+    }
+
+    fn resolve(&mut self) {
+        let mut due = Vec::new();
+        let mut ended = Vec::new();
+        for (i, s) in self.st.iter().enumerate() {
+            match *s {
+                Fs::Delayed { due: t, seq, front } if t <= self.now => due.push((t, seq, i, front)),
+                Fs::Leased { deadline, seq, .. } if deadline <= self.now => {
+                    ended.push((deadline, seq, i))
+                }
+                _ => {}
+            }
+        }
+        due.sort_unstable();
+        ended.sort_unstable();
+        for (_, _, i, front) in due {
+            if front {
+                self.back_to_head(i);
+            } else {
+                self.queues[self.group[i]].push_back(i);
+                self.st[i] = Fs::Waiting;
+            }
+        }
+        for (_, _, i) in ended {
+            self.c.lease_expired += 1;
+            self.fail(i, None);
+        }
+    }
+
+    fn check_stats(&self, q: &Queue<u32>) -> Result<(), TestCaseError> {
+        let s = q.stats();
+        let c = &self.c;
+        prop_assert_eq!(
+            (s.sent, s.received, s.acked, s.nacked, s.abandoned),
+            (c.sent, c.received, c.acked, c.nacked, c.abandoned),
+            "sent, received, acked, nacked, abandoned"
+        );
+        prop_assert_eq!(
+            (s.lease_expired, s.redelivered, s.expired),
+            (c.lease_expired, c.redelivered, c.expired),
+            "lease_expired, redelivered, expired"
+        );
+        prop_assert_eq!(
+            (s.dead_lettered, s.discarded, s.redriven, s.duplicates),
+            (c.dead_lettered, 0, 0, self.duplicates),
+            "dead_lettered, discarded, redriven, duplicates"
+        );
+        let visible: usize = self.queues.iter().map(VecDeque::len).sum();
+        let waiting = self.queues.iter().filter(|q| !q.is_empty()).count();
+        prop_assert_eq!(
+            (s.visible, s.in_flight, s.delayed, s.groups_waiting),
+            (
+                visible,
+                self.count(|s| matches!(s, Fs::Leased { .. })),
+                self.count(|s| matches!(s, Fs::Delayed { .. })),
+                waiting
+            ),
+            "visible, in_flight, delayed, groups_waiting"
+        );
+        prop_assert_eq!(q.len(), visible);
+        Ok(())
+    }
+}
+
+struct FifoHeld {
+    d: Delivery<u32>,
+    idx: usize,
+    gen: u64,
+}
+
+impl FifoModel {
+    fn can_give(&self, held: &[FifoHeld], plain: bool, g: usize) -> bool {
+        !self.busy[g]
+            && self.queues[g]
+                .front()
+                .is_some_and(|&i| !plain || held.iter().all(|h| h.idx != i))
+    }
+
+    /// Drops an expired head of group "a" that a receive counted on its way.
+    fn drop_expired_head(&mut self) -> Result<(), TestCaseError> {
+        let i = self.queues[0].pop_front();
+        prop_assert!(
+            i.is_some_and(|i| self.ttl_at[i].is_some_and(|at| at <= self.now)),
+            "counted expired: {:?}",
+            i
+        );
+        self.st[i.expect("checked")] = Fs::Expired;
+        self.c.expired += 1;
+        Ok(())
+    }
+
+    /// Checks a message handed out (the head of a free group, once the expired heads before it
+    /// are dropped) and records it.
+    fn handed_out(
+        &mut self,
+        i: usize,
+        d: Option<Delivery<u32>>,
+        held: &mut Vec<FifoHeld>,
+        plain: bool,
+        expired: &mut u64,
+    ) -> Result<(), TestCaseError> {
+        let g = self.group[i];
+        while g == 0 && *expired > 0 && self.queues[0].front() != Some(&i) {
+            self.drop_expired_head()?;
+            *expired -= 1;
+        }
+        prop_assert!(
+            self.can_give(held, plain, g) && self.queues[g].front() == Some(&i),
+            "{} handed out: not the head of a free group ({:?}, busy {:?})",
+            i,
+            self.queues,
+            self.busy
+        );
+        self.queues[g].pop_front();
+        self.c.received += 1;
+        self.attempts[i] += 1;
+        if self.attempts[i] > 1 {
+            self.c.redelivered += 1;
+        }
+        match d {
+            None => self.st[i] = Fs::Taken,
+            Some(d) => {
+                prop_assert_eq!(d.attempt(), self.attempts[i]);
+                self.busy[g] = true;
+                self.gen += 1;
+                self.seq += 1;
+                self.st[i] = Fs::Leased {
+                    gen: self.gen,
+                    deadline: self.now + VIS * SEC,
+                    seq: self.seq,
+                };
+                held.push(FifoHeld {
+                    d,
+                    idx: i,
+                    gen: self.gen,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// After a receive: the rest of what it counted expired, and if it came back short, that no
+    /// group could give.
+    fn after_receive(
+        &mut self,
+        held: &[FifoHeld],
+        plain: bool,
+        mut expired: u64,
+        short: Option<bool>,
+    ) -> Result<(), TestCaseError> {
+        while expired > 0 {
+            self.drop_expired_head()?;
+            expired -= 1;
+        }
+        if let Some(closed) = short {
+            for g in 0..GROUPS.len() {
+                let live = |i: &usize| self.ttl_at[*i].is_none_or(|at| at > self.now);
+                prop_assert!(
+                    !self.can_give(held, plain, g)
+                        || g == 0 && !self.queues[0].front().is_some_and(live),
+                    "short with group {} free ({:?}, busy {:?})",
+                    g,
+                    self.queues,
+                    self.busy
+                );
+            }
+            prop_assert!(
+                !self.can_give(held, plain, 0),
+                "short with an expired head left in group a"
+            );
+            prop_assert_eq!(closed, self.drained());
+        }
+        Ok(())
+    }
+}
+
+/// A single receive, plain or on lease.
+fn fifo_receive(
+    q: &Queue<u32>,
+    m: &mut FifoModel,
+    held: &mut Vec<FifoHeld>,
+    plain: bool,
+) -> Result<bool, TestCaseError> {
+    let got = if plain {
+        q.try_recv().map(|msg| (*msg.payload() as usize, None))
+    } else {
+        q.try_receive().map(|d| (*d.payload() as usize, Some(d)))
+    };
+    let mut expired = q.stats().expired - m.c.expired;
+    match got {
+        Ok((i, d)) => {
+            m.handed_out(i, d, held, plain, &mut expired)?;
+            m.after_receive(held, plain, expired, None)?;
+            Ok(true)
+        }
+        Err(e) => {
+            m.after_receive(held, plain, expired, Some(e.is_closed()))?;
+            Ok(false)
+        }
+    }
+}
+
+fn check_fifo(capacity: Option<usize>, max: u32, ops: &[FifoOp]) -> Result<(), TestCaseError> {
+    let clock = ManualClock::new();
+    let dead: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let mut b = Queue::builder()
+        .fifo()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::from_secs(VIS))
+        .dedup_window(Duration::from_secs(DEDUP_WINDOW))
+        .dead_letter(&dead, max);
+    if let Some(c) = capacity {
+        b = b.capacity(c);
+    }
+    let q: Queue<u32> = b.build();
+    let mut m = FifoModel {
+        st: Vec::new(),
+        group: Vec::new(),
+        attempts: Vec::new(),
+        ttl_at: Vec::new(),
+        queues: vec![VecDeque::new(); GROUPS.len()],
+        busy: vec![false; GROUPS.len()],
+        seen: Vec::new(),
+        c: LaneCounts::default(),
+        duplicates: 0,
+        dlq: Vec::new(),
+        now: 0,
+        seq: 0,
+        gen: 0,
+        closed: false,
+        max,
+        // A FIFO queue takes a capacity of 0 as 1.
+        capacity: capacity.map_or(usize::MAX, |c| c.max(1)),
+    };
+    let mut held: Vec<FifoHeld> = Vec::new();
+    let tick = |m: &mut FifoModel, ns: u64| {
+        clock.advance(Duration::from_nanos(ns));
+        m.now += ns;
+    };
+
+    for op in ops {
+        tick(&mut m, MS);
+        match *op {
+            FifoOp::Send(g, key, ttl) => {
+                let i = m.st.len();
+                let mut msg = switchboard::Message::new(i as u32);
+                if let Some(t) = ttl {
+                    msg = msg.with_ttl(Duration::from_secs(u64::from(t)));
+                }
+                if let Some(group) = GROUPS[g] {
+                    msg = msg.with_group(group);
+                }
+                if let Some(k) = key {
+                    msg = msg.with_dedup_id(format!("k{k}"));
+                }
+                let now = m.now;
+                m.seen.retain(|&(_, at, _)| now - at < DEDUP_WINDOW * SEC);
+                let first = key.and_then(|k| m.seen.iter().find(|s| s.0 == k).map(|s| s.2));
+                let dup = first.is_some();
+                // The window first: a duplicate is told so even on a full queue.
+                let full = m.waiting() >= m.capacity;
+                match q.try_send(msg) {
+                    Ok(sent) => {
+                        prop_assert!(!m.closed && (dup || !full));
+                        prop_assert_eq!(sent.is_duplicate(), dup, "duplicate of key {:?}", key);
+                        // A duplicate is told the original's id.
+                        prop_assert!(first.is_none_or(|id| sent == Sent::Duplicate(id)));
+                        if dup {
+                            m.duplicates += 1;
+                        } else {
+                            if let Some(k) = key {
+                                m.seen.push((k, now, sent.id()));
+                            }
+                            m.st.push(Fs::Waiting);
+                            m.group.push(g);
+                            m.attempts.push(0);
+                            m.ttl_at.push(ttl.map(|t| now + u64::from(t) * SEC));
+                            m.queues[g].push_back(i);
+                            m.c.sent += 1;
+                        }
+                    }
+                    Err(e) => prop_assert_eq!(
+                        (e.is_closed(), e.is_full()),
+                        (m.closed, !m.closed && !dup && full)
+                    ),
+                }
+            }
+            FifoOp::SendAfter(g, d) => {
+                let i = m.st.len();
+                let mut msg = switchboard::Message::new(i as u32);
+                if let Some(group) = GROUPS[g] {
+                    msg = msg.with_group(group);
+                }
+                // Delayed messages and the grouped ones waiting share the bound.
+                let full = m.count(|s| matches!(s, Fs::Delayed { .. })) + m.waiting() >= m.capacity;
+                match q.send_after(msg, Duration::from_secs(u64::from(d))) {
+                    Ok(_) => {
+                        prop_assert!(!m.closed && !full);
+                        m.st.push(Fs::Waiting);
+                        m.group.push(g);
+                        m.attempts.push(0);
+                        m.ttl_at.push(None);
+                        m.c.sent += 1;
+                        if d == 0 {
+                            m.queues[g].push_back(i);
+                        } else {
+                            m.seq += 1;
+                            m.st[i] = Fs::Delayed {
+                                due: m.now + u64::from(d) * SEC,
+                                seq: m.seq,
+                                front: false,
+                            };
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert_eq!((e.is_closed(), e.is_full()), (m.closed, !m.closed && full))
+                    }
+                }
+            }
+            FifoOp::Redrive => {
+                // Oldest first, each to the back of its group, its attempts reset.
+                let n = if m.closed { 0 } else { m.dlq.len() };
+                for i in m.dlq.drain(..n) {
+                    m.queues[m.group[i]].push_back(i);
+                    m.st[i] = Fs::Waiting;
+                    m.attempts[i] = 0;
+                    m.c.sent += 1;
+                }
+                prop_assert_eq!(dead.redrive(), n, "redrive");
+            }
+            FifoOp::Receive => {
+                fifo_receive(&q, &mut m, &mut held, false)?;
+            }
+            FifoOp::TryRecv => {
+                fifo_receive(&q, &mut m, &mut held, true)?;
+            }
+            FifoOp::ReceiveMany(n) => {
+                let r = q.receive_many(usize::from(n), Duration::ZERO);
+                let mut expired = q.stats().expired - m.c.expired;
+                match r {
+                    Ok(batch) => {
+                        let got = batch.len();
+                        prop_assert!(got <= usize::from(n));
+                        for d in batch {
+                            let i = *d.payload() as usize;
+                            m.handed_out(i, Some(d), &mut held, false, &mut expired)?;
+                        }
+                        let short = (got < usize::from(n)).then_some(false);
+                        m.after_receive(&held, false, expired, short)?;
+                    }
+                    Err(_) => m.after_receive(&held, false, expired, Some(true))?,
+                }
+            }
+            FifoOp::Extend(k, s) => {
+                if held.is_empty() {
+                    continue;
+                }
+                let k = k % held.len();
+                let h = &mut held[k];
+                let valid = m.holds(h.idx, h.gen);
+                let r = h.d.extend(Duration::from_secs(u64::from(s)));
+                prop_assert_eq!(r.is_ok(), valid, "extend of {}", h.idx);
+                if let (true, Fs::Leased { deadline, .. }) = (valid, &mut m.st[h.idx]) {
+                    *deadline = m.now + u64::from(s) * SEC;
+                }
+            }
+            FifoOp::Advance(s) => {
+                let target = m.now + u64::from(s) * SEC;
+                while let Some(at) = m.next_event().filter(|&at| at <= target) {
+                    let step = at.saturating_sub(m.now);
+                    tick(&mut m, step);
+                    m.resolve();
+                    m.check_stats(&q)?;
+                }
+                let step = target - m.now;
+                tick(&mut m, step);
+            }
+            FifoOp::Close => {
+                prop_assert_eq!(q.close(), !m.closed);
+                m.closed = true;
+            }
+            FifoOp::Ack(k)
+            | FifoOp::Nack(k)
+            | FifoOp::NackAfter(k, _)
+            | FifoOp::Reject(k)
+            | FifoOp::Drop(k) => {
+                if held.is_empty() {
+                    continue;
+                }
+                let FifoHeld { d, idx, gen } = held.swap_remove(k % held.len());
+                let valid = m.holds(idx, gen);
+                let id = d.id();
+                let r = match *op {
+                    FifoOp::Ack(_) => {
+                        if valid {
+                            m.c.acked += 1;
+                            m.st[idx] = Fs::Acked;
+                            m.busy[m.group[idx]] = false;
+                        }
+                        d.ack()
+                    }
+                    FifoOp::Nack(_) => {
+                        if valid {
+                            m.c.nacked += 1;
+                            m.fail(idx, None);
+                        }
+                        d.nack()
+                    }
+                    FifoOp::NackAfter(_, s) => {
+                        if valid {
+                            m.c.nacked += 1;
+                            m.fail(idx, Some(m.now + u64::from(s) * SEC));
+                        }
+                        d.nack_after(Duration::from_secs(u64::from(s)))
+                    }
+                    FifoOp::Reject(_) => {
+                        if valid {
+                            m.dead_letter(idx);
+                        }
+                        d.reject("rejected")
+                    }
+                    FifoOp::Drop(_) => {
+                        if valid {
+                            m.c.abandoned += 1;
+                            m.fail(idx, None);
+                        }
+                        drop(d);
+                        valid.then_some(()).ok_or(AckError::LeaseExpired(id))
+                    }
+                    _ => unreachable!(),
+                };
+                prop_assert_eq!(r.is_ok(), valid, "verdict {:?} on {}", op, idx);
+            }
+        }
+        m.resolve();
+        m.check_stats(&q)?;
+    }
+
+    // Wind down: ack what is held, close, and drain on lease; each group must come out in order.
+    for FifoHeld { d, idx, gen } in held.drain(..) {
+        if m.holds(idx, gen) {
+            m.c.acked += 1;
+            m.st[idx] = Fs::Acked;
+            m.busy[m.group[idx]] = false;
+        }
+        let _ = d.ack();
+    }
+    m.closed |= q.close();
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        prop_assert!(rounds < 10_000, "drain did not finish");
+        if fifo_receive(&q, &mut m, &mut held, false)? {
+            let FifoHeld { d, idx, .. } = held.pop().expect("just leased");
+            m.c.acked += 1;
+            m.st[idx] = Fs::Acked;
+            m.busy[m.group[idx]] = false;
+            d.ack().unwrap();
+        } else if m.drained() {
+            break;
+        } else {
+            let at = m.next_event().expect("something left to wait for");
+            let step = at.saturating_sub(m.now);
+            tick(&mut m, step);
+            m.resolve();
+        }
+        m.check_stats(&q)?;
+    }
+    let letters: Vec<usize> = dead.try_iter().map(|l| *l.payload() as usize).collect();
+    prop_assert_eq!(letters, m.dlq.clone(), "the dead letters, in order");
+    for (i, s) in m.st.iter().enumerate() {
+        prop_assert!(
+            matches!(s, Fs::Acked | Fs::Taken | Fs::Dead | Fs::Expired),
+            "message {} left as {:?}",
+            i,
+            s
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fifo_groups_in_order_one_in_flight(
+        capacity in prop::option::weighted(0.3, 0usize..4),
+        max in 1u32..4,
+        ops in prop::collection::vec(fifo_op(), 0..70),
+    ) {
+        check_fifo(capacity, max, &ops)?;
     }
 }
