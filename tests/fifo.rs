@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use switchboard::{ManualClock, Message, Queue, Sent, TryRecvError};
 
-use common::{spawn_named, wait_blocked, Rng};
+use common::{finishes_within, spawn_named, wait_blocked, Rng};
 
 const LONG: Duration = Duration::from_secs(10);
 
@@ -417,40 +417,35 @@ fn content_based_dedup() {
 /// made under the lock deadlocked `send_after` and `send_at`; found by review).
 #[test]
 fn content_key_runs_outside_the_lock() {
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    thread::spawn(move || {
-        for fifo in [false, true] {
-            let cell: std::sync::Arc<std::sync::OnceLock<Queue<String>>> = Default::default();
-            let c = std::sync::Arc::clone(&cell);
-            let mut b = Queue::builder().dedup_by(move |m: &Message<String>| {
-                if let Some(q) = c.get() {
-                    let _ = q.stats();
+    finishes_within(
+        LONG,
+        "a content key made under its queue's lock",
+        move || {
+            for fifo in [false, true] {
+                let cell: std::sync::Arc<std::sync::OnceLock<Queue<String>>> = Default::default();
+                let c = std::sync::Arc::clone(&cell);
+                let mut b = Queue::builder().dedup_by(move |m: &Message<String>| {
+                    if let Some(q) = c.get() {
+                        let _ = q.stats();
+                    }
+                    m.payload().clone()
+                });
+                if fifo {
+                    b = b.fifo();
                 }
-                m.payload().clone()
-            });
-            if fifo {
-                b = b.fifo();
+                let q = b.build();
+                let _ = cell.set(q.clone());
+                assert!(!q.send("a".to_owned()).unwrap().is_duplicate());
+                assert!(q.try_send("a".to_owned()).unwrap().is_duplicate());
+                let later = Duration::from_secs(60);
+                assert!(q.send_after("a".to_owned(), later).unwrap().is_duplicate());
+                assert!(!q.send_after("b".to_owned(), later).unwrap().is_duplicate());
+                let at = Instant::now() + later;
+                assert!(q.send_at("b".to_owned(), at).unwrap().is_duplicate());
+                assert_eq!((q.len(), q.stats().delayed), (1, 1));
             }
-            let q = b.build();
-            let _ = cell.set(q.clone());
-            assert!(!q.send("a".to_owned()).unwrap().is_duplicate());
-            assert!(q.try_send("a".to_owned()).unwrap().is_duplicate());
-            let later = Duration::from_secs(60);
-            assert!(q.send_after("a".to_owned(), later).unwrap().is_duplicate());
-            assert!(!q.send_after("b".to_owned(), later).unwrap().is_duplicate());
-            let at = Instant::now() + later;
-            assert!(q.send_at("b".to_owned(), at).unwrap().is_duplicate());
-            assert_eq!((q.len(), q.stats().delayed), (1, 1));
-        }
-        done_tx.send(()).unwrap();
-    });
-    match done_rx.recv_timeout(LONG) {
-        Ok(()) => {}
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("deadlock: a content key made under its queue's lock")
-        }
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the scenario failed"),
-    }
+        },
+    );
 }
 
 #[test]

@@ -23,6 +23,26 @@ impl Rng {
     }
 }
 
+/// Runs `scenario` on a thread of its own and fails the test if it has not finished within
+/// `limit`, a deadlock (`what` says which), or hands its panic on if it failed. A deadlocked
+/// scenario's thread is left behind; the test process ends with the test run.
+pub fn finishes_within(limit: Duration, what: &str, scenario: impl FnOnce() + Send + 'static) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let handle = thread::spawn(move || {
+        scenario();
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(()) => handle.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("deadlock: {what}"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = handle.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
 /// Runs `f` on a scoped thread named `name` (for [`wait_blocked`]); a name is at most 15 bytes.
 pub fn spawn_named<'scope, T: Send + 'scope>(
     s: &'scope thread::Scope<'scope, '_>,
