@@ -132,16 +132,50 @@ impl<T> Body<T> {
     }
 }
 
-/// A message outside the main lane, with its delivery history.
+/// A message outside the main lane: delayed, returned, a dead letter, or waiting in a FIFO
+/// group.
 pub(crate) struct Entry<T> {
     pub body: Body<T>,
-    pub enqueued: Nanos,
+    /// Out of line, and none for a message that was never delivered, dead-lettered or moved:
+    /// a delayed or FIFO message then waits in 32 bytes less (DESIGN's memory goal).
+    pub history: Option<Box<History<T>>>,
+}
+
+/// What an entry brings from earlier deliveries, or from being dead-lettered or moved.
+pub(crate) struct History<T> {
+    /// When it came into this queue, if not when its message was stamped (a dead letter, a
+    /// redriven message); 0 for the stamp.
+    pub arrived: Nanos,
     pub attempts: u32,
     pub first_delivered: Nanos,
     /// Dead-letter information, set on the message itself only when a plain receive takes it.
     pub dead: Option<Box<DeadLetter>>,
     /// The queue a dead letter came from, for `redrive`.
     pub source: Option<std::sync::Weak<Shared<T>>>,
+}
+
+impl<T> History<T> {
+    /// Boxed, or none when there is nothing to keep.
+    fn boxed(self) -> Option<Box<History<T>>> {
+        let empty = self.arrived == 0
+            && self.attempts == 0
+            && self.first_delivered == 0
+            && self.dead.is_none()
+            && self.source.is_none();
+        (!empty).then(|| Box::new(self))
+    }
+}
+
+impl<T> Default for History<T> {
+    fn default() -> Self {
+        History {
+            arrived: 0,
+            attempts: 0,
+            first_delivered: 0,
+            dead: None,
+            source: None,
+        }
+    }
 }
 
 impl<T> Entry<T> {
@@ -151,30 +185,66 @@ impl<T> Entry<T> {
     }
 
     fn fresh(f: Fresh<T>) -> Entry<T> {
-        let enqueued = f.enqueued();
         Entry {
             body: Body::Owned(f.msg),
-            enqueued,
-            attempts: 0,
-            first_delivered: 0,
-            dead: None,
-            source: None,
+            history: None,
         }
+    }
+
+    /// When the entry came into this queue: its message's stamp unless it came otherwise.
+    fn enqueued(&self) -> Nanos {
+        match self.history.as_ref().map_or(0, |h| h.arrived) {
+            0 => self.body.message().timestamp_nanos(),
+            at => at,
+        }
+    }
+
+    fn set_enqueued(&mut self, at: Nanos) {
+        if self.history.is_some() || at != self.body.message().timestamp_nanos() {
+            self.history_mut().arrived = at;
+        }
+    }
+
+    fn attempts(&self) -> u32 {
+        self.history.as_ref().map_or(0, |h| h.attempts)
+    }
+
+    /// Whether the entry is a dead letter (its record beside it, or on its message).
+    fn is_dead(&self) -> bool {
+        self.history.as_ref().is_some_and(|h| h.dead.is_some())
+            || self.body.message().dead_letter().is_some()
+    }
+
+    fn history_mut(&mut self) -> &mut History<T> {
+        self.history.get_or_insert_with(Box::default)
     }
 }
 
 struct Delayed<T> {
     due: Nanos,
+    /// The order among equal due times, and in its top bit (`FRONT`) whether this is a FIFO
+    /// message returned with `nack_after`: it goes back to the head of its group, which stays
+    /// busy until then. One word for both keeps a delayed message within DESIGN's memory goal.
     seq: u64,
     entry: Entry<T>,
-    /// A FIFO message returned with `nack_after`: it goes back to the head of its group, which
-    /// stays busy until then.
-    front: bool,
+}
+
+/// The bit of `Delayed::seq` that marks a message going back to the front of its group.
+const FRONT: u64 = 1 << 63;
+
+impl<T> Delayed<T> {
+    fn key(&self) -> (Nanos, u64) {
+        (self.due, self.seq & !FRONT)
+    }
+
+    fn front(&self) -> bool {
+        self.seq & FRONT != 0
+    }
 }
 
 impl<T> PartialEq for Delayed<T> {
     fn eq(&self, other: &Self) -> bool {
-        (self.due, self.seq) == (other.due, other.seq)
+        self.key() == other.key()
     }
 }
 impl<T> Eq for Delayed<T> {}
@@ -186,7 +256,7 @@ impl<T> PartialOrd for Delayed<T> {
 impl<T> Ord for Delayed<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         // Reversed: BinaryHeap is a max-heap and we want the earliest due first.
-        (other.due, other.seq).cmp(&(self.due, self.seq))
+        other.key().cmp(&self.key())
     }
 }
 
@@ -209,13 +279,16 @@ struct Lease<T> {
 impl<T> Lease<T> {
     /// The message back out of its lease, with its history, to be returned or dead-lettered.
     fn into_entry(self) -> Entry<T> {
-        Entry {
-            body: Body::Shared(self.held),
-            enqueued: self.enqueued,
+        let history = History {
+            arrived: self.enqueued,
             attempts: self.attempts,
             first_delivered: self.first_delivered,
             dead: self.dead,
             source: self.source,
+        };
+        Entry {
+            body: Body::Shared(self.held),
+            history: history.boxed(),
         }
     }
 }
@@ -1146,9 +1219,8 @@ impl<T> Shared<T> {
                 let seq = slow.seq;
                 slow.delayed.push(Delayed {
                     due,
-                    seq,
+                    seq: if returned { seq | FRONT } else { seq },
                     entry,
-                    front: returned,
                 });
             }
             _ => self.make_ready(slow, entry, returned),
@@ -1211,8 +1283,9 @@ impl<T> Shared<T> {
         for mut e in entries {
             // Arrival times strictly increase (a nanosecond apart at most, on a coarse clock),
             // so that a redrive, oldest first, keeps the order the letters came in.
-            e.enqueued = e.enqueued.max(slow.last_arrival + 1);
-            slow.last_arrival = e.enqueued;
+            let at = e.enqueued().max(slow.last_arrival + 1);
+            e.set_enqueued(at);
+            slow.last_arrival = at;
             self.make_ready(&mut slow, e, false);
         }
         self.publish_next(&mut slow);
@@ -1283,7 +1356,7 @@ impl<T> Shared<T> {
     fn expire(&self, slow: &mut Slow<T>, entry: Entry<T>, out: &mut Outgoing<T>) {
         slow.c.expired += 1;
         if self.config.dead_letter_expired && self.config.dead_letter.is_some() {
-            let attempts = entry.attempts;
+            let attempts = entry.attempts();
             self.dead_letter(slow, entry, "expired".into(), attempts, out);
         } else {
             out.push(Leaving::Discarded(entry));
@@ -1313,9 +1386,10 @@ impl<T> Shared<T> {
         // Kept beside the message, not in it, until a plain receive takes it by value: a letter
         // leased in the dead-letter queue and put back is shared from then on, and a record
         // written into it could not be cleared by a redrive.
-        entry.dead = Some(Box::new(info));
-        entry.attempts = 0;
-        entry.first_delivered = 0;
+        let h = entry.history_mut();
+        h.dead = Some(Box::new(info));
+        h.attempts = 0;
+        h.first_delivered = 0;
         out.push(Leaving::DeadLetter(entry));
     }
 
@@ -1341,8 +1415,8 @@ impl<T> Shared<T> {
         {
             let now = dlq.shared.now();
             for e in &mut letters {
-                e.enqueued = now;
-                e.source = Some(Arc::downgrade(source));
+                e.set_enqueued(now);
+                e.history_mut().source = Some(Arc::downgrade(source));
             }
             dlq.shared.accept_entries(letters);
         }
@@ -1376,7 +1450,8 @@ impl<T> Shared<T> {
     fn run_timers(&self, slow: &mut Slow<T>, now: Nanos, out: &mut Outgoing<T>) {
         while slow.delayed.peek().is_some_and(|d| d.due <= now) {
             let d = slow.delayed.pop().expect("peeked");
-            self.make_ready(slow, d.entry, d.front);
+            let front = d.front();
+            self.make_ready(slow, d.entry, front);
         }
         loop {
             let from_fifo = slow.fifo.front().copied().filter(|t| t.0 <= now);
@@ -1451,14 +1526,22 @@ impl<T> Shared<T> {
         now: Nanos,
         group: u32,
     ) -> Delivery<T> {
-        let attempts = entry.attempts + 1;
+        let enqueued = entry.enqueued();
+        let History {
+            arrived: _,
+            attempts,
+            first_delivered,
+            dead,
+            source,
+        } = entry.history.map_or_else(History::default, |h| *h);
+        let attempts = attempts + 1;
         if attempts > 1 {
             slow.c.redelivered += 1;
         }
-        let first_delivered = if entry.first_delivered == 0 {
+        let first_delivered = if first_delivered == 0 {
             now
         } else {
-            entry.first_delivered
+            first_delivered
         };
         let deadline = clock::add(now, vis);
         let held = entry.body.into_shared(&mut slow.spare);
@@ -1476,12 +1559,12 @@ impl<T> Shared<T> {
         slow.slots[slot as usize].lease = Some(Lease {
             held: Arc::clone(&held),
             deadline,
-            enqueued: entry.enqueued,
+            enqueued,
             attempts,
             first_delivered,
-            dead: entry.dead.clone(),
+            dead: dead.clone(),
             group,
-            source: entry.source,
+            source,
         });
         slow.live += 1;
         if vis == self.config.visibility && slow.fifo.back().is_none_or(|b| b.0 <= deadline) {
@@ -1495,10 +1578,10 @@ impl<T> Shared<T> {
             gen,
             attempts,
             first_delivered,
-            enqueued: entry.enqueued,
+            enqueued,
             deadline,
         };
-        Delivery::new(Arc::clone(self), held, info, entry.dead)
+        Delivery::new(Arc::clone(self), held, info, dead)
     }
 
     /// Turns an entry from the slow lanes into what the receive asked for.
@@ -1517,12 +1600,12 @@ impl<T> Shared<T> {
                 Out::Lease(self.lease(slow, entry, vis, now, group))
             }
             How::Plain => {
-                if entry.attempts > 0 {
+                if entry.attempts() > 0 {
                     // Delivered before (nacked, dropped or expired): a plain receive is a
                     // redelivery too.
                     slow.c.redelivered += 1;
                 }
-                let dead = entry.dead;
+                let dead = entry.history.and_then(|h| h.dead);
                 match entry.body.into_owned() {
                     Ok(mut m) => {
                         if let Some(d) = dead {
@@ -1601,12 +1684,12 @@ impl<T> Shared<T> {
     fn ready_expired(&self, entry: &Entry<T>, now: Nanos) -> bool {
         // A dead letter's time-to-live did its work in the source queue (it may be why the
         // message is here): in a dead-letter queue only retention applies.
-        let dead = entry.dead.is_some() || entry.body.message().dead_letter().is_some();
+        let dead = entry.is_dead();
         if dead {
             let retention = self.config.retention;
-            retention.is_some_and(|r| clock::add(entry.enqueued, r) <= now)
+            retention.is_some_and(|r| clock::add(entry.enqueued(), r) <= now)
         } else {
-            self.is_expired(entry.body.message(), entry.enqueued, &mut Some(now))
+            self.is_expired(entry.body.message(), entry.enqueued(), &mut Some(now))
         }
     }
 
@@ -2175,7 +2258,7 @@ impl<T> Shared<T> {
             let mut keyed: Vec<(Nanos, Entry<T>)> = waiting
                 .drain(..)
                 .map(|e| {
-                    let mut at = e.enqueued;
+                    let mut at = e.enqueued();
                     if fifo {
                         let last = group_last.entry(e.group().to_owned()).or_insert(0);
                         at = at.max(*last);
@@ -2190,20 +2273,21 @@ impl<T> Shared<T> {
             while let Some(mut e) = waiting.pop_front() {
                 // Only dead letters move: a message sent here directly, or one put back after a
                 // lease of this queue's own, stays.
-                let dead = e.dead.is_some() || e.body.message().dead_letter().is_some();
+                let dead = e.is_dead();
                 let dest = match target {
                     _ if !dead => None,
                     Some(t) => Some(Arc::clone(t)),
-                    None => e.source.as_ref().and_then(std::sync::Weak::upgrade),
+                    None => e
+                        .history
+                        .as_ref()
+                        .and_then(|h| h.source.as_ref())
+                        .and_then(std::sync::Weak::upgrade),
                 };
                 match dest {
                     // A closed queue takes no more messages (its receivers may have seen the
                     // end already): the letter stays here.
                     Some(d) if moved.len() < max && !d.is_closed() => {
-                        e.dead = None;
-                        e.source = None;
-                        e.attempts = 0;
-                        e.first_delivered = 0;
+                        e.history = None;
                         if let Body::Owned(m) = &mut e.body {
                             m.clear_dead_letter();
                         }
@@ -2228,7 +2312,7 @@ impl<T> Shared<T> {
         }
         let n = moved.len();
         for (dest, mut e) in moved {
-            e.enqueued = dest.now();
+            e.set_enqueued(dest.now());
             dest.accept_entries(vec![e]);
         }
         // Last: what expired leases discarded drops here, and a source queue whose last handle
@@ -2309,7 +2393,7 @@ impl<T> Shared<T> {
             .ready
             .iter()
             .chain(grouped.into_iter().flat_map(Groups::iter))
-            .map(|e| e.enqueued)
+            .map(Entry::enqueued)
             .min();
         if main_len > 0 {
             // The head of the main lane is message number `popped`. While the ring still holds
