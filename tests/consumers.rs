@@ -1076,3 +1076,40 @@ fn a_worker_ended_by_a_panicking_drop_gives_back_its_in_flight_permit() {
     assert!(panicked, "join hands on the worker's panic");
     assert_eq!(queue.stats().acked, 2);
 }
+
+/// A batch worker under `max_in_flight` keeps only the permits of the messages it received: one
+/// that took every permit and got a single message leaves the rest to the other workers (it
+/// used to keep them until its batch was done, so a second message waited beside an idle worker
+/// while the pool held one message of its two).
+#[test]
+fn a_batch_worker_gives_back_the_permits_its_batch_did_not_use() {
+    let queue: Queue<u32> = Queue::unbounded();
+    let gate = Gate::default();
+    let pool = {
+        let gate = gate.clone();
+        Consumer::new(&queue)
+            .workers(2)
+            .max_in_flight(2)
+            .start_batch(2, move |batch| {
+                if *batch[0].payload() == 0 {
+                    gate.wait();
+                }
+                vec![Ok::<(), String>(()); batch.len()]
+            })
+    };
+    queue.send(0).unwrap();
+    wait_until("the first batch runs", || gate.entered() == 1);
+    queue.send(1).unwrap();
+    let start = Instant::now();
+    while pool.stats().processed == 0 && start.elapsed() < Duration::from_secs(5) {
+        thread::sleep(Duration::from_millis(1));
+    }
+    let processed = pool.stats().processed;
+    gate.open();
+    assert_eq!(
+        processed, 1,
+        "the second message waited for the first batch"
+    );
+    queue.close();
+    assert_eq!(join_bounded(pool).processed, 2);
+}

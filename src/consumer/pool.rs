@@ -165,6 +165,16 @@ impl<T> Drop for Taken<'_, T> {
     }
 }
 
+impl<T> Taken<'_, T> {
+    /// Gives back the permits beyond the first `n` (those of messages a batch did not get).
+    fn keep(&mut self, n: usize) {
+        if let (Some(p), true) = (&self.pool.permits, n < self.n) {
+            p.release(self.n - n);
+            self.n = n;
+        }
+    }
+}
+
 /// Decrements the live-worker count when a worker ends, however it ends.
 struct Exit<'a, T>(&'a Pool<T>);
 
@@ -430,7 +440,7 @@ impl<T> Pool<T> {
         let mut rng = XorShift::seeded(w as u64);
         let max = max.max(1);
         while !self.stopped() {
-            let Some(permits) = self.take_permits(max) else {
+            let Some(mut permits) = self.take_permits(max) else {
                 break;
             };
             let want = if self.permits.is_some() {
@@ -452,6 +462,8 @@ impl<T> Pool<T> {
                     break;
                 }
             };
+            // A batch smaller than the permits taken leaves the rest to the other workers.
+            permits.keep(ds.len());
             if !self.track(w, &ds) {
                 self.give_back(w, ds);
                 drop(permits);
