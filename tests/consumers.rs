@@ -1113,3 +1113,43 @@ fn a_batch_worker_gives_back_the_permits_its_batch_did_not_use() {
     queue.close();
     assert_eq!(join_bounded(pool).processed, 2);
 }
+
+/// A shutdown whose deadline has already passed counts, as still running, only the handlers
+/// that were running: an idle worker that had not yet ended is not one.
+#[test]
+fn an_immediate_shutdown_of_an_idle_pool_reports_no_running_handler() {
+    for round in 0..20 {
+        let queue: Queue<u32> = Queue::unbounded();
+        let pool = queue.consume(4, |_m| Ok::<(), String>(()));
+        wait_until("the workers wait", || pool.stats().workers == 4);
+        let report = pool.shutdown_timeout(Duration::ZERO);
+        assert_eq!(report.still_running, 0, "round {round}: {report:?}");
+        assert!(report.is_clean(), "round {round}: {report:?}");
+        assert_eq!(join_bounded(pool).workers, 0);
+    }
+}
+
+/// `shutdown` from inside a handler counts that handler as still running, and not the idle
+/// workers beside it.
+#[test]
+fn shutdown_from_inside_a_handler_counts_only_the_running_handlers() {
+    let queue = Queue::unbounded();
+    let handle: Arc<std::sync::OnceLock<ConsumerHandle<u32>>> = Arc::default();
+    let (tx, rx) = mpsc::channel();
+    let tx = Mutex::new(tx);
+    let pool = {
+        let handle = Arc::clone(&handle);
+        Consumer::new(&queue).workers(4).start(move |_| {
+            let _ = tx.lock().unwrap().send(handle.get().unwrap().shutdown());
+            Ok::<(), String>(())
+        })
+    };
+    let _ = handle.set(pool);
+    wait_until("the workers wait", || {
+        handle.get().unwrap().stats().workers == 4
+    });
+    queue.send(1).unwrap();
+    let report = rx.recv_timeout(LIMIT).expect("shutdown returned");
+    assert_eq!(report.still_running, 1, "{report:?}");
+    wait_until("the pool ends", || handle.get().unwrap().is_finished());
+}

@@ -191,8 +191,16 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
         while ctl.alive > 0 && !ctl.expired && !from_a_handler {
             self.pool.cv.wait(&mut ctl);
         }
-        let still_running = ctl.alive;
+        let (alive, expired, stranded) = (ctl.alive, ctl.expired, ctl.stranded);
         drop(ctl);
+        // Workers alive but idle (woken by the shutdown, not yet ended) run no handler.
+        let still_running = if alive == 0 {
+            0
+        } else if expired {
+            stranded.min(alive)
+        } else {
+            self.pool.running().min(alive)
+        };
         ShutdownReport {
             still_running,
             released: self.pool.stats().released,

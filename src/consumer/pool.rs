@@ -115,6 +115,8 @@ pub(crate) struct Ctl {
     pub alive: usize,
     /// The shutdown deadline passed and the leases of running handlers were released.
     pub expired: bool,
+    /// How many handlers were running then (their workers held leases).
+    pub stranded: usize,
 }
 
 pub(crate) struct Pool<T> {
@@ -213,6 +215,7 @@ impl<T> Pool<T> {
                 deadline: None,
                 alive: settings.workers,
                 expired: false,
+                stranded: 0,
             }),
             cv: Condvar::new(),
             slots,
@@ -276,9 +279,10 @@ impl<T> Pool<T> {
                 }
                 if ctl.stopping && ctl.deadline.is_some_and(|d| Instant::now() >= d) {
                     drop(ctl);
-                    self.release_all();
+                    let stranded = self.release_all();
                     let mut ctl = self.ctl.lock();
                     ctl.expired = true;
+                    ctl.stranded = stranded;
                     self.cv.notify_all();
                     return;
                 }
@@ -342,19 +346,31 @@ impl<T> Pool<T> {
     }
 
     /// At the shutdown deadline: gives back every lease still held, and closes the tables.
-    fn release_all(&self) {
+    /// Returns how many workers held leases (were running their handler).
+    fn release_all(&self) -> usize {
+        let mut stranded = 0;
         for slot in &self.slots {
             let leases = {
                 let mut held = slot.held.lock();
                 held.closed = true;
                 std::mem::take(&mut held.leases)
             };
+            stranded += usize::from(!leases.is_empty());
             for t in leases {
                 if t.key.release().is_ok() {
                     slot.c.released.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
+        stranded
+    }
+
+    /// How many workers are running their handler now (they hold leases).
+    pub(crate) fn running(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| !s.held.lock().leases.is_empty())
+            .count()
     }
 
     // ----- workers ----------------------------------------------------------------------------
