@@ -666,6 +666,69 @@ fn errors_display_lowercase_and_debug_payload_free() {
     );
 }
 
+/// A request body whose drop (the one a service's drain does) says so and waits for a go.
+#[derive(Default)]
+struct Held(Option<Hold>);
+
+/// Where a [`Held`] body says it is being dropped, and where it waits for the go.
+type Hold = (
+    std::sync::Mutex<mpsc::Sender<()>>,
+    std::sync::Mutex<mpsc::Receiver<()>>,
+);
+
+impl Clone for Held {
+    /// A copy that does not wait.
+    fn clone(&self) -> Self {
+        Held(None)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some((dropping, go)) = self.0.take() {
+            dropping.lock().unwrap().send(()).unwrap();
+            go.lock().unwrap().recv_timeout(LONG).unwrap();
+        }
+    }
+}
+
+/// The last responder leaves and drops the queued requests; a responder registers meanwhile,
+/// and a request sent to it then is its own: the drain stops, it does not drop that one too.
+#[test]
+fn a_responder_registered_while_the_last_one_leaves_gets_the_later_requests() {
+    let service: Service<Held, u32> = Service::unbounded();
+    let requester = service.requester();
+    let old = service.responder();
+    let (dropping_tx, dropping) = mpsc::channel();
+    let (go, go_rx) = mpsc::channel();
+    let held = Held(Some((dropping_tx.into(), go_rx.into())));
+    let wait_len = |n: usize| {
+        let until = Instant::now() + LONG;
+        while service.queue().len() != n {
+            assert!(Instant::now() < until, "the queue never held {n}");
+            thread::yield_now();
+        }
+    };
+    thread::scope(|s| {
+        let first = s.spawn(|| requester.request(held, LONG));
+        wait_len(1);
+        // The last responder leaves: its drain takes the first request and drops it (held).
+        let leaving = s.spawn(move || drop(old));
+        dropping.recv_timeout(LONG).unwrap();
+        let new = service.responder();
+        let second = s.spawn(|| requester.request(Held::default(), LONG));
+        wait_len(1);
+        go.send(()).unwrap();
+        leaving.join().unwrap();
+        let request = new
+            .recv_timeout(LONG)
+            .expect("the request sent to the registered responder was dropped");
+        request.reply(7).unwrap();
+        assert_eq!(second.join().unwrap(), Ok(7));
+        assert!(first.join().unwrap().is_err());
+    });
+}
+
 #[test]
 fn a_parked_requester_wakes_for_a_reply_and_for_the_last_drop() {
     // The test answers each request only once the requester thread is parked (blocked in the

@@ -23,10 +23,14 @@ impl<Req, Rep> Gate<Req, Rep> {
         self.responders.load(Ordering::SeqCst) > 0
     }
 
-    /// Drops every queued request (each requester then learns at once that no reply will come).
+    /// Drops every queued request (each requester then learns at once that no reply will come),
+    /// while no responder is registered: one that registers meanwhile gets the rest.
     pub(crate) fn drain(&self) {
-        while let Ok(m) = self.queue.try_recv() {
-            drop(m);
+        while !self.is_served() {
+            match self.queue.try_recv() {
+                Ok(m) => drop(m),
+                Err(_) => break,
+            }
         }
     }
 }
