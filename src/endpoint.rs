@@ -34,7 +34,6 @@ pub(crate) enum Wait {
     Forever,
 }
 
-/// `now + timeout`, saturating a century ahead.
 /// The reason a delivery that came back to a topic or list already delivering the same message
 /// (on this thread) is refused with: a loop of chained endpoints.
 pub(crate) const LOOP: &str = "delivery loop: the message came back to where it is being delivered";
@@ -70,6 +69,7 @@ impl Drop for Visit {
     }
 }
 
+/// `now + timeout`, saturating a century ahead.
 pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
