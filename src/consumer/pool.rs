@@ -317,24 +317,26 @@ impl<T> Pool<T> {
             // Chosen under the worker's lock, extended after it: an extension runs the queue's
             // timers, and what they discard drops on the way out (a payload's drop is user code,
             // which must not run under a lock of ours; found by review).
-            let due: Vec<(LeaseKey<T>, Duration)> = slot
+            let due: Vec<(LeaseKey<T>, Nanos, Nanos)> = slot
                 .held
                 .lock()
                 .leases
                 .iter()
-                .filter_map(|t| {
-                    let now = t.key.now();
-                    if t.deadline.saturating_sub(now) >= half {
-                        return None;
-                    }
+                .filter(|t| t.deadline.saturating_sub(t.key.now()) < half)
+                .map(|t| {
                     let limit = crate::clock::add(t.leased_at, self.settings.max_lease);
-                    let target = crate::clock::add(now, vis).min(limit);
-                    (target > t.deadline)
-                        .then(|| (t.key.clone(), Duration::from_nanos(target - now)))
+                    (t.key.clone(), t.deadline, limit)
                 })
                 .collect();
-            for (key, by) in due {
-                if let Ok(d) = key.extend(by) {
+            for (key, deadline, limit) in due {
+                // The extension is worked out now, not when the lease was chosen: the clock may
+                // have moved since, and a lease never goes past `max_lease` (found by review).
+                let now = key.now();
+                let target = crate::clock::add(now, vis).min(limit);
+                if target <= deadline.max(now) {
+                    continue;
+                }
+                if let Ok(d) = key.extend(Duration::from_nanos(target - now)) {
                     self.heartbeats.fetch_add(1, Ordering::Relaxed);
                     let mut held = slot.held.lock();
                     if let Some(t) = held.leases.iter_mut().find(|t| t.key.is(&key)) {
