@@ -42,7 +42,8 @@ pub struct ConsumerStats {
     pub failed: u64,
     /// Failed attempts nacked for a retry after the policy's delay.
     pub retried: u64,
-    /// Handler panics (each is also a failed attempt).
+    /// Attempts that failed by a handler panic (each is also a failed attempt). In batch mode,
+    /// a panic fails every message of its batch and counts once for each.
     pub panicked: u64,
     /// Failed last attempts, rejected to the dead-letter queue (or discarded and counted by a
     /// queue without one).
