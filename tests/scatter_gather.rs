@@ -959,3 +959,32 @@ fn a_conversation_that_unwinds_counts_later_replies_as_late() {
     }));
     assert_eq!(echo.request(5, LONG).unwrap(), 6);
 }
+
+/// A request that waited for room until its deadline and never went in ended at its deadline:
+/// counted in `timed_out`, as one that waited for replies is (found by review: it was counted
+/// nowhere but `requests`).
+#[test]
+fn a_request_that_found_no_room_before_its_deadline_counts_as_timed_out() {
+    let full: Queue<Request<u32, u32>> = Queue::bounded(1);
+    let blocker = Requester::new(&full);
+    // Fills the queue: nobody serves it, so the request stays and times out.
+    assert_eq!(
+        blocker.request(0, Duration::from_millis(1)),
+        Err(RequestError::Timeout)
+    );
+    let requester = Requester::new(&full);
+    assert_eq!(
+        requester.request(1, Duration::from_millis(20)),
+        Err(RequestError::Full)
+    );
+    let s = requester.stats();
+    assert_eq!((s.requests, s.timed_out), (1, 1));
+
+    let sg: ScatterGather<u32, u32> = ScatterGather::new(&full);
+    let err = sg
+        .scatter(2, Completion::within(Duration::from_millis(20)))
+        .unwrap_err();
+    assert_eq!(err, GatherError::Full);
+    let s = sg.stats();
+    assert_eq!((s.requests, s.timed_out), (1, 1));
+}

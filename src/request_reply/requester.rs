@@ -56,7 +56,8 @@ pub struct ConversationStats {
     pub replies: u64,
     /// Replies that came too late (or went unread) and were dropped.
     pub late: u64,
-    /// Requests that ended at their deadline (with fewer replies than they waited for).
+    /// Requests that ended at their deadline: with fewer replies than they waited for, or
+    /// still waiting for room to be sent ([`RequestError::Full`]).
     pub timed_out: u64,
     /// Requests every responder dropped without replying.
     pub unanswered: u64,
@@ -287,7 +288,14 @@ where
                     }
                 }
             }
-            Err(e) => Err(undelivered(e)),
+            Err(e) => {
+                let e = undelivered(e);
+                if e == RequestError::Full {
+                    // It waited for room until the deadline.
+                    Stats::bump(&self.stats.timed_out);
+                }
+                Err(e)
+            }
         };
         if matches!(out, Err(RequestError::NoResponder)) {
             Stats::bump(&self.stats.no_responder);

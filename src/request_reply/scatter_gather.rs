@@ -426,6 +426,10 @@ where
             Ok(r) => r,
             Err(e) => {
                 drop(closing);
+                if e == GatherError::Full {
+                    // It waited for room until the deadline.
+                    Stats::bump(&self.stats.timed_out);
+                }
                 return Err(e);
             }
         };
