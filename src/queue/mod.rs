@@ -519,6 +519,12 @@ impl<T> Queue<T> {
     ///
     /// [`RecvError`] when the queue is closed and nothing is left.
     ///
+    /// # Panics
+    ///
+    /// If dropping an expired message it steps over panics (a payload whose `Drop` panics).
+    /// The messages this call had already taken are then lost with the unwind, though counted
+    /// as received.
+    ///
     /// # Examples
     ///
     /// ```
@@ -627,6 +633,12 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// [`RecvError`] when the queue is closed and nothing is left.
+    ///
+    /// # Panics
+    ///
+    /// If dropping an expired message it steps over panics (a payload whose `Drop` panics).
+    /// The deliveries this call had already made are then dropped with the unwind, so their
+    /// messages go back to the queue as abandoned, each with an attempt counted.
     ///
     /// # Examples
     ///
