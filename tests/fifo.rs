@@ -506,7 +506,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(128), ..ProptestConfig::default() })]
 
     /// Against an oracle of per-group queues: the order in which each group's messages are acked
     /// equals the order they were sent in, minus duplicates; at most one in flight per group; and

@@ -1,5 +1,7 @@
 //! Property tests: the index against a naive list of filters, and arbitrary JSON into `from_json`.
 
+mod common;
+
 use proptest::prelude::*;
 use serde_json::Value;
 use switchboard::{AttrValue, Filter, FilterBuilder, FilterIndex, Message, Numeric};
@@ -185,7 +187,7 @@ fn check(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(48), ..ProptestConfig::default() })]
 
     /// The index gives what a naive list of filters gives, through inserts, removals and
     /// replacements in any order, with snapshots taken (and rebuilt) along the way.
@@ -289,7 +291,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(512), ..ProptestConfig::default() })]
 
     /// Arbitrary JSON is accepted or rejected, never a panic; what is accepted round-trips.
     #[test]

@@ -8,6 +8,8 @@
 //! de-duplication, plain and batch receives among leases, with each delivery predicted exactly.
 //! (e) FIFO groups: one in flight per group, order per group, de-duplication.
 
+mod common;
+
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -124,7 +126,7 @@ fn check_plain(capacity: Option<usize>, ops: &[PlainOp]) -> Result<(), TestCaseE
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(128), ..ProptestConfig::default() })]
 
     #[test]
     fn plain_bounded_matches_vecdeque(
@@ -638,7 +640,7 @@ fn check_leases(dlq: bool, max: Option<u32>, ops: &[LeaseOp]) -> Result<(), Test
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(96), ..ProptestConfig::default() })]
 
     #[test]
     fn leases_with_dead_letter_queue(
@@ -755,7 +757,7 @@ fn check_ttl(retention: Option<u64>, ops: &[TtlOp]) -> Result<(), TestCaseError>
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(128), ..ProptestConfig::default() })]
 
     #[test]
     fn ttl_expires_exactly_the_messages_past_their_time(
@@ -1942,7 +1944,7 @@ fn check_lanes(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(128), ..ProptestConfig::default() })]
 
     #[test]
     fn lanes_with_dead_letters_and_redrive(
@@ -2608,7 +2610,7 @@ fn check_fifo(capacity: Option<usize>, max: u32, ops: &[FifoOp]) -> Result<(), T
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: common::cases(128), ..ProptestConfig::default() })]
 
     #[test]
     fn fifo_groups_in_order_one_in_flight(

@@ -7,6 +7,8 @@
 //! filters itself. After every step each subscriber's contents, its counters and the topic's
 //! counters must match the oracle exactly.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -828,7 +830,7 @@ fn run(validated: bool, ops: Vec<Op>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(256))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(256)))]
 
     #[test]
     fn topic_matches_the_vecdeque_oracle(

@@ -5,6 +5,15 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// A property's case count: `PROPTEST_CASES` when set (to run the models harder than CI does),
+/// else the file's own count, sized for `cargo test`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A small deterministic xorshift generator for the threaded tests: each thread its own, seeded
 /// differently, so that a failure replays the same choices.
 pub struct Rng(u64);
