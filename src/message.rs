@@ -742,6 +742,13 @@ impl<T> Message<T> {
         self.timestamp = now;
     }
 
+    /// Whether dropping the message runs no code at all: no metadata to let go of, and a
+    /// payload without drop glue. Such a message may be dropped under a lock.
+    #[inline]
+    pub(crate) fn drops_trivially(&self) -> bool {
+        !std::mem::needs_drop::<T>() && self.ext.is_none()
+    }
+
     #[inline]
     pub(crate) fn timestamp_nanos(&self) -> Nanos {
         self.timestamp

@@ -2109,27 +2109,39 @@ impl<T> Shared<T> {
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
 
-    /// Acks many leases under one lock, as `ack` does one: `mine[i]` is the handle of the
-    /// delivery holding `leases[i]`, taken when its ack succeeds. Returns the ids of the leases
-    /// that had ended.
-    pub(crate) fn ack_many(
-        self: &Arc<Self>,
-        leases: &[(u32, u32, MessageId)],
-        mine: &mut [Option<Arc<Held<T>>>],
-    ) -> Vec<MessageId> {
+    /// Acks many leases under one lock, as `ack` does each: a delivery whose ack succeeds gives
+    /// up its handle on the message; one whose lease had ended keeps it, to let go of as any
+    /// dropped delivery does. Every delivery leaves settled. Returns the ids of the leases that
+    /// had ended.
+    pub(crate) fn ack_many(self: &Arc<Self>, held: &mut [Delivery<T>]) -> Vec<MessageId> {
         let mut lost = Vec::new();
         let mut out = Vec::new();
+        // What is left to drop once the lock is released (user code). Messages that drop
+        // without running any code (no metadata, a payload without drop glue) drop here: no
+        // vector grows for them.
         let mut done = Vec::new();
+        let n = held.len();
         {
             let mut slow = self.slow().lock();
             self.run_timers(&mut slow, self.now(), &mut out);
-            for (&(slot, gen, id), mine) in leases.iter().zip(mine) {
+            for d in held.iter_mut() {
+                let (slot, gen, id) = d.lease_key();
+                let mine = d.settle_with();
                 match slow.take_lease(slot, gen) {
                     Some(lease) => {
                         slow.c.acked += 1;
                         self.release_lease_group(&mut slow, &lease);
                         drop(mine.take());
-                        done.push(slow.recycle(lease.held));
+                        match slow.recycle(lease.held) {
+                            Ok(None) => {}
+                            Ok(Some(m)) if m.drops_trivially() => drop(m),
+                            r => {
+                                if done.capacity() == 0 {
+                                    done.reserve_exact(n);
+                                }
+                                done.push(r);
+                            }
+                        }
                     }
                     None => lost.push(id),
                 }

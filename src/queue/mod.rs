@@ -703,14 +703,7 @@ impl<T> Queue<T> {
             held = mine;
             foreign
         };
-        let keys: Vec<_> = held.iter().map(Delivery::lease_key).collect();
-        // Each delivery's handle on its message goes with its ack (see `Shared::ack_many`); those
-        // whose lease had ended get theirs back, to let go of as any dropped delivery does.
-        let mut handles: Vec<_> = held.iter_mut().map(|d| d.settle_with().take()).collect();
-        let mut lost = self.shared.ack_many(&keys, &mut handles);
-        for (d, h) in held.iter_mut().zip(handles) {
-            *d.settle_with() = h;
-        }
+        let mut lost = self.shared.ack_many(&mut held);
         drop(held);
         // Not a reason to panic: each on its own queue.
         for d in foreign {
