@@ -336,7 +336,9 @@ impl<T> Pool<T> {
                 if target <= deadline.max(now) {
                     continue;
                 }
-                if let Ok(d) = key.extend(Duration::from_nanos(target - now)) {
+                // The queue reads its clock again, under its lock: `extend_within` keeps the
+                // lease inside `limit` even if the clock moved since `now` was read.
+                if let Ok(d) = key.extend_within(Duration::from_nanos(target - now), limit) {
                     self.heartbeats.fetch_add(1, Ordering::Relaxed);
                     let mut held = slot.held.lock();
                     if let Some(t) = held.leases.iter_mut().find(|t| t.key.is(&key)) {

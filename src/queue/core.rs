@@ -2209,6 +2209,7 @@ impl<T> Shared<T> {
         gen: u32,
         id: MessageId,
         by: Duration,
+        limit: Option<Nanos>,
     ) -> Result<Nanos, AckError> {
         let mut out = Vec::new();
         let mut slow = self.slow().lock();
@@ -2220,7 +2221,7 @@ impl<T> Shared<T> {
             self.forward(out, self);
             slow = self.slow().lock();
         }
-        let deadline = clock::add(now, by);
+        let deadline = clock::add(now, by).min(limit.unwrap_or(NONE));
         let Some(s) = slow
             .slots
             .get_mut(slot as usize)
@@ -2507,6 +2508,35 @@ mod tests {
         assert_eq!(slow.spare.len(), 1);
         drop(msg);
         assert!(dropped.load(Ordering::SeqCst));
+    }
+
+    /// An extension with a limit stops at the limit, however far the clock moved after the
+    /// caller worked the extension out: the consumer pool's heartbeat keeps leases within
+    /// `max_lease` this way (found by review: it read the clock, then the queue read it again).
+    #[test]
+    fn an_extension_never_passes_its_limit() {
+        use crate::queue::Queue;
+        use crate::ManualClock;
+
+        let clock = ManualClock::new();
+        let q: Queue<u8> = Queue::builder()
+            .clock(clock.clone())
+            .visibility_timeout(Duration::from_secs(10))
+            .build();
+        q.send(1).unwrap();
+        let d = q.receive().unwrap();
+        let key = d.key();
+        let limit = key.now() + 10_000_000_000;
+        // The caller wanted 10 s from its reading, which would have reached the limit exactly;
+        // the clock then moved 3 s before the queue extended.
+        clock.advance(Duration::from_secs(3));
+        let deadline = key.extend_within(Duration::from_secs(10), limit).unwrap();
+        assert_eq!(deadline, limit);
+        // Unlimited (a delivery's own extend), the same extension runs from the queue's reading.
+        let mut d = d;
+        d.extend(Duration::from_secs(10)).unwrap();
+        assert_eq!(d.deadline_nanos(), key.now() + 10_000_000_000);
+        d.ack().unwrap();
     }
 
     /// A redrive whose expired leases discard a message (out of attempts, no dead-letter queue

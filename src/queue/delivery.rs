@@ -238,7 +238,7 @@ impl<T> Delivery<T> {
     pub fn extend(&mut self, by: Duration) -> Result<(), AckError> {
         let deadline: Nanos =
             self.shared
-                .extend(self.info.slot, self.info.gen, self.message().id(), by)?;
+                .extend(self.info.slot, self.info.gen, self.message().id(), by, None)?;
         self.info.deadline = deadline;
         Ok(())
     }
@@ -308,9 +308,12 @@ pub(crate) struct LeaseKey<T> {
 }
 
 impl<T> LeaseKey<T> {
-    /// Keeps the lease for `by` from now; returns the new deadline on the queue's clock.
-    pub(crate) fn extend(&self, by: Duration) -> Result<Nanos, AckError> {
-        self.shared.extend(self.slot, self.gen, self.id, by)
+    /// Keeps the lease for `by` from now, but never past `limit` (a time on the queue's clock);
+    /// returns the new deadline. "Now" is read under the queue's lock, so a clock that moves
+    /// between the caller's reading and the extension cannot carry the lease past `limit`.
+    pub(crate) fn extend_within(&self, by: Duration, limit: Nanos) -> Result<Nanos, AckError> {
+        self.shared
+            .extend(self.slot, self.gen, self.id, by, Some(limit))
     }
 
     /// Ends the lease as a dropped `Delivery` would: the message goes back to the queue at once
