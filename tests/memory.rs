@@ -111,3 +111,33 @@ fn a_delayed_message_costs_its_payload_plus_at_most_48_bytes() {
     );
     assert!(delayed <= 32.0 + 48.0, "{delayed} bytes a delayed message");
 }
+
+/// A burst gives its memory back: once 10,000 leases are settled and the messages they
+/// returned are taken, the queue keeps only a few KiB (its spare allocations and the
+/// channel's current block), not the burst's lease table, timers and returned-message lane.
+#[test]
+fn a_burst_of_leases_gives_its_memory_back() {
+    use std::time::Duration;
+
+    const N: u64 = 10_000;
+    let q = Queue::<u64>::unbounded();
+    let ((), kept) = bytes_for(|| {
+        for i in 0..N {
+            q.send(i).unwrap();
+        }
+        // All leased at once, then all dropped: back to the queue, in its lane for returns.
+        let batch = q.receive_many(N as usize, Duration::ZERO).unwrap();
+        assert_eq!(batch.len() as u64, N);
+        drop(batch);
+        // All leased again and acked.
+        let batch = q.receive_many(N as usize, Duration::ZERO).unwrap();
+        assert_eq!(batch.len() as u64, N);
+        assert!(q.ack_many(batch).is_empty());
+        assert!(q.is_empty());
+    });
+    println!("kept after a burst of {N} leases: {kept} bytes");
+    assert!(
+        kept < 16 * 1024,
+        "the queue keeps {kept} bytes after the burst"
+    );
+}

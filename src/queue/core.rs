@@ -294,9 +294,15 @@ impl<T> Lease<T> {
 }
 
 struct LeaseSlot<T> {
+    /// The generation of the slot's lease (or of its last one): a key with another generation
+    /// is stale.
     gen: u32,
     lease: Option<Lease<T>>,
 }
+
+/// Lease and lane bookkeeping above this many entries is given back when it empties: a burst
+/// of leases, returned messages or delays does not pin its memory for the queue's life.
+const KEEP_ENTRIES: usize = 64;
 
 /// (deadline, slot, generation): a timer entry; stale when the slot moved on or the deadline
 /// changed (lazy deletion, compacted when stale entries dominate).
@@ -324,6 +330,9 @@ pub(crate) struct Slow<T> {
     slots: Vec<LeaseSlot<T>>,
     free: Vec<u32>,
     live: usize,
+    /// The generation of the next lease. One counter for all slots, so that a key of an ended
+    /// lease never matches a later lease, even in a slot made again after `shrink_idle`.
+    next_gen: u32,
     /// Timers of leases on the queue's default visibility timeout: deadlines arrive in order.
     fifo: VecDeque<Timer>,
     /// Timers of leases with another timeout, or extended.
@@ -357,6 +366,7 @@ impl<T> Slow<T> {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            next_gen: 0,
             fifo: VecDeque::new(),
             heap: BinaryHeap::new(),
             seq: 0,
@@ -434,13 +444,29 @@ impl<T> Slow<T> {
         Ok(msg)
     }
 
+    /// Gives back the memory of large bookkeeping that has emptied: the lease table once no
+    /// lease is out (every timer is stale then), the ready lane and the delay heap once empty.
+    fn shrink_idle(&mut self) {
+        if self.live == 0 && self.slots.len() > KEEP_ENTRIES {
+            self.slots = Vec::new();
+            self.free = Vec::new();
+            self.fifo = VecDeque::new();
+            self.heap = BinaryHeap::new();
+        }
+        if self.ready.is_empty() && self.ready.capacity() > KEEP_ENTRIES {
+            self.ready = VecDeque::new();
+        }
+        if self.delayed.is_empty() && self.delayed.capacity() > KEEP_ENTRIES {
+            self.delayed = BinaryHeap::new();
+        }
+    }
+
     fn take_lease(&mut self, slot: u32, gen: u32) -> Option<Lease<T>> {
         let s = self.slots.get_mut(slot as usize)?;
         if s.gen != gen {
             return None;
         }
         let lease = s.lease.take()?;
-        s.gen = s.gen.wrapping_add(1);
         self.free.push(slot);
         self.live -= 1;
         Some(lease)
@@ -767,6 +793,7 @@ impl<T> Shared<T> {
 
     /// Publishes the slow state's next event; wakes a receiver when it moved earlier.
     fn publish_next(&self, slow: &mut Slow<T>) {
+        slow.shrink_idle();
         let fifo_ready = slow.groups.as_deref().is_some_and(Groups::has_available);
         let next = if slow.ready.is_empty() && !fifo_ready {
             slow.next_timer()
@@ -1555,7 +1582,9 @@ impl<T> Shared<T> {
                 (slow.slots.len() - 1) as u32
             }
         };
-        let gen = slow.slots[slot as usize].gen;
+        let gen = slow.next_gen;
+        slow.next_gen = gen.wrapping_add(1);
+        slow.slots[slot as usize].gen = gen;
         slow.slots[slot as usize].lease = Some(Lease {
             held: Arc::clone(&held),
             deadline,
