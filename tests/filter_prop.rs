@@ -4,12 +4,14 @@ mod common;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use switchboard::{AttrValue, Filter, FilterBuilder, FilterIndex, Message, Numeric};
+use switchboard::{AttrValue, Filter, FilterBuilder, FilterIndex, Message, Numeric, PolicyValue};
 
 const KEYS: [&str; 3] = ["a", "b", "c"];
 // IP addresses of both families (one IPv6 in a non-canonical spelling), so that `cidr` conditions
 // on IPv4 and IPv6 blocks match and miss; as words they also meet the string conditions.
-const WORDS: [&str; 9] = [
+// The empty string is present as a value but absent for `exists`.
+const WORDS: [&str; 10] = [
+    "",
     "x",
     "y",
     "xy",
@@ -34,7 +36,10 @@ fn number() -> impl Strategy<Value = f64> {
         (-3i32..4).prop_map(f64::from),
         Just(-0.0),
         Just(0.5),
-        Just(2.5)
+        Just(2.5),
+        // Equal to 1 at 6 decimal digits, and past the magnitude where numbers compare exactly.
+        Just(1.000_000_4),
+        Just(1e12 + 0.5),
     ]
 }
 
@@ -52,8 +57,17 @@ enum Cond {
     AnythingBut(&'static str, Vec<&'static str>),
     AnythingButNum(&'static str, f64),
     AnythingButPrefix(&'static str, &'static str),
+    AnythingButSuffix(&'static str, &'static str),
+    AnythingButWildcard(&'static str, &'static str),
+    AnythingButMixed(&'static str, &'static str, f64),
+    EqNull(&'static str),
     Range(&'static str, f64, f64),
+    RangeGeLt(&'static str, f64, f64),
     Gt(&'static str, f64),
+    NumEq(&'static str, f64),
+    Lt(&'static str, f64),
+    Le(&'static str, f64),
+    Ge(&'static str, f64),
     Exists(&'static str, bool),
     Cidr(&'static str, &'static str),
 }
@@ -71,8 +85,17 @@ fn cond() -> impl Strategy<Value = Cond> {
         2 => (key(), prop::collection::vec(word(), 1..3)).prop_map(|(k, w)| Cond::AnythingBut(k, w)),
         1 => (key(), number()).prop_map(|(k, n)| Cond::AnythingButNum(k, n)),
         1 => (key(), prop::sample::select(vec!["x", "y"])).prop_map(|(k, w)| Cond::AnythingButPrefix(k, w)),
+        1 => (key(), prop::sample::select(vec!["x", "yx", "1"])).prop_map(|(k, w)| Cond::AnythingButSuffix(k, w)),
+        1 => (key(), prop::sample::select(vec!["x*", "*y", "*", "2001:*"])).prop_map(|(k, w)| Cond::AnythingButWildcard(k, w)),
+        1 => (key(), word(), number()).prop_map(|(k, w, n)| Cond::AnythingButMixed(k, w, n)),
+        1 => key().prop_map(Cond::EqNull),
         1 => (key(), number(), 1i32..4).prop_map(|(k, lo, w)| Cond::Range(k, lo, lo + f64::from(w))),
+        1 => (key(), number(), 1i32..4).prop_map(|(k, lo, w)| Cond::RangeGeLt(k, lo, lo + f64::from(w))),
         1 => (key(), number()).prop_map(|(k, n)| Cond::Gt(k, n)),
+        1 => (key(), number()).prop_map(|(k, n)| Cond::NumEq(k, n)),
+        1 => (key(), number()).prop_map(|(k, n)| Cond::Lt(k, n)),
+        1 => (key(), number()).prop_map(|(k, n)| Cond::Le(k, n)),
+        1 => (key(), number()).prop_map(|(k, n)| Cond::Ge(k, n)),
         1 => (key(), any::<bool>()).prop_map(|(k, b)| Cond::Exists(k, b)),
         1 => (key(), prop::sample::select(vec!["10.0.0.0/8", "10.0.0.1/32", "0.0.0.0/0", "::/0", "2001:db8::/32", "::1/128", "2001:db8::2/127"])).prop_map(|(k, c)| Cond::Cidr(k, c)),
     ]
@@ -91,8 +114,19 @@ fn add(b: FilterBuilder, c: &Cond) -> FilterBuilder {
         Cond::AnythingBut(k, w) => b.anything_but(k, w),
         Cond::AnythingButNum(k, n) => b.anything_but(k, [n]),
         Cond::AnythingButPrefix(k, w) => b.anything_but_prefix(k, w),
+        Cond::AnythingButSuffix(k, w) => b.anything_but_suffix(k, w),
+        Cond::AnythingButWildcard(k, w) => b.anything_but_wildcard(k, w),
+        Cond::AnythingButMixed(k, w, n) => {
+            b.anything_but(k, [PolicyValue::from(w), PolicyValue::from(n)])
+        }
+        Cond::EqNull(k) => b.eq(k, PolicyValue::Null),
         Cond::Range(k, lo, hi) => b.numeric(k, Numeric::gt(lo).and_le(hi)),
+        Cond::RangeGeLt(k, lo, hi) => b.numeric(k, Numeric::ge(lo).and_lt(hi)),
         Cond::Gt(k, n) => b.numeric(k, Numeric::gt(n)),
+        Cond::NumEq(k, n) => b.numeric(k, Numeric::eq(n)),
+        Cond::Lt(k, n) => b.numeric(k, Numeric::lt(n)),
+        Cond::Le(k, n) => b.numeric(k, Numeric::le(n)),
+        Cond::Ge(k, n) => b.numeric(k, Numeric::ge(n)),
         Cond::Exists(k, v) => b.exists(k, v),
         Cond::Cidr(k, c) => b.cidr(k, c),
     }
@@ -236,7 +270,7 @@ proptest! {
             let b = Filter::builder();
             let f = match kind {
                 0 => b.anything_but("a", [w]),
-                1 => b.prefix("a", &w[..1]),
+                1 => b.prefix("a", w.get(..1).unwrap_or("")),
                 2 => b.eq("a", w),
                 _ => b.exists("a", false),
             }.build().expect("valid");
