@@ -1129,3 +1129,28 @@ fn the_builder_refuses_an_operator_named_attribute_inside_a_branch() {
     let top: Filter<()> = Filter::builder().eq("prefix", "x").build().unwrap();
     assert_eq!(f(&top.to_json()).to_json(), top.to_json());
 }
+
+/// A key written twice in one object is refused, naming where: the JSON parser kept only the
+/// last, so a second `$or` group silently replaced the first and the filter let through what
+/// the first excluded. SNS does not document what a repeated key means.
+#[test]
+fn a_key_written_twice_is_refused() {
+    let two_ors = r#"{"$or": [{"a": ["x"]}, {"b": ["y"]}], "$or": [{"c": ["x"]}, {"d": ["y"]}]}"#;
+    let e = err(two_ors);
+    assert_eq!(e.kind(), FilterErrorKind::DuplicateKey, "{e}");
+    assert!(e.reason().contains(r#""$or""#), "{e}");
+    assert!(e.reason().contains("line 1 column"), "{e}");
+    for json in [
+        r#"{"a": ["x"], "a": ["y"]}"#,
+        r#"{"$or": [{"a": ["x"], "a": ["y"]}, {"b": ["z"]}]}"#,
+        r#"{"a": [{"prefix": "x", "prefix": "y"}]}"#,
+        r#"{"a": [{"anything-but": {"prefix": "x", "prefix": "y"}}]}"#,
+    ] {
+        assert_eq!(err(json).kind(), FilterErrorKind::DuplicateKey, "{json}");
+    }
+    // The serde path refuses it too.
+    let de = serde_json::from_str::<Filter<()>>(two_ors).unwrap_err();
+    assert!(de.to_string().contains("duplicate key"), "{de}");
+    // The same key in different objects is fine.
+    f(r#"{"$or": [{"a": ["x"]}, {"a": ["y"]}], "a": ["z"]}"#);
+}

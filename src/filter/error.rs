@@ -17,6 +17,8 @@ pub enum FilterErrorKind {
     NotJson,
     /// The policy (or a `$or` branch) is not a JSON object.
     NotAnObject,
+    /// A key appears twice in one JSON object (the reason names it, with its line and column).
+    DuplicateKey,
     /// A key holds an object: nested policies apply to message bodies, not attributes.
     NestedPolicy,
     /// An operator SNS does not know, or one not allowed where it is used.

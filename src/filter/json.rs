@@ -21,9 +21,88 @@ pub(crate) fn parse_str<T>(text: &str, limits: &FilterLimits) -> Result<Filter<T
             ),
         ));
     }
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| err(FilterErrorKind::NotJson, format!("policy is not JSON: {e}")))?;
+    let value = match serde_json::from_str::<Strict>(text) {
+        Ok(Strict(v)) => v,
+        // Our visitor's only error is a repeated key; the parser's own are syntax errors.
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Err(err(FilterErrorKind::DuplicateKey, e.to_string()))
+        }
+        Err(e) => {
+            return Err(err(
+                FilterErrorKind::NotJson,
+                format!("policy is not JSON: {e}"),
+            ))
+        }
+    };
     parse_value(&value, limits)
+}
+
+/// A JSON value read with a check that no object repeats a key. Parsed into a plain `Value`,
+/// a repeated key keeps only its last value: a second `$or` group would silently replace the
+/// first. SNS does not document what a repeated key means, so it is refused.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            items.push(v);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = Map::new();
+        while let Some(k) = map.next_key::<String>()? {
+            if m.contains_key(&k) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key {k:?}"
+                )));
+            }
+            let Strict(v) = map.next_value()?;
+            m.insert(k, v);
+        }
+        Ok(Value::Object(m))
+    }
 }
 
 pub(crate) fn parse_value<T>(
@@ -440,7 +519,8 @@ impl<T> Filter<T> {
     /// # Errors
     ///
     /// A [`FilterError`] naming the key, the operator and the reason: not JSON, unknown operator,
-    /// wrong value type, malformed range, bad CIDR, empty list, too complex, too many keys, ...
+    /// a key repeated in one object, wrong value type, malformed range, bad CIDR, empty list,
+    /// too complex, too many keys, ...
     pub fn from_json(text: &str) -> Result<Filter<T>, FilterError> {
         parse_str(text, &FilterLimits::default())
     }
@@ -492,10 +572,11 @@ impl<T> serde::Serialize for Filter<T> {
     }
 }
 
-/// Deserializes SNS filter-policy JSON with SNS's limits, as [`Filter::from_json`] does.
+/// Deserializes SNS filter-policy JSON with SNS's limits, as [`Filter::from_json`] does
+/// (a key repeated in one object is an error here too).
 impl<'de, T> serde::Deserialize<'de> for Filter<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let v = <Value as serde::Deserialize>::deserialize(deserializer)?;
+        let Strict(v) = <Strict as serde::Deserialize>::deserialize(deserializer)?;
         parse_value(&v, &FilterLimits::default()).map_err(serde::de::Error::custom)
     }
 }

@@ -199,6 +199,16 @@
 //! assert_eq!(err.to_string(), r#"key "key", operator "wrong-operator": unrecognized match type wrong-operator"#);
 //! ```
 //!
+//! A key written twice in one object is refused rather than read as the last one (which would
+//! drop a whole `$or` group without a word); SNS does not document what it means.
+//!
+//! ```
+//! # use switchboard::{Filter, FilterErrorKind};
+//! let err = Filter::<()>::from_json(r#"{"a": ["x"], "a": ["y"]}"#).unwrap_err();
+//! assert_eq!(err.kind(), FilterErrorKind::DuplicateKey);
+//! assert_eq!(err.to_string(), r#"duplicate key "a" at line 1 column 16"#);
+//! ```
+//!
 //! # The index
 //!
 //! A [`FilterSnapshot`] files each filter (each `$or` branch) under its most selective positive
