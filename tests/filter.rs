@@ -485,7 +485,9 @@ fn builder_equals_json() {
 
 #[test]
 fn builder_many_or_groups_stop_at_the_limit() {
-    let b = (0..40).fold(Filter::builder(), |b, i| {
+    // Nesting allowed, so that the combinations are what runs out.
+    let roomy = Filter::builder().limits(FilterLimits::default().with_max_nesting(100));
+    let b = (0..40).fold(roomy, |b, i| {
         b.or([
             Filter::builder().eq(format!("a{i}"), "1"),
             Filter::builder().eq(format!("b{i}"), "1"),
@@ -1153,4 +1155,45 @@ fn a_key_written_twice_is_refused() {
     assert!(de.to_string().contains("duplicate key"), "{de}");
     // The same key in different objects is fine.
     f(r#"{"$or": [{"a": ["x"]}, {"a": ["y"]}], "a": ["z"]}"#);
+}
+
+/// `or` refuses to nest deeper than the limit as it goes, as the JSON parser does, so a builder
+/// nested in a loop gets `TooDeep` instead of a policy tree deep enough to overflow the stack
+/// in `build` (it did, at about 800 levels on a test thread).
+#[test]
+fn builder_nesting_stops_at_the_limit_as_it_goes() {
+    let nest = |levels: usize| {
+        (0..levels).fold(Filter::builder().eq("a", "x"), |b, i| {
+            Filter::builder()
+                .eq(format!("k{}", i % 3), "v")
+                .or([b, Filter::builder().eq("z", "z")])
+        })
+    };
+    assert!(nest(5).build::<()>().is_ok());
+    let e = nest(6).build::<()>().unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        r#"operator "$or": $or nests 6 deep, more than the limit of 5"#
+    );
+    let e = nest(10_000).build::<()>().unwrap_err();
+    assert_eq!(
+        (e.kind(), e.operator()),
+        (FilterErrorKind::TooDeep, Some("$or"))
+    );
+    // Two groups side by side nest one inside the other: the second counts too.
+    let b = (0..5).fold(Filter::builder(), |b, i| {
+        b.or([
+            Filter::builder().eq(format!("a{i}"), "1"),
+            Filter::builder().eq(format!("b{i}"), "1"),
+        ])
+    });
+    assert!(b.clone().build::<()>().is_ok());
+    let e = b
+        .or([
+            Filter::builder().eq("c", "1"),
+            Filter::builder().eq("d", "1"),
+        ])
+        .build::<()>()
+        .unwrap_err();
+    assert_eq!(e.kind(), FilterErrorKind::TooDeep);
 }

@@ -1001,15 +1001,30 @@ impl FilterBuilder {
             }
             return self;
         }
+        let limits = self.limits.clone().unwrap_or_default();
+        // Refuse to nest past the limit as we go, as the JSON parser does: a builder nested in a
+        // loop would otherwise grow a tree deep enough to overflow the stack in `build`. A
+        // second group goes under every branch of the first, so their depths add up.
+        let depth = self.node.depth() + 1 + nodes.iter().map(Node::depth).max().unwrap_or(0);
+        if depth > limits.max_nesting {
+            if self.pending.is_none() {
+                self.pending = Some(
+                    FilterError::new(
+                        FilterErrorKind::TooDeep,
+                        format!(
+                            "$or nests {depth} deep, more than the limit of {}",
+                            limits.max_nesting
+                        ),
+                    )
+                    .at_op("$or"),
+                );
+            }
+            return self;
+        }
         // A second group is distributed over the first; refuse before that multiplies the tree
         // past the limit (the check in `build` would refuse it anyway).
         if !self.node.ors.is_empty() {
-            let limit = self
-                .limits
-                .as_ref()
-                .map_or(FilterLimits::default().max_combinations, |l| {
-                    l.max_combinations
-                });
+            let limit = limits.max_combinations;
             let group = nodes
                 .iter()
                 .fold(0usize, |acc, b| acc.saturating_add(b.complexity()));
@@ -1027,8 +1042,8 @@ impl FilterBuilder {
         self
     }
 
-    /// Uses `limits` instead of SNS's when building. Call it before [`or`](FilterBuilder::or)
-    /// when a policy has several `$or` groups, so the builder knows how far it may expand them.
+    /// Uses `limits` instead of SNS's when building. Call it before [`or`](FilterBuilder::or),
+    /// which checks as it goes how deep `$or` nests and how far several groups expand.
     pub fn limits(mut self, limits: FilterLimits) -> Self {
         self.limits = Some(limits);
         self
