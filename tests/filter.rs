@@ -1197,3 +1197,34 @@ fn builder_nesting_stops_at_the_limit_as_it_goes() {
         .unwrap_err();
     assert_eq!(e.kind(), FilterErrorKind::TooDeep);
 }
+
+/// The size limit holds for the builder too, on the policy's compact JSON: it made filters
+/// whose `to_json` was longer than `from_json` (and so a serde round trip) accepts.
+#[test]
+fn the_builder_refuses_a_policy_too_large_for_its_json() {
+    let big = "x".repeat(256 * 1024);
+    let e = Filter::builder()
+        .eq("a", big.as_str())
+        .build::<()>()
+        .unwrap_err();
+    assert_eq!(e.kind(), FilterErrorKind::TooLarge, "{e}");
+    assert_eq!(
+        err(&format!(r#"{{"a": ["{big}"]}}"#)).kind(),
+        FilterErrorKind::TooLarge
+    );
+    let roomy = FilterLimits::default().with_max_bytes(300 * 1024);
+    let f = Filter::builder()
+        .limits(roomy.clone())
+        .eq("a", big.as_str())
+        .build::<()>()
+        .unwrap();
+    assert!(Filter::<()>::from_json_with_limits(&f.to_json(), &roomy).is_ok());
+    // Just at the limit is fine: the JSON is {"a":["..."]}, 10 bytes around the string.
+    let at = "x".repeat(256 * 1024 - 10);
+    let f = Filter::builder()
+        .eq("a", at.as_str())
+        .build::<()>()
+        .unwrap();
+    assert_eq!(f.to_json().len(), 256 * 1024);
+    assert!(Filter::<()>::from_json(&f.to_json()).is_ok());
+}

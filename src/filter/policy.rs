@@ -504,7 +504,8 @@ impl Node {
 /// * `max_combinations` (150): the sum, over the combinations that `$or` expands into, of the
 ///   product of the value-list lengths (SNS's "filter policy is too complex").
 /// * `max_nesting` (5): how deep `$or` may nest.
-/// * `max_bytes` (256 KiB): the length of the JSON text.
+/// * `max_bytes` (256 KiB): the length of the JSON text (for a builder, of the policy as
+///   compact JSON, so that `from_json` reads back what it builds).
 ///
 /// ```
 /// use switchboard::{Filter, FilterErrorKind, FilterLimits};
@@ -1054,11 +1055,26 @@ impl FilterBuilder {
     /// # Errors
     ///
     /// The first mistake made while building (bad CIDR, malformed range, NaN, empty list), or a
-    /// limit exceeded.
+    /// limit exceeded, the size limit included: it applies to the policy written as compact
+    /// JSON ([`Filter::to_json`]), so that what the builder makes `from_json` reads back.
     pub fn build<T>(self) -> Result<Filter<T>, FilterError> {
         if let Some(e) = self.pending {
             return Err(e);
         }
-        Filter::from_node(self.node, &self.limits.unwrap_or_default())
+        let limits = self.limits.unwrap_or_default();
+        let filter = Filter::from_node(self.node, &limits)?;
+        // The size limit applies to the policy's JSON, which `from_json` (and a serde round
+        // trip) must be able to read back.
+        let len = filter.to_json().len();
+        if len > limits.max_bytes {
+            return Err(FilterError::new(
+                FilterErrorKind::TooLarge,
+                format!(
+                    "policy is {len} bytes as JSON, more than the limit of {}",
+                    limits.max_bytes
+                ),
+            ));
+        }
+        Ok(filter)
     }
 }
