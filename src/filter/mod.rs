@@ -70,6 +70,12 @@
 //! (magnitudes of 10^12 and more compare exactly). NaN and infinities are rejected in policies;
 //! a NaN attribute matches no numeric condition.
 //!
+//! Two deliberate differences from the SNS guide, which gives numbers from -10^9 to 10^9 with
+//! 5 digits after the point: any finite number is accepted (SNS's answer past 10^9 is
+//! contested: an emulator reports a server error, another finds AWS accepting it), and the
+//! 6th digit counts, so `1.000001` and `1.000002` differ (moto's matcher and AWS's open-source
+//! Event Ruler keep 6; the guide says 5).
+//!
 //! ```
 //! # use switchboard::{Filter, Message, FilterErrorKind, Numeric};
 //! let f = Filter::<()>::from_json(r#"{"price_usd": [{"numeric": ["=", 301.5]}]}"#)?;
@@ -78,6 +84,10 @@
 //! assert!(zero.matches(&Message::new(()).with_attr("t", -0.0)));
 //! let p = Filter::<()>::from_json(r#"{"p": [100.123456789]}"#)?;
 //! assert!(p.matches(&Message::new(()).with_attr("p", 100.1234567)));
+//! assert!(!Filter::<()>::from_json(r#"{"p": [1.000001]}"#)?
+//!     .matches(&Message::new(()).with_attr("p", 1.000002)));
+//! assert!(Filter::<()>::from_json(r#"{"p": [{"numeric": [">", 1e9]}]}"#)?
+//!     .matches(&Message::new(()).with_attr("p", 5e9)));
 //! let nan = Filter::builder().numeric("p", Numeric::gt(f64::NAN)).build::<()>();
 //! assert_eq!(nan.unwrap_err().kind(), FilterErrorKind::InvalidNumber);
 //! assert!(!Filter::builder().numeric("p", Numeric::ge(0)).build()?
