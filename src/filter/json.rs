@@ -101,6 +101,12 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
             let Strict(v) = map.next_value()?;
             m.insert(k, v);
         }
+        // With serde_json's `arbitrary_precision` feature (which another crate in the build
+        // can turn on), a number arrives as a map under this token; serde_json's own `Value`
+        // turns it back into a number.
+        if m.len() == 1 && m.contains_key("$serde_json::private::Number") {
+            return serde_json::from_value(Value::Object(m)).map_err(serde::de::Error::custom);
+        }
         Ok(Value::Object(m))
     }
 }
