@@ -1228,3 +1228,28 @@ fn the_builder_refuses_a_policy_too_large_for_its_json() {
     assert_eq!(f.to_json().len(), 256 * 1024);
     assert!(Filter::<()>::from_json(&f.to_json()).is_ok());
 }
+
+/// A `$or` branch with no condition would make its group match every message; a typo must not
+/// silently do that. Refused, from JSON and from the builder alike, naming the branch; an empty
+/// top-level policy still matches everything (as SNS's `{}` does).
+#[test]
+fn an_empty_or_branch_is_refused() {
+    use switchboard::{Filter, FilterErrorKind};
+
+    let err = Filter::<()>::from_json(r#"{"$or": [{}, {"a": ["x"]}]}"#).unwrap_err();
+    assert_eq!(err.kind(), FilterErrorKind::EmptyBranch);
+    let err = Filter::<()>::from_json(
+        r#"{"k": ["v"], "$or": [{"a": ["x"]}, {"$or": [{"b": ["y"]}, {}]}]}"#,
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), FilterErrorKind::EmptyBranch);
+
+    let err = Filter::builder()
+        .or([Filter::builder().eq("a", "x"), Filter::builder()])
+        .build::<()>()
+        .unwrap_err();
+    assert_eq!(err.kind(), FilterErrorKind::EmptyBranch);
+
+    let all = Filter::<()>::from_json("{}").unwrap();
+    assert!(all.matches(&switchboard::Message::new(())));
+}

@@ -41,6 +41,9 @@ pub enum FilterErrorKind {
     TooManyKeys,
     /// `$or` nested deeper than the limit.
     TooDeep,
+    /// A `$or` branch with no condition in it, which would match every message and so make
+    /// the whole group match everything (a policy's top level may be empty: it matches all).
+    EmptyBranch,
     /// The policy text is longer than the limit.
     TooLarge,
 }

@@ -152,6 +152,16 @@ fn or_branches<'a>(key: &str, v: &'a Value) -> Option<Vec<&'a Map<String, Value>
     }
 }
 
+/// The error for a `$or` branch with no condition: it would make the group match every
+/// message, which a typo should not silently do (AWS's own matcher refuses empty objects too).
+pub(crate) fn empty_branch() -> FilterError {
+    err(
+        FilterErrorKind::EmptyBranch,
+        "a $or branch must hold at least one condition",
+    )
+    .at_op("$or")
+}
+
 fn parse_object(
     map: &Map<String, Value>,
     depth: usize,
@@ -171,8 +181,11 @@ fn parse_object(
                 .at_op("$or"));
             }
             for (i, m) in branches.into_iter().enumerate() {
-                node.ors
-                    .push(parse_object(m, depth + 1, limits).map_err(|e| e.in_branch(i))?);
+                let branch = parse_object(m, depth + 1, limits).map_err(|e| e.in_branch(i))?;
+                if branch.is_empty() {
+                    return Err(empty_branch().in_branch(i));
+                }
+                node.ors.push(branch);
             }
             continue;
         }

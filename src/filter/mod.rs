@@ -219,6 +219,15 @@
 //! assert_eq!(err.to_string(), r#"duplicate key "a" at line 1 column 16"#);
 //! ```
 //!
+//! So is a `$or` branch with no condition (`{}`), which would make its whole group match every
+//! message; AWS's own matcher refuses empty objects too. An empty policy still matches all.
+//!
+//! ```
+//! # use switchboard::{Filter, FilterErrorKind};
+//! let err = Filter::<()>::from_json(r#"{"$or": [{}, {"a": ["x"]}]}"#).unwrap_err();
+//! assert_eq!(err.kind(), FilterErrorKind::EmptyBranch);
+//! ```
+//!
 //! # The index
 //!
 //! A [`FilterSnapshot`] files each filter (each `$or` branch) under its most selective positive

@@ -360,6 +360,11 @@ pub(crate) struct Node {
 }
 
 impl Node {
+    /// Whether the node holds no condition at all (it matches every message).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.ors.is_empty()
+    }
+
     fn push(&mut self, key: String, cond: Cond) {
         match self.keys.iter_mut().find(|(k, _)| *k == key) {
             Some((_, conds)) => conds.push(cond),
@@ -987,6 +992,9 @@ impl FilterBuilder {
         for (i, b) in branches.into_iter().enumerate() {
             if let (None, Some(e)) = (&self.pending, b.pending) {
                 self.pending = Some(e.in_branch(i));
+            }
+            if self.pending.is_none() && b.node.is_empty() {
+                self.pending = Some(crate::filter::json::empty_branch().in_branch(i));
             }
             nodes.push(b.node);
         }
