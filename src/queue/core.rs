@@ -1870,10 +1870,7 @@ impl<T> Shared<T> {
                 }
                 Some(f.msg)
             }
-            Ok(Slot::Msg(f)) => match self.take_fresh(f, How::Plain, None) {
-                Some(Out::Plain(m)) => Some(m),
-                _ => None,
-            },
+            Ok(Slot::Msg(f)) => self.take_fresh_plain(f),
             // A token was sent for a blocked receiver: pass it on.
             Ok(Slot::Wake) => {
                 self.wake(1);
@@ -1881,6 +1878,17 @@ impl<T> Shared<T> {
             }
             // Nothing: the general path looks again.
             Err(_) => None,
+        }
+    }
+
+    /// A fresh message with a time-to-live, for a plain receive: out of line, so that the fast
+    /// path's code holds no `Out` (see `Queue::try_recv_slow`).
+    #[cold]
+    #[inline(never)]
+    fn take_fresh_plain(self: &Arc<Self>, f: Fresh<T>) -> Option<Message<T>> {
+        match self.take_fresh(f, How::Plain, None) {
+            Some(Out::Plain(m)) => Some(m),
+            _ => None,
         }
     }
 

@@ -460,9 +460,18 @@ impl<T> Queue<T> {
     /// ```
     #[inline]
     pub fn try_recv(&self) -> Result<Message<T>, TryRecvError> {
-        if let Some(m) = self.shared.try_recv_fast() {
-            return Ok(m);
+        match self.shared.try_recv_fast() {
+            Some(m) => Ok(m),
+            None => self.try_recv_slow(),
         }
+    }
+
+    /// `try_recv` past its fast path. Out of line: the general path's values (`Out`, with a
+    /// `Delivery` in it) would otherwise share the inlined fast path's code, whose copies of
+    /// them cost store-forwarding stalls on every receive (measured with perf).
+    #[cold]
+    #[inline(never)]
+    fn try_recv_slow(&self) -> Result<Message<T>, TryRecvError> {
         self.shared.try_take(How::Plain).map(Out::into_message)
     }
 
@@ -476,9 +485,16 @@ impl<T> Queue<T> {
     /// [`RecvError`] when the queue is closed and nothing is left.
     #[inline]
     pub fn recv(&self) -> Result<Message<T>, RecvError> {
-        if let Some(m) = self.shared.try_recv_fast() {
-            return Ok(m);
+        match self.shared.try_recv_fast() {
+            Some(m) => Ok(m),
+            None => self.recv_slow(),
         }
+    }
+
+    /// `recv` past its fast path, out of line (see `try_recv_slow`).
+    #[cold]
+    #[inline(never)]
+    fn recv_slow(&self) -> Result<Message<T>, RecvError> {
         self.shared
             .take(How::Plain, None)
             .map(Out::into_message)
