@@ -221,11 +221,12 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
     /// accepted again but not enqueued, and the send returns [`Sent::Duplicate`](crate::Sent).
     /// Works on any queue, FIFO or not. Keys are forgotten as they age out, on the queue's clock.
     ///
-    /// On a bounded standard queue, a key counts from the moment its first send is accepted for
-    /// the queue, which may be while that send still waits for room. A duplicate sent meanwhile
-    /// returns `Duplicate`; should the first send then fail (its timeout passes, or the queue
-    /// closes) its sender gets that message back, the key is forgotten, and the duplicate is not
-    /// in the queue either: resending is up to the first sender, as its error says.
+    /// On a bounded queue, a send that waits for room starts its key's window when it gets in.
+    /// Until then its key is neither new nor a duplicate: a send of the same key that may wait
+    /// waits for the first to end, then returns `Duplicate` if the first went in, or is sent
+    /// itself if the first failed (its timeout passed); one that may not wait
+    /// ([`try_send`](Queue::try_send), [`send_after`](Queue::send_after)) fails with `Full`, as
+    /// the first did. So a `Duplicate` always names a message that went in.
     pub fn dedup_window(mut self, window: Duration) -> Self {
         self.dedup_window = window;
         self
