@@ -2377,3 +2377,26 @@ fn a_panicking_drop_of_an_expired_message_loses_no_other() {
         d.ack().unwrap();
     }
 }
+
+/// A closed dead-letter queue still takes letters, whatever its capacity: a letter is never
+/// dropped, though the queue's receivers may have got `Closed` already.
+#[test]
+fn a_closed_full_dead_letter_queue_still_takes_letters() {
+    let dlq: Queue<u32> = Queue::bounded(1);
+    dlq.send(0).unwrap();
+    dlq.close();
+    let q = Queue::builder().dead_letter(&dlq, 1).build();
+    q.send(1).unwrap();
+    q.try_receive().unwrap().reject("bad").unwrap();
+    assert_eq!((dlq.len(), dlq.stats().sent), (2, 2));
+    let mut got: Vec<u32> = dlq.try_iter().map(Message::into_payload).collect();
+    got.sort_unstable();
+    assert_eq!(got, [0, 1]);
+    assert_eq!(dlq.try_recv().unwrap_err(), TryRecvError::Closed);
+    // Drained and closed; a later letter still arrives.
+    q.send(2).unwrap();
+    q.try_receive().unwrap().reject("bad").unwrap();
+    let m = dlq.try_recv().unwrap();
+    assert_eq!(m.dead_letter().unwrap().reason(), "bad");
+    assert_eq!((q.stats().dead_lettered, q.stats().discarded), (2, 0));
+}

@@ -92,6 +92,10 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
     /// no background threads). SQS likewise moves such a message on the next receive attempt. A
     /// receiver that waits only on the dead-letter queue is not woken by the lease running out.
     ///
+    /// The dead-letter queue takes every letter, whatever its capacity and even after it was
+    /// closed: a letter is never dropped. So a closed dead-letter queue whose receivers already
+    /// got `Closed` can hold letters again; they are counted in its `len` and `stats`.
+    ///
     /// ```
     /// use switchboard::Queue;
     ///
