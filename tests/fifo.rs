@@ -886,3 +886,29 @@ fn redrive_keeps_a_group_in_order_behind_a_direct_send_on_the_same_tick() {
     assert_eq!(got, [1, 2]);
     assert_eq!(dlq.try_recv().unwrap().into_payload(), 3);
 }
+
+/// A FIFO batch receive takes at most one message per group, in order (SQS can return several
+/// of one group): the next of a group comes in a later batch, once the one before is settled.
+#[test]
+fn receive_many_takes_one_message_per_group() {
+    let q: Queue<(String, u32)> = Queue::builder().fifo().build();
+    for (g, n) in [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1)] {
+        q.send(grouped(g, n)).unwrap();
+    }
+    let batch = q.receive_many(10, Duration::ZERO).unwrap();
+    let got: Vec<_> = batch.iter().map(|d| d.payload().clone()).collect();
+    assert_eq!(got, [("a".to_owned(), 0), ("b".to_owned(), 0)]);
+    assert!(q.receive_many(10, Duration::ZERO).unwrap().is_empty());
+    assert!(q.ack_many(batch).is_empty());
+    let next: Vec<_> = q
+        .receive_many(10, Duration::ZERO)
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            let p = d.payload().clone();
+            d.ack().unwrap();
+            p
+        })
+        .collect();
+    assert_eq!(next, [("a".to_owned(), 1), ("b".to_owned(), 1)]);
+}

@@ -651,6 +651,10 @@ impl<T> Queue<T> {
     /// bookkeeping once per batch rather than once per message (`cargo bench --bench queue`,
     /// the `leased_batch` lane). Each delivery still has a lease of its own.
     ///
+    /// On a FIFO queue a batch holds at most one message per group, as any lease does: the next
+    /// message of a group goes out only once the one before is settled. (SQS can return several
+    /// messages of one group in a batch.)
+    ///
     /// # Errors
     ///
     /// [`RecvError`] when the queue is closed and nothing is left.
@@ -740,7 +744,9 @@ impl<T> Queue<T> {
 
     /// Moves the dead letters waiting in this queue (used as a dead-letter queue) back to the
     /// queues they came from, with their attempt counts reset. Returns how many moved. Dead
-    /// letters whose source queue is gone or closed, or that were sent here directly, stay.
+    /// letters whose source queue is gone or closed, or that were sent here directly, stay. In
+    /// a FIFO dead-letter queue, so do the letters of a group whose head is on lease (or backing
+    /// off after a `nack_after`): moved, they would overtake it.
     ///
     /// ```
     /// use switchboard::Queue;
@@ -760,7 +766,8 @@ impl<T> Queue<T> {
     /// Moves up to `max` dead letters waiting in this queue to `target`, whatever their source,
     /// oldest first. Returns how many moved. Only dead letters move: a message sent to this
     /// queue directly stays, as does one put back after a lease of this queue's own. Nothing
-    /// moves to a closed `target`.
+    /// moves to a closed `target`, and a FIFO group with its head on lease here keeps its letters
+    /// (see [`redrive`](Queue::redrive)).
     ///
     /// ```
     /// use switchboard::Queue;
