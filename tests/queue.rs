@@ -2400,3 +2400,33 @@ fn a_closed_full_dead_letter_queue_still_takes_letters() {
     assert_eq!(m.dead_letter().unwrap().reason(), "bad");
     assert_eq!((q.stats().dead_lettered, q.stats().discarded), (2, 0));
 }
+
+/// A dead letter that a plain receive took, sent to a queue again by hand, is a message sent
+/// there directly, whichever lane it waits in: `redrive_to` leaves it, and its time-to-live
+/// (fresh from the new send) applies (found by review: once put back after a lease it counted
+/// as a dead letter again, by the record it carries, so `redrive_to` moved it and its
+/// time-to-live was ignored, while the same message not yet leased stayed and expired).
+#[test]
+fn a_dead_letter_sent_again_by_hand_is_a_message_sent_directly() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let q = Queue::builder()
+        .clock(clock.clone())
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(Message::new(1).with_ttl(Duration::from_secs(60)))
+        .unwrap();
+    q.try_receive().unwrap().reject("bad").unwrap();
+    let letter = dlq.try_recv().unwrap();
+    assert_eq!(letter.dead_letter().unwrap().reason(), "bad");
+    clock.advance(Duration::from_secs(30));
+    dlq.send(letter).unwrap();
+    dlq.try_receive().unwrap().nack().unwrap(); // now in the lane of returned messages
+    let target = Queue::unbounded();
+    assert_eq!(dlq.redrive_to(&target, 10), 0);
+    assert!(target.is_empty());
+    clock.advance(Duration::from_secs(60));
+    assert!(dlq.try_receive().is_err());
+    let s = dlq.stats();
+    assert_eq!((s.expired, s.redriven, s.visible), (1, 0, 0));
+}

@@ -209,10 +209,12 @@ impl<T> Entry<T> {
         self.history.as_ref().map_or(0, |h| h.attempts)
     }
 
-    /// Whether the entry is a dead letter (its record beside it, or on its message).
+    /// Whether the entry is a dead letter: its record beside it. A record on the message itself
+    /// does not count: only a plain receive writes one there, as the message leaves its queue,
+    /// so a message carrying one was sent by hand, and is a message sent directly (as it is in
+    /// the main lane, where nothing looks for a record).
     fn is_dead(&self) -> bool {
         self.history.as_ref().is_some_and(|h| h.dead.is_some())
-            || self.body.message().dead_letter().is_some()
     }
 
     fn history_mut(&mut self) -> &mut History<T> {
