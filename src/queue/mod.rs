@@ -72,9 +72,10 @@
 //! With [`dead_letter(dlq, max)`](QueueBuilder::dead_letter), a message whose lease fails (nack,
 //! drop, expiry) on its `max`-th delivery, or that is rejected, goes to `dlq` with a
 //! [`DeadLetter`](crate::DeadLetter) record (reason, attempts, source). [`redrive`](Queue::redrive)
-//! moves dead letters back to their source. Without a dead-letter queue, messages are retried
-//! without limit, unless [`max_attempts`](QueueBuilder::max_attempts) is set; then they, and rejected
-//! messages, are discarded and counted in [`QueueStats::discarded`].
+//! moves dead letters back to their source. Without a dead-letter queue, a failing message is
+//! retried without limit, unless [`max_attempts`](QueueBuilder::max_attempts) is set: then it is
+//! discarded when its last delivery fails. A rejected message is discarded at once, limit or not.
+//! Both are counted in [`QueueStats::discarded`].
 //!
 //! # Delay and time-to-live
 //!
