@@ -435,6 +435,7 @@ impl<T> Slow<T> {
     /// is for the caller to drop once the lock is released, as a payload's drop is user code:
     /// the message, or the handle itself when another holder (an expired lease's) shares it,
     /// since that holder may let go on its thread meanwhile and leave the last handle here.
+    #[inline]
     fn recycle(&mut self, mut held: Arc<Held<T>>) -> Result<Option<Message<T>>, Arc<Held<T>>> {
         let Some(h) = Arc::get_mut(&mut held) else {
             return Err(held);
@@ -2140,7 +2141,10 @@ impl<T> Shared<T> {
             slow.c.acked += 1;
             this.release_lease_group(slow, &lease);
             drop(mine.take());
-            done = Some(slow.recycle(lease.held));
+            match slow.recycle(lease.held) {
+                Ok(Some(m)) if m.drops_trivially() => drop(m),
+                r => done = Some(r),
+            }
             // Only a FIFO group freed by the ack changes what receivers can get.
             this.config.fifo
         });
