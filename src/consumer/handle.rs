@@ -118,6 +118,17 @@ impl ShutdownReport {
 /// assert_eq!(stats.processed, 1);
 /// assert_eq!(queue.stats().acked, 1);
 /// ```
+///
+/// Keep the handle for as long as the pool should run: a handle dropped at once (a call to
+/// `consume` used as a statement) stops the pool before it takes more than a message or two.
+/// The compiler warns about that:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let queue: switchboard::Queue<u32> = switchboard::Queue::unbounded();
+/// queue.consume(2, |_| Ok::<(), String>(())); // error: unused `ConsumerHandle`
+/// ```
+#[must_use = "dropping a ConsumerHandle shuts the pool down: keep it while the pool should run"]
 pub struct ConsumerHandle<T> {
     pool: Arc<Pool<T>>,
     threads: Vec<JoinHandle<()>>,

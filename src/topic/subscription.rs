@@ -42,6 +42,16 @@ use crate::topic::{Overflow, SubscribeOptions, SubscriptionId, SubscriptionStats
 /// drop(sub); // unsubscribes
 /// assert_eq!(topic.subscriber_count(), 0);
 /// ```
+///
+/// A subscription dropped at once (a call to `subscribe` used as a statement) receives nothing;
+/// the compiler warns about that:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let topic: switchboard::Topic<u32> = switchboard::Topic::new();
+/// topic.subscribe(); // error: unused `Subscription`
+/// ```
+#[must_use = "dropping a Subscription unsubscribes it: keep it to receive"]
 pub struct Subscription<T> {
     rx: cb::Receiver<Message<T>>,
     key: SubKey,
