@@ -45,6 +45,33 @@ impl<T> fmt::Debug for SendError<T> {
     }
 }
 
+impl<T> From<SendError<T>> for TrySendError<T> {
+    /// A blocking send's only failure, a closed queue, as the non-blocking one's `Closed` (as
+    /// crossbeam-channel converts), so one function can return either with `?`.
+    ///
+    /// ```
+    /// use switchboard::{Queue, TrySendError};
+    ///
+    /// fn forward(q: &Queue<u32>, urgent: bool) -> Result<(), TrySendError<u32>> {
+    ///     if urgent { q.send(1)?; } else { q.try_send(1)?; }
+    ///     Ok(())
+    /// }
+    /// let q = Queue::unbounded();
+    /// q.close();
+    /// assert!(forward(&q, true).unwrap_err().is_closed());
+    /// ```
+    fn from(e: SendError<T>) -> Self {
+        TrySendError::Closed(e.0)
+    }
+}
+
+impl<T> From<SendError<T>> for SendTimeoutError<T> {
+    /// A blocking send's only failure, a closed queue, as `SendTimeoutError::Closed`.
+    fn from(e: SendError<T>) -> Self {
+        SendTimeoutError::Closed(e.0)
+    }
+}
+
 /// A non-blocking send failed; the message is handed back.
 ///
 /// ```
@@ -252,6 +279,37 @@ impl RecvTimeoutError {
     }
 }
 
+impl From<RecvError> for TryRecvError {
+    /// A blocking receive's only failure, closed and drained, as `TryRecvError::Closed` (as
+    /// crossbeam-channel converts), so one function can return either with `?`.
+    fn from(_: RecvError) -> Self {
+        TryRecvError::Closed
+    }
+}
+
+impl From<RecvError> for RecvTimeoutError {
+    /// A blocking receive's only failure, closed and drained, as `RecvTimeoutError::Closed`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{Queue, RecvTimeoutError};
+    ///
+    /// fn next(q: &Queue<u32>, wait: Option<Duration>) -> Result<u32, RecvTimeoutError> {
+    ///     Ok(match wait {
+    ///         Some(w) => q.recv_timeout(w)?,
+    ///         None => q.recv()?,
+    ///     }
+    ///     .into_payload())
+    /// }
+    /// let q = Queue::unbounded();
+    /// q.close();
+    /// assert_eq!(next(&q, None), Err(RecvTimeoutError::Closed));
+    /// ```
+    fn from(_: RecvError) -> Self {
+        RecvTimeoutError::Closed
+    }
+}
+
 /// A verdict on a [`Delivery`](crate::Delivery) came too late: its lease had already ended.
 ///
 /// The lease ended because its visibility timeout passed; the message went back to the queue (and
@@ -411,5 +469,20 @@ mod tests {
         let e = TrySendError::Closed(Message::new(NoDebug));
         assert_eq!(format!("{e:?}"), "Closed(..)");
         assert!(e.is_closed() && !e.is_full());
+    }
+
+    /// The crossbeam-channel conversions from the blocking errors to the others: each is the
+    /// `Closed` case, handing the message back (found by review: missing, so a function mixing
+    /// `send` and `try_send` could not use `?`).
+    #[test]
+    fn blocking_errors_convert_to_closed() {
+        let e: TrySendError<u8> = SendError(Message::new(7)).into();
+        assert!(e.is_closed());
+        assert_eq!(e.into_inner().into_payload(), 7);
+        let e: SendTimeoutError<u8> = SendError(Message::new(8)).into();
+        assert!(e.is_closed());
+        assert_eq!(e.into_inner().into_payload(), 8);
+        assert_eq!(TryRecvError::from(RecvError), TryRecvError::Closed);
+        assert_eq!(RecvTimeoutError::from(RecvError), RecvTimeoutError::Closed);
     }
 }
