@@ -290,6 +290,12 @@ impl From<String> for AttrValue {
         AttrValue::String(v)
     }
 }
+impl From<&String> for AttrValue {
+    /// As `&str` (so `with_attr("region", &region)` works, as it does for a [`PolicyValue`](crate::PolicyValue)).
+    fn from(v: &String) -> Self {
+        AttrValue::String(v.clone())
+    }
+}
 impl From<bool> for AttrValue {
     fn from(v: bool) -> Self {
         AttrValue::Bool(v)
@@ -1043,5 +1049,14 @@ mod tests {
         struct Secret;
         let s = format!("{:?}", Message::new(Secret).with_attr("k", 1));
         assert!(s.starts_with("Message { id: MessageId("), "{s}");
+    }
+
+    /// An attribute from a `&String`, as a policy value already could be (found by review:
+    /// `with_attr("region", &region)` did not compile).
+    #[test]
+    fn an_attribute_from_a_borrowed_string() {
+        let region = String::from("eu");
+        let m = Message::new(()).with_attr("region", &region);
+        assert_eq!(m.attr("region").and_then(AttrValue::as_str), Some("eu"));
     }
 }
