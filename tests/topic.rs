@@ -1139,3 +1139,31 @@ fn a_panicking_drop_of_an_expired_message_loses_no_other() {
     assert_eq!(sub.try_recv().unwrap().into_payload().value, 2);
     assert_eq!(sub.received(), 1);
 }
+
+/// A subscription says whether more can come, as a queue does (found by review: `Subscription`
+/// had no `is_closed`, so a subscriber could learn of a close only by draining its buffer).
+#[test]
+fn subscription_is_closed() {
+    let topic: Topic<u32> = Topic::new();
+    let open = topic.subscribe();
+    let removed = topic.subscribe();
+    let q = Queue::unbounded();
+    topic.subscribe_queue(&q);
+    assert!(!open.is_closed() && !removed.is_closed());
+    topic.publish(1).unwrap();
+    assert!(topic.unsubscribe(removed.id()));
+    assert!(removed.is_closed() && !open.is_closed());
+    assert_eq!(removed.recv().unwrap().into_payload(), 1); // buffered before the removal
+    assert_eq!(removed.try_recv().unwrap_err(), TryRecvError::Closed);
+    topic.close();
+    assert!(open.is_closed());
+    assert_eq!(open.recv().unwrap().into_payload(), 1);
+
+    // Gone (its last handle dropped), or closed before the subscription was made.
+    let gone: Topic<u32> = Topic::new();
+    let orphan = gone.subscribe();
+    drop(gone);
+    assert!(orphan.is_closed());
+    let late = topic.subscribe();
+    assert!(late.is_closed());
+}

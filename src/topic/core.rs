@@ -297,6 +297,12 @@ impl<T> Shared<T> {
         self.set.load().closed
     }
 
+    /// Whether the subscription `key` is in the current set (not yet removed, topic open).
+    pub(crate) fn contains(&self, key: SubKey) -> bool {
+        let set = self.set.load();
+        !set.closed && set.subs.binary_search_by_key(&key, |s| s.key).is_ok()
+    }
+
     pub(crate) fn subscriber_count(&self) -> usize {
         self.set.load().subs.len()
     }

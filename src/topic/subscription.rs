@@ -245,6 +245,28 @@ impl<T> Subscription<T> {
         }
     }
 
+    /// Whether no more messages will come: the topic is closed or gone, or this subscription
+    /// was removed with [`Topic::unsubscribe`](crate::Topic::unsubscribe). What is buffered can
+    /// still be received; once that is drained, receives fail with `Closed`. The same question
+    /// as [`Queue::is_closed`](crate::Queue::is_closed), for a subscriber.
+    ///
+    /// ```
+    /// use switchboard::Topic;
+    ///
+    /// let topic = Topic::new();
+    /// let (a, b) = (topic.subscribe(), topic.subscribe());
+    /// topic.publish(1).unwrap();
+    /// assert!(!a.is_closed());
+    /// topic.unsubscribe(b.id());
+    /// assert!(b.is_closed() && !a.is_closed());
+    /// topic.close();
+    /// assert!(a.is_closed());
+    /// assert_eq!(a.recv().unwrap().into_payload(), 1); // still buffered
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        self.topic.upgrade().is_none_or(|t| !t.contains(self.key))
+    }
+
     /// This subscription's id in its topic.
     pub fn id(&self) -> SubscriptionId {
         SubscriptionId(self.key)
