@@ -17,7 +17,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{SendTimeoutError, TrySendError};
+use crate::error::{SendError, SendTimeoutError, TrySendError};
 use crate::message::{Message, MessageId};
 use crate::queue::Queue;
 use crate::recipient_list::{RecipientList, RecipientListError};
@@ -479,6 +479,67 @@ impl<T> DeliverError<T> {
     }
 }
 
+/// The failure of a queue's send as the failure of a delivery, as [`Endpoint`] maps it: so an
+/// [`Endpoint::from_fn`] closure that forwards to a queue (or a topic) can hand its error on
+/// with `?` or `.map_err(Into::into)`.
+///
+/// ```
+/// use switchboard::{DeliverError, Endpoint, Message, Queue};
+///
+/// let audit: Queue<u32> = Queue::bounded(1);
+/// let forward = {
+///     let audit = audit.clone();
+///     Endpoint::from_fn(move |m: Message<u32>| {
+///         audit.try_send(m)?;
+///         Ok(())
+///     })
+/// };
+/// forward.deliver(1).unwrap();
+/// let err: DeliverError<u32> = forward.deliver(2).unwrap_err(); // the queue is full
+/// assert!(err.is_full());
+/// assert_eq!(err.into_inner().into_payload(), 2);
+/// ```
+impl<T> From<TrySendError<T>> for DeliverError<T> {
+    /// `Full` as `Full`, `Closed` as `Closed`.
+    fn from(e: TrySendError<T>) -> Self {
+        match e {
+            TrySendError::Full(m) => DeliverError::Full(m),
+            TrySendError::Closed(m) => DeliverError::Closed(m),
+        }
+    }
+}
+
+impl<T> From<SendError<T>> for DeliverError<T> {
+    /// `Closed`, the only way a blocking send fails.
+    fn from(e: SendError<T>) -> Self {
+        DeliverError::Closed(e.0)
+    }
+}
+
+impl<T> From<SendTimeoutError<T>> for DeliverError<T> {
+    /// `Timeout` as `Full` (no room in time), `Closed` as `Closed`.
+    fn from(e: SendTimeoutError<T>) -> Self {
+        match e {
+            SendTimeoutError::Timeout(m) => DeliverError::Full(m),
+            SendTimeoutError::Closed(m) => DeliverError::Closed(m),
+        }
+    }
+}
+
+impl<T> From<PublishError<T>> for DeliverError<T> {
+    /// `Full` as `Full` (the report is dropped), `Closed` as `Closed`, `Rejected` as
+    /// `Rejected` with its reason.
+    fn from(e: PublishError<T>) -> Self {
+        match e {
+            PublishError::Full { message, .. } => DeliverError::Full(message),
+            PublishError::Closed(m) => DeliverError::Closed(m),
+            PublishError::Rejected { message, reason } => {
+                DeliverError::Rejected { message, reason }
+            }
+        }
+    }
+}
+
 impl<T> fmt::Debug for DeliverError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -489,5 +550,43 @@ impl<T> fmt::Debug for DeliverError<T> {
                 .field("reason", reason)
                 .finish_non_exhaustive(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The queue's and topic's send errors convert to a delivery's, as an endpoint maps them,
+    /// handing the message back (found by review: a closure endpoint forwarding to a queue had
+    /// to match every variant by hand).
+    #[test]
+    fn send_errors_convert_to_deliver_errors() {
+        let m = |n: u8| Message::new(n);
+        let back = |e: DeliverError<u8>| e.into_inner().into_payload();
+        let e = DeliverError::from(TrySendError::Full(m(1)));
+        assert!(e.is_full());
+        assert_eq!(back(e), 1);
+        let e = DeliverError::from(TrySendError::Closed(m(2)));
+        assert!(e.is_closed());
+        assert_eq!(back(e), 2);
+        let e = DeliverError::from(SendError(m(3)));
+        assert!(e.is_closed());
+        assert_eq!(back(e), 3);
+        let e = DeliverError::from(SendTimeoutError::Timeout(m(4)));
+        assert!(e.is_full());
+        assert_eq!(back(e), 4);
+        let e = DeliverError::from(SendTimeoutError::Closed(m(5)));
+        assert!(e.is_closed());
+        assert_eq!(back(e), 5);
+        let e = DeliverError::from(PublishError::Rejected {
+            message: m(6),
+            reason: "no".into(),
+        });
+        assert_eq!(e.reason(), Some("no"));
+        assert_eq!(back(e), 6);
+        let e = DeliverError::from(PublishError::Closed(m(7)));
+        assert!(e.is_closed());
+        assert_eq!(back(e), 7);
     }
 }
