@@ -2,9 +2,10 @@
 //! patterns, inside one program, with crossbeam-channel on the hot path.
 //!
 //! No server, no network, no background threads (a [consumer pool](consumer) starts threads only
-//! because you asked for one). Every handle is cheap to clone and shares one underlying object;
-//! every failed send hands the message back; every time-based behaviour runs on a [`Clock`] that
-//! tests replace with a [`ManualClock`].
+//! because you asked for one). Every handle to a queue, topic, recipient list or service is cheap
+//! to clone and shares one underlying object (a [`Subscription`] is one subscriber's own stream,
+//! and a [`Delivery`] one lease: neither is `Clone`); every failed send hands the message back;
+//! every time-based behaviour runs on a [`Clock`] that tests replace with a [`ManualClock`].
 //!
 //! # Queue: point-to-point
 //!

@@ -437,3 +437,29 @@ fn a_closure_sending_back_through_its_own_list_is_refused_as_a_loop() {
     list.send(m).unwrap();
     assert_eq!(drain(&q), [7, 7]);
 }
+
+/// What the README promises, exactly: a message that no recipient took because they failed
+/// comes back; one routed only to names the list does not hold is skipped and reported under
+/// the default policy (not handed back), and refused under `UnknownRecipients::Error` (found by
+/// review: the README said any message no recipient took comes back).
+#[test]
+fn a_message_routed_only_to_unknown_names_is_skipped_unless_refused() {
+    let skip: RecipientList<u32> = RecipientList::new(Route::to(["nobody"]));
+    let report = skip.send(1).unwrap();
+    assert_eq!((report.delivered(), report.unknown()), (0, 1));
+    assert_eq!(report.get("nobody"), Some(&Outcome::Unknown));
+
+    let refuse: RecipientList<u32> = RecipientList::builder()
+        .route(Route::to(["nobody"]))
+        .unknown(UnknownRecipients::Error)
+        .build();
+    assert_eq!(refuse.send(2).unwrap_err().into_inner().into_payload(), 2);
+
+    let closed = Queue::unbounded();
+    closed.close();
+    let failing: RecipientList<u32> = RecipientList::new(Route::to(["closed"]));
+    failing.add("closed", &closed);
+    let err = failing.send(3).unwrap_err();
+    assert!(matches!(err, RecipientListError::Undelivered { .. }));
+    assert_eq!(err.into_inner().into_payload(), 3);
+}

@@ -31,7 +31,8 @@
 //!
 //! # Matching rules
 //!
-//! These follow SNS (see `shared/conformance/sns` for the cases they were checked against).
+//! These follow SNS (the crate's `tests/filter_conformance.rs` checks them against recorded SNS
+//! cases).
 //!
 //! ## Exact matching is case-sensitive
 //!
