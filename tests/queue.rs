@@ -2429,4 +2429,21 @@ fn a_dead_letter_sent_again_by_hand_is_a_message_sent_directly() {
     assert!(dlq.try_receive().is_err());
     let s = dlq.stats();
     assert_eq!((s.expired, s.redriven, s.visible), (1, 0, 0));
+
+/// `Queue::default()` is an unbounded queue with the default options, as `Topic::default()`
+/// is a topic (found by review: a struct holding a queue could not derive `Default`).
+#[test]
+fn default_is_unbounded() {
+    let q: Queue<u32> = Queue::default();
+    assert_eq!(q.capacity(), None);
+    assert_eq!(
+        q.visibility_timeout(),
+        Queue::<u32>::unbounded().visibility_timeout()
+    );
+    assert_eq!(
+        (q.max_attempts(), q.name(), q.is_closed()),
+        (None, None, false)
+    );
+    q.send(1).unwrap();
+    assert_eq!(q.recv().unwrap().into_payload(), 1);
 }

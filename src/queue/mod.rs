@@ -954,6 +954,25 @@ impl<T> Queue<T> {
     }
 }
 
+impl<T: Send + Sync + 'static> Default for Queue<T> {
+    /// An unbounded queue with the default options, as [`Queue::unbounded`] (and as
+    /// [`Topic::default`](crate::Topic) is a new topic).
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// #[derive(Default)]
+    /// struct Jobs {
+    ///     pending: Queue<String>,
+    /// }
+    /// let jobs = Jobs::default();
+    /// assert_eq!(jobs.pending.capacity(), None);
+    /// ```
+    fn default() -> Self {
+        Queue::unbounded()
+    }
+}
+
 impl<T> Clone for Queue<T> {
     /// Another handle to the same queue.
     fn clone(&self) -> Self {
