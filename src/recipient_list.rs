@@ -1015,6 +1015,14 @@ impl<T> fmt::Debug for RecipientList<T> {
 /// assert_eq!(list.names(), ["q"]);
 /// # let _ = list.send(1);
 /// ```
+///
+/// It does nothing until it is finished, so the compiler warns about one left unfinished:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// switchboard::RecipientList::<u32>::builder().route(switchboard::Route::all()); // error: unused builder
+/// ```
+#[must_use = "a RecipientListBuilder makes no list until build()"]
 pub struct RecipientListBuilder<T> {
     route: Route<T>,
     unknown: UnknownRecipients,

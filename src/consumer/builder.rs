@@ -36,6 +36,15 @@ use crate::queue::{Delivery, Queue};
 /// assert_eq!((stats.processed, stats.failed, stats.dead_lettered), (9, 3, 1));
 /// assert_eq!(dlq.try_recv().unwrap().dead_letter().unwrap().reason(), "seven is unlucky");
 /// ```
+///
+/// It does nothing until it is finished, so the compiler warns about one left unfinished:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let queue: switchboard::Queue<u32> = switchboard::Queue::unbounded();
+/// switchboard::Consumer::new(&queue).workers(4); // error: unused `Consumer`: no pool started
+/// ```
+#[must_use = "a Consumer starts no pool until start(), start_with_delivery() or start_batch()"]
 pub struct Consumer<T> {
     queue: Queue<T>,
     settings: Settings,

@@ -817,6 +817,14 @@ impl<T> Filter<T> {
 /// assert!(built.matches(&m) && json.matches(&m));
 /// # Ok::<(), switchboard::FilterError>(())
 /// ```
+///
+/// It does nothing until it is finished, so the compiler warns about one left unfinished:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// switchboard::Filter::builder().eq("region", "eu"); // error: unused `FilterBuilder`
+/// ```
+#[must_use = "a FilterBuilder makes no filter until build()"]
 #[derive(Clone, Debug, Default)]
 pub struct FilterBuilder {
     node: Node,

@@ -28,6 +28,14 @@ use crate::queue::Queue;
 /// assert_eq!(q.capacity(), Some(1024));
 /// assert_eq!(q.name(), Some("orders"));
 /// ```
+///
+/// It does nothing until it is finished, so the compiler warns about one left unfinished:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// switchboard::Queue::<u32>::builder().capacity(8); // error: unused `QueueBuilder`
+/// ```
+#[must_use = "a QueueBuilder makes no queue until build()"]
 pub struct QueueBuilder<T> {
     capacity: Option<usize>,
     visibility: Duration,

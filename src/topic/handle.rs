@@ -547,6 +547,14 @@ impl<T> fmt::Debug for Topic<T> {
 /// assert_eq!(sub.try_recv().unwrap().into_payload(), "ok"); // only the valid one
 /// assert!(sub.try_recv().is_err());
 /// ```
+///
+/// It does nothing until it is finished, so the compiler warns about one left unfinished:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// switchboard::Topic::<u32>::builder().name("orders"); // error: unused `TopicBuilder`
+/// ```
+#[must_use = "a TopicBuilder makes no topic until build()"]
 pub struct TopicBuilder<T> {
     validator: Option<Box<Validator<T>>>,
     name: Option<String>,
