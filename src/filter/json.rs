@@ -599,3 +599,44 @@ impl<'de, T> serde::Deserialize<'de> for Filter<T> {
         parse_value(&v, &FilterLimits::default()).map_err(serde::de::Error::custom)
     }
 }
+
+/// Parses SNS filter-policy JSON with the default limits, as [`Filter::from_json`] does, so a
+/// policy read from configuration can be `parse`d.
+///
+/// ```
+/// use switchboard::{Filter, Message};
+///
+/// let f: Filter<()> = r#"{"region": ["eu"]}"#.parse()?;
+/// assert!(f.matches(&Message::new(()).with_attr("region", "eu")));
+/// assert!("{not json".parse::<Filter<()>>().is_err());
+/// # Ok::<(), switchboard::FilterError>(())
+/// ```
+impl<T> std::str::FromStr for Filter<T> {
+    type Err = FilterError;
+
+    fn from_str(text: &str) -> Result<Filter<T>, FilterError> {
+        Filter::from_json(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `str::parse` reads a policy as `from_json` does, errors included (found by review: a
+    /// policy from configuration could not be `parse`d).
+    #[test]
+    fn a_filter_parses_from_a_str() {
+        let text = r#"{"amount": [{"numeric": [">=", 100]}]}"#;
+        let parsed: Filter<()> = text.parse().unwrap();
+        assert_eq!(
+            parsed.to_json(),
+            Filter::<()>::from_json(text).unwrap().to_json()
+        );
+        let bad = r#"{"amount": [{"numeric": [">", 3, "<", 1]}]}"#;
+        assert_eq!(
+            bad.parse::<Filter<()>>().unwrap_err().to_string(),
+            Filter::<()>::from_json(bad).unwrap_err().to_string()
+        );
+    }
+}
