@@ -155,3 +155,38 @@ fn pattern_handles_are_send_sync() {
     static_error::<RequestError>();
     static_error::<GatherError>();
 }
+
+/// The topic, filter and consumer handles and their errors cross threads too (found by review:
+/// this file checked only the queue's and the conversation patterns' types).
+#[test]
+fn topic_filter_and_consumer_handles_are_send_sync() {
+    use switchboard::{
+        Consumer, ConsumerHandle, ConsumerStats, DeliverError, Filter, FilterBuilder, FilterError,
+        FilterIndex, FilterSnapshot, PublishError, PublishReport, RetryPolicy, ShutdownReport,
+        SubscribeOptions, Subscription, SubscriptionStats, Topic, TopicBuilder, TopicStats,
+    };
+    #[derive(Clone)]
+    struct Ev(Vec<u8>);
+    send_sync::<Topic<Ev>>();
+    send_sync::<TopicBuilder<Ev>>();
+    send_sync::<Subscription<Ev>>();
+    send_sync::<SubscribeOptions>();
+    send_sync::<PublishReport>();
+    send_sync::<TopicStats>();
+    send_sync::<SubscriptionStats>();
+    send_sync::<switchboard::topic::Iter<'static, Ev>>();
+    send_sync::<switchboard::topic::IntoIter<Ev>>();
+    send_sync::<Filter<Ev>>();
+    send_sync::<FilterBuilder>();
+    send_sync::<FilterIndex<u64, Ev>>();
+    send_sync::<FilterSnapshot<u64, Ev>>();
+    send_sync::<Consumer<Job>>();
+    send_sync::<ConsumerHandle<Job>>();
+    send_sync::<ConsumerStats>();
+    send_sync::<ShutdownReport>();
+    send_sync::<RetryPolicy>();
+    send_sync::<switchboard::queue::Leasing<'static, Job>>();
+    static_error::<PublishError<Ev>>();
+    static_error::<DeliverError<Ev>>();
+    static_error::<FilterError>();
+}
