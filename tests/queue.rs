@@ -2447,3 +2447,25 @@ fn default_is_unbounded() {
     q.send(1).unwrap();
     assert_eq!(q.recv().unwrap().into_payload(), 1);
 }
+
+/// What the module docs warn crossbeam users about: dropping every other handle (the
+/// producers') does not close a queue, since every handle can receive too; only `close` does
+/// (found by review: undocumented, and the opposite of crossbeam-channel, where dropping the
+/// last sender ends the receivers' loops).
+#[test]
+fn dropping_the_producers_handles_does_not_close() {
+    let q: Queue<u32> = Queue::unbounded();
+    let producers: Vec<Queue<u32>> = (0..3).map(|_| q.clone()).collect();
+    for (i, p) in producers.into_iter().enumerate() {
+        p.send(i as u32).unwrap();
+    }
+    assert!(!q.is_closed());
+    assert_eq!(q.try_iter().count(), 3);
+    assert_eq!(q.try_recv().unwrap_err(), TryRecvError::Empty);
+    assert_eq!(
+        q.recv_timeout(ms(1)).unwrap_err(),
+        RecvTimeoutError::Timeout
+    );
+    q.close();
+    assert_eq!(q.recv().unwrap_err(), RecvError);
+}

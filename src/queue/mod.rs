@@ -93,6 +93,26 @@
 //! nothing visible, delayed or in flight. Deliveries can be acked, nacked or rejected after close.
 //! Dropping the last handle (and the last `Delivery`) drops the messages still in the queue.
 //!
+//! Unlike a crossbeam-channel, flume or `std::sync::mpsc` channel, a queue has no separate
+//! sender and receiver handles: every handle can do both, so a queue does not close when its
+//! producers drop their handles. A receiver (a `for m in &queue` loop, a consumer pool's `join`)
+//! ends only after someone calls `close`: do so when the last producer is done.
+//!
+//! ```
+//! use std::thread;
+//! use std::time::Duration;
+//! use switchboard::{Queue, RecvTimeoutError};
+//!
+//! let q = Queue::unbounded();
+//! let producer = q.clone();
+//! thread::spawn(move || producer.send(1).unwrap()).join().unwrap(); // its handle is gone
+//! assert_eq!(q.recv().unwrap().into_payload(), 1);
+//! let err = q.recv_timeout(Duration::from_millis(5)).unwrap_err();
+//! assert_eq!(err, RecvTimeoutError::Timeout); // not Closed: nobody closed it
+//! q.close();
+//! assert!(q.recv().is_err());
+//! ```
+//!
 //! # Time
 //!
 //! No thread runs behind the queue. Visibility timeouts, delays and expiry are deadlines that
