@@ -166,6 +166,16 @@ impl<Req, Rep> fmt::Debug for Service<Req, Rep> {
 /// request.reply(len).unwrap();
 /// assert_eq!(asking.join().unwrap(), Ok(4));
 /// ```
+///
+/// A responder dropped at once (a call to `responder` used as a statement) was registered for
+/// nothing, and if it was the last one the requests queued are dropped; the compiler warns:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let service: switchboard::Service<u32, u32> = switchboard::Service::unbounded();
+/// service.responder(); // error: unused `Responder`
+/// ```
+#[must_use = "dropping a Responder unregisters it (the last one drops the queued requests)"]
 pub struct Responder<Req, Rep> {
     gate: Gate<Req, Rep>,
 }
