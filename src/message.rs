@@ -560,6 +560,17 @@ impl ReplyMeta {
 /// assert_eq!(m.into_payload(), "order-1");
 /// ```
 ///
+/// Because a send takes anything that converts into a `Message<T>`, a `Message<i32>` could
+/// itself be the payload of a `Message<Message<i32>>`: a queue or topic whose payload type
+/// nothing else fixes needs it written out when its first send is a built message.
+///
+/// ```
+/// use switchboard::{Message, Queue};
+///
+/// let q: Queue<i32> = Queue::unbounded(); // without `<i32>`: "type annotations needed"
+/// q.send(Message::new(1).with_attr("k", "v")).unwrap();
+/// ```
+///
 /// The timestamp is the time the message was sent to the queue it is in (SQS's `SentTimestamp`),
 /// or the time it was published to a topic, on that queue's or topic's clock; it is `None` before
 /// the first send. A time-to-live counts from it, so a message forwarded to another queue or
