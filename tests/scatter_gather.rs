@@ -988,3 +988,28 @@ fn a_request_that_found_no_room_before_its_deadline_counts_as_timed_out() {
     let s = sg.stats();
     assert_eq!((s.requests, s.timed_out), (1, 1));
 }
+
+/// A responder drains what waits without blocking, as a queue's `try_iter` does (found by
+/// review: `Responder` had `iter` but no `try_iter`, so a poller had to loop on `try_recv`).
+#[test]
+fn responder_try_iter_takes_what_waits_and_never_blocks() {
+    let service: switchboard::Service<u32, u32> = switchboard::Service::unbounded();
+    let responder = service.responder();
+    assert_eq!(responder.try_iter().count(), 0); // open and empty: returns at once
+    let requester = service.requester();
+    let asking = thread::spawn(move || requester.request(20, Duration::from_secs(10)));
+    let t0 = Instant::now();
+    let request = loop {
+        if let Some(r) = responder.try_iter().next() {
+            break r;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the request never came"
+        );
+        thread::yield_now();
+    };
+    let n = *request.body();
+    request.reply(n + 1).unwrap();
+    assert_eq!(asking.join().unwrap(), Ok(21));
+}

@@ -246,6 +246,26 @@ impl<Req, Rep> Responder<Req, Rep> {
         std::iter::from_fn(move || self.recv().ok())
     }
 
+    /// An iterator over the requests waiting now; it never waits (as
+    /// [`Queue::try_iter`](crate::Queue::try_iter)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{RequestError, Service};
+    ///
+    /// let service: Service<u32, u32> = Service::unbounded();
+    /// let responder = service.responder();
+    /// let requester = service.requester();
+    /// // Nobody answers within a millisecond: the request times out but waits in the queue.
+    /// assert_eq!(requester.request(1, Duration::from_millis(1)), Err(RequestError::Timeout));
+    /// let waiting: Vec<u32> = responder.try_iter().map(|r| *r.body()).collect();
+    /// assert_eq!(waiting, [1]);
+    /// assert_eq!(responder.try_iter().count(), 0); // and returns at once when none wait
+    /// ```
+    pub fn try_iter(&self) -> impl Iterator<Item = Request<Req, Rep>> + '_ {
+        std::iter::from_fn(move || self.try_recv().ok())
+    }
+
     /// Answers requests with `f` until the service is closed and drained; returns how many it
     /// answered (late replies included).
     pub fn serve(&self, mut f: impl FnMut(&Req) -> Rep) -> usize {
