@@ -2429,6 +2429,7 @@ fn a_dead_letter_sent_again_by_hand_is_a_message_sent_directly() {
     assert!(dlq.try_receive().is_err());
     let s = dlq.stats();
     assert_eq!((s.expired, s.redriven, s.visible), (1, 0, 0));
+}
 
 /// `Queue::default()` is an unbounded queue with the default options, as `Topic::default()`
 /// is a topic (found by review: a struct holding a queue could not derive `Default`).
