@@ -2470,3 +2470,28 @@ fn dropping_the_producers_handles_does_not_close() {
     q.close();
     assert_eq!(q.recv().unwrap_err(), RecvError);
 }
+
+/// `deliveries` leases one message after another and ends once the queue is closed and
+/// drained; a delivery dropped without a verdict comes back to it (at-least-once), with its
+/// attempt counted.
+#[test]
+fn deliveries_iterate_on_lease_until_closed_and_drained() {
+    let q = Queue::unbounded();
+    q.send_batch(1..=3).unwrap();
+    q.close();
+    let mut seen = Vec::new();
+    let mut dropped_once = false;
+    for d in q.deliveries() {
+        if *d.payload() == 2 && !dropped_once {
+            dropped_once = true;
+            drop(d); // no verdict: back to the queue
+            continue;
+        }
+        seen.push((*d.payload(), d.attempt()));
+        d.ack().unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [(1, 1), (2, 2), (3, 1)]);
+    let s = q.stats();
+    assert_eq!((s.acked, s.abandoned, s.in_flight, s.visible), (3, 1, 0, 0));
+}

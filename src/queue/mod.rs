@@ -592,6 +592,29 @@ impl<T> Queue<T> {
         TryIter { queue: self }
     }
 
+    /// A blocking iterator over deliveries on lease (at-least-once), on the queue's visibility
+    /// timeout: [`receive`](Queue::receive) in a loop. It ends when the queue is closed and
+    /// drained. Each delivery wants its verdict; one dropped without it comes back, to this
+    /// iterator or another receiver.
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let q = Queue::unbounded();
+    /// q.send_batch(1..=3).unwrap();
+    /// q.close(); // the iterator ends once the queue is closed and every lease is settled
+    /// let mut sum = 0;
+    /// for d in q.deliveries() {
+    ///     sum += *d.payload();
+    ///     d.ack().unwrap();
+    /// }
+    /// assert_eq!(sum, 6);
+    /// ```
+    pub fn deliveries(&self) -> Deliveries<'_, T> {
+        self.with_visibility(self.shared.config.visibility)
+            .deliveries()
+    }
+
     // ----- leased receiving -------------------------------------------------------------------
 
     /// Receives a message on lease if one is ready, without waiting (at-least-once).
@@ -1034,7 +1057,15 @@ pub struct Leasing<'a, T> {
     visibility: Duration,
 }
 
-impl<T> Leasing<'_, T> {
+impl<'a, T> Leasing<'a, T> {
+    /// As [`Queue::deliveries`], on this visibility timeout.
+    pub fn deliveries(&self) -> Deliveries<'a, T> {
+        Deliveries {
+            queue: self.queue,
+            visibility: self.visibility,
+        }
+    }
+
     /// As [`Queue::try_receive`].
     ///
     /// # Errors
@@ -1126,6 +1157,42 @@ impl<T> Iterator for Iter<'_, T> {
 impl<T> fmt::Debug for Iter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Iter { .. }")
+    }
+}
+
+/// A blocking iterator over deliveries on lease: see [`Queue::deliveries`].
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard::Queue;
+///
+/// let q = Queue::unbounded();
+/// q.send("job").unwrap();
+/// q.close();
+/// let mut long = q.with_visibility(Duration::from_secs(600)).deliveries();
+/// let d = long.next().unwrap();
+/// assert!(d.lease_deadline() > std::time::Instant::now() + Duration::from_secs(500));
+/// d.ack().unwrap();
+/// assert!(long.next().is_none());
+/// ```
+pub struct Deliveries<'a, T> {
+    queue: &'a Queue<T>,
+    visibility: Duration,
+}
+
+impl<T> Iterator for Deliveries<'_, T> {
+    type Item = Delivery<T>;
+
+    fn next(&mut self) -> Option<Delivery<T>> {
+        self.queue.with_visibility(self.visibility).receive().ok()
+    }
+}
+
+impl<T> fmt::Debug for Deliveries<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Deliveries")
+            .field("visibility", &self.visibility)
+            .finish_non_exhaustive()
     }
 }
 
