@@ -141,3 +141,31 @@ fn a_burst_of_leases_gives_its_memory_back() {
         "the queue keeps {kept} bytes after the burst"
     );
 }
+
+/// A burst settled by single acks gives its memory back too, as the queue docs say ("given
+/// back once it is over (no lease out ...)"), without waiting for some later event (found by
+/// review: only a batch ack, a nack or a receive past a lease's old deadline freed the table,
+/// so a queue whose burst was acked one by one and then went quiet kept it).
+#[test]
+fn a_burst_acked_one_by_one_gives_its_memory_back() {
+    use std::time::Duration;
+
+    const N: u64 = 10_000;
+    let q = Queue::<u64>::unbounded();
+    let ((), kept) = bytes_for(|| {
+        for i in 0..N {
+            q.send(i).unwrap();
+        }
+        let batch = q.receive_many(N as usize, Duration::ZERO).unwrap();
+        assert_eq!(batch.len() as u64, N);
+        for d in batch {
+            d.ack().unwrap();
+        }
+        assert!(q.is_empty());
+    });
+    println!("kept after a burst of {N} leases acked one by one: {kept} bytes");
+    assert!(
+        kept < 16 * 1024,
+        "the queue keeps {kept} bytes after the burst"
+    );
+}

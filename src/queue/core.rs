@@ -2113,6 +2113,10 @@ impl<T> Shared<T> {
             };
             if changed {
                 self.publish_next(&mut slow);
+            } else {
+                // An ack changes nothing a receiver can get, but may end the last lease of a
+                // burst: its table is given back now, not at some later event.
+                slow.shrink_idle();
             }
             if self.is_closed() {
                 // Receivers of a closed queue wait for the last lease to settle.
