@@ -2495,3 +2495,279 @@ fn deliveries_iterate_on_lease_until_closed_and_drained() {
     let s = q.stats();
     assert_eq!((s.acked, s.abandoned, s.in_flight, s.visible), (3, 1, 0, 0));
 }
+
+/// Review (lease table given back): leases past the kept size all run out, so the table is
+/// freed while their holders still hold them; every verdict of those stale holders fails
+/// without touching the leases made in the new table, whose slots they name again.
+#[test]
+fn stale_holders_outlive_a_freed_lease_table() {
+    let (clock, q) = manual();
+    q.send_batch(0..200).unwrap();
+    let mut stale = q
+        .with_visibility(secs(1))
+        .receive_many(200, Duration::ZERO)
+        .unwrap();
+    assert_eq!(stale.len(), 200);
+    clock.advance(secs(1));
+    // The leases run out; the table empties (and is freed) on this receive.
+    let mut fresh = q.receive_many(200, Duration::ZERO).unwrap();
+    assert_eq!(fresh.len(), 200);
+    assert_eq!(q.stats().in_flight, 200);
+    assert!(fresh.iter().all(|d| d.attempt() == 2));
+    // Stale verdicts of every kind, each on a slot the new table uses again.
+    let last = stale.pop().unwrap();
+    assert!(last.ack().is_err());
+    let mut d = stale.pop().unwrap();
+    assert!(d.extend(secs(100)).is_err());
+    assert!(d.nack().is_err());
+    assert!(stale.pop().unwrap().nack_after(secs(1)).is_err());
+    assert!(stale.pop().unwrap().reject("no").is_err());
+    drop(stale.pop().unwrap());
+    let lost = q.ack_many(stale.drain(..100));
+    assert_eq!(lost.len(), 100);
+    let s = q.stats();
+    assert_eq!((s.in_flight, s.visible, s.acked, s.nacked), (200, 0, 0, 0));
+    assert_eq!(s.lease_expired, 200);
+    // Now drop every fresh lease but the first 10 and ack the rest: all land once.
+    let keep: Vec<_> = fresh.drain(..10).collect();
+    drop(fresh);
+    assert_eq!(q.stats().in_flight, 10);
+    drop(stale);
+    let again = q.receive_many(500, Duration::ZERO).unwrap();
+    assert_eq!(again.len(), 190);
+    assert!(q.ack_many(keep).is_empty());
+    assert!(q.ack_many(again).is_empty());
+    let s = q.stats();
+    assert_eq!((s.in_flight, s.visible, s.acked), (0, 0, 200));
+    // The table freed again: one more round, with the clock running out the leases once more.
+    q.send_batch(0..100).unwrap();
+    let old = q.receive_many(100, Duration::ZERO).unwrap();
+    clock.advance(secs(10));
+    assert_eq!(q.len(), 100);
+    let mut new = q.receive_many(100, Duration::ZERO).unwrap();
+    for d in old {
+        assert!(d.ack().is_err());
+    }
+    let mut d = new.pop().unwrap();
+    d.extend(secs(60)).unwrap();
+    clock.advance(secs(30));
+    assert_eq!(q.len(), 99, "only the extended lease holds");
+    d.ack().unwrap();
+    drop(new);
+    assert_eq!(q.try_iter().count(), 99);
+    assert_eq!(q.stats().acked, 201);
+}
+
+/// Review: threads leasing, acking in batches, dropping, nacking and extending bursts past the
+/// kept table size while another moves the manual clock past their leases: nothing panics, and
+/// each message is acked exactly once in the end.
+#[test]
+fn bursts_of_leases_with_a_moving_clock_settle_exactly() {
+    finishes_within(Duration::from_secs(60), "burst stress", || {
+        let clock = ManualClock::new();
+        let q: Queue<u32> = Queue::builder()
+            .clock(clock.clone())
+            .visibility_timeout(secs(5))
+            .build();
+        const N: u32 = 4000;
+        q.send_batch(0..N).unwrap();
+        let acked: Arc<Vec<AtomicUsize>> = Arc::new((0..N).map(|_| AtomicUsize::new(0)).collect());
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        thread::scope(|s| {
+            for t in 0..4u64 {
+                let q = q.clone();
+                let acked = Arc::clone(&acked);
+                let done = Arc::clone(&done);
+                s.spawn(move || {
+                    let mut rng = common::Rng::new(t + 1);
+                    let deadline = Instant::now() + Duration::from_secs(40);
+                    while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+                        let mut batch = q
+                            .receive_many(1 + rng.below(150) as usize, Duration::ZERO)
+                            .unwrap();
+                        if batch.is_empty() {
+                            thread::yield_now();
+                            continue;
+                        }
+                        match rng.below(5) {
+                            0 => drop(batch),
+                            1 => {
+                                for d in batch {
+                                    let _ = d.nack();
+                                }
+                            }
+                            2 => {
+                                for d in &mut batch {
+                                    let _ = d.extend(secs(rng.below(10)));
+                                }
+                                let _ = q.ack_many(batch);
+                            }
+                            _ => {
+                                let ids: Vec<(u64, u32)> =
+                                    batch.iter().map(|d| (d.id().get(), *d.payload())).collect();
+                                let lost: HashSet<u64> =
+                                    q.ack_many(batch).into_iter().map(|i| i.get()).collect();
+                                for (id, p) in ids {
+                                    if !lost.contains(&id) {
+                                        acked[p as usize].fetch_add(1, Ordering::SeqCst);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+            let q2 = q.clone();
+            let done2 = Arc::clone(&done);
+            s.spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(40);
+                while Instant::now() < deadline {
+                    clock.advance(secs(3));
+                    thread::yield_now();
+                    let st = q2.stats();
+                    if st.acked == u64::from(N) {
+                        break;
+                    }
+                }
+                done2.store(true, Ordering::SeqCst);
+            });
+        });
+        let s = q.stats();
+        let total: usize = acked.iter().map(|a| a.load(Ordering::SeqCst)).sum();
+        assert_eq!(s.acked, u64::from(N), "{s:?}");
+        assert_eq!((s.in_flight, s.visible), (0, 0), "{s:?}");
+        // Acks in branch 2 are not tracked per payload; the rest never twice.
+        assert!(
+            acked.iter().all(|a| a.load(Ordering::SeqCst) <= 1),
+            "{total}"
+        );
+    });
+}
+
+/// Review: a FIFO queue's batch ack frees each group it settles, and the next of every group
+/// goes out; bursts of groups past the kept table size, twice.
+#[test]
+fn fifo_batch_acks_free_every_group_across_freed_tables() {
+    let clock = ManualClock::new();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .fifo()
+        .visibility_timeout(secs(5))
+        .build();
+    for round in 0..3u32 {
+        for g in 0..100u32 {
+            q.send(Message::new(round).with_group(format!("g{g}")))
+                .unwrap();
+        }
+    }
+    for round in 0..3u32 {
+        let batch = q.receive_many(1000, Duration::ZERO).unwrap();
+        assert_eq!(batch.len(), 100, "round {round}");
+        assert!(batch.iter().all(|d| *d.payload() == round));
+        if round == 1 {
+            // Run out first: the stale batch ack frees nothing; the redelivery is acked.
+            clock.advance(secs(5));
+            let again = q.receive_many(1000, Duration::ZERO).unwrap();
+            assert_eq!(again.len(), 100);
+            assert_eq!(q.ack_many(batch).len(), 100);
+            assert!(q.ack_many(again).is_empty());
+        } else {
+            assert!(q.ack_many(batch).is_empty());
+        }
+    }
+    assert!(q.try_receive().is_err());
+    let s = q.stats();
+    assert_eq!((s.acked, s.in_flight, s.visible), (300, 0, 0));
+}
+
+/// Review: a batch ack whose acked payload panics in its drop, holding a lost lease (shared
+/// with its new holder) and a trivially dropped message too: the others are acked once, the lost
+/// one acts as a dropped delivery, and the queue goes on.
+#[test]
+fn a_panicking_drop_in_a_batch_ack_settles_the_rest_once() {
+    struct P(u32, bool);
+    impl Drop for P {
+        fn drop(&mut self) {
+            if self.1 && !thread::panicking() {
+                panic!("payload {}", self.0);
+            }
+        }
+    }
+    let clock = ManualClock::new();
+    let q: Queue<P> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .build();
+    q.send(P(0, false)).unwrap();
+    let stale = q.with_visibility(secs(1)).receive().unwrap();
+    clock.advance(secs(1));
+    let holder = q.receive().unwrap(); // the same message, leased again
+    q.send(P(1, true)).unwrap();
+    q.send(P(2, false)).unwrap();
+    let rest = q.receive_many(10, Duration::ZERO).unwrap();
+    assert_eq!(rest.len(), 2);
+    let stale_id = stale.id();
+    let mut batch = vec![stale];
+    batch.extend(rest);
+    let r = panic::catch_unwind(AssertUnwindSafe(|| q.ack_many(batch)));
+    assert!(r.is_err());
+    let s = q.stats();
+    assert_eq!((s.acked, s.in_flight, s.visible), (2, 1, 0), "{s:?}");
+    assert_eq!(holder.id(), stale_id);
+    holder.ack().unwrap();
+    assert_eq!(q.stats().acked, 3);
+    q.send(P(3, false)).unwrap();
+    assert_eq!(q.recv().unwrap().payload().0, 3);
+}
+
+/// Review: dead letters leased in their dead-letter queue past the kept table size and put
+/// back (dropped, nacked, run out) stay dead letters across the freed table: redrive moves each
+/// back once, and a stale holder's verdict changes nothing.
+#[test]
+fn dead_letters_leased_and_put_back_across_a_freed_table_redrive() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .build();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send_batch(0..150).unwrap();
+    for d in q.receive_many(150, Duration::ZERO).unwrap() {
+        d.reject("bad").unwrap();
+    }
+    assert_eq!(dlq.len(), 150);
+    let mut held = dlq
+        .with_visibility(secs(1))
+        .receive_many(150, Duration::ZERO)
+        .unwrap();
+    assert!(held.iter().all(|d| d.dead_letter().is_some()));
+    let nacked: Vec<_> = held.drain(..50).collect();
+    for d in nacked {
+        d.nack().unwrap();
+    }
+    drop(held.drain(..50).collect::<Vec<_>>());
+    clock.advance(secs(1)); // the last 50 run out while held
+    assert_eq!(dlq.len(), 150);
+    assert_eq!(dlq.stats().in_flight, 0);
+    // Leased again (a new table) and put back by dropping, while the stale holders act.
+    let again = dlq.receive_many(150, Duration::ZERO).unwrap();
+    assert_eq!(again.len(), 150);
+    assert!(again.iter().all(|d| d.dead_letter().is_some()));
+    assert_eq!(dlq.ack_many(held).len(), 50);
+    drop(again);
+    assert_eq!(dlq.redrive(), 150);
+    assert_eq!(dlq.len(), 0);
+    let back: Vec<u32> = q
+        .try_iter()
+        .map(|m| {
+            assert!(m.dead_letter().is_none());
+            m.into_payload()
+        })
+        .collect();
+    assert_eq!(back.len(), 150);
+    let set: HashSet<u32> = back.into_iter().collect();
+    assert_eq!(set.len(), 150);
+}
