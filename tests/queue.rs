@@ -2771,3 +2771,37 @@ fn dead_letters_leased_and_put_back_across_a_freed_table_redrive() {
     let set: HashSet<u32> = back.into_iter().collect();
     assert_eq!(set.len(), 150);
 }
+
+/// A dead letter read by a plain receive carries its record; sent back to its source by hand and
+/// dead-lettered again, then leased in the dead-letter queue and put back (its body shared from
+/// then on), a redrive clears that old record as it does for a letter never leased: the message
+/// back in its source is no dead letter (found by review: it still reported the first
+/// dead-lettering's reason after the redrive).
+#[test]
+fn a_redriven_letter_leased_in_the_dead_letter_queue_carries_no_old_record() {
+    let dlq: Queue<u32> = Queue::unbounded();
+    let q: Queue<u32> = Queue::builder().name("src").dead_letter(&dlq, 5).build();
+    for lease_in_dlq in [false, true] {
+        q.send(1).unwrap();
+        q.receive().unwrap().reject("first").unwrap();
+        let m = dlq.try_recv().unwrap();
+        assert_eq!(m.dead_letter().unwrap().reason(), "first");
+        q.send(m).unwrap(); // by hand, back to its source
+        q.receive().unwrap().reject("second").unwrap();
+        if lease_in_dlq {
+            let d = dlq.receive().unwrap();
+            assert_eq!(d.dead_letter().unwrap().reason(), "second");
+            d.nack().unwrap();
+        }
+        assert_eq!(dlq.redrive(), 1);
+        let back = q.receive().unwrap();
+        assert!(
+            back.dead_letter().is_none(),
+            "lease_in_dlq {lease_in_dlq}: {:?}",
+            back.dead_letter()
+        );
+        back.nack().unwrap();
+        let plain = q.try_recv().unwrap();
+        assert!(plain.dead_letter().is_none(), "lease_in_dlq {lease_in_dlq}");
+    }
+}

@@ -2348,7 +2348,15 @@ impl<T> Shared<T> {
                     // end already): the letter stays here.
                     Some(d) if moved.len() < max && !d.is_closed() => {
                         e.history = None;
-                        if let Body::Owned(m) = &mut e.body {
+                        // A record on the message itself (it was read here by a plain receive
+                        // once and sent again by hand) goes too; a body shared since a lease
+                        // here is cleared in place unless a holder whose lease ran out still
+                        // reads it.
+                        let m = match &mut e.body {
+                            Body::Owned(m) => Some(m),
+                            Body::Shared(h) => Arc::get_mut(h).and_then(|h| h.0.as_mut()),
+                        };
+                        if let Some(m) = m {
                             m.clear_dead_letter();
                         }
                         moved.push((d, e));
