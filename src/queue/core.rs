@@ -298,7 +298,7 @@ impl<T> Lease<T> {
 struct LeaseSlot<T> {
     /// The generation of the slot's lease (or of its last one): a key with another generation
     /// is stale.
-    gen: u32,
+    gen: u64,
     lease: Option<Lease<T>>,
 }
 
@@ -308,7 +308,7 @@ const KEEP_ENTRIES: usize = 64;
 
 /// (deadline, slot, generation): a timer entry; stale when the slot moved on or the deadline
 /// changed (lazy deletion, compacted when stale entries dominate).
-type Timer = (Nanos, u32, u32);
+type Timer = (Nanos, u32, u64);
 
 #[derive(Default)]
 struct Counters {
@@ -333,8 +333,10 @@ pub(crate) struct Slow<T> {
     free: Vec<u32>,
     live: usize,
     /// The generation of the next lease. One counter for all slots, so that a key of an ended
-    /// lease never matches a later lease, even in a slot made again after `shrink_idle`.
-    next_gen: u32,
+    /// lease never matches a later lease, even in a slot made again after `shrink_idle`; 64
+    /// bits, so that it never wraps (a `u32` would after 2^32 leases, minutes at full speed,
+    /// and a holder stalled that long could then settle another's lease; found by review).
+    next_gen: u64,
     /// Timers of leases on the queue's default visibility timeout: deadlines arrive in order.
     fifo: VecDeque<Timer>,
     /// Timers of leases with another timeout, or extended.
@@ -464,7 +466,7 @@ impl<T> Slow<T> {
         }
     }
 
-    fn take_lease(&mut self, slot: u32, gen: u32) -> Option<Lease<T>> {
+    fn take_lease(&mut self, slot: u32, gen: u64) -> Option<Lease<T>> {
         let s = self.slots.get_mut(slot as usize)?;
         if s.gen != gen {
             return None;
@@ -514,7 +516,7 @@ pub(crate) enum How {
 /// Where a lease stands, as its Delivery records it.
 pub(crate) struct LeaseInfo {
     pub slot: u32,
-    pub gen: u32,
+    pub gen: u64,
     pub attempts: u32,
     pub first_delivered: Nanos,
     pub enqueued: Nanos,
@@ -2088,7 +2090,7 @@ impl<T> Shared<T> {
     fn settle(
         self: &Arc<Self>,
         slot: u32,
-        gen: u32,
+        gen: u64,
         f: impl FnOnce(&Self, &mut Slow<T>, Lease<T>, &mut Outgoing<T>) -> bool,
     ) -> bool {
         let mut out = Vec::new();
@@ -2136,7 +2138,7 @@ impl<T> Shared<T> {
     pub(crate) fn ack(
         self: &Arc<Self>,
         slot: u32,
-        gen: u32,
+        gen: u64,
         id: MessageId,
         mine: &mut Option<Arc<Held<T>>>,
     ) -> Result<(), AckError> {
@@ -2209,7 +2211,7 @@ impl<T> Shared<T> {
     pub(crate) fn nack(
         self: &Arc<Self>,
         slot: u32,
-        gen: u32,
+        gen: u64,
         id: MessageId,
         after: Option<Duration>,
         abandoned: bool,
@@ -2236,7 +2238,7 @@ impl<T> Shared<T> {
     pub(crate) fn reject(
         self: &Arc<Self>,
         slot: u32,
-        gen: u32,
+        gen: u64,
         id: MessageId,
         reason: String,
     ) -> Result<(), AckError> {
@@ -2253,7 +2255,7 @@ impl<T> Shared<T> {
     pub(crate) fn extend(
         self: &Arc<Self>,
         slot: u32,
-        gen: u32,
+        gen: u64,
         id: MessageId,
         by: Duration,
         limit: Option<Nanos>,

@@ -243,7 +243,7 @@ impl<T> Delivery<T> {
         Ok(())
     }
 
-    pub(crate) fn lease_key(&self) -> (u32, u32, crate::MessageId) {
+    pub(crate) fn lease_key(&self) -> (u32, u64, crate::MessageId) {
         (self.info.slot, self.info.gen, self.message().id())
     }
 
@@ -303,7 +303,7 @@ impl<T> fmt::Debug for Delivery<T> {
 pub(crate) struct LeaseKey<T> {
     shared: Arc<Shared<T>>,
     slot: u32,
-    gen: u32,
+    gen: u64,
     id: crate::MessageId,
 }
 
