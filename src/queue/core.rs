@@ -1843,14 +1843,8 @@ impl<T> Shared<T> {
                 Out::Plain(f.msg)
             }
             How::Lease(vis) => {
-                let mut slow = self.slow().lock();
                 let now = now.unwrap_or_else(|| self.now());
-                let enqueued = f.enqueued();
-                let d = self.lease(&mut slow, Entry::fresh(f), vis, now, u32::MAX);
-                self.count_popped(1, enqueued);
-                drop(slow);
-                self.note_deadline(d.deadline_nanos());
-                Out::Lease(d)
+                return Some(Out::Lease(self.lease_fresh(f, vis, now)));
             }
         };
         if self.is_closed() {
@@ -1883,6 +1877,68 @@ impl<T> Shared<T> {
             }
             // Nothing: the general path looks again.
             Err(_) => None,
+        }
+    }
+
+    /// Leases a fresh message from the main lane (one that has not expired).
+    #[inline]
+    fn lease_fresh(self: &Arc<Self>, f: Fresh<T>, vis: Duration, now: Nanos) -> Delivery<T> {
+        let enqueued = f.enqueued();
+        let now = now.max(enqueued);
+        let mut slow = self.slow().lock();
+        let d = self.lease(&mut slow, Entry::fresh(f), vis, now, u32::MAX);
+        self.count_popped(1, enqueued);
+        drop(slow);
+        self.note_deadline(d.deadline_nanos());
+        if self.is_closed() {
+            self.wake_all_waiters();
+        }
+        d
+    }
+
+    /// The leased receive's fast path: a fresh message from the main lane, leased at once, when
+    /// nothing in the slow state is ready or due and no retention rule is in play. `None` sends
+    /// the caller down the general path. It hands out the delivery itself, never an `Out`, whose
+    /// copies cost store-forwarding stalls on every receive (see `Queue::try_recv_slow`).
+    #[inline]
+    pub(crate) fn try_lease_fast(self: &Arc<Self>, vis: Duration) -> Option<Delivery<T>> {
+        if self.config.retention.is_some() {
+            return None;
+        }
+        let ne = self.recv.0.next_event.load(Ordering::Acquire);
+        if ne == READY {
+            return None;
+        }
+        let now = self.now();
+        if ne != NONE && now >= ne {
+            // Timers are due: the general path runs them first.
+            return None;
+        }
+        match self.rx.try_recv() {
+            Ok(Slot::Msg(f)) if f.msg.ttl().is_none() => Some(self.lease_fresh(f, vis, now)),
+            Ok(Slot::Msg(f)) => self.take_fresh_lease(f, vis, now),
+            // A token was sent for a blocked receiver: pass it on.
+            Ok(Slot::Wake) => {
+                self.wake(1);
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// A fresh message with a time-to-live, for a leased receive: out of line (see
+    /// `take_fresh_plain`).
+    #[cold]
+    #[inline(never)]
+    fn take_fresh_lease(
+        self: &Arc<Self>,
+        f: Fresh<T>,
+        vis: Duration,
+        now: Nanos,
+    ) -> Option<Delivery<T>> {
+        match self.take_fresh(f, How::Lease(vis), Some(now)) {
+            Some(Out::Lease(d)) => Some(d),
+            _ => None,
         }
     }
 

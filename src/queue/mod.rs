@@ -1071,7 +1071,18 @@ impl<'a, T> Leasing<'a, T> {
     /// # Errors
     ///
     /// As [`Queue::try_recv`].
+    #[inline]
     pub fn try_receive(&self) -> Result<Delivery<T>, TryRecvError> {
+        match self.queue.shared.try_lease_fast(self.visibility) {
+            Some(d) => Ok(d),
+            None => self.try_receive_slow(),
+        }
+    }
+
+    /// `try_receive` past its fast path, out of line (see `Queue::try_recv_slow`).
+    #[cold]
+    #[inline(never)]
+    fn try_receive_slow(&self) -> Result<Delivery<T>, TryRecvError> {
         self.queue
             .shared
             .try_take(How::Lease(self.visibility))
@@ -1083,7 +1094,18 @@ impl<'a, T> Leasing<'a, T> {
     /// # Errors
     ///
     /// As [`Queue::receive`].
+    #[inline]
     pub fn receive(&self) -> Result<Delivery<T>, RecvError> {
+        match self.queue.shared.try_lease_fast(self.visibility) {
+            Some(d) => Ok(d),
+            None => self.receive_slow(),
+        }
+    }
+
+    /// `receive` past its fast path, out of line (see `Queue::try_recv_slow`).
+    #[cold]
+    #[inline(never)]
+    fn receive_slow(&self) -> Result<Delivery<T>, RecvError> {
         self.queue
             .shared
             .take(How::Lease(self.visibility), None)
