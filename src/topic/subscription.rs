@@ -245,10 +245,12 @@ impl<T> Subscription<T> {
         }
     }
 
-    /// Whether no more messages will come: the topic is closed or gone, or this subscription
+    /// Whether no later publish will come: the topic is closed or gone, or this subscription
     /// was removed with [`Topic::unsubscribe`](crate::Topic::unsubscribe). What is buffered can
-    /// still be received; once that is drained, receives fail with `Closed`. The same question
-    /// as [`Queue::is_closed`](crate::Queue::is_closed), for a subscriber.
+    /// still be received, and so can the message of a publish that was already under way on
+    /// another thread when the topic closed (as [`Topic::close`](crate::Topic::close) says);
+    /// once that is drained, receives fail with `Closed`. The same question as
+    /// [`Queue::is_closed`](crate::Queue::is_closed), for a subscriber.
     ///
     /// ```
     /// use switchboard::Topic;
