@@ -287,32 +287,28 @@ impl<T: Clone> Endpoint<T> {
     /// closure, the subscriptions reached for a topic, the recipients reached for a list. A
     /// failure says how many got a copy all the same (a topic's subscriptions that had room).
     pub(crate) fn deliver_reach(&self, msg: Message<T>, wait: Wait) -> Result<usize, Partial<T>> {
-        let none = |error| Partial { error, reached: 0 };
+        // The error mappings are `DeliverError`'s `From` impls; only a topic's partial reach
+        // is worked out here.
+        let none = |e: DeliverError<T>| Partial {
+            error: e,
+            reached: 0,
+        };
         match &self.kind {
             Kind::Queue(q) => match wait {
-                Wait::Never => q.try_send(msg).map(|_| 1).map_err(|e| match e {
-                    TrySendError::Full(m) => none(DeliverError::Full(m)),
-                    TrySendError::Closed(m) => none(DeliverError::Closed(m)),
-                }),
-                Wait::Forever => q
-                    .send(msg)
+                Wait::Never => q.try_send(msg).map(|_| 1).map_err(|e| none(e.into())),
+                Wait::Forever => q.send(msg).map(|_| 1).map_err(|e| none(e.into())),
+                Wait::Until(d) => q
+                    .send_deadline(msg, d)
                     .map(|_| 1)
-                    .map_err(|e| none(DeliverError::Closed(e.into_inner()))),
-                Wait::Until(d) => q.send_deadline(msg, d).map(|_| 1).map_err(|e| match e {
-                    SendTimeoutError::Timeout(m) => none(DeliverError::Full(m)),
-                    SendTimeoutError::Closed(m) => none(DeliverError::Closed(m)),
-                }),
+                    .map_err(|e| none(e.into())),
             },
             Kind::Topic(t) => match t.publish_wait(msg, wait) {
                 Ok(report) => Ok(report.reach()),
-                Err(PublishError::Closed(m)) => Err(none(DeliverError::Closed(m))),
-                Err(PublishError::Rejected { message, reason }) => {
-                    Err(none(DeliverError::Rejected { message, reason }))
-                }
                 Err(PublishError::Full { message, report }) => Err(Partial {
                     error: DeliverError::Full(message),
                     reached: report.reach(),
                 }),
+                Err(e) => Err(none(e.into())),
             },
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
                 Ok((_, None, reach, _)) => Ok(reach),
