@@ -1837,20 +1837,24 @@ impl<T> Shared<T> {
             self.forward(out, self);
             return None;
         }
-        let result = match how {
-            How::Plain => {
-                self.count_popped(1, f.enqueued());
-                Out::Plain(f.msg)
-            }
+        Some(match how {
+            How::Plain => Out::Plain(self.pop_fresh(f)),
             How::Lease(vis) => {
                 let now = now.unwrap_or_else(|| self.now());
-                return Some(Out::Lease(self.lease_fresh(f, vis, now)));
+                Out::Lease(self.lease_fresh(f, vis, now))
             }
-        };
+        })
+    }
+
+    /// Hands a fresh message from the main lane to a plain receive (one that has not expired).
+    #[inline]
+    fn pop_fresh(&self, f: Fresh<T>) -> Message<T> {
+        self.count_popped(1, f.enqueued());
         if self.is_closed() {
+            // Receivers of a closed queue wait until every accepted message was popped.
             self.wake_all_waiters();
         }
-        Some(result)
+        f.msg
     }
 
     /// The plain receive's fast path: a fresh message from the main lane when no timer, returned
@@ -1862,13 +1866,7 @@ impl<T> Shared<T> {
             return None;
         }
         match self.rx.try_recv() {
-            Ok(Slot::Msg(f)) if f.msg.ttl().is_none() => {
-                self.count_popped(1, f.enqueued());
-                if self.is_closed() {
-                    self.wake_all_waiters();
-                }
-                Some(f.msg)
-            }
+            Ok(Slot::Msg(f)) if f.msg.ttl().is_none() => Some(self.pop_fresh(f)),
             Ok(Slot::Msg(f)) => self.take_fresh_plain(f),
             // A token was sent for a blocked receiver: pass it on.
             Ok(Slot::Wake) => {
