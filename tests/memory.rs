@@ -169,3 +169,30 @@ fn a_burst_acked_one_by_one_gives_its_memory_back() {
         "the queue keeps {kept} bytes after the burst"
     );
 }
+
+/// A burst of delayed messages gives back its delay heap once they have all come due and been
+/// taken (the lease table and ready lane are the other tests' part).
+#[test]
+fn a_burst_of_delays_gives_its_memory_back() {
+    use std::time::Duration;
+    use switchboard::ManualClock;
+
+    const N: u64 = 10_000;
+    let clock = ManualClock::new();
+    let q = Queue::<u64>::builder().clock(clock.clone()).build();
+    q.send(0).unwrap();
+    q.recv().unwrap(); // the channel's first block exists now
+    let ((), kept) = bytes_for(|| {
+        for i in 0..N {
+            q.send_after(i, Duration::from_secs(1)).unwrap();
+        }
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(q.try_iter().count() as u64, N);
+        assert!(q.is_empty());
+    });
+    println!("kept after a burst of {N} delayed messages: {kept} bytes");
+    assert!(
+        kept < 16 * 1024,
+        "the queue keeps {kept} bytes after the burst"
+    );
+}
