@@ -856,6 +856,20 @@ impl<T> Queue<T> {
         self.shared.is_closed()
     }
 
+    /// Whether `self` and `other` are handles to the same queue (as crossbeam-channel's
+    /// `same_channel`).
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let q: Queue<u32> = Queue::unbounded();
+    /// assert!(q.same_queue(&q.clone()));
+    /// assert!(!q.same_queue(&Queue::unbounded()));
+    /// ```
+    pub fn same_queue(&self, other: &Queue<T>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// Messages waiting to be received (fresh and returned; not delayed or in flight). A
     /// message whose time-to-live ran out counts until a receiver comes to it and discards it.
     /// In a FIFO queue this includes the messages behind a group's head in flight, which wait

@@ -466,6 +466,19 @@ impl<T> Topic<T> {
         self.shared.is_closed()
     }
 
+    /// Whether `self` and `other` are handles to the same topic.
+    ///
+    /// ```
+    /// use switchboard::Topic;
+    ///
+    /// let topic: Topic<u32> = Topic::new();
+    /// assert!(topic.same_topic(&topic.clone()));
+    /// assert!(!topic.same_topic(&Topic::new()));
+    /// ```
+    pub fn same_topic(&self, other: &Topic<T>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
+    }
+
     /// The number of current subscriptions (channel and chained).
     pub fn subscriber_count(&self) -> usize {
         self.shared.subscriber_count()
