@@ -80,6 +80,11 @@ impl ConversationStats {
 
 /// A request got no reply.
 ///
+/// Unlike a send error, it does not hand the request back. A request that reached a responder
+/// (`Timeout`, `Unanswered`) is the responder's now, and one that reached nobody may have been
+/// dropped inside the endpoint on the way (a topic with no subscriber takes a publish and keeps
+/// nothing). Requests are `Clone`: keep a clone to send again.
+///
 /// ```
 /// use std::time::Duration;
 /// use switchboard::{Request, RequestError, Requester, Topic};
