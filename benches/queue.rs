@@ -42,6 +42,19 @@ impl Lane for Raw {
     }
 }
 
+/// flume, the other channel crate users weigh a queue against, carrying the bare payload.
+#[derive(Clone)]
+struct Flume(flume::Sender<Payload>, flume::Receiver<Payload>);
+
+impl Lane for Flume {
+    fn send(&self, v: Payload) {
+        self.0.send(v).unwrap();
+    }
+    fn recv(&self) -> Payload {
+        self.1.recv().unwrap()
+    }
+}
+
 /// Raw crossbeam carrying what a queue's lane carries: the payload plus the message metadata
 /// (id, timestamp, metadata pointer). Separates the cost of the metadata's bytes from the cost
 /// of the queue's logic.
@@ -171,6 +184,19 @@ fn group(c: &mut Criterion, name: &str, producers: u64, consumers: u64, cap: Opt
                         None => crossbeam_channel::unbounded(),
                     };
                     run(&RawMessage(tx, rx), BATCH, producers, consumers)
+                })
+                .sum()
+        })
+    });
+    g.bench_function(BenchmarkId::new("flume", "plain"), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let (tx, rx) = match cap {
+                        Some(c) => flume::bounded(c),
+                        None => flume::unbounded(),
+                    };
+                    run(&Flume(tx, rx), BATCH, producers, consumers)
                 })
                 .sum()
         })
