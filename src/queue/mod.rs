@@ -331,9 +331,7 @@ impl<T> Queue<T> {
     /// ```
     #[inline]
     pub fn send(&self, msg: impl Into<Message<T>>) -> Result<Sent, SendError<T>> {
-        self.shared
-            .send(msg.into(), None)
-            .map_err(|e| SendError(e.into_inner()))
+        self.shared.send_forever(msg.into())
     }
 
     /// Sends a message, waiting at most `timeout` for room.
