@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{finishes_within, spawn_named, wait_blocked};
+use common::{finishes_within, panics, spawn_named, wait_blocked, Bomb, Bombs};
 
 use std::collections::HashSet;
 use std::panic::{self, AssertUnwindSafe};
@@ -2803,5 +2803,44 @@ fn a_redriven_letter_leased_in_the_dead_letter_queue_carries_no_old_record() {
         back.nack().unwrap();
         let plain = q.try_recv().unwrap();
         assert!(plain.dead_letter().is_none(), "lease_in_dlq {lease_in_dlq}");
+    }
+}
+
+/// A batch ack mixing this queue's deliveries with another queue's, one of whose payloads
+/// panics in its drop: every delivery is acked before any payload drops (found by an audit of
+/// payload drops: the foreign deliveries were acked only after this queue's payloads dropped,
+/// so the panic dropped them unacked and their messages came back).
+#[test]
+fn a_panicking_drop_in_a_mixed_batch_ack_acks_every_delivery() {
+    for armed in [0, 3] {
+        // `armed` 0 is one of this queue's payloads; 3 one of the other's.
+        let bombs = Bombs::new(6, armed);
+        let a: Queue<Bomb> = Queue::unbounded();
+        let b: Queue<Bomb> = Queue::unbounded();
+        a.send_batch((0..3).map(|i| bombs.make(i))).unwrap();
+        b.send_batch((3..6).map(|i| bombs.make(i))).unwrap();
+        let mine = a.receive_many(3, Duration::ZERO).unwrap();
+        let theirs = b.receive_many(3, Duration::ZERO).unwrap();
+        // Interleaved: ours first, so that our payloads drop before theirs would be acked.
+        let batch: Vec<Delivery<Bomb>> = mine
+            .into_iter()
+            .zip(theirs)
+            .flat_map(|(x, y)| [x, y])
+            .collect();
+        assert!(
+            panics(|| a.ack_many(batch)),
+            "armed {armed}: the drop panicked"
+        );
+        for (name, q) in [("a", &a), ("b", &b)] {
+            let s = q.stats();
+            assert_eq!(
+                (s.acked, s.in_flight, s.visible, s.abandoned, s.redelivered),
+                (3, 0, 0, 0, 0),
+                "armed {armed}, queue {name}: {s:?}"
+            );
+        }
+        for id in 0..6 {
+            assert_eq!(bombs.dropped(id), 1, "armed {armed}: payload {id}");
+        }
     }
 }

@@ -81,6 +81,10 @@ impl<T> Held<T> {
     }
 }
 
+/// What `Slow::recycle` leaves to drop after the lock: the acked message, if any, or the
+/// handle on it that another holder shares.
+type Recycled<T> = Result<Option<Message<T>>, Arc<Held<T>>>;
+
 /// The most spare allocations a queue keeps: enough for a batch of leases, within about 4 KiB
 /// (none when one alone is larger).
 fn spare_max<T>() -> usize {
@@ -440,7 +444,7 @@ impl<T> Slow<T> {
     /// the message, or the handle itself when another holder (an expired lease's) shares it,
     /// since that holder may let go on its thread meanwhile and leave the last handle here.
     #[inline]
-    fn recycle(&mut self, mut held: Arc<Held<T>>) -> Result<Option<Message<T>>, Arc<Held<T>>> {
+    fn recycle(&mut self, mut held: Arc<Held<T>>) -> Recycled<T> {
         let Some(h) = Arc::get_mut(&mut held) else {
             return Err(held);
         };
@@ -551,6 +555,24 @@ impl<T> Out<T> {
 
 /// What leaves the queue under its lock (see `Leaving`), dealt with after the lock.
 type Outgoing<T> = Vec<Leaving<T>>;
+
+/// What a batch ack leaves to drop (user code, which may panic) once every delivery of the
+/// batch, on whatever queue, is settled: see `Queue::ack_many`.
+pub(crate) struct AckLeftovers<T> {
+    /// The acked messages, or the handles on them that an expired lease's holder shares.
+    acked: Vec<Recycled<T>>,
+    /// Messages that expired leases discarded meanwhile.
+    discarded: Vec<Entry<T>>,
+}
+
+impl<T> Default for AckLeftovers<T> {
+    fn default() -> Self {
+        AckLeftovers {
+            acked: Vec::new(),
+            discarded: Vec::new(),
+        }
+    }
+}
 
 /// An entry leaving the queue under its lock, dealt with once the lock is released (`forward`).
 enum Leaving<T> {
@@ -1470,6 +1492,19 @@ impl<T> Shared<T> {
             return;
         }
         let mut discarded = Vec::new();
+        self.forward_keeping(out, source, &mut discarded);
+        // Dropped last: a payload whose drop panics loses no dead letter.
+        drop(discarded);
+    }
+
+    /// `forward`, leaving what was discarded in `discarded` for the caller to drop when it has
+    /// nothing more to settle.
+    fn forward_keeping(
+        &self,
+        out: Outgoing<T>,
+        source: &Arc<Shared<T>>,
+        discarded: &mut Vec<Entry<T>>,
+    ) {
         let mut letters = Vec::new();
         for leaving in out {
             match leaving {
@@ -1490,8 +1525,6 @@ impl<T> Shared<T> {
             }
             dlq.shared.accept_entries(letters);
         }
-        // Dropped last: a payload whose drop panics loses no dead letter.
-        drop(discarded);
     }
 
     /// Ends a lease that failed (nack, drop, expiry): back to the queue, or to the dead-letter
@@ -2252,15 +2285,20 @@ impl<T> Shared<T> {
 
     /// Acks many leases under one lock, as `ack` does each: a delivery whose ack succeeds gives
     /// up its handle on the message; one whose lease had ended keeps it, to let go of as any
-    /// dropped delivery does. Every delivery leaves settled. Returns the ids of the leases that
-    /// had ended.
-    pub(crate) fn ack_many(self: &Arc<Self>, held: &mut [Delivery<T>]) -> Vec<MessageId> {
-        let mut lost = Vec::new();
+    /// dropped delivery does. Every delivery leaves settled. Adds the ids of the leases that
+    /// had ended to `lost`, and leaves in `later` what the caller drops once every delivery of
+    /// its batch is settled (dead letters are forwarded here already).
+    pub(crate) fn ack_many(
+        self: &Arc<Self>,
+        held: &mut [Delivery<T>],
+        lost: &mut Vec<MessageId>,
+        later: &mut AckLeftovers<T>,
+    ) {
         let mut out = Vec::new();
         // What is left to drop once the lock is released (user code). Messages that drop
         // without running any code (no metadata, a payload without drop glue) drop here: no
         // vector grows for them.
-        let mut done = Vec::new();
+        let done = &mut later.acked;
         let n = held.len();
         {
             let mut slow = self.slow().lock();
@@ -2293,11 +2331,9 @@ impl<T> Shared<T> {
                 self.wake_all_waiters();
             }
         }
-        // Dead letters first: the payloads' drops are user code, and one that panics must not
+        // Dead letters on now; the payloads' drops are user code, and one that panics must not
         // lose them.
-        self.forward(out, self);
-        drop(done);
-        lost
+        self.forward_keeping(out, self, &mut later.discarded);
     }
 
     pub(crate) fn nack(

@@ -127,3 +127,65 @@ pub fn is_sleeping(_name: &str) -> bool {
     }
     true
 }
+
+/// Payloads that count their drops per id, one id of which panics in its drop (a payload's drop
+/// is user code, which may): for the tests that show such a panic loses nothing else. A clone
+/// counts as another copy of its id.
+pub struct Bombs {
+    drops: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>,
+    armed: usize,
+}
+
+impl Bombs {
+    /// Room for ids below `n`; the payload of id `armed` panics when dropped (unless the
+    /// thread is already unwinding, which would abort).
+    pub fn new(n: usize, armed: usize) -> Bombs {
+        Bombs {
+            drops: std::sync::Arc::new((0..n).map(|_| Default::default()).collect()),
+            armed,
+        }
+    }
+
+    pub fn make(&self, id: usize) -> Bomb {
+        Bomb {
+            id,
+            armed: id == self.armed,
+            drops: std::sync::Arc::clone(&self.drops),
+        }
+    }
+
+    /// How many copies of `id` were dropped.
+    pub fn dropped(&self, id: usize) -> usize {
+        self.drops[id].load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+pub struct Bomb {
+    pub id: usize,
+    armed: bool,
+    drops: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>>,
+}
+
+impl Clone for Bomb {
+    fn clone(&self) -> Bomb {
+        Bomb {
+            id: self.id,
+            armed: self.armed,
+            drops: std::sync::Arc::clone(&self.drops),
+        }
+    }
+}
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        self.drops[self.id].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.armed && !thread::panicking() {
+            panic!("deliberate panic in the drop of payload {}", self.id);
+        }
+    }
+}
+
+/// Whether `f` panicked (caught here, so the test goes on to look at the state it left).
+pub fn panics<R>(f: impl FnOnce() -> R) -> bool {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err()
+}
