@@ -287,6 +287,21 @@ impl<T: Clone> Endpoint<T> {
     /// closure, the subscriptions reached for a topic, the recipients reached for a list. A
     /// failure says how many got a copy all the same (a topic's subscriptions that had room).
     pub(crate) fn deliver_reach(&self, msg: Message<T>, wait: Wait) -> Result<usize, Partial<T>> {
+        let mut later = Vec::new();
+        let result = self.deliver_reach_into(msg, wait, &mut later);
+        drop(later);
+        result
+    }
+
+    /// `deliver_reach` within a fan-out already under way (a topic's or a list's): the copies a
+    /// chained topic or list could not deliver go in `later`, to drop (user code, which may
+    /// panic) once that fan-out is over.
+    pub(crate) fn deliver_reach_into(
+        &self,
+        msg: Message<T>,
+        wait: Wait,
+        later: &mut Vec<Message<T>>,
+    ) -> Result<usize, Partial<T>> {
         // The error mappings are `DeliverError`'s `From` impls; only a topic's partial reach
         // is worked out here.
         let none = |e: DeliverError<T>| Partial {
@@ -302,7 +317,7 @@ impl<T: Clone> Endpoint<T> {
                     .map(|_| 1)
                     .map_err(|e| none(e.into())),
             },
-            Kind::Topic(t) => match t.publish_wait(msg, wait) {
+            Kind::Topic(t) => match t.publish_into(msg, wait, later) {
                 Ok(report) => Ok(report.reach()),
                 Err(PublishError::Full { message, report }) => Err(Partial {
                     error: DeliverError::Full(message),

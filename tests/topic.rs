@@ -15,7 +15,7 @@ use switchboard::{
     SubscriptionId, Topic, TryRecvError,
 };
 
-use common::{spawn_named, wait_blocked};
+use common::{panics, spawn_named, wait_blocked, Bomb, Bombs};
 
 /// Generous bound on anything that should happen promptly: a test fails, never hangs.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -1166,4 +1166,85 @@ fn subscription_is_closed() {
     assert!(orphan.is_closed());
     let late = topic.subscribe();
     assert!(late.is_closed());
+}
+
+/// A topic whose later subscriptions must still get a message when a payload dropped earlier
+/// in the same fan-out panics: `first` is subscribed (and filled) by `setup`, `later` after.
+fn fanout_past_a_panicking_drop(
+    what: &str,
+    armed_publish: bool,
+    setup: impl FnOnce(&Topic<Bomb>, &Bombs),
+) -> (Topic<Bomb>, Bombs) {
+    // Id 0 is what `setup` fills with, id 1 the message of the publish that panics.
+    let bombs = Bombs::new(2, if armed_publish { 1 } else { 0 });
+    let topic = Topic::new();
+    setup(&topic, &bombs);
+    let later = topic.subscribe();
+    assert!(panics(|| topic.publish(bombs.make(1))), "{what}: no panic");
+    let m = later
+        .try_recv()
+        .unwrap_or_else(|e| panic!("{what}: the later subscription got nothing ({e:?})"));
+    assert_eq!(m.payload().id, 1, "{what}");
+    if armed_publish {
+        assert!(panics(|| drop(m)));
+    }
+    (topic, bombs)
+}
+
+/// A payload dropped in the middle of a publish's fan-out (pushed out of a `DropOldest`
+/// subscription, refused by a `DropNewest` one or by a closed chained queue, a second copy for
+/// the publisher when the first is handed back) whose drop panics does not stop the fan-out:
+/// the drops wait until every subscription had its copy (found by an audit of payload drops:
+/// the panic ended the publish there, and the later subscriptions missed the message, counted
+/// nowhere).
+#[test]
+fn a_panicking_drop_midway_through_a_fanout_loses_no_later_delivery() {
+    let (topic, bombs) = fanout_past_a_panicking_drop("drop oldest", false, |t, b| {
+        let sub = t.subscribe_with(opts(1, Overflow::DropOldest));
+        t.publish(b.make(0)).unwrap();
+        std::mem::forget(sub); // its buffer stays in the topic: drops counted below
+    });
+    let s = topic.stats();
+    assert_eq!((s.published, s.delivered, s.dropped), (2, 3, 1));
+    assert_eq!((bombs.dropped(0), bombs.dropped(1)), (1, 1));
+
+    let (topic, bombs) = fanout_past_a_panicking_drop("drop newest", true, |t, b| {
+        let sub = t.subscribe_with(opts(1, Overflow::DropNewest));
+        t.publish(b.make(0)).unwrap();
+        std::mem::forget(sub);
+    });
+    let s = topic.stats();
+    assert_eq!((s.published, s.delivered, s.dropped), (2, 2, 1));
+    assert_eq!((bombs.dropped(0), bombs.dropped(1)), (0, 2));
+
+    let (topic, bombs) = fanout_past_a_panicking_drop("closed queue", true, |t, _| {
+        let closed = Queue::unbounded();
+        closed.close();
+        t.subscribe_queue(&closed);
+    });
+    let s = topic.stats();
+    assert_eq!((s.published, s.delivered, s.dropped), (1, 1, 1));
+    assert_eq!(bombs.dropped(1), 2);
+
+    let (topic, bombs) = fanout_past_a_panicking_drop("hand back", true, |t, b| {
+        for _ in 0..2 {
+            let sub = t.subscribe_with(opts(1, Overflow::Error));
+            std::mem::forget(sub);
+        }
+        t.publish(b.make(0)).unwrap();
+    });
+    let s = topic.stats();
+    assert_eq!((s.published, s.delivered, s.dropped), (2, 3, 2));
+    assert_eq!(bombs.dropped(1), 3);
+
+    let (topic, bombs) = fanout_past_a_panicking_drop("chained topic", true, |t, b| {
+        let inner = Topic::new();
+        let sub = inner.subscribe_with(opts(1, Overflow::DropNewest));
+        inner.publish(b.make(0)).unwrap();
+        std::mem::forget(sub);
+        t.subscribe_endpoint(inner);
+    });
+    let s = topic.stats();
+    assert_eq!((s.published, s.delivered, s.dropped), (1, 2, 0));
+    assert_eq!(bombs.dropped(1), 2);
 }

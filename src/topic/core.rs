@@ -176,8 +176,25 @@ pub(crate) struct Shared<T> {
     pub(crate) name: Option<String>,
 }
 
-/// Where a message that could not be delivered is kept, to hand back to the publisher.
-type HandBack<T> = Option<Message<T>>;
+/// What a fan-out leaves for after it: the copy to hand back to the publisher, and the copies
+/// it could not deliver. Those drop only once the whole fan-out is over (the outermost, through
+/// chained topics and lists): a payload's drop is user code, and one that panics midway must
+/// not keep the message from the subscriptions after it (found by an audit of payload drops).
+struct Leftovers<'a, T> {
+    back: Option<Message<T>>,
+    later: &'a mut Vec<Message<T>>,
+}
+
+impl<T> Leftovers<'_, T> {
+    /// Keeps `m` to hand back to the publisher, unless a copy is kept already.
+    fn hand_back(&mut self, m: Message<T>) {
+        if self.back.is_none() {
+            self.back = Some(m);
+        } else {
+            self.later.push(m);
+        }
+    }
+}
 
 impl<T> Shared<T> {
     pub(crate) fn new(
@@ -328,12 +345,28 @@ impl<T> Shared<T> {
 impl<T: Clone> Shared<T> {
     // ----- the hot path -----------------------------------------------------------------------
 
-    /// Delivers `msg` to every subscription of the current set.
+    /// Delivers `msg` to every subscription of the current set, then drops the copies that
+    /// could not be delivered.
     #[inline]
     pub(crate) fn publish(
         &self,
+        msg: Message<T>,
+        wait: Wait,
+    ) -> Result<PublishReport, PublishError<T>> {
+        let mut later = Vec::new();
+        let result = self.publish_into(msg, wait, &mut later);
+        drop(later);
+        result
+    }
+
+    /// `publish`, leaving the copies that could not be delivered in `later` for the caller to
+    /// drop once its own fan-out (of which this publish is part) is over.
+    #[inline]
+    pub(crate) fn publish_into(
+        &self,
         mut msg: Message<T>,
         wait: Wait,
+        later: &mut Vec<Message<T>>,
     ) -> Result<PublishReport, PublishError<T>> {
         let set = self.set.load();
         if set.closed {
@@ -369,15 +402,15 @@ impl<T: Clone> Shared<T> {
             report: PublishReport::default(),
         };
         let report = &mut tally.report;
-        let mut back: HandBack<T> = None;
+        let left = &mut Leftovers { back: None, later };
         match &set.filters {
             None => {
                 if let Some((last, rest)) = set.subs.split_last() {
                     for sub in rest {
-                        deliver(sub, msg.clone(), wait, report, &mut back);
+                        deliver(sub, msg.clone(), wait, report, left);
                     }
                     // The last subscription gets the original: one clone fewer.
-                    deliver(last, msg, wait, report, &mut back);
+                    deliver(last, msg, wait, report, left);
                 }
             }
             Some(filters) => {
@@ -385,9 +418,9 @@ impl<T: Clone> Shared<T> {
                 report.filtered_out = filters.filtered - (targets.len() - filters.unfiltered.len());
                 if let Some((&last, rest)) = targets.split_last() {
                     for &i in rest {
-                        deliver(&set.subs[i], msg.clone(), wait, report, &mut back);
+                        deliver(&set.subs[i], msg.clone(), wait, report, left);
                     }
-                    deliver(&set.subs[last], msg, wait, report, &mut back);
+                    deliver(&set.subs[last], msg, wait, report, left);
                 }
                 TARGETS.with(|t| t.set(targets));
             }
@@ -396,7 +429,7 @@ impl<T: Clone> Shared<T> {
         drop(set);
         let report = tally.report;
         drop(tally);
-        match back {
+        match left.back.take() {
             None => Ok(report),
             Some(message) => Err(PublishError::Full { message, report }),
         }
@@ -465,23 +498,23 @@ fn deliver<T: Clone>(
     msg: Message<T>,
     wait: Wait,
     report: &mut PublishReport,
-    back: &mut HandBack<T>,
+    left: &mut Leftovers<'_, T>,
 ) {
     match &sub.sink {
         Sink::Channel { tx, rx } => {
             if counted_full(sub, tx) {
-                return overflow(sub, tx, rx.as_ref(), msg, wait, report, back);
+                return overflow(sub, tx, rx.as_ref(), msg, wait, report, left);
             }
             match tx.try_send(msg) {
                 Ok(()) => report.delivered += 1,
                 Err(cb::TrySendError::Full(msg)) => {
-                    overflow(sub, tx, rx.as_ref(), msg, wait, report, back)
+                    overflow(sub, tx, rx.as_ref(), msg, wait, report, left)
                 }
                 // The subscription was dropped; its removal from the set is under way.
-                Err(cb::TrySendError::Disconnected(_)) => {}
+                Err(cb::TrySendError::Disconnected(msg)) => left.later.push(msg),
             }
         }
-        Sink::Endpoint(e) => deliver_endpoint(sub, e, msg, wait, report, back),
+        Sink::Endpoint(e) => deliver_endpoint(sub, e, msg, wait, report, left),
     }
 }
 
@@ -492,6 +525,14 @@ fn counted_full<T>(sub: &Sub<T>, tx: &cb::Sender<Message<T>>) -> bool {
     sub.capacity.is_some_and(|c| c > ARRAY_MAX && tx.len() >= c)
 }
 
+/// Why a `Block` delivery did not go in.
+enum NotSent<T> {
+    /// Blocking was not allowed, or not for long enough: the publisher gets it back.
+    Full(Message<T>),
+    /// The subscription was dropped meanwhile.
+    Gone(Message<T>),
+}
+
 /// A counted subscription's `Block`: waits (looking again at most every `COUNTED_POLL`) for
 /// room, the deadline, or the subscription's end (its dropped receiver empties the channel).
 #[cold]
@@ -500,15 +541,15 @@ fn block_counted<T>(
     tx: &cb::Sender<Message<T>>,
     msg: Message<T>,
     deadline: Option<Instant>,
-) -> Result<(), Option<Message<T>>> {
+) -> Result<(), NotSent<T>> {
     while counted_full(sub, tx) {
         let now = Instant::now();
         if deadline.is_some_and(|d| now >= d) {
-            return Err(Some(msg));
+            return Err(NotSent::Full(msg));
         }
         std::thread::sleep(deadline.map_or(COUNTED_POLL, |d| (d - now).min(COUNTED_POLL)));
     }
-    tx.try_send(msg).map_err(|_| None)
+    tx.try_send(msg).map_err(|e| NotSent::Gone(e.into_inner()))
 }
 
 /// A full channel subscription: apply its overflow policy.
@@ -521,22 +562,21 @@ fn overflow<T>(
     mut msg: Message<T>,
     wait: Wait,
     report: &mut PublishReport,
-    back: &mut HandBack<T>,
+    left: &mut Leftovers<'_, T>,
 ) {
     let lost = || {
         sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
     };
     match (sub.overflow, rx) {
         (Overflow::DropOldest, Some(rx)) => {
-            // Each message pushed out is counted first and dropped after the new one is in:
-            // its drop is user code, and one that panics must lose nothing uncounted.
-            let mut old = None;
+            // Each message pushed out is counted first and dropped after the fan-out: its
+            // drop is user code, and one that panics must lose nothing uncounted.
             loop {
                 // Make room by dropping the oldest (the subscriber may have made room meanwhile).
                 if let Ok(m) = rx.try_recv() {
                     lost();
                     report.dropped_oldest += 1;
-                    old = Some(m);
+                    left.later.push(m);
                 }
                 match tx.try_send(msg) {
                     Ok(()) => {
@@ -544,15 +584,17 @@ fn overflow<T>(
                         break;
                     }
                     Err(cb::TrySendError::Full(m)) => msg = m,
-                    Err(cb::TrySendError::Disconnected(_)) => break,
+                    Err(cb::TrySendError::Disconnected(m)) => {
+                        left.later.push(m);
+                        break;
+                    }
                 }
             }
-            drop(old);
         }
         (Overflow::DropNewest, _) => {
             lost();
             report.dropped_newest += 1;
-            drop(msg);
+            left.later.push(msg);
         }
         (Overflow::Block, _) => {
             let counted = sub.capacity.is_some_and(|c| c > ARRAY_MAX);
@@ -560,29 +602,28 @@ fn overflow<T>(
                 Wait::Forever if counted => block_counted(sub, tx, msg, None),
                 Wait::Until(d) if counted => block_counted(sub, tx, msg, Some(d)),
                 // `send` fails only on a disconnected channel.
-                Wait::Forever => tx.send(msg).map_err(|_| None),
+                Wait::Forever => tx.send(msg).map_err(|e| NotSent::Gone(e.into_inner())),
                 Wait::Until(d) => tx.send_deadline(msg, d).map_err(|e| match e {
-                    cb::SendTimeoutError::Timeout(m) => Some(m),
-                    cb::SendTimeoutError::Disconnected(_) => None,
+                    cb::SendTimeoutError::Timeout(m) => NotSent::Full(m),
+                    cb::SendTimeoutError::Disconnected(m) => NotSent::Gone(m),
                 }),
-                Wait::Never => Err(Some(msg)),
+                Wait::Never => Err(NotSent::Full(msg)),
             };
             match res {
                 Ok(()) => report.delivered += 1,
                 // A disconnected channel: the subscription was dropped while we waited.
-                Err(None) => {}
-                Err(Some(m)) => {
-                    // Blocking was not allowed (long enough): the publisher gets it back.
+                Err(NotSent::Gone(m)) => left.later.push(m),
+                Err(NotSent::Full(m)) => {
                     lost();
                     report.full += 1;
-                    back.get_or_insert(m);
+                    left.hand_back(m);
                 }
             }
         }
         (Overflow::Error, _) | (Overflow::DropOldest, None) => {
             lost();
             report.full += 1;
-            back.get_or_insert(msg);
+            left.hand_back(msg);
         }
     }
 }
@@ -594,13 +635,13 @@ fn deliver_endpoint<T: Clone>(
     msg: Message<T>,
     wait: Wait,
     report: &mut PublishReport,
-    back: &mut HandBack<T>,
+    left: &mut Leftovers<'_, T>,
 ) {
     let how = match sub.overflow {
         Overflow::Block => wait,
         _ => Wait::Never,
     };
-    let (err, partly) = match e.deliver_reach(msg, how) {
+    let (err, partly) = match e.deliver_reach_into(msg, how, left.later) {
         Ok(n) => {
             report.delivered += 1;
             report.chained += 1;
@@ -625,27 +666,29 @@ fn deliver_endpoint<T: Clone>(
         }
     };
     sub.counters.dropped.fetch_add(1, Ordering::Relaxed);
+    // Counted now, dropped after the fan-out (user code, which may panic).
     match err {
         DeliverError::Full(m) => match sub.overflow {
             Overflow::DropNewest | Overflow::DropOldest => {
                 report.dropped_newest += 1;
-                drop(m);
+                left.later.push(m);
             }
             Overflow::Block | Overflow::Error => {
                 report.full += 1;
-                if !partly {
-                    back.get_or_insert(m);
+                if partly {
+                    left.later.push(m);
+                } else {
+                    left.hand_back(m);
                 }
             }
         },
-        // Counted before the drop (user code, which may panic).
         DeliverError::Closed(m) => {
             report.closed += 1;
-            drop(m);
+            left.later.push(m);
         }
         DeliverError::Rejected { message, .. } => {
             report.rejected += 1;
-            drop(message);
+            left.later.push(message);
         }
     }
 }

@@ -79,6 +79,12 @@ impl<T: Clone> Topic<T> {
     /// the validator refuses; no subscriber got the message. [`PublishError::Full`] when
     /// [`Overflow::Error`] subscriptions were full; the others got the message. All hand it back.
     ///
+    /// # Panics
+    ///
+    /// If dropping a copy that an overflow policy pushed out or refused panics (a payload whose
+    /// `Drop` panics). Those drop only after every subscription had its copy, so only the
+    /// report is lost with the unwind.
+    ///
     /// # Examples
     ///
     /// ```
@@ -164,12 +170,15 @@ impl<T: Clone> Topic<T> {
         self.shared.publish(msg.into(), Wait::Until(deadline))
     }
 
-    pub(crate) fn publish_wait(
+    /// A publish within a fan-out already under way (a chained topic's), leaving the copies it
+    /// could not deliver in `later`, to drop when that fan-out is over.
+    pub(crate) fn publish_into(
         &self,
         msg: Message<T>,
         wait: Wait,
+        later: &mut Vec<Message<T>>,
     ) -> Result<PublishReport, PublishError<T>> {
-        self.shared.publish(msg, wait)
+        self.shared.publish_into(msg, wait, later)
     }
 }
 
