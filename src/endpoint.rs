@@ -325,7 +325,7 @@ impl<T: Clone> Endpoint<T> {
                 }),
                 Err(e) => Err(none(e.into())),
             },
-            Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}) {
+            Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}, later) {
                 Ok((_, None, reach, _)) => Ok(reach),
                 Ok((_, Some(error), reached, _)) => Err(Partial { error, reached }),
                 Err((

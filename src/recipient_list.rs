@@ -748,6 +748,12 @@ impl<T: Clone> RecipientList<T> {
     /// list while it delivers the same message (a delivery loop, on this thread) is refused:
     /// [`RecipientListError::Undelivered`] with a rejection and an empty report.
     ///
+    /// # Panics
+    ///
+    /// If dropping a copy that a recipient refused panics (a payload whose `Drop` panics).
+    /// Those drop only after every chosen recipient had its copy, so only the report is lost
+    /// with the unwind.
+    ///
     /// # Examples
     ///
     /// ```
@@ -826,7 +832,11 @@ impl<T: Clone> RecipientList<T> {
         msg: Message<T>,
         wait: Wait,
     ) -> Result<RecipientReport, RecipientListError<T>> {
-        match self.dispatch_reach(msg, wait, |_, _| {}) {
+        let mut later = Vec::new();
+        let result = self.dispatch_reach(msg, wait, |_, _| {}, &mut later);
+        // Every recipient had its copy: only now do the refused ones drop (user code).
+        drop(later);
+        match result {
             // Nobody took it (a recipient that failed on some of its own receivers but reached
             // others did): the message comes back instead of being dropped.
             Ok((report, Some(error), _, reaching))
@@ -843,12 +853,16 @@ impl<T: Clone> RecipientList<T> {
     /// recipient after `prepare` saw it. Under `Continue`, the first failure's error (with its
     /// copy) comes back beside the report. It also says how many final receivers got a copy: 1 for a
     /// queue or a closure recipient, the subscriptions a topic recipient reached, and so on down
-    /// a nested list (what a scatter-gather waits for).
+    /// a nested list (what a scatter-gather waits for). The copies it could not deliver, past
+    /// the first failure's, go in `later`: they drop (user code, which may panic) only once
+    /// the caller's fan-out is over, so that a panicking drop keeps no copy from a recipient
+    /// after them (found by an audit of payload drops).
     pub(crate) fn dispatch_reach(
         &self,
         msg: Message<T>,
         wait: Wait,
         mut prepare: impl FnMut(&Arc<str>, &mut Message<T>),
+        later: &mut Vec<Message<T>>,
     ) -> Result<Dispatched<T>, (RecipientListError<T>, usize)> {
         // A delivery that leads back here with this message (a recipient that is this list, or
         // leads to it, or a closure recipient that sends it through this list) is a loop: refused.
@@ -938,7 +952,7 @@ impl<T: Clone> RecipientList<T> {
                 msg.as_ref().expect("kept until the last recipient").clone()
             };
             prepare(name, &mut copy);
-            match endpoint.deliver_reach(copy, wait) {
+            match endpoint.deliver_reach_into(copy, wait, later) {
                 Ok(n) => {
                     *outcome = Outcome::Delivered;
                     reach += n;
@@ -958,6 +972,8 @@ impl<T: Clone> RecipientList<T> {
                     *outcome = Outcome::of(&err);
                     if back.is_none() {
                         back = Some(err);
+                    } else {
+                        later.push(err.into_inner());
                     }
                     if shared.on_failure == OnFailure::Stop {
                         stopped = true;

@@ -1,5 +1,9 @@
 //! RecipientList: routing by code and by attribute, run-time changes, every outcome, policies.
 
+mod common;
+
+use common::{panics, Bombs};
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -462,4 +466,40 @@ fn a_message_routed_only_to_unknown_names_is_skipped_unless_refused() {
     let err = failing.send(3).unwrap_err();
     assert!(matches!(err, RecipientListError::Undelivered { .. }));
     assert_eq!(err.into_inner().into_payload(), 3);
+}
+
+/// A send whose copy for one recipient drops in the middle of the fan-out (a failure after the
+/// first, whose copy the list keeps for the error; a copy a chained topic's full `DropNewest`
+/// subscription refuses), with a payload whose drop panics, still delivers to the later
+/// recipients: the drops wait until every recipient had its copy (found by an audit of payload
+/// drops: the panic ended the send there, and the later recipients missed it).
+#[test]
+fn a_panicking_drop_of_a_failed_copy_loses_no_later_delivery() {
+    for chained in [false, true] {
+        let bombs = Bombs::new(2, 1);
+        let (a, b, c) = (Queue::unbounded(), Queue::unbounded(), Queue::unbounded());
+        a.close();
+        b.close();
+        let list = RecipientList::new(Route::all());
+        list.add("a", &a);
+        if chained {
+            let topic = Topic::new();
+            let full = topic.subscribe_with(
+                switchboard::SubscribeOptions::new()
+                    .capacity(1)
+                    .overflow(switchboard::Overflow::DropNewest),
+            );
+            topic.publish(bombs.make(0)).unwrap();
+            std::mem::forget(full); // it stays full
+            list.add("b", topic);
+        } else {
+            list.add("b", &b);
+        }
+        list.add("c", &c);
+        assert!(panics(|| list.send(bombs.make(1))), "chained {chained}");
+        let m = c.try_recv().expect("the last recipient got its copy");
+        assert_eq!(m.payload().id, 1);
+        assert!(panics(|| drop(m)));
+        assert_eq!(bombs.dropped(1), 3, "chained {chained}");
+    }
 }

@@ -371,9 +371,14 @@ where
         let correlation_id = inbox.correlation_id;
         let reached = match self.endpoint.as_recipient_list() {
             Some(list) => {
-                let named = list.dispatch_reach(msg, Wait::Until(deadline), |name, m| {
-                    m.payload_mut().reply_to.set_recipient(Arc::clone(name))
-                });
+                let mut later = Vec::new();
+                let named = list.dispatch_reach(
+                    msg,
+                    Wait::Until(deadline),
+                    |name, m| m.payload_mut().reply_to.set_recipient(Arc::clone(name)),
+                    &mut later,
+                );
+                drop(later);
                 match named {
                     Ok((_, Some(back), 0, _)) => Err(not_scattered(back)),
                     Ok((report, _, reach, reaching)) => {
