@@ -1153,3 +1153,84 @@ fn shutdown_from_inside_a_handler_counts_only_the_running_handlers() {
     assert_eq!(report.still_running, 1, "{report:?}");
     wait_until("the pool ends", || handle.get().unwrap().is_finished());
 }
+
+/// Runs a one-worker pool over `queue` (closed, so it drains and ends) until the worker ends,
+/// which a payload's panicking drop does; returns the pool's stats then. `join` hands that
+/// panic on.
+fn run_until_a_drop_panics(
+    queue: &Queue<common::Bomb>,
+    start: impl FnOnce(Consumer<common::Bomb>) -> ConsumerHandle<common::Bomb>,
+) -> ConsumerStats {
+    quiet_deliberate_panics();
+    queue.close();
+    let pool = start(Consumer::new(queue).workers(1));
+    wait_until("the worker ended", || pool.is_finished());
+    let stats = pool.stats();
+    let joined = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pool.join()));
+    assert!(joined.is_err(), "the payload's drop panicked");
+    stats
+}
+
+/// A worker whose verdict drops a payload that panics counts the verdict first: the message
+/// was acked (or discarded on its last attempt), and the stats say so (found by an audit of
+/// payload drops: the count came after the drop, so the panic left it out, and every finished
+/// attempt was no longer counted once).
+#[test]
+fn a_panicking_drop_at_a_verdict_is_counted() {
+    // Acked.
+    let bombs = common::Bombs::new(1, 0);
+    let queue = Queue::unbounded();
+    queue.send(bombs.make(0)).unwrap();
+    let stats = run_until_a_drop_panics(&queue, |c| c.start(|_| Ok::<(), String>(())));
+    assert_eq!((stats.processed, stats.lease_lost), (1, 0), "{stats:?}");
+    assert_eq!(queue.stats().acked, 1);
+
+    // Failed on its last attempt, with no dead-letter queue: discarded.
+    let bombs = common::Bombs::new(1, 0);
+    let queue = Queue::builder().max_attempts(1).build();
+    queue.send(bombs.make(0)).unwrap();
+    let stats = run_until_a_drop_panics(&queue, |c| c.start(|_| Err("no")));
+    assert_eq!((stats.failed, stats.dead_lettered), (1, 1), "{stats:?}");
+    assert_eq!(queue.stats().discarded, 1);
+    assert_eq!(bombs.dropped(0), 1);
+}
+
+/// A batch worker whose verdict on one message drops a payload that panics (a failed message
+/// discarded on its last attempt) still gives every other message of the batch its verdict:
+/// those the handler processed are acked, not put back as abandoned (found by an audit of
+/// payload drops: the panic dropped the rest of the batch unsettled, and with `max_attempts(1)`
+/// the queue then discarded messages the handler had processed).
+#[test]
+fn a_panicking_drop_in_a_batch_verdict_settles_the_rest_of_the_batch() {
+    let bombs = common::Bombs::new(3, 1);
+    let queue = Queue::builder().max_attempts(1).build();
+    queue.send_batch((0..3).map(|i| bombs.make(i))).unwrap();
+    let stats = run_until_a_drop_panics(&queue, |c| {
+        c.start_batch(3, |batch| {
+            batch
+                .iter()
+                .map(|m| {
+                    if m.payload().id == 1 {
+                        Err("no")
+                    } else {
+                        Ok(())
+                    }
+                })
+                .collect()
+        })
+    });
+    assert_eq!(
+        (stats.processed, stats.failed, stats.dead_lettered),
+        (2, 1, 1),
+        "{stats:?}"
+    );
+    let s = queue.stats();
+    assert_eq!(
+        (s.acked, s.discarded, s.abandoned, s.in_flight, s.visible),
+        (2, 1, 0, 0, 0),
+        "{s:?}"
+    );
+    for id in 0..3 {
+        assert_eq!(bombs.dropped(id), 1, "payload {id}");
+    }
+}

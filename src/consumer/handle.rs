@@ -231,7 +231,8 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// # Panics
     ///
     /// A panic outside the handler's guard (a payload's drop at the ack, say) ends its worker
-    /// (the others carry on); `join` hands the first such panic on once every worker has ended.
+    /// (the others carry on), once every message of its batch has its verdict, counted; `join`
+    /// hands the first such panic on once every worker has ended.
     ///
     /// ```
     /// use switchboard::Queue;

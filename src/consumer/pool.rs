@@ -23,7 +23,7 @@ use crate::consumer::retry::{RetryPolicy, XorShift};
 use crate::consumer::ConsumerStats;
 use crate::error::RecvTimeoutError;
 use crate::message::Message;
-use crate::queue::{Delivery, LeaseKey, Queue};
+use crate::queue::{Delivery, LeaseKey, Leftovers, Queue};
 
 /// How long an idle worker waits in one receive before it looks at the stop flag again. A
 /// shutdown wakes blocked workers at once (`Queue::wake_receivers`); this is the backstop for a
@@ -411,6 +411,8 @@ impl<T> Pool<T> {
     {
         let _exit = Exit(self);
         let mut rng = XorShift::seeded(w as u64);
+        // What the verdicts let go of, dropped once they are counted (see `settle`).
+        let mut later = Leftovers::default();
         // The end of the last handler call doubles as "now" for the next receive's deadline
         // (saving a clock read per message); a stale one only makes that receive time out early.
         let mut last: Option<Instant> = None;
@@ -445,8 +447,9 @@ impl<T> Pool<T> {
                 Ok(Err(reason)) => Outcome::Failed(reason),
                 Err(p) => Outcome::Panicked(panic_message(&*p)),
             };
-            self.settle(w, d, outcome, &mut rng);
+            self.settle(w, d, outcome, &mut rng, &mut later);
             drop(permits);
+            later.clear();
         }
     }
 
@@ -458,6 +461,7 @@ impl<T> Pool<T> {
     {
         let _exit = Exit(self);
         let mut rng = XorShift::seeded(w as u64);
+        let mut later = Leftovers::default();
         let max = max.max(1);
         while !self.stopped() {
             let Some(mut permits) = self.take_permits(max) else {
@@ -519,21 +523,25 @@ impl<T> Pool<T> {
                     "the batch handler returned no outcome for this message".into(),
                 ));
             }
+            // Every message of the batch gets its verdict, counted, before any payload drops
+            // (see `settle`): one whose drop panics must not leave the rest unsettled, to come
+            // back as abandoned though the handler processed them.
             let mut oks = Vec::new();
             for (d, o) in ds.into_iter().zip(outcomes) {
                 match o {
                     Outcome::Ok => oks.push(d),
-                    o => self.settle(w, d, o, &mut rng),
+                    o => self.settle(w, d, o, &mut rng, &mut later),
                 }
             }
             if !oks.is_empty() {
                 let n = oks.len() as u64;
-                let lost = self.queue.ack_many(oks).len() as u64;
+                let lost = self.queue.ack_many_keeping(oks, &mut later).len() as u64;
                 let c = &self.slots[w].c;
                 c.processed.fetch_add(n - lost, Ordering::Relaxed);
                 c.lease_lost.fetch_add(lost, Ordering::Relaxed);
             }
             drop(permits);
+            later.clear();
         }
     }
 
@@ -549,12 +557,22 @@ impl<T> Pool<T> {
     }
 
     /// The verdict: ack on success; on failure, retry after the policy's delay, or dead-letter
-    /// with the failure as the reason when this was the message's last attempt.
-    fn settle(&self, w: usize, d: Delivery<T>, outcome: Outcome, rng: &mut XorShift) {
+    /// with the failure as the reason when this was the message's last attempt. What it lets go
+    /// of (the message, when acked or discarded) is left in `later`: a payload's drop is user
+    /// code, and one that panics (ending the worker) must find the verdict counted (found by an
+    /// audit of payload drops: the count came after the drop, and the panic left it out).
+    fn settle(
+        &self,
+        w: usize,
+        d: Delivery<T>,
+        outcome: Outcome,
+        rng: &mut XorShift,
+        later: &mut Leftovers<T>,
+    ) {
         let c = &self.slots[w].c;
         let (reason, panicked) = match outcome {
             Outcome::Ok => {
-                let counter = match d.ack() {
+                let counter = match d.ack_keeping(later) {
                     Ok(()) => &c.processed,
                     Err(_) => &c.lease_lost,
                 };
@@ -570,13 +588,13 @@ impl<T> Pool<T> {
         }
         let attempt = d.attempt();
         let counter = if self.max_attempts.is_some_and(|m| attempt >= m) {
-            match d.reject(reason) {
+            match d.reject_keeping(reason, later) {
                 Ok(()) => &c.dead_lettered,
                 Err(_) => &c.lease_lost,
             }
         } else {
             let delay = self.settings.retry.delay_with(attempt, rng);
-            match d.nack_after(delay) {
+            match d.nack_after_keeping(delay, later) {
                 Ok(()) => &c.retried,
                 Err(_) => &c.lease_lost,
             }

@@ -556,20 +556,35 @@ impl<T> Out<T> {
 /// What leaves the queue under its lock (see `Leaving`), dealt with after the lock.
 type Outgoing<T> = Vec<Leaving<T>>;
 
-/// What a batch ack leaves to drop (user code, which may panic) once every delivery of the
-/// batch, on whatever queue, is settled: see `Queue::ack_many`.
-pub(crate) struct AckLeftovers<T> {
+/// What settling leases lets go of, for the caller to drop (user code, which may panic) once
+/// it has nothing more to settle: every delivery of a batch ack, on whatever queue (see
+/// `Queue::ack_many`), or every verdict of a consumer pool's worker, counted.
+pub(crate) struct Leftovers<T> {
     /// The acked messages, or the handles on them that an expired lease's holder shares.
     acked: Vec<Recycled<T>>,
-    /// Messages that expired leases discarded meanwhile.
+    /// Messages discarded meanwhile (rejected or out of attempts with no dead-letter queue,
+    /// expired).
     discarded: Vec<Entry<T>>,
+    /// Settled deliveries: one whose lease had ended, or that was nacked or rejected, still
+    /// holds its message, and may be the last to.
+    pub(crate) deliveries: Vec<Delivery<T>>,
 }
 
-impl<T> Default for AckLeftovers<T> {
+impl<T> Leftovers<T> {
+    /// Drops what was left, keeping the room for the next round.
+    pub(crate) fn clear(&mut self) {
+        self.acked.clear();
+        self.discarded.clear();
+        self.deliveries.clear();
+    }
+}
+
+impl<T> Default for Leftovers<T> {
     fn default() -> Self {
-        AckLeftovers {
+        Leftovers {
             acked: Vec::new(),
             discarded: Vec::new(),
+            deliveries: Vec::new(),
         }
     }
 }
@@ -2212,11 +2227,14 @@ impl<T> Shared<T> {
 
     // ----- verdicts ---------------------------------------------------------------------------
 
+    /// Ends a lease with `f`. What it discards drops before it returns, or, given `later`,
+    /// is left there.
     fn settle(
         self: &Arc<Self>,
         slot: u32,
         gen: u64,
         f: impl FnOnce(&Self, &mut Slow<T>, Lease<T>, &mut Outgoing<T>) -> bool,
+        later: Option<&mut Leftovers<T>>,
     ) -> bool {
         let mut out = Vec::new();
         let ok = {
@@ -2252,7 +2270,10 @@ impl<T> Shared<T> {
             ok
         };
         if !out.is_empty() {
-            self.forward(out, self);
+            match later {
+                Some(l) => self.forward_keeping(out, self, &mut l.discarded),
+                None => self.forward(out, self),
+            }
         }
         ok
     }
@@ -2266,20 +2287,29 @@ impl<T> Shared<T> {
         gen: u64,
         id: MessageId,
         mine: &mut Option<Arc<Held<T>>>,
+        mut later: Option<&mut Leftovers<T>>,
     ) -> Result<(), AckError> {
         let mut done = None;
-        let ok = self.settle(slot, gen, |this, slow, lease, _| {
-            slow.c.acked += 1;
-            this.release_lease_group(slow, &lease);
-            drop(mine.take());
-            match slow.recycle(lease.held) {
-                Ok(Some(m)) if m.drops_trivially() => drop(m),
-                r => done = Some(r),
-            }
-            // Only a FIFO group freed by the ack changes what receivers can get.
-            this.config.fifo
-        });
-        drop(done);
+        let ok = self.settle(
+            slot,
+            gen,
+            |this, slow, lease, _| {
+                slow.c.acked += 1;
+                this.release_lease_group(slow, &lease);
+                drop(mine.take());
+                match slow.recycle(lease.held) {
+                    Ok(Some(m)) if m.drops_trivially() => drop(m),
+                    r => done = Some(r),
+                }
+                // Only a FIFO group freed by the ack changes what receivers can get.
+                this.config.fifo
+            },
+            later.as_deref_mut(),
+        );
+        match (done, later) {
+            (Some(r), Some(l)) => l.acked.push(r),
+            (done, _) => drop(done),
+        }
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
 
@@ -2292,7 +2322,7 @@ impl<T> Shared<T> {
         self: &Arc<Self>,
         held: &mut [Delivery<T>],
         lost: &mut Vec<MessageId>,
-        later: &mut AckLeftovers<T>,
+        later: &mut Leftovers<T>,
     ) {
         let mut out = Vec::new();
         // What is left to drop once the lock is released (user code). Messages that drop
@@ -2343,23 +2373,29 @@ impl<T> Shared<T> {
         id: MessageId,
         after: Option<Duration>,
         abandoned: bool,
+        later: Option<&mut Leftovers<T>>,
     ) -> Result<(), AckError> {
         let due = after.map(|d| clock::add(self.now(), d));
-        let ok = self.settle(slot, gen, |this, slow, lease, out| {
-            if abandoned {
-                slow.c.abandoned += 1;
-            } else {
-                slow.c.nacked += 1;
-            }
-            this.fail(
-                slow,
-                lease,
-                due,
-                if abandoned { "dropped" } else { "nacked" },
-                out,
-            );
-            true
-        });
+        let ok = self.settle(
+            slot,
+            gen,
+            |this, slow, lease, out| {
+                if abandoned {
+                    slow.c.abandoned += 1;
+                } else {
+                    slow.c.nacked += 1;
+                }
+                this.fail(
+                    slow,
+                    lease,
+                    due,
+                    if abandoned { "dropped" } else { "nacked" },
+                    out,
+                );
+                true
+            },
+            later,
+        );
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
 
@@ -2369,14 +2405,20 @@ impl<T> Shared<T> {
         gen: u64,
         id: MessageId,
         reason: String,
+        later: Option<&mut Leftovers<T>>,
     ) -> Result<(), AckError> {
-        let ok = self.settle(slot, gen, |this, slow, lease, out| {
-            let attempts = lease.attempts;
-            let entry = lease.into_entry();
-            this.release_group(slow, entry.body.message());
-            this.dead_letter(slow, entry, reason, attempts, out);
-            true
-        });
+        let ok = self.settle(
+            slot,
+            gen,
+            |this, slow, lease, out| {
+                let attempts = lease.attempts;
+                let entry = lease.into_entry();
+                this.release_group(slow, entry.body.message());
+                this.dead_letter(slow, entry, reason, attempts, out);
+                true
+            },
+            later,
+        );
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::clock::{self, Nanos};
 use crate::error::AckError;
 use crate::message::{DeadLetter, Message};
-use crate::queue::core::{Held, LeaseInfo, Shared};
+use crate::queue::core::{Held, LeaseInfo, Leftovers, Shared};
 
 /// A message received on lease (at-least-once): it stays in flight until a verdict.
 ///
@@ -110,7 +110,7 @@ impl<T> Delivery<T> {
         self.settled = true;
         let (slot, gen, id) = self.lease_key();
         // A successful ack takes the handle; one too late leaves it for `drop`.
-        self.shared.ack(slot, gen, id, &mut self.msg)
+        self.shared.ack(slot, gen, id, &mut self.msg, None)
     }
 
     /// Not done: the message goes back to the queue at once (or to the dead-letter queue if it
@@ -141,6 +141,7 @@ impl<T> Delivery<T> {
             self.message().id(),
             None,
             false,
+            None,
         )
     }
 
@@ -176,6 +177,7 @@ impl<T> Delivery<T> {
             self.message().id(),
             Some(delay),
             false,
+            None,
         )
     }
 
@@ -208,6 +210,7 @@ impl<T> Delivery<T> {
             self.info.gen,
             self.message().id(),
             reason.into(),
+            None,
         )
     }
 
@@ -257,6 +260,47 @@ impl<T> Delivery<T> {
     pub(crate) fn shared(&self) -> &Arc<Shared<T>> {
         &self.shared
     }
+
+    /// As [`ack`](Delivery::ack), but what the ack lets go of (the message, and this delivery
+    /// with it) is left in `later`, for the caller to drop once it has counted the verdict: a
+    /// payload's drop is user code, which may panic.
+    pub(crate) fn ack_keeping(mut self, later: &mut Leftovers<T>) -> Result<(), AckError> {
+        self.settled = true;
+        let (slot, gen, id) = self.lease_key();
+        let r = self.shared.ack(slot, gen, id, &mut self.msg, Some(later));
+        later.deliveries.push(self);
+        r
+    }
+
+    /// As [`nack_after`](Delivery::nack_after), leaving what it lets go of in `later` (see
+    /// [`ack_keeping`](Delivery::ack_keeping)).
+    pub(crate) fn nack_after_keeping(
+        mut self,
+        delay: Duration,
+        later: &mut Leftovers<T>,
+    ) -> Result<(), AckError> {
+        self.settled = true;
+        let (slot, gen, id) = self.lease_key();
+        let r = self
+            .shared
+            .nack(slot, gen, id, Some(delay), false, Some(later));
+        later.deliveries.push(self);
+        r
+    }
+
+    /// As [`reject`](Delivery::reject), leaving what it lets go of in `later` (see
+    /// [`ack_keeping`](Delivery::ack_keeping)).
+    pub(crate) fn reject_keeping(
+        mut self,
+        reason: String,
+        later: &mut Leftovers<T>,
+    ) -> Result<(), AckError> {
+        self.settled = true;
+        let (slot, gen, id) = self.lease_key();
+        let r = self.shared.reject(slot, gen, id, reason, Some(later));
+        later.deliveries.push(self);
+        r
+    }
 }
 
 impl<T> Deref for Delivery<T> {
@@ -272,7 +316,7 @@ impl<T> Drop for Delivery<T> {
     fn drop(&mut self) {
         if !self.settled {
             let (slot, gen, id) = self.lease_key();
-            let _ = self.shared.nack(slot, gen, id, None, true);
+            let _ = self.shared.nack(slot, gen, id, None, true, None);
         }
         // Two holders means us and a queue entry: our lease had expired and the message waits,
         // shared with us, for a plain receiver that can only take it by value once we let go.
@@ -319,7 +363,8 @@ impl<T> LeaseKey<T> {
     /// Ends the lease as a dropped `Delivery` would: the message goes back to the queue at once
     /// (or to the dead-letter queue if this was its last attempt).
     pub(crate) fn release(&self) -> Result<(), AckError> {
-        self.shared.nack(self.slot, self.gen, self.id, None, true)
+        self.shared
+            .nack(self.slot, self.gen, self.id, None, true, None)
     }
 
     /// The queue's clock now.
