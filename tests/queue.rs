@@ -2844,3 +2844,93 @@ fn a_panicking_drop_in_a_mixed_batch_ack_acks_every_delivery() {
         }
     }
 }
+
+/// A batch receive that steps over an expired message whose drop panics, after it took others:
+/// as its docs say, a plain batch loses what it took (counted received), a leased one puts its
+/// deliveries back as abandoned; either way the counts stay exact and the queue goes on (an
+/// audit of payload drops: documented, kept).
+#[test]
+fn a_panicking_drop_in_a_batch_receive_leaves_exact_counts() {
+    for leased in [false, true] {
+        let bombs = Bombs::new(3, 1);
+        let clock = ManualClock::new();
+        let q: Queue<Bomb> = Queue::builder().clock(clock.clone()).build();
+        q.send(bombs.make(0)).unwrap();
+        q.send(Message::new(bombs.make(1)).with_ttl(secs(1)))
+            .unwrap();
+        q.send(bombs.make(2)).unwrap();
+        clock.advance(secs(2));
+        assert!(panics(|| if leased {
+            drop(q.receive_many(3, Duration::ZERO))
+        } else {
+            drop(q.recv_many(3, Duration::ZERO))
+        }));
+        let s = q.stats();
+        assert_eq!((s.expired, s.in_flight), (1, 0), "leased {leased}: {s:?}");
+        assert_eq!(bombs.dropped(1), 1);
+        if leased {
+            // Both deliveries came back, each with its attempt counted.
+            assert_eq!((s.received, s.abandoned, s.visible), (2, 2, 2), "{s:?}");
+            let again = q.receive_many(3, Duration::ZERO).unwrap();
+            assert_eq!(
+                again.iter().map(|d| d.attempt()).collect::<Vec<_>>(),
+                [2, 2]
+            );
+            assert!(q.ack_many(again).is_empty());
+            assert_eq!((bombs.dropped(0), bombs.dropped(2)), (1, 1));
+        } else {
+            // The one taken went with the unwind; the one behind waits.
+            assert_eq!((s.received, s.visible), (1, 1), "{s:?}");
+            assert_eq!(bombs.dropped(0), 1);
+            assert_eq!(q.try_recv().unwrap().payload().id, 2);
+        }
+    }
+}
+
+/// A batch send whose duplicate (de-duplication) panics in its drop: the messages before it
+/// are in the queue, the ones after were never sent and drop once with the caller's batch
+/// (an audit of payload drops: acceptable, now documented on `send_batch`).
+#[test]
+fn a_panicking_drop_of_a_duplicate_in_a_batch_send() {
+    let bombs = Bombs::new(3, 1);
+    let q: Queue<Bomb> = Queue::unbounded();
+    let batch: Vec<Message<Bomb>> = (0..3)
+        .map(|i| Message::new(bombs.make(i)).with_dedup_id(if i < 2 { "k" } else { "j" }))
+        .collect();
+    assert!(panics(|| q.send_batch(batch)));
+    let s = q.stats();
+    assert_eq!((s.sent, s.duplicates, s.visible), (1, 1, 1), "{s:?}");
+    assert_eq!((bombs.dropped(1), bombs.dropped(2)), (1, 1));
+    assert_eq!(q.try_recv().unwrap().payload().id, 0);
+}
+
+/// A verdict that discards its message (rejected, or out of attempts, with no dead-letter
+/// queue) whose drop panics has ended the lease first: the counts are exact and nothing is
+/// redelivered (an audit of payload drops: fine as it is).
+#[test]
+fn a_panicking_drop_at_a_discarding_verdict_leaves_exact_counts() {
+    for reject in [false, true] {
+        let bombs = Bombs::new(2, 0);
+        let q: Queue<Bomb> = Queue::builder().max_attempts(1).build();
+        q.send(bombs.make(0)).unwrap();
+        q.send(bombs.make(1)).unwrap();
+        let d = q.try_receive().unwrap();
+        assert!(panics(|| if reject { d.reject("bad") } else { d.nack() }));
+        let s = q.stats();
+        assert_eq!(
+            (
+                s.discarded,
+                s.in_flight,
+                s.visible,
+                s.abandoned,
+                s.redelivered
+            ),
+            (1, 0, 1, 0, 0),
+            "reject {reject}: {s:?}"
+        );
+        assert_eq!(bombs.dropped(0), 1);
+        let next = q.try_receive().unwrap();
+        assert_eq!((next.payload().id, next.attempt()), (1, 1));
+        next.ack().unwrap();
+    }
+}

@@ -14,7 +14,7 @@ use switchboard::{
     Topic, UnknownRecipients,
 };
 
-use common::{spawn_named, wait_blocked};
+use common::{panics, spawn_named, wait_blocked, Bomb, Bombs};
 
 type Quote = Result<u32, String>;
 
@@ -1012,4 +1012,32 @@ fn responder_try_iter_takes_what_waits_and_never_blocks() {
     let n = *request.body();
     request.reply(n + 1).unwrap();
     assert_eq!(asking.join().unwrap(), Ok(21));
+}
+
+/// A gather that ends with a reply unread, whose drop panics as the reply channel closes: the
+/// reply is counted late first, the channel is closed (a later reply goes back to its
+/// responder), and the replies gathered go with the unwind, as the docs say (an audit of
+/// payload drops: acceptable, now documented on `scatter`).
+#[test]
+fn a_panicking_drop_of_an_unread_reply_counts_it_late() {
+    let bombs = Arc::new(Bombs::new(2, 1));
+    let topic: Topic<Request<u32, Bomb>> = Topic::new();
+    for id in 0..2 {
+        let bombs = Arc::clone(&bombs);
+        topic.subscribe_endpoint(instant(move |_: &u32| bombs.make(id)));
+    }
+    let late = Queue::unbounded();
+    topic.subscribe_queue(&late);
+    let sg = ScatterGather::new(&topic);
+    assert!(panics(|| sg.scatter(1, Completion::within(LONG).first(1))));
+    let s = sg.stats();
+    assert_eq!((s.requests, s.replies, s.late), (1, 1, 1), "{s:?}");
+    assert_eq!((bombs.dropped(0), bombs.dropped(1)), (1, 1));
+    // The third responder answers after the gather: its reply comes back to it, counted late.
+    let req = late.try_recv().unwrap().into_payload();
+    assert!(!req.is_awaited());
+    let back = req.reply(bombs.make(0));
+    assert!(back.is_err());
+    drop(back);
+    assert_eq!(sg.stats().late, 2);
 }

@@ -430,6 +430,11 @@ impl<T> Queue<T> {
     /// If the queue closes part-way, [`SendBatchError`] says how many were sent and hands back the
     /// rest.
     ///
+    /// # Panics
+    ///
+    /// If the drop of a duplicate (de-duplication drops it) panics: the messages before it are
+    /// sent, the rest drop unsent with the batch.
+    ///
     /// # Examples
     ///
     /// ```

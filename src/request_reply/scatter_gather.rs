@@ -359,6 +359,11 @@ where
     /// # Errors
     ///
     /// [`GatherError`] when the request reached nobody or was refused; reported at once.
+    ///
+    /// # Panics
+    ///
+    /// If dropping a reply that came but was not read panics (a reply whose `Drop` panics):
+    /// it is counted late and the gather closed first; the replies gathered go with the unwind.
     pub fn scatter(
         &self,
         req: impl Into<Message<Req>>,
