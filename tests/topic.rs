@@ -1248,3 +1248,23 @@ fn a_panicking_drop_midway_through_a_fanout_loses_no_later_delivery() {
     assert_eq!((s.published, s.delivered, s.dropped), (1, 2, 0));
     assert_eq!(bombs.dropped(1), 2);
 }
+
+/// A subscription dropped with messages in its buffer, one of whose drops panics: every other
+/// message still drops, once (found by an audit of payload drops: the buffer's channel stopped
+/// dropping at the panic, and leaked the messages after it).
+#[test]
+fn a_panicking_drop_as_a_subscription_goes_drops_every_other_message() {
+    for overflow in [Overflow::Block, Overflow::DropOldest] {
+        let bombs = Bombs::new(4, 0);
+        let topic = Topic::new();
+        let sub = topic.subscribe_with(opts(8, overflow));
+        for i in 0..4 {
+            topic.publish(bombs.make(i)).unwrap();
+        }
+        assert!(panics(|| drop(sub)), "{overflow:?}");
+        for id in 0..4 {
+            assert_eq!(bombs.dropped(id), 1, "{overflow:?}: payload {id}");
+        }
+        assert_eq!(topic.subscriber_count(), 0);
+    }
+}
