@@ -309,14 +309,10 @@ impl<T: Clone> Endpoint<T> {
             reached: 0,
         };
         match &self.kind {
-            Kind::Queue(q) => match wait {
-                Wait::Never => q.try_send(msg).map(|_| 1).map_err(|e| none(e.into())),
-                Wait::Forever => q.send(msg).map(|_| 1).map_err(|e| none(e.into())),
-                Wait::Until(d) => q
-                    .send_deadline(msg, d)
-                    .map(|_| 1)
-                    .map_err(|e| none(e.into())),
-            },
+            Kind::Queue(q) => q
+                .send_keeping(msg, wait, later)
+                .map(|_| 1)
+                .map_err(|e| none(e.into())),
             Kind::Topic(t) => match t.publish_into(msg, wait, later) {
                 Ok(report) => Ok(report.reach()),
                 Err(PublishError::Full { message, report }) => Err(Partial {

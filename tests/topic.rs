@@ -1268,3 +1268,29 @@ fn a_panicking_drop_as_a_subscription_goes_drops_every_other_message() {
         assert_eq!(topic.subscriber_count(), 0);
     }
 }
+
+/// A chained queue that de-duplicates drops a duplicate in the middle of a publish's fan-out;
+/// one whose drop panics does not stop the fan-out (found by an audit of payload drops: the
+/// queue dropped it inside its send, and the later subscriptions missed the message).
+#[test]
+fn a_panicking_drop_of_a_duplicate_in_a_chained_queue_loses_no_later_delivery() {
+    let bombs = Bombs::new(2, 1);
+    let topic: Topic<Bomb> = Topic::new();
+    let q = Queue::unbounded();
+    topic.subscribe_queue(&q);
+    topic
+        .publish(Message::new(bombs.make(0)).with_dedup_id("k"))
+        .unwrap();
+    let later = topic.subscribe();
+    let dup = Message::new(bombs.make(1)).with_dedup_id("k");
+    assert!(panics(|| topic.publish(dup)));
+    let m = later
+        .try_recv()
+        .expect("the later subscription got its copy");
+    assert_eq!(m.payload().id, 1);
+    assert!(panics(|| drop(m)));
+    assert_eq!(bombs.dropped(1), 2);
+    let s = q.stats();
+    assert_eq!((s.sent, s.duplicates), (1, 1));
+    assert_eq!(topic.stats().delivered, 3);
+}

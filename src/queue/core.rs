@@ -505,7 +505,7 @@ pub(crate) type DedupKey<T> = Arc<dyn Fn(&Message<T>) -> String + Send + Sync>;
 
 /// How long a send may wait for room.
 #[derive(Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     Never,
     Until(Option<Instant>),
 }
@@ -677,6 +677,12 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// Drops the duplicate a locked send handed back (after the lock: a payload's drop is user code).
+fn drop_duplicate<T>((sent, duplicate): (Sent, Option<Message<T>>)) -> Sent {
+    drop(duplicate);
+    sent
 }
 
 /// Tries before a blocked send or receive parks: spins, then yields (crossbeam's `Backoff`).
@@ -902,10 +908,13 @@ impl<T> Shared<T> {
     #[inline]
     pub(crate) fn try_send(&self, msg: Message<T>) -> Result<Sent, TrySendError<T>> {
         if self.send_needs_lock(&msg) {
-            return self.send_locked(msg, Wait::Never).map_err(|e| match e {
-                SendTimeoutError::Timeout(m) => TrySendError::Full(m),
-                SendTimeoutError::Closed(m) => TrySendError::Closed(m),
-            });
+            return self
+                .send_locked(msg, Wait::Never)
+                .map(drop_duplicate)
+                .map_err(|e| match e {
+                    SendTimeoutError::Timeout(m) => TrySendError::Full(m),
+                    SendTimeoutError::Closed(m) => TrySendError::Closed(m),
+                });
         }
         self.try_send_main(msg)
     }
@@ -983,9 +992,35 @@ impl<T> Shared<T> {
         deadline: Option<Instant>,
     ) -> Result<Sent, SendTimeoutError<T>> {
         if self.send_needs_lock(&msg) {
-            return self.send_locked(msg, Wait::Until(deadline));
+            return self
+                .send_locked(msg, Wait::Until(deadline))
+                .map(drop_duplicate);
         }
         self.send_main(msg, deadline)
+    }
+
+    /// A send within a fan-out already under way (a chained queue's): as `try_send`
+    /// (`Wait::Never`) or `send`, but a duplicate that de-duplication turns away is left in
+    /// `later`, to drop (user code, which may panic) once that fan-out is over, rather than
+    /// dropped here, in the middle of it (found by an audit of payload drops).
+    pub(crate) fn send_keeping(
+        &self,
+        msg: Message<T>,
+        wait: Wait,
+        later: &mut Vec<Message<T>>,
+    ) -> Result<Sent, SendTimeoutError<T>> {
+        if self.send_needs_lock(&msg) {
+            let (sent, duplicate) = self.send_locked(msg, wait)?;
+            later.extend(duplicate);
+            return Ok(sent);
+        }
+        match wait {
+            Wait::Never => self.try_send_main(msg).map_err(|e| match e {
+                TrySendError::Full(m) => SendTimeoutError::Timeout(m),
+                TrySendError::Closed(m) => SendTimeoutError::Closed(m),
+            }),
+            Wait::Until(deadline) => self.send_main(msg, deadline),
+        }
     }
 
     #[inline]
@@ -1196,8 +1231,14 @@ impl<T> Shared<T> {
     /// The one send that cannot enqueue under the lock, a standard queue's send waiting for room
     /// in its main lane, records its key as pending meanwhile: a send of the same key then
     /// waits for it to end (or, if it may not wait, finds the queue full, as the first did).
+    ///
+    /// A duplicate comes back beside `Sent::Duplicate`, for the caller to drop.
     #[cold]
-    fn send_locked(&self, mut msg: Message<T>, wait: Wait) -> Result<Sent, SendTimeoutError<T>> {
+    fn send_locked(
+        &self,
+        mut msg: Message<T>,
+        wait: Wait,
+    ) -> Result<(Sent, Option<Message<T>>), SendTimeoutError<T>> {
         let now = self.now();
         msg.stamp(now);
         let id = msg.id();
@@ -1210,7 +1251,7 @@ impl<T> Shared<T> {
             let Some(k) = &key else { break };
             // A fresh reading each time: this send may have waited on a pending key.
             match self.look_dedup(&mut slow, k, self.now()) {
-                Seen::Duplicate(first) => return Ok(Sent::Duplicate(first)),
+                Seen::Duplicate(first) => return Ok((Sent::Duplicate(first), Some(msg))),
                 Seen::New => break,
                 Seen::Pending => msg = self.wait_room(&mut slow, msg, wait)?,
             }
@@ -1222,7 +1263,7 @@ impl<T> Shared<T> {
             let msg = match self.try_send_main(msg) {
                 Ok(sent) => {
                     Self::dedup(&mut slow).record(key, id, self.now(), false);
-                    return Ok(sent);
+                    return Ok((sent, None));
                 }
                 Err(TrySendError::Closed(m)) => return Err(SendTimeoutError::Closed(m)),
                 Err(TrySendError::Full(m)) if matches!(wait, Wait::Never) => {
@@ -1245,7 +1286,7 @@ impl<T> Shared<T> {
             }
             // Senders of the same key waiting for this one's end look again.
             self.waits().room.notify_all();
-            return result;
+            return result.map(|sent| (sent, None));
         }
         // FIFO: wait for room among the waiting messages, then look at the window again (a
         // sender of the same key may have gone in meanwhile) and enqueue, all under the lock.
@@ -1260,7 +1301,7 @@ impl<T> Shared<T> {
                             // or it sleeps beside a queue with room (found by review).
                             self.waits().room.notify_one();
                         }
-                        return Ok(Sent::Duplicate(first));
+                        return Ok((Sent::Duplicate(first), Some(msg)));
                     }
                 }
                 break;
@@ -1281,7 +1322,7 @@ impl<T> Shared<T> {
             .expect("fifo")
             .push_back(entry, Entry::group);
         self.publish_next(&mut slow);
-        Ok(Sent::Enqueued(id))
+        Ok((Sent::Enqueued(id), None))
     }
 
     /// Makes an entry visible: the ready lane, or its group in a FIFO queue (at the head for a

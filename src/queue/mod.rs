@@ -135,7 +135,7 @@ pub use self::delivery::Delivery;
 pub(crate) use self::delivery::LeaseKey;
 
 pub(crate) use self::core::Leftovers;
-use self::core::{How, Out, Shared};
+use self::core::{How, Out, Shared, Wait};
 use crate::clock;
 use crate::endpoint::deadline_after;
 use crate::error::{
@@ -460,6 +460,22 @@ impl<T> Queue<T> {
             sent += 1;
         }
         Ok(sent)
+    }
+
+    /// A send within a fan-out already under way (a chained queue's, see
+    /// `Endpoint::deliver_reach_into`): a duplicate is left in `later` rather than dropped.
+    pub(crate) fn send_keeping(
+        &self,
+        msg: Message<T>,
+        wait: crate::endpoint::Wait,
+        later: &mut Vec<Message<T>>,
+    ) -> Result<Sent, SendTimeoutError<T>> {
+        let wait = match wait {
+            crate::endpoint::Wait::Never => Wait::Never,
+            crate::endpoint::Wait::Until(d) => Wait::Until(Some(d)),
+            crate::endpoint::Wait::Forever => Wait::Until(None),
+        };
+        self.shared.send_keeping(msg, wait, later)
     }
 
     // ----- plain receiving --------------------------------------------------------------------
