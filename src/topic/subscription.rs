@@ -196,6 +196,14 @@ impl<T> Subscription<T> {
     ///
     /// [`RecvError`] when the topic is closed and nothing is left.
     ///
+    /// # Panics
+    ///
+    /// If dropping an expired message it steps over panics (a payload whose `Drop` panics), as
+    /// [`Queue::recv_many`](crate::Queue::recv_many) does: the messages this call had already
+    /// taken are then lost with the unwind, though counted as received.
+    ///
+    /// # Examples
+    ///
     /// ```
     /// use std::time::Duration;
     /// use switchboard::Topic;
