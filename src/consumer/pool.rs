@@ -303,7 +303,13 @@ impl<T> Pool<T> {
                 }
             }
             if self.settings.heartbeat.is_some() {
-                self.heartbeat();
+                // An extension runs the queue's timers, and what they discard drops on the way
+                // out: a payload's drop is user code. Such a drop runs here only if the
+                // supervisor is left with the last handle on a discarded message by a holder
+                // letting go on another thread at that moment (a race; no test makes it). A
+                // panic there must not end the supervisor, or the heartbeats would stop and the
+                // shutdown deadline would go unenforced: it is retried at the next tick.
+                let _ = catch_unwind(AssertUnwindSafe(|| self.heartbeat()));
             }
         }
     }
@@ -361,7 +367,10 @@ impl<T> Pool<T> {
             };
             stranded += usize::from(!leases.is_empty());
             for t in leases {
-                if t.key.release().is_ok() {
+                // Every lease is released even if a discarded payload panics in its drop on
+                // the way (see `supervise`); the one whose release panicked is left out of the
+                // count.
+                if let Ok(Ok(())) = catch_unwind(AssertUnwindSafe(|| t.key.release())) {
                     slot.c.released.fetch_add(1, Ordering::Relaxed);
                 }
             }
