@@ -899,6 +899,16 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Stamps an accepted message's arrival (sampled for the oldest message's age); returns its
+    /// id, for the sender's `Sent`.
+    #[inline]
+    fn stamp_fresh(&self, seq: u64, msg: &mut Message<T>) -> MessageId {
+        let now = self.now();
+        msg.stamp(now);
+        self.sample(seq, now);
+        msg.id()
+    }
+
     /// Whether a send must take the lock: FIFO queues, and de-duplication.
     #[inline]
     fn send_needs_lock(&self, msg: &Message<T>) -> bool {
@@ -933,10 +943,7 @@ impl<T> Shared<T> {
                 return Err(TrySendError::Full(msg));
             }
         }
-        let now = self.now();
-        msg.stamp(now);
-        let id = msg.id();
-        self.sample(seq, now);
+        let id = self.stamp_fresh(seq, &mut msg);
         match self.tx.try_send(Slot::Msg(Fresh { msg })) {
             Ok(()) => Ok(Sent::Enqueued(id)),
             Err(e) => {
@@ -960,10 +967,7 @@ impl<T> Shared<T> {
         let Ok(seq) = self.accept() else {
             return Err(SendError(msg));
         };
-        let now = self.now();
-        msg.stamp(now);
-        let id = msg.id();
-        self.sample(seq, now);
+        let id = self.stamp_fresh(seq, &mut msg);
         match self.tx.try_send(Slot::Msg(Fresh { msg })) {
             Ok(()) => Ok(Sent::Enqueued(id)),
             Err(e) => self.send_forever_blocking(e.into_inner(), id),
@@ -1035,10 +1039,7 @@ impl<T> Shared<T> {
         let Ok(seq) = self.accept() else {
             return Err(SendTimeoutError::Closed(msg));
         };
-        let now = self.now();
-        msg.stamp(now);
-        let id = msg.id();
-        self.sample(seq, now);
+        let id = self.stamp_fresh(seq, &mut msg);
         let slot = Slot::Msg(Fresh { msg });
         let slot = match self.tx.try_send(slot) {
             Ok(()) => return Ok(Sent::Enqueued(id)),
