@@ -1253,3 +1253,46 @@ fn an_empty_or_branch_is_refused() {
     let all = Filter::<()>::from_json("{}").unwrap();
     assert!(all.matches(&switchboard::Message::new(())));
 }
+
+/// Found by fuzzing (`fuzz/`, target `filter_json`): a policy within the size limit could write
+/// itself back longer than the limit, since `to_json` spells `2e15` as `2000000000000000`, so
+/// its own JSON did not read back (and a serde round trip failed). The limit now holds for the
+/// policy's compact JSON too, as it already did for the builder.
+#[test]
+fn a_policy_whose_own_json_is_too_large_is_refused() {
+    // The fuzzer's case, minimized: 54 bytes under a 64-byte limit, 65 bytes written back.
+    let text = "{\"k```````tenris77filtEer\\\\777777777777\u{27e}7``\": [2e15]}";
+    let tight = FilterLimits::default().with_max_bytes(64);
+    assert!(text.len() <= 64);
+    let e = Filter::<()>::from_json_with_limits(text, &tight).unwrap_err();
+    check_err(&e, FilterErrorKind::TooLarge, None, None);
+    assert_eq!(
+        e.reason(),
+        "policy is 65 bytes as compact JSON, more than the limit of 64"
+    );
+    // The same text reads with room for its JSON, which then reads back.
+    let roomy = FilterLimits::default().with_max_bytes(65);
+    let f = Filter::<()>::from_json_with_limits(text, &roomy).unwrap();
+    assert_eq!(f.to_json().len(), 65);
+    assert!(Filter::<()>::from_json_with_limits(&f.to_json(), &roomy).is_ok());
+
+    // At SNS's limit: 250,026 bytes of text are 850,026 as compact JSON.
+    let values = vec!["1e15"; 50_000].join(",");
+    let text = format!(r#"{{"a":[{{"anything-but":[{values}]}}]}}"#);
+    assert!(text.len() < 256 * 1024);
+    assert_eq!(err(&text).kind(), FilterErrorKind::TooLarge);
+    // Deserialize, which cannot see the text's length, holds the compact form to the limit.
+    let long = text.replace("1e15", "1000000000000000");
+    assert!(serde_json::from_str::<Filter<()>>(&long).is_err());
+    // Whitespace and escapes only make the text longer than its compact form: still accepted.
+    let spaced = format!(r#"{{ "a" : [ "\u0078{}" ] }}"#, " ".repeat(100));
+    assert_eq!(
+        Filter::<()>::from_json_with_limits(
+            &spaced,
+            &FilterLimits::default().with_max_bytes(spaced.len())
+        )
+        .unwrap()
+        .to_json(),
+        format!(r#"{{"a":["x{}"]}}"#, " ".repeat(100))
+    );
+}

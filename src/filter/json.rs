@@ -517,6 +517,27 @@ pub(crate) fn to_value(node: &Node) -> Value {
     Value::Object(m)
 }
 
+/// The length of the policy's compact JSON (what [`Filter::to_json`] writes), counted without
+/// keeping the text.
+pub(crate) fn compact_len(node: &Node) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // A `Value` (string keys only) into a writer that never fails: this cannot fail.
+    match serde_json::to_writer(&mut count, &to_value(node)) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 impl<T> Filter<T> {
     /// Parses an Amazon SNS filter policy (message-attributes scope) with SNS's limits.
     ///
@@ -539,7 +560,10 @@ impl<T> Filter<T> {
     ///
     /// A [`FilterError`] naming the key, the operator and the reason: not JSON, unknown operator,
     /// a key repeated in one object, wrong value type, malformed range, bad CIDR, empty list,
-    /// too complex, too many keys, ...
+    /// too complex, too many keys, too large (the text, or the policy as [`to_json`] writes it
+    /// back: numbers written `1e15` come back as `1000000000000000`), ...
+    ///
+    /// [`to_json`]: Filter::to_json
     pub fn from_json(text: &str) -> Result<Filter<T>, FilterError> {
         parse_str(text, &FilterLimits::default())
     }
@@ -592,7 +616,8 @@ impl<T> serde::Serialize for Filter<T> {
 }
 
 /// Deserializes SNS filter-policy JSON with SNS's limits, as [`Filter::from_json`] does
-/// (a key repeated in one object is an error here too).
+/// (a key repeated in one object is an error here too). The size limit applies to the policy
+/// as compact JSON ([`Filter::to_json`]): a deserializer does not see the length of its text.
 impl<'de, T> serde::Deserialize<'de> for Filter<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let Strict(v) = <Strict as serde::Deserialize>::deserialize(deserializer)?;

@@ -509,8 +509,9 @@ impl Node {
 /// * `max_combinations` (150): the sum, over the combinations that `$or` expands into, of the
 ///   product of the value-list lengths (SNS's "filter policy is too complex").
 /// * `max_nesting` (5): how deep `$or` may nest.
-/// * `max_bytes` (256 KiB): the length of the JSON text (for a builder, of the policy as
-///   compact JSON, so that `from_json` reads back what it builds).
+/// * `max_bytes` (256 KiB): the length of the JSON text, and of the policy written back as
+///   compact JSON ([`Filter::to_json`]), so that a filter's JSON always reads back (a builder
+///   has only the latter).
 ///
 /// ```
 /// use switchboard::{Filter, FilterErrorKind, FilterLimits};
@@ -703,6 +704,19 @@ impl<T> Filter<T> {
     pub(crate) fn from_node(root: Node, limits: &FilterLimits) -> Result<Filter<T>, FilterError> {
         root.check_lists()?;
         limits.check(&root)?;
+        // The size limit holds for the policy's own compact JSON too, whichever way it was made,
+        // so that `to_json` (and a serde round trip) always reads back: a parsed policy can be
+        // longer written back than it was written (`1e15` is written `1000000000000000`).
+        let len = crate::filter::json::compact_len(&root);
+        if len > limits.max_bytes {
+            return Err(FilterError::new(
+                FilterErrorKind::TooLarge,
+                format!(
+                    "policy is {len} bytes as compact JSON, more than the limit of {}",
+                    limits.max_bytes
+                ),
+            ));
+        }
         let plan = plan::plan(&root);
         Ok(Filter {
             policy: Arc::new(Policy { root, plan }),
@@ -1077,20 +1091,6 @@ impl FilterBuilder {
         if let Some(e) = self.pending {
             return Err(e);
         }
-        let limits = self.limits.unwrap_or_default();
-        let filter = Filter::from_node(self.node, &limits)?;
-        // The size limit applies to the policy's JSON, which `from_json` (and a serde round
-        // trip) must be able to read back.
-        let len = filter.to_json().len();
-        if len > limits.max_bytes {
-            return Err(FilterError::new(
-                FilterErrorKind::TooLarge,
-                format!(
-                    "policy is {len} bytes as JSON, more than the limit of {}",
-                    limits.max_bytes
-                ),
-            ));
-        }
-        Ok(filter)
+        Filter::from_node(self.node, &self.limits.unwrap_or_default())
     }
 }
