@@ -1234,3 +1234,59 @@ fn a_panicking_drop_in_a_batch_verdict_settles_the_rest_of_the_batch() {
         assert_eq!(bombs.dropped(id), 1, "payload {id}");
     }
 }
+
+/// A payload that takes a while to drop, and counts the handled payloads not yet dropped.
+struct SlowDrop(Arc<AtomicUsize>);
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        thread::sleep(Duration::from_millis(15));
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `max_in_flight` caps the messages the whole pool holds at once: an acked message is let go
+/// of before its permit goes back, or another worker leases a new one while the pool still
+/// holds it (the payload-drop audit had the permit go back first; found by review).
+#[test]
+fn max_in_flight_counts_a_message_until_it_is_dropped() {
+    for batch in [false, true] {
+        let queue = Queue::unbounded();
+        let held = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let enter = {
+            let (held, most) = (Arc::clone(&held), Arc::clone(&most));
+            move || {
+                let n = held.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+            }
+        };
+        let builder = Consumer::new(&queue).workers(2).max_in_flight(1);
+        let pool = if batch {
+            builder.start_batch(4, move |ms| {
+                ms.iter()
+                    .map(|_| {
+                        enter();
+                        Ok::<(), String>(())
+                    })
+                    .collect()
+            })
+        } else {
+            builder.start(move |_m| {
+                enter();
+                Ok::<(), String>(())
+            })
+        };
+        queue
+            .send_batch((0..8).map(|_| SlowDrop(Arc::clone(&held))))
+            .unwrap();
+        queue.close();
+        let stats = join_bounded(pool);
+        assert_eq!(stats.processed, 8);
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            1,
+            "batch {batch}: the pool held more than max_in_flight messages"
+        );
+    }
+}

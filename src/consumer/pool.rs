@@ -457,8 +457,9 @@ impl<T> Pool<T> {
                 Err(p) => Outcome::Panicked(panic_message(&*p)),
             };
             self.settle(w, d, outcome, &mut rng, &mut later);
-            drop(permits);
+            // Let go of the message before its permit: `max_in_flight` caps what the pool holds.
             later.clear();
+            drop(permits);
         }
     }
 
@@ -549,8 +550,9 @@ impl<T> Pool<T> {
                 c.processed.fetch_add(n - lost, Ordering::Relaxed);
                 c.lease_lost.fetch_add(lost, Ordering::Relaxed);
             }
-            drop(permits);
+            // Let go of the batch before its permits: `max_in_flight` caps what the pool holds.
             later.clear();
+            drop(permits);
         }
     }
 
