@@ -1316,3 +1316,55 @@ fn a_panicking_drop_in_a_subscribers_batch_receive_leaves_exact_counts() {
     assert_eq!((bombs.dropped(0), bombs.dropped(1)), (1, 1));
     assert_eq!(sub.try_recv().unwrap().payload().id, 2);
 }
+
+/// A `Block` publish waiting for room does not keep alive the copy a `DropOldest`
+/// subscription pushed out before it: that copy drops before the wait, as it did before the
+/// payload-drop audit held such copies until the end of the fan-out (found by review).
+#[test]
+fn a_copy_pushed_out_drops_before_a_blocked_publish_waits() {
+    let bombs = Bombs::new(2, usize::MAX);
+    let topic = Topic::new();
+    let lossy = topic.subscribe_with(opts(1, Overflow::DropOldest));
+    let slow = topic.subscribe_with(opts(1, Overflow::Block));
+    topic.publish(bombs.make(0)).unwrap();
+    thread::scope(|s| {
+        let publisher = spawn_named(s, "blocked-pub", || topic.publish(bombs.make(1)).unwrap());
+        wait_blocked("blocked-pub");
+        // Looked at before the wait ends, asserted after (a failure must not leave it blocked).
+        let pushed_out = (lossy.dropped(), bombs.dropped(0));
+        assert_eq!(slow.recv_timeout(PATIENCE).unwrap().payload().id, 0);
+        assert_eq!(
+            pushed_out,
+            (1, 1),
+            "the copy pushed out lives on while the publish waits"
+        );
+        assert_eq!(publisher.join().unwrap().delivered, 2);
+    });
+}
+
+/// The same with a copy whose drop panics: the blocked subscription still gets its copy, and
+/// the panic comes once the publish is over.
+#[test]
+fn a_panicking_drop_before_a_blocked_publish_waits_loses_nothing() {
+    let bombs = Bombs::new(2, 0);
+    let topic = Topic::new();
+    let lossy = topic.subscribe_with(opts(1, Overflow::DropOldest));
+    let slow = topic.subscribe_with(opts(1, Overflow::Block));
+    let after = topic.subscribe();
+    topic.publish(bombs.make(0)).unwrap();
+    std::mem::forget(after.try_recv().unwrap()); // an armed copy: kept from panicking here
+    thread::scope(|s| {
+        let publisher = spawn_named(s, "panicky-pub", || panics(|| topic.publish(bombs.make(1))));
+        wait_blocked("panicky-pub");
+        let first = slow.recv_timeout(PATIENCE).unwrap();
+        assert!(
+            publisher.join().unwrap(),
+            "the drop's panic comes after the publish"
+        );
+        std::mem::forget(first);
+    });
+    assert_eq!(slow.try_recv().unwrap().payload().id, 1);
+    assert_eq!(after.try_recv().unwrap().payload().id, 1);
+    assert_eq!(lossy.try_recv().unwrap().payload().id, 1);
+    assert_eq!(topic.stats().published, 2);
+}

@@ -18,6 +18,8 @@
 //!   keys match (never evaluating every filter) and delivers to those and to the unfiltered
 //!   subscriptions, in key order, counting the rest as `filtered_out`.
 
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -183,6 +185,11 @@ pub(crate) struct Shared<T> {
 struct Leftovers<'a, T> {
     back: Option<Message<T>>,
     later: &'a mut Vec<Message<T>>,
+    /// Whether this publish is the whole fan-out (no chained one around it): then what it
+    /// could not deliver drops before a wait for room (`let_go`) rather than after it.
+    outermost: bool,
+    /// A panic from such a drop, raised again once the fan-out is over.
+    panic: Option<Box<dyn Any + Send>>,
 }
 
 impl<T> Leftovers<'_, T> {
@@ -192,6 +199,22 @@ impl<T> Leftovers<'_, T> {
             self.back = Some(m);
         } else {
             self.later.push(m);
+        }
+    }
+
+    /// Before a wait for room (which may be long): drops what the fan-out could not deliver so
+    /// far, rather than keep copies pushed out or refused alive for as long as the wait (found
+    /// by review: a `Block` publish held the copy a `DropOldest` subscription pushed out until
+    /// a slow subscriber made room). A panicking drop is kept for the end of the fan-out. Only
+    /// the outermost publish does so: a chained one cannot hand a panic up.
+    fn let_go(&mut self) {
+        if !self.outermost {
+            return;
+        }
+        for m in self.later.drain(..) {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(m))) {
+                self.panic.get_or_insert(p);
+            }
         }
     }
 }
@@ -354,7 +377,7 @@ impl<T: Clone> Shared<T> {
         wait: Wait,
     ) -> Result<PublishReport, PublishError<T>> {
         let mut later = Vec::new();
-        let result = self.publish_into(msg, wait, &mut later);
+        let result = self.publish_with(msg, wait, &mut later, true);
         drop(later);
         result
     }
@@ -364,9 +387,21 @@ impl<T: Clone> Shared<T> {
     #[inline]
     pub(crate) fn publish_into(
         &self,
+        msg: Message<T>,
+        wait: Wait,
+        later: &mut Vec<Message<T>>,
+    ) -> Result<PublishReport, PublishError<T>> {
+        self.publish_with(msg, wait, later, false)
+    }
+
+    /// `publish_into`; `outermost` when no fan-out is around this one (see `Leftovers`).
+    #[inline]
+    fn publish_with(
+        &self,
         mut msg: Message<T>,
         wait: Wait,
         later: &mut Vec<Message<T>>,
+        outermost: bool,
     ) -> Result<PublishReport, PublishError<T>> {
         let set = self.set.load();
         if set.closed {
@@ -402,7 +437,12 @@ impl<T: Clone> Shared<T> {
             report: PublishReport::default(),
         };
         let report = &mut tally.report;
-        let left = &mut Leftovers { back: None, later };
+        let left = &mut Leftovers {
+            back: None,
+            later,
+            outermost,
+            panic: None,
+        };
         match &set.filters {
             None => {
                 if let Some((last, rest)) = set.subs.split_last() {
@@ -429,6 +469,9 @@ impl<T: Clone> Shared<T> {
         drop(set);
         let report = tally.report;
         drop(tally);
+        if let Some(p) = left.panic.take() {
+            resume_unwind(p);
+        }
         match left.back.take() {
             None => Ok(report),
             Some(message) => Err(PublishError::Full { message, report }),
@@ -598,6 +641,9 @@ fn overflow<T>(
         }
         (Overflow::Block, _) => {
             let counted = sub.capacity.is_some_and(|c| c > ARRAY_MAX);
+            if !matches!(wait, Wait::Never) {
+                left.let_go();
+            }
             let res = match wait {
                 Wait::Forever if counted => block_counted(sub, tx, msg, None),
                 Wait::Until(d) if counted => block_counted(sub, tx, msg, Some(d)),
@@ -641,6 +687,9 @@ fn deliver_endpoint<T: Clone>(
         Overflow::Block => wait,
         _ => Wait::Never,
     };
+    if !matches!(how, Wait::Never) {
+        left.let_go();
+    }
     let (err, partly) = match e.deliver_reach_into(msg, how, left.later) {
         Ok(n) => {
             report.delivered += 1;
