@@ -10,6 +10,9 @@ use crate::error::AckError;
 use crate::message::{DeadLetter, Message};
 use crate::queue::core::{Held, LeaseInfo, Leftovers, Shared};
 
+/// A lease's slot, generation and message id (see `Delivery::lease_key`).
+type Key = (u32, u64, crate::MessageId);
+
 /// A message received on lease (at-least-once): it stays in flight until a verdict.
 ///
 /// The verdicts: [`ack`](Delivery::ack) (done), [`nack`](Delivery::nack) (back now),
@@ -246,7 +249,7 @@ impl<T> Delivery<T> {
         Ok(())
     }
 
-    pub(crate) fn lease_key(&self) -> (u32, u64, crate::MessageId) {
+    pub(crate) fn lease_key(&self) -> Key {
         (self.info.slot, self.info.gen, self.message().id())
     }
 
@@ -261,45 +264,53 @@ impl<T> Delivery<T> {
         &self.shared
     }
 
-    /// As [`ack`](Delivery::ack), but what the ack lets go of (the message, and this delivery
-    /// with it) is left in `later`, for the caller to drop once it has counted the verdict: a
-    /// payload's drop is user code, which may panic.
-    pub(crate) fn ack_keeping(mut self, later: &mut Leftovers<T>) -> Result<(), AckError> {
+    /// Gives this delivery its verdict through `settle`, leaving what the verdict lets go of
+    /// (the message, and this delivery with it) in `later`, for the caller to drop once it has
+    /// counted the verdict: a payload's drop is user code, which may panic.
+    fn settle_keeping(
+        mut self,
+        later: &mut Leftovers<T>,
+        settle: impl FnOnce(
+            &Arc<Shared<T>>,
+            Key,
+            &mut Option<Arc<Held<T>>>,
+            &mut Leftovers<T>,
+        ) -> Result<(), AckError>,
+    ) -> Result<(), AckError> {
         self.settled = true;
-        let (slot, gen, id) = self.lease_key();
-        let r = self.shared.ack(slot, gen, id, &mut self.msg, Some(later));
+        let key = self.lease_key();
+        let r = settle(&self.shared, key, &mut self.msg, later);
         later.deliveries.push(self);
         r
     }
 
-    /// As [`nack_after`](Delivery::nack_after), leaving what it lets go of in `later` (see
-    /// [`ack_keeping`](Delivery::ack_keeping)).
+    /// As [`ack`](Delivery::ack), leaving what it lets go of in `later` (see `settle_keeping`).
+    pub(crate) fn ack_keeping(self, later: &mut Leftovers<T>) -> Result<(), AckError> {
+        self.settle_keeping(later, |s, (slot, gen, id), msg, l| {
+            s.ack(slot, gen, id, msg, Some(l))
+        })
+    }
+
+    /// As [`nack_after`](Delivery::nack_after), leaving what it lets go of in `later`.
     pub(crate) fn nack_after_keeping(
-        mut self,
+        self,
         delay: Duration,
         later: &mut Leftovers<T>,
     ) -> Result<(), AckError> {
-        self.settled = true;
-        let (slot, gen, id) = self.lease_key();
-        let r = self
-            .shared
-            .nack(slot, gen, id, Some(delay), false, Some(later));
-        later.deliveries.push(self);
-        r
+        self.settle_keeping(later, |s, (slot, gen, id), _, l| {
+            s.nack(slot, gen, id, Some(delay), false, Some(l))
+        })
     }
 
-    /// As [`reject`](Delivery::reject), leaving what it lets go of in `later` (see
-    /// [`ack_keeping`](Delivery::ack_keeping)).
+    /// As [`reject`](Delivery::reject), leaving what it lets go of in `later`.
     pub(crate) fn reject_keeping(
-        mut self,
+        self,
         reason: String,
         later: &mut Leftovers<T>,
     ) -> Result<(), AckError> {
-        self.settled = true;
-        let (slot, gen, id) = self.lease_key();
-        let r = self.shared.reject(slot, gen, id, reason, Some(later));
-        later.deliveries.push(self);
-        r
+        self.settle_keeping(later, |s, (slot, gen, id), _, l| {
+            s.reject(slot, gen, id, reason, Some(l))
+        })
     }
 }
 
