@@ -632,6 +632,14 @@ fn every_error_kind() {
         Some("k"),
         Some("cidr"),
     );
+    for signed in ["10.0.0.0/+8", "10.0.0.0/-0", "10.0.0.0/", "::/+64"] {
+        check_err(
+            &err(&format!(r#"{{"k": [{{"cidr": "{signed}"}}]}}"#)),
+            BadCidr,
+            Some("k"),
+            Some("cidr"),
+        );
+    }
     check_err(
         &err(r#"{"k": [{"cidr": "::/129"}]}"#),
         BadCidr,

@@ -287,11 +287,18 @@ impl Cidr {
         let Some((addr, bits)) = text.split_once('/') else {
             return Err(bad(format!("malformed CIDR, one '/' required in {text:?}")));
         };
-        let len: u8 = bits.parse().map_err(|_| {
-            bad(format!(
-                "malformed CIDR, mask bits must be an integer in {text:?}"
-            ))
-        })?;
+        // Digits only: `u8::from_str` alone would also take a sign (`/+8`), which no CIDR
+        // notation allows (found by fuzzing).
+        let len: u8 = bits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| bits.parse().ok())
+            .flatten()
+            .ok_or_else(|| {
+                bad(format!(
+                    "malformed CIDR, mask bits must be an integer in {text:?}"
+                ))
+            })?;
         if let Ok(a) = addr.parse::<Ipv4Addr>() {
             if len > 32 {
                 return Err(bad(format!("mask bits must be at most 32 in {text:?}")));
