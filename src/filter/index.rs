@@ -120,6 +120,10 @@ impl Interval {
     }
 }
 
+/// The deepest an interval tree's node lies (the root at 0): 2^48 intervals halved at every
+/// level would still end in leaves above it.
+const MAX_DEPTH: u32 = 48;
+
 /// A centered interval tree over numeric ranges: a stabbing query visits one path and reports
 /// the ranges that hold the number.
 #[derive(Default)]
@@ -140,14 +144,23 @@ struct INode {
 
 impl IntervalTree {
     fn build(ivs: Vec<Interval>) -> IntervalTree {
+        IntervalTree::build_capped(ivs, MAX_DEPTH)
+    }
+
+    fn build_capped(ivs: Vec<Interval>, cap: u32) -> IntervalTree {
         let mut t = IntervalTree::default();
         if !ivs.is_empty() {
-            t.add(ivs);
+            t.add(ivs, cap);
         }
         t
     }
 
-    fn add(&mut self, mut ivs: Vec<Interval>) -> usize {
+    /// Adds a node for `ivs`, and its subtrees at most `levels` deeper. Each child holds at most
+    /// about half of its parent's intervals (those wholly on one side of the median's inner
+    /// point), but degenerate ranges between adjacent floats can skew that; a node with no
+    /// levels left is a leaf whatever it holds, so that no set of policies can make the build
+    /// recurse deeply (slower stabbing for such a set, never a stack overflow).
+    fn add(&mut self, mut ivs: Vec<Interval>, levels: u32) -> usize {
         let at = self.nodes.len();
         let leaf = |ivs: Vec<Interval>| INode {
             center: 0.0,
@@ -157,7 +170,7 @@ impl IntervalTree {
             right: None,
             leaf: true,
         };
-        if ivs.len() <= 16 {
+        if ivs.len() <= 16 || levels == 0 {
             self.nodes.push(leaf(ivs));
             return at;
         }
@@ -191,11 +204,11 @@ impl IntervalTree {
             leaf: false,
         });
         if !left.is_empty() {
-            let l = self.add(left);
+            let l = self.add(left, levels - 1);
             self.nodes[at].left = Some(l);
         }
         if !right.is_empty() {
-            let r = self.add(right);
+            let r = self.add(right, levels - 1);
             self.nodes[at].right = Some(r);
         }
         at
@@ -1109,5 +1122,95 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
         };
         self.cached = Some(snap.clone());
         snap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iv(lo: (f64, bool), hi: (f64, bool), id: u32) -> Interval {
+        Interval { lo, hi, id }
+    }
+
+    fn depth(t: &IntervalTree, at: usize) -> u32 {
+        let n = &t.nodes[at];
+        let below = [n.left, n.right]
+            .into_iter()
+            .flatten()
+            .map(|c| depth(t, c))
+            .max();
+        below.map_or(0, |d| d + 1)
+    }
+
+    fn stabbed(t: &IntervalTree, x: f64) -> Vec<u32> {
+        let mut out = Vec::new();
+        t.stab(x, &mut out);
+        out.sort_unstable();
+        out
+    }
+
+    fn brute(ivs: &[Interval], x: f64) -> Vec<u32> {
+        let q = quantize(x);
+        let mut out: Vec<u32> = ivs.iter().filter(|i| i.admits(q)).map(|i| i.id).collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Many disjoint ranges: the tree is balanced (depth about log2 of the leaves) and every
+    /// stab agrees with checking each range.
+    #[test]
+    fn disjoint_ranges_build_a_balanced_tree() {
+        let ivs: Vec<Interval> = (0..4096)
+            .map(|i| {
+                iv(
+                    (f64::from(i) * 10.0, true),
+                    (f64::from(i) * 10.0 + 5.0, false),
+                    i as u32,
+                )
+            })
+            .collect();
+        let t = IntervalTree::build(ivs.clone());
+        let d = depth(&t, 0);
+        assert!(d <= 12, "depth {d} for 4096 disjoint ranges");
+        for x in [
+            -1.0, 0.0, 4.0, 5.0, 7.5, 10.0, 20_000.0, 40_955.0, 40_956.0, 1e9,
+        ] {
+            assert_eq!(stabbed(&t, x), brute(&ivs, x), "at {x}");
+        }
+    }
+
+    /// Nested ranges around one point, with ranges on either side: all agree with the check of
+    /// each range, and the depth stays under the cap.
+    #[test]
+    fn nested_and_skewed_ranges_stab_right() {
+        let mut ivs = Vec::new();
+        for i in 0..2000u32 {
+            let w = f64::from(i) + 1.0;
+            ivs.push(iv((-w, i % 2 == 0), (w, i % 3 == 0), i));
+            ivs.push(iv((w * 1000.0, true), (w * 1000.0 + 1.0, true), 10_000 + i));
+        }
+        ivs.push(iv((f64::NEG_INFINITY, false), (0.5, false), 99_999));
+        let full = IntervalTree::build(ivs.clone());
+        // A cap cuts the tree off in leaves that hold the rest: still the same answers.
+        let capped = IntervalTree::build_capped(ivs.clone(), 2);
+        assert!(depth(&full, 0) > 2);
+        assert_eq!(depth(&capped, 0), 2);
+        for x in [
+            -2001.0,
+            -1000.0,
+            -1.0,
+            0.0,
+            0.5,
+            1.0,
+            999.0,
+            1000.0,
+            1000.5,
+            1_999_000.5,
+            3e6,
+        ] {
+            assert_eq!(stabbed(&full, x), brute(&ivs, x), "at {x}");
+            assert_eq!(stabbed(&capped, x), brute(&ivs, x), "capped, at {x}");
+        }
     }
 }
