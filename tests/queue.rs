@@ -1242,6 +1242,38 @@ fn a_send_that_waited_for_room_is_enqueued_when_it_gets_in() {
 }
 
 #[test]
+fn a_batch_never_holds_one_message_twice() {
+    // A lease that runs out while its batch is being filled (here at once: a zero visibility
+    // timeout on a clock that stands still) puts its message back, and the batch may lease it
+    // again: the ended delivery leaves the batch, so each message is in it once, on a live
+    // lease. Found by review (a batch held attempts 1 and 2 of one message).
+    for fifo in [false, true] {
+        let clock = ManualClock::new();
+        let b = Queue::builder()
+            .clock(clock.clone())
+            .visibility_timeout(Duration::ZERO);
+        let q: Queue<u32> = if fifo { b.fifo().build() } else { b.build() };
+        for i in 0..3 {
+            q.send(Message::new(i).with_group(format!("g{i}"))).unwrap();
+        }
+        let batch = q.receive_many(10, Duration::ZERO).unwrap();
+        let ids: Vec<_> = batch.iter().map(|d| d.id()).collect();
+        let unique: HashSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "fifo {fifo}: {ids:?}");
+        // A standard queue's batch ends the first lease and leases its message again with the
+        // rest; a FIFO queue's stops at the first lease due (its receives run the timers one by
+        // one, and would go round leasing the same messages).
+        assert_eq!(ids.len(), if fifo { 1 } else { 3 }, "fifo {fifo}");
+        // Each message in the batch is out once, on a lease the next look at the timers ends
+        // (the ack's own, with the timeout zero): each comes back once.
+        let lost: HashSet<_> = q.ack_many(batch).into_iter().collect();
+        assert_eq!(lost, unique.into_iter().copied().collect(), "fifo {fifo}");
+        let s = q.stats();
+        assert_eq!((s.acked, s.in_flight, s.visible), (0, 0, 3), "fifo {fifo}");
+    }
+}
+
+#[test]
 fn batches() {
     let (clock, q) = manual();
     assert_eq!(q.send_batch(0..10).unwrap(), 10);

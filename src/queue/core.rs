@@ -472,6 +472,30 @@ impl<T> Slow<T> {
         }
     }
 
+    /// Whether the lease `(slot, gen)` is still out.
+    fn holds(&self, slot: u32, gen: u64) -> bool {
+        self.slots
+            .get(slot as usize)
+            .is_some_and(|s| s.gen == gen && s.lease.is_some())
+    }
+
+    /// Moves out of `batch` the deliveries whose lease has ended (run out while the batch was
+    /// being filled), keeping the order of the rest; the caller drops them after the lock.
+    fn take_ended(&self, batch: &mut Vec<Delivery<T>>) -> Vec<Delivery<T>> {
+        if batch.iter().all(|d| {
+            let (slot, gen, _) = d.lease_key();
+            self.holds(slot, gen)
+        }) {
+            return Vec::new();
+        }
+        let (live, ended) = std::mem::take(batch).into_iter().partition(|d| {
+            let (slot, gen, _) = d.lease_key();
+            self.holds(slot, gen)
+        });
+        *batch = live;
+        ended
+    }
+
     fn take_lease(&mut self, slot: u32, gen: u64) -> Option<Lease<T>> {
         let s = self.slots.get_mut(slot as usize)?;
         if s.gen != gen {
@@ -1866,17 +1890,32 @@ impl<T> Shared<T> {
         into: &mut Vec<Delivery<T>>,
     ) {
         let how = How::Lease(vis);
+        let target = into.len() + max;
         if self.config.fifo {
-            for _ in 0..max {
+            while into.len() < target {
+                // Each receive runs the timers first: once the batch's first lease is due, the
+                // next would end it and might lease its message again. The batch stops there.
+                if into
+                    .first()
+                    .is_some_and(|d| d.deadline_nanos() <= self.now())
+                {
+                    break;
+                }
                 match self.try_take(how) {
                     Ok(o) => into.push(o.into_delivery()),
                     Err(_) => break,
                 }
             }
+            // A lease that ran out meanwhile all the same (the clock moved between the look and
+            // the receive) put its message back, perhaps leased again in the batch. Ended leases
+            // stay ended, so one look at the end finds them all.
+            let ended = self.slow().lock().take_ended(into);
+            // A delivery whose lease ended drops as any does: a no-op for the queue.
+            drop(ended);
             return;
         }
         let (mut out, mut tokens, mut popped, mut last_enqueued) = (Vec::new(), 0, 0, 0);
-        let target = into.len() + max;
+        let ended;
         {
             let mut slow = self.slow().lock();
             // Room for what is there now, at once: growing a batch one doubling at a time cost
@@ -1884,6 +1923,11 @@ impl<T> Shared<T> {
             into.reserve(max.min(slow.ready.len() + self.rx.len()));
             let now = self.now();
             self.run_timers(&mut slow, now, &mut out);
+            // A lease already in the batch may have just run out (a visibility timeout shorter
+            // than the wait for the first message), its message back in the ready lane: out of
+            // the batch with it, or the batch could hold that message twice (found by review).
+            // The timers do not run again under this lock, so no later lease of the batch ends.
+            ended = slow.take_ended(into);
             while into.len() < target {
                 let from_ready =
                     !slow.ready.is_empty() && (!slow.prefer_main || self.rx.is_empty());
@@ -1932,6 +1976,7 @@ impl<T> Shared<T> {
             }
             self.publish_next(&mut slow);
         }
+        drop(ended);
         self.forward(out, self);
         self.pass_on(tokens);
         if self.is_closed() {

@@ -715,6 +715,10 @@ impl<T> Queue<T> {
     /// bookkeeping once per batch rather than once per message (`cargo bench --bench queue`,
     /// the `leased_batch` lane). Each delivery still has a lease of its own.
     ///
+    /// A batch holds each message once. With a visibility timeout shorter than the wait, the
+    /// first lease may run out before the rest are taken: its message went back, and the batch
+    /// holds it on a new lease (a FIFO queue's batch stops there instead), never the ended one.
+    ///
     /// On a FIFO queue a batch holds at most one message per group, as any lease does: the next
     /// message of a group goes out only once the one before is settled. (SQS can return several
     /// messages of one group in a batch.)
