@@ -78,12 +78,23 @@ impl SubscribeOptions {
     /// buffer grows as it fills, publishers racing at the bound may each put one message past
     /// it, and a `Block` publisher waiting for room looks again every millisecond.
     ///
-    /// # Panics
+    /// A capacity of 0 is taken as 1, as a FIFO queue's is: a subscription buffers at least one
+    /// message.
     ///
-    /// If `capacity` is 0: a subscription needs room for one message.
+    /// ```
+    /// use switchboard::{Overflow, SubscribeOptions, Topic};
+    ///
+    /// let topic = Topic::new();
+    /// let options = SubscribeOptions::new().capacity(0).overflow(Overflow::DropNewest);
+    /// let sub = topic.subscribe_with(options);
+    /// topic.publish(1).unwrap();
+    /// assert_eq!(topic.publish(2).unwrap().dropped(), 1);
+    /// assert_eq!(sub.recv().unwrap().into_payload(), 1);
+    /// ```
     pub fn capacity(mut self, capacity: usize) -> SubscribeOptions {
-        assert!(capacity > 0, "a subscription's capacity must be at least 1");
-        self.capacity = Some(capacity);
+        // Was a panic; bad input is never one (a panic in a builder is a crash at run time for
+        // a capacity read from configuration).
+        self.capacity = Some(capacity.max(1));
         self
     }
 
