@@ -473,3 +473,50 @@ fn a_closed_queue_is_not_drained_while_a_message_enters_a_lease() {
         });
     }
 }
+
+#[test]
+fn a_redrive_never_moves_a_letter_into_a_queue_closed_meanwhile() {
+    // The target closes while a redrive moves letters into it: each letter either arrived
+    // before the close (and its receiver gets it before `Closed`) or stays in the dead-letter
+    // queue. Found by review: letters kept landing in the closed target after its receiver had
+    // seen the end, stranded there (every run of 40 rounds hit it before the fix).
+    const LETTERS: u64 = 2_000;
+    let deadline = Instant::now() + LIMIT;
+    for round in 0..40u64 {
+        let dlq: Queue<u64> = Queue::unbounded();
+        let source: Queue<u64> = Queue::builder().dead_letter(&dlq, 1).build();
+        source.send_batch(0..LETTERS).unwrap();
+        while let Ok(d) = source.try_receive() {
+            d.reject("poison").unwrap();
+        }
+        assert_eq!(dlq.len() as u64, LETTERS);
+        let target: Queue<u64> = Queue::unbounded();
+        let start = std::sync::Barrier::new(2);
+        let (moved, received) = thread::scope(|s| {
+            let receiver = s.spawn(|| {
+                let mut n = 0u64;
+                loop {
+                    match target.recv_deadline(deadline) {
+                        Ok(_) => n += 1,
+                        Err(RecvTimeoutError::Closed) => return n,
+                        Err(RecvTimeoutError::Timeout) => panic!("round {round}: hung"),
+                    }
+                }
+            });
+            let mover = s.spawn(|| {
+                start.wait();
+                dlq.redrive_to(&target, usize::MAX)
+            });
+            start.wait();
+            for _ in 0..round * 50 {
+                std::hint::spin_loop();
+            }
+            target.close();
+            (mover.join().unwrap() as u64, receiver.join().unwrap())
+        });
+        assert_eq!(target.len(), 0, "round {round}: letters after the end");
+        assert_eq!(moved, received, "round {round}");
+        assert_eq!(dlq.len() as u64 + moved, LETTERS, "round {round}");
+        assert_eq!(dlq.stats().redriven, moved, "round {round}");
+    }
+}

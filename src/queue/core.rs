@@ -1452,6 +1452,11 @@ impl<T> Shared<T> {
             return;
         }
         let mut slow = self.slow().lock();
+        self.take_in(&mut slow, entries);
+    }
+
+    /// Puts entries from elsewhere in the ready lane, counted as sent.
+    fn take_in(&self, slow: &mut Slow<T>, entries: Vec<Entry<T>>) {
         slow.c.sent_slow += entries.len() as u64;
         for mut e in entries {
             // Arrival times strictly increase (a nanosecond apart at most, on a coarse clock),
@@ -1459,9 +1464,9 @@ impl<T> Shared<T> {
             let at = e.enqueued().max(slow.last_arrival + 1);
             e.set_enqueued(at);
             slow.last_arrival = at;
-            self.make_ready(&mut slow, e, false);
+            self.make_ready(slow, e, false);
         }
-        self.publish_next(&mut slow);
+        self.publish_next(slow);
     }
 
     // ----- closing ----------------------------------------------------------------------------
@@ -2589,7 +2594,7 @@ impl<T> Shared<T> {
             keyed.sort_by_key(|&(at, _)| at);
             waiting.extend(keyed.into_iter().map(|(_, e)| e));
             let mut keep = Vec::new();
-            while let Some(mut e) = waiting.pop_front() {
+            while let Some(e) = waiting.pop_front() {
                 // Only dead letters move: a message sent here directly, or one put back after a
                 // lease of this queue's own, stays.
                 let dead = e.is_dead();
@@ -2604,22 +2609,9 @@ impl<T> Shared<T> {
                 };
                 match dest {
                     // A closed queue takes no more messages (its receivers may have seen the
-                    // end already): the letter stays here.
-                    Some(d) if moved.len() < max && !d.is_closed() => {
-                        e.history = None;
-                        // A record on the message itself (it was read here by a plain receive
-                        // once and sent again by hand) goes too; a body shared since a lease
-                        // here is cleared in place unless a holder whose lease ran out still
-                        // reads it.
-                        let m = match &mut e.body {
-                            Body::Owned(m) => Some(m),
-                            Body::Shared(h) => Arc::get_mut(h).and_then(|h| h.0.as_mut()),
-                        };
-                        if let Some(m) = m {
-                            m.clear_dead_letter();
-                        }
-                        moved.push((d, e));
-                    }
+                    // end already): the letter stays here. (Looked at again under its lock as
+                    // the letter moves: it may close meanwhile.)
+                    Some(d) if moved.len() < max && !d.is_closed() => moved.push((d, e)),
                     dest => {
                         keep.push(e);
                         if let Some(d) = dest {
@@ -2634,13 +2626,32 @@ impl<T> Shared<T> {
             for e in keep {
                 self.make_ready(&mut slow, e, false);
             }
-            slow.c.redriven += moved.len() as u64;
             self.publish_next(&mut slow);
         }
-        let n = moved.len();
-        for (dest, mut e) in moved {
-            e.set_enqueued(dest.now());
-            dest.accept_entries(vec![e]);
+        // Each letter moves under its destination's lock, which `close` takes once its flag is
+        // set: a destination that closed since the look above refuses it, and its receivers,
+        // which may have seen the end already, never get a letter after it (found by review:
+        // thousands of letters stranded in a queue closed during a redrive). Refused letters
+        // stay here, as they were.
+        let mut refused = Vec::new();
+        let mut n = 0;
+        for (dest, e) in moved {
+            match dest.accept_redriven(e) {
+                Ok(()) => n += 1,
+                Err(e) => refused.push(e),
+            }
+            // Let go of after the moves (see `unused`).
+            unused.push(dest);
+        }
+        {
+            let mut slow = self.slow().lock();
+            slow.c.redriven += n as u64;
+            if !refused.is_empty() {
+                for e in refused {
+                    self.make_ready(&mut slow, e, false);
+                }
+                self.publish_next(&mut slow);
+            }
         }
         // Last: what expired leases discarded drops here, and a source queue whose last handle
         // was one of `unused` drops with what it holds: user code that may panic, which must
@@ -2648,6 +2659,29 @@ impl<T> Shared<T> {
         self.forward(out, self);
         drop(unused);
         n
+    }
+
+    /// Takes a dead letter redriven here, unless this queue is closed (checked under its lock,
+    /// which `close` takes after setting the flag, so that a receiver that saw the end misses
+    /// nothing). The letter arrives as a fresh message: its dead-letter record goes, and with
+    /// it one on the message itself (read by a plain receive once and sent again by hand),
+    /// cleared in place unless a holder whose lease ran out still reads the body.
+    fn accept_redriven(&self, mut e: Entry<T>) -> Result<(), Entry<T>> {
+        let mut slow = self.slow().lock();
+        if self.is_closed() {
+            return Err(e);
+        }
+        e.history = None;
+        let m = match &mut e.body {
+            Body::Owned(m) => Some(m),
+            Body::Shared(h) => Arc::get_mut(h).and_then(|h| h.0.as_mut()),
+        };
+        if let Some(m) = m {
+            m.clear_dead_letter();
+        }
+        e.set_enqueued(self.now());
+        self.take_in(&mut slow, vec![e]);
+        Ok(())
     }
 
     // ----- introspection ----------------------------------------------------------------------

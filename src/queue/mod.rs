@@ -863,7 +863,9 @@ impl<T> Queue<T> {
     /// Moves up to `max` dead letters waiting in this queue to `target`, whatever their source,
     /// oldest first. Returns how many moved. Only dead letters move: a message sent to this
     /// queue directly stays, as does one put back after a lease of this queue's own. Nothing
-    /// moves to a closed `target`, and a FIFO group with its head on lease here keeps its letters
+    /// moves to a closed `target`, not even one that closes while the redrive runs (the letters
+    /// it refuses stay here, and its receivers never get one after they saw it closed), and a
+    /// FIFO group with its head on lease here keeps its letters
     /// (see [`redrive`](Queue::redrive)).
     ///
     /// ```
