@@ -270,6 +270,36 @@ fn overflow_block_waits_for_room() {
 }
 
 #[test]
+fn a_blocked_publisher_takes_a_single_freed_slot() {
+    // A waiting publisher prefers to retry once an eighth of the buffer is free (fewer cache
+    // lines fought over with the subscriber), but one free slot is enough in the end.
+    for deadline in [false, true] {
+        let topic = Topic::new();
+        let sub = topic.subscribe_with(opts(64, Overflow::Block));
+        for i in 0..64 {
+            topic.publish(i).unwrap();
+        }
+        thread::scope(|s| {
+            let h = s.spawn(|| {
+                if deadline {
+                    topic.publish_timeout(64, LONG)
+                } else {
+                    topic.publish(64)
+                }
+            });
+            assert_eq!(sub.recv_timeout(LONG).unwrap().into_payload(), 0);
+            assert_eq!(
+                h.join().unwrap().unwrap().delivered,
+                1,
+                "deadline {deadline}"
+            );
+        });
+        assert_eq!(sub.len(), 64);
+        assert_eq!(drain(&sub), (1..=64).collect::<Vec<_>>());
+    }
+}
+
+#[test]
 fn blocked_publisher_moves_on_when_the_subscription_is_dropped() {
     let topic = Topic::new();
     // Subscription order is delivery order: `fast` gets each message before `slow` is tried.

@@ -710,11 +710,11 @@ fn drop_duplicate<T>((sent, duplicate): (Sent, Option<Message<T>>)) -> Sent {
 }
 
 /// Tries before a blocked send or receive parks: spins, then yields (crossbeam's `Backoff`).
-const SPIN_STEPS: u32 = 10;
+pub(crate) const SPIN_STEPS: u32 = 10;
 
 /// A sender waiting for room in a full bounded queue retries once `1 / ROOM_DIVISOR` of the
 /// capacity (at least one slot) is free.
-const ROOM_DIVISOR: usize = 8;
+pub(crate) const ROOM_DIVISOR: usize = 8;
 
 /// The largest capacity kept in a bounded channel, whose slots are all allocated up front. A
 /// larger bound is counted instead, over a channel that allocates as it fills (see `counted`).
@@ -724,7 +724,7 @@ pub(crate) const ARRAY_MAX: usize = 1 << 16;
 pub(crate) const COUNTED_POLL: Duration = Duration::from_millis(1);
 
 /// How many times at most a sender waiting for that much room yields before it parks.
-const ROOM_YIELDS: u32 = 200;
+pub(crate) const ROOM_YIELDS: u32 = 200;
 
 /// How often a plain receiver blocked on ready messages that it cannot own yet (still held by
 /// an expired lease's holder, which wakes only the queue it leased from and that queue's
@@ -732,7 +732,7 @@ const ROOM_YIELDS: u32 = 200;
 const SHARED_POLL: Duration = Duration::from_millis(1);
 
 #[inline]
-fn backoff(step: u32) {
+pub(crate) fn backoff(step: u32) {
     if step < 6 {
         for _ in 0..1u32 << step {
             std::hint::spin_loop();
