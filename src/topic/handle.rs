@@ -429,6 +429,11 @@ impl<T> Topic<T> {
     /// Removes a subscription (a chained endpoint, or a [`Subscription`], which then sees
     /// `Closed` once drained). Returns whether it was subscribed.
     ///
+    /// Publishes that start after it returns never reach the subscription. A publish already
+    /// under way on another thread may still deliver its message to it (a chained queue can
+    /// get that one message after `unsubscribe` returned): publishers take no lock, so this
+    /// does not wait for them.
+    ///
     /// # Examples
     ///
     /// ```
