@@ -677,7 +677,9 @@ impl<T> Message<T> {
         (self.timestamp != 0).then(|| clock::to_instant(clock::add(self.timestamp, ttl)))
     }
 
-    /// Why and where the message was dead-lettered, for messages read from a dead-letter queue.
+    /// Why and where the message was dead-lettered, for messages read from a dead-letter queue
+    /// (by a plain receive, or on lease: [`Delivery::message`](crate::Delivery::message) and a
+    /// consumer pool's handler see it). A redrive clears it.
     pub fn dead_letter(&self) -> Option<&DeadLetter> {
         self.ext.as_ref()?.dead_letter.as_ref()
     }

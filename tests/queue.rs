@@ -1880,13 +1880,59 @@ fn redrive_moves_a_dead_letter_whose_lease_in_the_dead_letter_queue_ran_out() {
     q.send(1).unwrap();
     q.receive().unwrap().reject("bad").unwrap();
     let stuck = dlq.receive().unwrap();
+    // The lease wrote the record into the message, which the stuck holder still reads after its
+    // lease ran out: the letter stays until that holder lets go (the record could not be
+    // cleared), then moves without it.
+    assert_eq!(stuck.message().dead_letter().unwrap().reason(), "bad");
     clock.advance(secs(11));
     let target = Queue::unbounded();
+    assert_eq!(dlq.redrive_to(&target, 10), 0);
+    assert_eq!((dlq.len(), target.len()), (1, 0));
+    assert!(matches!(stuck.ack(), Err(AckError::LeaseExpired(_))));
     assert_eq!(dlq.redrive_to(&target, 10), 1);
     assert_eq!((dlq.len(), target.len()), (0, 1));
-    assert!(matches!(stuck.ack(), Err(AckError::LeaseExpired(_))));
+    assert!(target.try_recv().unwrap().dead_letter().is_none());
     let s = dlq.stats();
     assert_eq!((s.redriven, s.received, s.lease_expired), (1, 1, 1));
+}
+
+#[test]
+fn a_dead_letter_read_on_lease_carries_its_record() {
+    // `Delivery::message` and a consumer pool's handler see why and where the message died,
+    // as a plain receive does (found by review: only `Delivery::dead_letter` had it).
+    let dlq: Queue<u32> = Queue::unbounded();
+    let q = Queue::builder().name("orders").dead_letter(&dlq, 1).build();
+    q.send_batch([1, 2]).unwrap();
+    q.receive().unwrap().reject("bad input").unwrap();
+    q.receive().unwrap().reject("bad input").unwrap();
+    let d = dlq.receive().unwrap();
+    let record = d
+        .message()
+        .dead_letter()
+        .expect("the record, in the message");
+    assert_eq!(
+        (record.reason(), record.source(), record.attempts()),
+        ("bad input", Some("orders"), 1)
+    );
+    d.nack().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pool = {
+        let seen = std::sync::Arc::clone(&seen);
+        dlq.consume(1, move |m: &Message<u32>| {
+            let r = m.dead_letter().map(|r| r.reason().to_owned());
+            seen.lock().unwrap().push((*m.payload(), r));
+            Ok::<(), String>(())
+        })
+    };
+    dlq.close();
+    // The pool ends once the closed queue is drained; its join, bounded in time.
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || tx.send(pool.join()).unwrap());
+    assert_eq!(rx.recv_timeout(LONG).expect("the pool ended").processed, 2);
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    let reason = Some("bad input".to_owned());
+    assert_eq!(seen, [(1, reason.clone()), (2, reason)]);
 }
 
 #[test]

@@ -223,6 +223,16 @@ impl<T> Entry<T> {
         self.history.as_ref().is_some_and(|h| h.dead.is_some())
     }
 
+    /// Whether a dead-letter record on the message, if any, can be cleared now: nobody else
+    /// reads the body. Only the queue makes new handles on a body, under its lock, so under that
+    /// lock the answer stays true.
+    fn record_clearable(&self) -> bool {
+        match &self.body {
+            Body::Owned(_) => true,
+            Body::Shared(h) => Arc::strong_count(h) == 1 || h.message().dead_letter().is_none(),
+        }
+    }
+
     fn history_mut(&mut self) -> &mut History<T> {
         self.history.get_or_insert_with(Box::default)
     }
@@ -1561,9 +1571,9 @@ impl<T> Shared<T> {
             attempts,
             source: self.config.name.clone(),
         };
-        // Kept beside the message, not in it, until a plain receive takes it by value: a letter
-        // leased in the dead-letter queue and put back is shared from then on, and a record
-        // written into it could not be cleared by a redrive.
+        // Kept beside the message, and written into it as a receive hands it out (by value, or
+        // on lease while nobody else reads it): a redrive clears both, and leaves here a letter
+        // whose body a holder of an ended lease still reads (see `redrive`).
         let h = entry.history_mut();
         h.dead = Some(Box::new(info));
         h.attempts = 0;
@@ -1733,7 +1743,21 @@ impl<T> Shared<T> {
             first_delivered
         };
         let deadline = clock::add(now, vis);
-        let held = entry.body.into_shared(&mut slow.spare);
+        let mut body = entry.body;
+        if let Some(d) = &dead {
+            // A dead letter's record goes into the message too, so that `message()` and a
+            // consumer pool's handler see it (a plain receive writes it the same way). Only
+            // while nobody else reads the body: one shared with a holder whose lease ran out
+            // got it at its first lease here already.
+            let m = match &mut body {
+                Body::Owned(m) => Some(m),
+                Body::Shared(h) => Arc::get_mut(h).and_then(|h| h.0.as_mut()),
+            };
+            if let Some(m) = m.filter(|m| m.dead_letter().is_none()) {
+                m.set_dead_letter(DeadLetter::clone(d));
+            }
+        }
+        let held = body.into_shared(&mut slow.spare);
         let slot = match slow.free.pop() {
             Some(s) => s,
             None => {
@@ -2611,7 +2635,12 @@ impl<T> Shared<T> {
                     // A closed queue takes no more messages (its receivers may have seen the
                     // end already): the letter stays here. (Looked at again under its lock as
                     // the letter moves: it may close meanwhile.)
-                    Some(d) if moved.len() < max && !d.is_closed() => moved.push((d, e)),
+                    // A letter whose body still carries its record, shared with a holder whose
+                    // lease here ran out, stays too: the record could not be cleared until that
+                    // holder lets go.
+                    Some(d) if moved.len() < max && !d.is_closed() && e.record_clearable() => {
+                        moved.push((d, e))
+                    }
                     dest => {
                         keep.push(e);
                         if let Some(d) = dest {
