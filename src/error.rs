@@ -178,7 +178,8 @@ impl<T> SendTimeoutError<T> {
 #[derive(thiserror::Error)]
 #[error("sending on a closed queue ({sent} of the batch sent)")]
 pub struct SendBatchError<T> {
-    /// How many messages of the batch were sent before the queue closed.
+    /// How many messages of the batch went into the queue before it closed (a duplicate that
+    /// de-duplication turned away is not counted).
     pub sent: usize,
     /// The messages that were not sent, in batch order.
     pub unsent: Vec<Message<T>>,

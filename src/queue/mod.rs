@@ -423,11 +423,12 @@ impl<T> Queue<T> {
     }
 
     /// Sends every message of `batch` in order, waiting for room as [`send`](Queue::send) does.
-    /// Returns how many were sent.
+    /// Returns how many went into the queue: a duplicate that de-duplication turned away is not
+    /// counted (as in [`QueueStats::sent`], it counts in `duplicates` only).
     ///
     /// # Errors
     ///
-    /// If the queue closes part-way, [`SendBatchError`] says how many were sent and hands back the
+    /// If the queue closes part-way, [`SendBatchError`] says how many went in and hands back the
     /// rest.
     ///
     /// # Panics
@@ -438,11 +439,15 @@ impl<T> Queue<T> {
     /// # Examples
     ///
     /// ```
-    /// use switchboard::Queue;
+    /// use switchboard::{Message, Queue};
     ///
     /// let q = Queue::unbounded();
     /// assert_eq!(q.send_batch(0..10).unwrap(), 10);
     /// assert_eq!(q.len(), 10);
+    ///
+    /// let deduped = Queue::builder().dedup_by(|m: &Message<&str>| m.payload().to_string()).build();
+    /// assert_eq!(deduped.send_batch(["a", "a", "b"]).unwrap(), 2);
+    /// assert_eq!((deduped.len(), deduped.stats().duplicates), (2, 1));
     /// ```
     pub fn send_batch<I>(&self, batch: I) -> Result<usize, SendBatchError<T>>
     where
@@ -452,12 +457,14 @@ impl<T> Queue<T> {
         let mut iter = batch.into_iter();
         let mut sent = 0;
         while let Some(m) = iter.next() {
-            if let Err(e) = self.send(m) {
-                let mut unsent = vec![e.into_inner()];
-                unsent.extend(iter.map(Into::into));
-                return Err(SendBatchError { sent, unsent });
+            match self.send(m) {
+                Ok(s) => sent += usize::from(!s.is_duplicate()),
+                Err(e) => {
+                    let mut unsent = vec![e.into_inner()];
+                    unsent.extend(iter.map(Into::into));
+                    return Err(SendBatchError { sent, unsent });
+                }
             }
-            sent += 1;
         }
         Ok(sent)
     }
