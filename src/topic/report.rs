@@ -56,7 +56,10 @@ impl fmt::Display for SubscriptionId {
 #[derive(Clone, Copy, Default)]
 #[non_exhaustive]
 pub struct PublishReport {
-    /// Subscriptions that got the message.
+    /// Subscriptions that got the message. A chained queue that turned it away as a duplicate
+    /// (de-duplication) counts here too: it took the message, as an SQS queue takes a duplicate
+    /// that SNS sends it, and its own [`QueueStats::duplicates`](crate::QueueStats::duplicates)
+    /// tells.
     pub delivered: usize,
     /// Of `delivered`, the endpoint subscriptions (chained queues, topics, lists, closures)...
     pub(crate) chained: usize,
