@@ -276,20 +276,28 @@ impl Dedup {
 
     /// Forgets keys older than `window`, and the oldest beyond `max` keys. A pending key stays
     /// (its confirmation records it again).
+    ///
+    /// `order` also holds stale entries: the first record of a key confirmed since (recorded
+    /// again) or forgotten. They are stepped over and do not count against `max`: counted, they
+    /// made live keys be forgotten early, and later duplicates got through (found by review).
     fn prune(&mut self, now: Nanos, window: Nanos, max: usize) {
-        while let Some((at, _)) = self.order.front() {
-            if now.saturating_sub(*at) < window && self.order.len() <= max {
+        while let Some((at, key)) = self.order.front() {
+            let current = self.seen.get(key).filter(|r| r.at == *at);
+            if current.is_some() && now.saturating_sub(*at) < window && self.seen.len() <= max {
                 break;
             }
-            let (at, key) = self.order.pop_front().expect("peeked");
-            // Only forget the key if this is its current record (it may have been re-recorded).
-            if self
-                .seen
-                .get(&key)
-                .is_some_and(|r| r.at == at && !r.pending)
-            {
+            let forget = current.is_some_and(|r| !r.pending);
+            let (_, key) = self.order.pop_front().expect("peeked");
+            if forget {
                 self.seen.remove(&key);
             }
+        }
+        // Stale entries behind a live one wait for it to go; once they outnumber the keys, they
+        // go at once, so that `order` stays within twice the keys remembered.
+        if self.order.len() > 2 * self.seen.len() + 64 {
+            let seen = &self.seen;
+            self.order
+                .retain(|(at, key)| seen.get(key).is_some_and(|r| r.at == *at));
         }
     }
 
@@ -332,6 +340,62 @@ impl Dedup {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.seen.len()
+    }
+}
+
+#[cfg(test)]
+mod dedup_tests {
+    use super::*;
+
+    /// Distinct ids, in the order made.
+    fn ids(n: usize) -> Vec<MessageId> {
+        (0..n).map(|_| MessageId::next()).collect()
+    }
+
+    #[test]
+    fn stale_records_do_not_count_against_max_keys() {
+        let (window, max) = (1_000, 2);
+        let i = ids(5);
+        let id = |n: usize| i[n];
+        let mut d = Dedup::new();
+        d.record("k1".into(), id(1), 0, false);
+        // A send that waited for room: recorded pending, then confirmed (a second entry).
+        d.record("k2".into(), id(2), 1, true);
+        d.confirm("k2", id(2), 2);
+        // A send that failed: recorded pending, then forgotten (a stale entry).
+        assert!(matches!(d.look("k3", 3, window, max), Seen::New));
+        d.record("k3".into(), id(3), 3, true);
+        d.forget("k3", id(3));
+        // Two keys remembered, within `max`: both are still duplicates.
+        assert!(matches!(d.look("k1", 4, window, max), Seen::Duplicate(i) if i == id(1)));
+        assert!(matches!(d.look("k2", 4, window, max), Seen::Duplicate(i) if i == id(2)));
+        assert!(matches!(d.look("k3", 4, window, max), Seen::New));
+        // A third key pushes out the oldest.
+        d.record("k4".into(), id(4), 5, false);
+        assert!(matches!(d.look("k1", 6, window, max), Seen::New));
+        assert_eq!(d.len(), 2);
+        // And the window still ends a key.
+        assert!(matches!(d.look("k2", 2_000, window, max), Seen::New));
+    }
+
+    #[test]
+    fn stale_records_are_let_go_once_they_outnumber_the_keys() {
+        let mut d = Dedup::new();
+        let live = MessageId::next();
+        d.record("live".into(), live, 0, false);
+        for n in 0..1_000u64 {
+            let key = format!("k{n}");
+            let id = MessageId::next();
+            d.record(key.clone(), id, 1, true);
+            d.forget(&key, id);
+            let _ = d.look("live", 1, u64::MAX, 10);
+        }
+        assert_eq!(d.len(), 1);
+        assert!(
+            d.order.len() <= 2 + 64,
+            "order kept {} entries",
+            d.order.len()
+        );
     }
 }
 
