@@ -15,7 +15,7 @@
 //! ```
 //! use switchboard::Queue;
 //!
-//! let q = Queue::bounded(128); // send waits while 128 messages wait
+//! let q = Queue::bounded(128); // send waits while 128 sent messages wait
 //! q.send("hello").unwrap();
 //! assert_eq!(q.recv().unwrap().into_payload(), "hello");
 //! ```

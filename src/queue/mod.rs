@@ -50,11 +50,13 @@
 //!
 //! A bounded queue holds at most `capacity` fresh messages waiting to be received: `send` waits
 //! for room, `try_send` fails with `Full`. Messages coming *back* (a returned lease, a dead letter
-//! arriving, a redrive) never wait for room, since a `Drop` can neither block nor lose a message,
-//! so [`len`](Queue::len) can exceed the capacity by the number of messages returned. Delayed
-//! messages are bounded separately, by the same capacity: a delayed send is refused while the
-//! delayed messages plus those waiting outside the main lane (due ones, returned ones, and a FIFO
-//! queue's grouped ones) reach it. In-flight messages are outside the bound.
+//! arriving, a redrive) never wait for room, since a `Drop` can neither block nor lose a message.
+//! Delayed messages are bounded separately, by the same capacity: a delayed send is refused while
+//! the delayed messages plus those waiting outside the main lane (due ones, returned ones, and a
+//! FIFO queue's grouped ones) reach it. Once due, they wait beside the fresh ones without taking
+//! their room. So [`len`](Queue::len) (and what waits) can reach twice the capacity, plus the
+//! messages returned, and [`is_full`](Queue::is_full) speaks of the fresh messages' room only.
+//! In-flight messages are outside the bound.
 //!
 //! Up to 65,536 the main lane is a bounded crossbeam channel, whose slots (a message and a stamp
 //! each) are allocated when the queue is made. A larger capacity, up to `usize::MAX`, is counted
