@@ -427,7 +427,7 @@ impl<T> fmt::Debug for Endpoint<T> {
 /// assert_eq!(err.to_string(), "delivering to a closed endpoint");
 /// assert_eq!(err.into_inner().into_payload(), 7);
 /// ```
-#[derive(thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 pub enum DeliverError<T> {
     /// The endpoint had no room (in time).
     #[error("delivering to a full endpoint")]

@@ -28,7 +28,7 @@ macro_rules! payload_free_debug {
 /// assert_eq!(err.to_string(), "sending on a closed queue");
 /// assert_eq!(err.into_inner().into_payload(), 5);
 /// ```
-#[derive(thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 #[error("sending on a closed queue")]
 pub struct SendError<T>(pub Message<T>);
 
@@ -86,7 +86,7 @@ impl<T> From<SendError<T>> for SendTimeoutError<T> {
 /// q.close();
 /// assert!(matches!(q.try_send(3), Err(TrySendError::Closed(_))));
 /// ```
-#[derive(thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 pub enum TrySendError<T> {
     /// The queue is at capacity.
     #[error("sending on a full queue")]
@@ -131,7 +131,7 @@ impl<T> TrySendError<T> {
 /// q.close();
 /// assert!(q.send_timeout("third", Duration::ZERO).unwrap_err().is_closed());
 /// ```
-#[derive(thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 pub enum SendTimeoutError<T> {
     /// The queue stayed full until the deadline.
     #[error("timed out sending on a full queue")]
@@ -175,7 +175,7 @@ impl<T> SendTimeoutError<T> {
 /// assert_eq!(unsent, [2, 3, 4]);
 /// assert_eq!(q.len(), 2);
 /// ```
-#[derive(thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 #[error("sending on a closed queue ({sent} of the batch sent)")]
 pub struct SendBatchError<T> {
     /// How many messages of the batch went into the queue before it closed (a duplicate that

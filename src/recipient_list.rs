@@ -400,7 +400,7 @@ impl fmt::Debug for RecipientReport {
 /// assert_eq!(format!("{err:?}"), "UnknownRecipient { name: \"billing\", .. }");
 /// assert_eq!(err.into_inner().into_payload(), "invoice");
 /// ```
-#[derive(thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 pub enum RecipientListError<T> {
     /// The route chose a name the list does not hold, under [`UnknownRecipients::Error`]; no
     /// recipient got the message.

@@ -190,3 +190,21 @@ fn topic_filter_and_consumer_handles_are_send_sync() {
     static_error::<DeliverError<Ev>>();
     static_error::<FilterError>();
 }
+
+fn clone<T: Clone>() {}
+
+/// Errors that hand a message back clone when it does, as crossbeam's and flume's errors do (a
+/// `Message` has no `PartialEq`, its return address being any endpoint, so they have none).
+#[test]
+fn errors_with_a_message_clone_when_it_does() {
+    clone::<SendError<u8>>();
+    clone::<TrySendError<u8>>();
+    clone::<SendTimeoutError<u8>>();
+    clone::<SendBatchError<u8>>();
+    clone::<switchboard::PublishError<u8>>();
+    clone::<switchboard::DeliverError<u8>>();
+    clone::<switchboard::RecipientListError<u8>>();
+    let e = Queue::bounded(0).try_send(7u8).unwrap_err();
+    assert_eq!(e.clone().into_inner().into_payload(), 7);
+    assert!(e.is_full());
+}

@@ -220,7 +220,7 @@ pub struct SubscriptionStats {
 /// assert_eq!(err.to_string(), "publishing on a closed topic");
 /// assert_eq!(err.into_inner().into_payload(), 1);
 /// ```
-#[derive(thiserror::Error)]
+#[derive(Clone, thiserror::Error)]
 pub enum PublishError<T> {
     /// The topic is closed; no subscriber got the message.
     #[error("publishing on a closed topic")]
