@@ -1330,6 +1330,11 @@ impl<T> fmt::Debug for TryIter<'_, T> {
 /// An owning blocking iterator over a queue's messages, from `Queue::into_iter` (the queue's
 /// [`IntoIterator`]); it ends when the queue is closed and drained.
 ///
+/// Unlike a channel's receiver, it does not end when the other handles go: a queue has no
+/// sender half whose drop could tell it (any handle sends and receives). Iterating over the
+/// last handle therefore waits forever once the queue is empty, as nothing is left to close it.
+/// To drain what is there, use [`try_iter`](Queue::try_iter).
+///
 /// ```
 /// use std::thread;
 /// use switchboard::Queue;
