@@ -1041,3 +1041,73 @@ fn a_panicking_drop_of_an_unread_reply_counts_it_late() {
     drop(back);
     assert_eq!(sg.stats().late, 2);
 }
+
+/// A responder that answers twice counts once: `All` waits for every responder reached, and
+/// `missing` and `is_complete` agree (found by review: two replies from one recipient completed
+/// a gather of two while the other was silent). The silent one keeps its request, so the gather
+/// can only end at its deadline.
+#[test]
+fn a_responder_that_replies_twice_counts_once() {
+    type R = Request<u32, u32>;
+    let held: Arc<std::sync::Mutex<Vec<R>>> = Arc::default();
+    let twice = Endpoint::from_fn(|m: Message<R>| {
+        let r = m.into_payload();
+        r.reply_to().send(1).unwrap();
+        r.reply(2).unwrap();
+        Ok(())
+    });
+    let silent = {
+        let held = Arc::clone(&held);
+        Endpoint::from_fn(move |m: Message<R>| {
+            held.lock().unwrap().push(m.into_payload());
+            Ok(())
+        })
+    };
+    let list = RecipientList::new(Route::all());
+    list.add("twice", twice.clone());
+    list.add("silent", silent.clone());
+    let g = ScatterGather::new(&list)
+        .scatter(1, Completion::within(Duration::from_millis(50)))
+        .unwrap();
+    assert_eq!(g.completed(), Completed::Deadline);
+    assert_eq!((g.expected(), g.replies().len()), (2, 2));
+    assert_eq!(
+        (g.missing(), g.missing_count()),
+        (&["silent".to_owned()][..], 1)
+    );
+    assert!(!g.is_complete());
+    held.lock().unwrap().clear();
+
+    // The same through a topic, whose subscribers have no names.
+    let topic: Topic<R> = Topic::new();
+    topic.subscribe_endpoint(twice);
+    topic.subscribe_endpoint(silent);
+    let g = ScatterGather::new(&topic)
+        .scatter(1, Completion::within(Duration::from_millis(50)))
+        .unwrap();
+    assert_eq!(g.completed(), Completed::Deadline);
+    assert_eq!(
+        (g.expected(), g.replies().len(), g.missing_count()),
+        (2, 2, 1)
+    );
+    held.lock().unwrap().clear();
+
+    // Both answering (one of them twice) complete it at once.
+    let list = RecipientList::new(Route::all());
+    list.add("a", instant(|x: &u32| x + 1));
+    list.add(
+        "b",
+        Endpoint::from_fn(|m: Message<R>| {
+            let r = m.into_payload();
+            r.reply_to().send(0).unwrap();
+            r.reply(0).unwrap();
+            Ok(())
+        }),
+    );
+    let g = ScatterGather::new(&list)
+        .scatter(1, Completion::within(LONG))
+        .unwrap();
+    assert_eq!(g.completed(), Completed::All);
+    assert!(g.is_complete());
+    assert!(g.elapsed() < LONG / 2);
+}

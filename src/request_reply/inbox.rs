@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -72,6 +72,8 @@ pub(crate) struct Inbox<Rep> {
     ready: Condvar,
     /// Live `ReplyTo` handles.
     live: AtomicUsize,
+    /// The number of the next request copy (the request itself is 0): its replies carry it.
+    copies: AtomicU32,
     /// Whether the waiter is parked, or about to: set under the lock before it checks `live`,
     /// so that a `release` that does not see it cannot be missed (the waiter then sees `live`
     /// at zero), and one that sees it takes the lock to notify.
@@ -115,6 +117,11 @@ pub(crate) enum Next<Rep> {
     Timeout,
 }
 
+/// The copy number of a reply sent through the request message's own return address (shared
+/// by every copy of the message, so it cannot tell them apart): each such reply counts as from
+/// a responder of its own.
+pub(crate) const UNKNOWN_COPY: u32 = u32::MAX;
+
 /// Spin steps before parking: 2^0..2^6 spin-loop hints, then yields up to step 10.
 const SPIN_LIMIT: u32 = 6;
 const YIELD_LIMIT: u32 = 10;
@@ -130,6 +137,7 @@ impl<Rep> Inbox<Rep> {
             }),
             ready: Condvar::new(),
             live: AtomicUsize::new(0),
+            copies: AtomicU32::new(1),
             _gap: [0; 8],
             signal: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
@@ -178,12 +186,19 @@ impl<Rep> Inbox<Rep> {
         debug_assert_eq!(*i.live.get_mut(), 0);
         st.open = true;
         *i.waiting.get_mut() = false;
+        *i.copies.get_mut() = 1;
         i.correlation_id = correlation_id;
         if !Arc::ptr_eq(&i.stats, stats) {
             i.stats = Arc::clone(stats);
         }
         *id = correlation_id;
         Some(Arc::clone(inbox))
+    }
+
+    /// A number for a new request copy (see `ReplyTo::copy`).
+    pub(crate) fn next_copy(&self) -> u32 {
+        // Wraps after 2^32 copies of one request: at worst two copies then share a number.
+        self.copies.fetch_add(1, Ordering::Relaxed) % UNKNOWN_COPY
     }
 
     pub(crate) fn acquire(&self) {

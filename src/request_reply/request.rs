@@ -5,7 +5,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use super::inbox::Inbox;
+use super::inbox::{Inbox, UNKNOWN_COPY};
 use crate::message::{Address, CorrelationId};
 
 /// A request as a responder receives it: the body and a typed way back to whoever asked.
@@ -121,7 +121,7 @@ impl<Req: Clone, Rep> Clone for Request<Req, Rep> {
     fn clone(&self) -> Self {
         Request {
             body: self.body.clone(),
-            reply_to: self.reply_to.clone(),
+            reply_to: self.reply_to.clone_for_copy(),
         }
     }
 }
@@ -162,6 +162,9 @@ impl<Req, Rep> fmt::Debug for Request<Req, Rep> {
 pub struct ReplyTo<Rep> {
     inbox: Arc<Inbox<Rep>>,
     recipient: Option<Arc<str>>,
+    /// Which copy of the request this answers: a copy's clones (its `reply_to()`, say) share
+    /// the number, so that a gather counts a responder that replies twice once.
+    copy: u32,
     /// Whether this handle's count in the inbox was already released (by its reply).
     released: bool,
 }
@@ -170,10 +173,19 @@ impl<Rep> ReplyTo<Rep> {
     pub(crate) fn new(inbox: Arc<Inbox<Rep>>) -> ReplyTo<Rep> {
         inbox.acquire();
         ReplyTo {
+            // The request itself: its copies count from 1 (see `Inbox::next_copy`).
+            copy: 0,
             inbox,
             recipient: None,
             released: false,
         }
+    }
+
+    /// A clone for a new copy of the request (fan-out), with a number of its own.
+    fn clone_for_copy(&self) -> ReplyTo<Rep> {
+        let mut to = self.clone();
+        to.copy = self.inbox.next_copy();
+        to
     }
 
     /// The address a request's metadata carries: it does not count as a copy that may still
@@ -184,6 +196,7 @@ impl<Rep> ReplyTo<Rep> {
         ReplyTo {
             inbox,
             recipient: None,
+            copy: UNKNOWN_COPY,
             released: true,
         }
     }
@@ -233,6 +246,7 @@ impl<Rep> ReplyTo<Rep> {
         let reply = Reply {
             responder,
             recipient: self.recipient.take(),
+            copy: self.copy,
             body,
         };
         // The offer releases this handle's count itself (one signal to the waiter, not two).
@@ -268,6 +282,7 @@ impl<Rep> Clone for ReplyTo<Rep> {
         ReplyTo {
             inbox: Arc::clone(&self.inbox),
             recipient: self.recipient.clone(),
+            copy: self.copy,
             released: false,
         }
     }
@@ -310,6 +325,8 @@ impl<Rep> fmt::Debug for ReplyTo<Rep> {
 pub struct Reply<Rep> {
     pub(crate) responder: Option<Arc<str>>,
     pub(crate) recipient: Option<Arc<str>>,
+    /// The request copy it answers (see `ReplyTo::copy`).
+    pub(crate) copy: u32,
     pub(crate) body: Rep,
 }
 

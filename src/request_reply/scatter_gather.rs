@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::inbox::{self, Next, Stats};
+use super::inbox::{self, Next, Stats, UNKNOWN_COPY};
 use super::request::{Reply, Request};
 use super::requester::{stamp, undelivered, ConversationStats, RequestError};
 use crate::endpoint::{deadline_after, Endpoint, Wait};
@@ -38,12 +38,13 @@ pub struct Completion<Rep> {
 }
 
 impl<Rep> Completion<Rep> {
-    /// Complete with every expected reply, or after `timeout`.
+    /// Complete once every responder reached replied (each counted once, however often it
+    /// replies), or after `timeout`.
     pub fn within(timeout: Duration) -> Completion<Rep> {
         Completion::until(deadline_after(timeout))
     }
 
-    /// Complete with every expected reply, or at `deadline`.
+    /// Complete once every responder reached replied, or at `deadline`.
     pub fn until(deadline: Instant) -> Completion<Rep> {
         Completion {
             deadline,
@@ -150,6 +151,8 @@ pub struct Gathered<Rep> {
     correlation_id: CorrelationId,
     completed: Completed,
     expected: usize,
+    /// Responders (request copies) that replied, each once however often it replied.
+    answered: usize,
     replies: Vec<Reply<Rep>>,
     missing: Vec<String>,
     unreached: Vec<String>,
@@ -194,9 +197,11 @@ impl<Rep> Gathered<Rep> {
         &self.missing
     }
 
-    /// How many responders the request reached did not reply.
+    /// How many responders the request reached did not reply. A responder that replied more
+    /// than once counts once (so does a request redelivered by a queue and answered by two
+    /// consumers: it is one copy of the request).
     pub fn missing_count(&self) -> usize {
-        self.expected.saturating_sub(self.replies.len())
+        self.expected.saturating_sub(self.answered)
     }
 
     /// The recipients the route chose that the request did not reach (full, closed, refused,
@@ -445,8 +450,14 @@ where
         };
 
         let mut replies: Vec<Reply<Rep>> = Vec::with_capacity(expected);
+        // The request copies that replied: a copy answered twice (a responder replying more
+        // than once, or a request redelivered and answered by two consumers) counts once, so
+        // that `All` waits for every responder (found by review: two replies from one
+        // responder completed a gather of two). Replies through the message's own return
+        // address cannot tell copies apart and count one each.
+        let (mut answered, mut copies) = (0usize, Vec::<u32>::new());
         let completed = loop {
-            if replies.len() >= expected {
+            if answered >= expected {
                 break Completed::All;
             }
             if let Some(n) = completion.first.filter(|n| replies.len() >= *n) {
@@ -458,6 +469,12 @@ where
             match inbox.wait(deadline) {
                 Next::Reply(r) => {
                     Stats::bump(&self.stats.replies);
+                    if r.copy == UNKNOWN_COPY || !copies.contains(&r.copy) {
+                        answered += 1;
+                        if r.copy != UNKNOWN_COPY {
+                            copies.push(r.copy);
+                        }
+                    }
                     replies.push(r);
                 }
                 Next::Exhausted => {
@@ -483,6 +500,7 @@ where
             correlation_id,
             completed,
             expected,
+            answered,
             replies,
             missing,
             unreached,
