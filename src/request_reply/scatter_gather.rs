@@ -53,7 +53,9 @@ impl<Rep> Completion<Rep> {
         }
     }
 
-    /// Also complete after the first `n` replies.
+    /// Also complete after the first `n` replies (replies, not responders: one that answers
+    /// twice counts twice here). With `n` 0 the gather completes at once, as `First(0)`, once
+    /// the request is out.
     pub fn first(mut self, n: usize) -> Completion<Rep> {
         self.first = Some(n);
         self
