@@ -66,8 +66,10 @@
 //!
 //! Memory follows what is in the queue: a new queue takes under 1 KiB; the lease table, the lane
 //! of returned messages and the delay heap grow with a burst and are given back once it is over
-//! (no lease out, the lane or heap empty), keeping only small ones. A queue that has leased keeps
-//! up to about 4 KiB of acked messages' allocations for later leases.
+//! (the lane or heap empty; the lease table once no lease is out, or, while some are, down to
+//! the highest slot still leased, soon after three quarters of it are free), keeping only small
+//! ones. A queue that has leased keeps up to about 4 KiB of acked messages' allocations for
+//! later leases.
 //!
 //! # Dead letters
 //!
