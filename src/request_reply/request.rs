@@ -69,6 +69,7 @@ impl<Req, Rep> Request<Req, Rep> {
     ///
     /// [`ReplyError::Late`] when the requester no longer waits (it completed, timed out or gave
     /// up); the reply is handed back and counted as late on the requester's stats.
+    #[inline]
     pub fn reply(self, reply: Rep) -> Result<(), ReplyError<Rep>> {
         self.reply_to.send(reply)
     }
@@ -229,6 +230,7 @@ impl<Rep> ReplyTo<Rep> {
     /// # Errors
     ///
     /// [`ReplyError::Late`] when the requester no longer waits; counted as late.
+    #[inline]
     pub fn send(self, reply: Rep) -> Result<(), ReplyError<Rep>> {
         self.offer(None, reply)
     }
