@@ -1304,3 +1304,22 @@ fn a_policy_whose_own_json_is_too_large_is_refused() {
         format!(r#"{{"a":["x{}"]}}"#, " ".repeat(100))
     );
 }
+
+#[test]
+fn errors_and_explanations_stay_on_their_lines() {
+    // Text from the policy or the message goes into one line escaped (found by review: a
+    // newline in an operator's name split an error, and one in a key split an explanation).
+    for p in [
+        "{\"a\":[{\"x\\ny\":1}]}",
+        "{\"a\":[{\"anything-but\":{\"x\\ny\":\"v\"}}]}",
+        "{\"a\":[{\"numeric\":[\"x\\ny\",1]}]}",
+        "{\"a\":[{\"numeric\":[\">\",1,\"x\\ny\",2]}]}",
+    ] {
+        let e = err(p).to_string();
+        assert!(!e.contains('\n') && e.contains("x\\ny"), "{e:?}");
+    }
+    let f = f("{\"a\\nb\":[\"x\"]}");
+    let e = f.explain(&msg(&[("a\nb", "y".into())])).to_string();
+    assert_eq!(e.lines().count(), 1, "{e:?}");
+    assert!(e.contains("a\\nb: "), "{e:?}");
+}

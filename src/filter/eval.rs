@@ -191,7 +191,13 @@ impl fmt::Display for Mismatch {
             write!(f, "{}.", self.path)?;
         }
         match &self.key {
-            Some(k) => write!(f, "{k}: {} failed on {}", self.condition, self.found),
+            Some(k) => write!(
+                f,
+                "{}: {} failed on {}",
+                k.escape_debug(),
+                self.condition,
+                self.found
+            ),
             None => write!(f, "{}", self.condition),
         }
     }

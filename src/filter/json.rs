@@ -296,7 +296,7 @@ fn parse_item(v: &Value) -> Result<Cond, FilterError> {
         other => {
             return Err(err(
                 FilterErrorKind::UnknownOperator,
-                format!("unrecognized match type {other}"),
+                format!("unrecognized match type {}", other.escape_debug()),
             )
             .at_op(other))
         }
@@ -351,7 +351,7 @@ fn parse_anything_but(arg: &Value) -> Result<Cond, FilterError> {
                 "wildcard" => Ok(Cond::AnythingButWildcard(string_arg("wildcard", v)?)),
                 other => Err(err(
                     FilterErrorKind::UnknownOperator,
-                    format!("unsupported anything-but pattern: {other}"),
+                    format!("unsupported anything-but pattern: {}", other.escape_debug()),
                 )),
             }
         }
@@ -381,7 +381,10 @@ fn parse_numeric(arg: &Value) -> Result<NumRange, FilterError> {
                 } else {
                     "bad numeric range operator"
                 };
-                err(FilterErrorKind::MalformedRange, format!("{what}: {s}"))
+                err(
+                    FilterErrorKind::MalformedRange,
+                    format!("{what}: {}", s.escape_debug()),
+                )
             }),
             Some(other) => {
                 let what = if first {
