@@ -773,15 +773,32 @@ pub(crate) const ARRAY_MAX: usize = 1 << 16;
 pub(crate) const COUNTED_POLL: Duration = Duration::from_millis(1);
 
 /// How many times at most a sender waiting for that much room yields before it parks.
-pub(crate) const ROOM_YIELDS: u32 = 200;
+const ROOM_YIELDS: u32 = 200;
 
 /// How often a plain receiver blocked on ready messages that it cannot own yet (still held by
 /// an expired lease's holder, which wakes only the queue it leased from and that queue's
 /// dead-letter queue) looks again: bounds the wait of a message redriven to a third queue.
 const SHARED_POLL: Duration = Duration::from_millis(1);
 
+/// One step of a sender's wait for room with hysteresis (see `Shared::send_waiting`): spins or
+/// yields as `backoff` does, then tells whether to try the send: once `roomy`, and at the last
+/// step in any case, after yielding (a bounded number of times) until `roomy` or `give_up`.
+pub(crate) fn room_step(step: u32, roomy: impl Fn() -> bool, give_up: impl Fn() -> bool) -> bool {
+    backoff(step);
+    if step + 1 < SPIN_STEPS {
+        return roomy();
+    }
+    for _ in 0..ROOM_YIELDS {
+        if roomy() || give_up() {
+            break;
+        }
+        std::thread::yield_now();
+    }
+    true
+}
+
 #[inline]
-pub(crate) fn backoff(step: u32) {
+fn backoff(step: u32) {
     if step < 6 {
         for _ in 0..1u32 << step {
             std::hint::spin_loop();
@@ -1192,18 +1209,8 @@ impl<T> Shared<T> {
             }
         };
         for step in 0..SPIN_STEPS {
-            backoff(step);
-            if !roomy() && step + 1 < SPIN_STEPS {
+            if !room_step(step, roomy, give_up) {
                 continue;
-            }
-            if step + 1 == SPIN_STEPS {
-                // The last step: yield (a bounded number of times) until there is room.
-                for _ in 0..ROOM_YIELDS {
-                    if roomy() || give_up() {
-                        break;
-                    }
-                    std::thread::yield_now();
-                }
             }
             restamp(&mut slot);
             slot = match self.tx.try_send(slot) {

@@ -32,9 +32,7 @@ use crate::clock::Clock;
 use crate::endpoint::{on_path, Endpoint, Partial, Visit, Wait, LOOP};
 use crate::filter::{Filter, FilterIndex, FilterSnapshot};
 use crate::message::Message;
-use crate::queue::core::{
-    backoff, Padded, ARRAY_MAX, COUNTED_POLL, ROOM_DIVISOR, ROOM_YIELDS, SPIN_STEPS,
-};
+use crate::queue::core::{room_step, Padded, ARRAY_MAX, COUNTED_POLL, ROOM_DIVISOR, SPIN_STEPS};
 use crate::topic::{
     Overflow, PublishError, PublishReport, SubscribeOptions, SubscriptionId, SubscriptionStats,
     TopicStats,
@@ -616,18 +614,8 @@ fn block_channel<T>(
     let roomy = || capacity.saturating_sub(tx.len()) >= room;
     let late = || deadline.is_some_and(|d| Instant::now() >= d);
     for step in 0..SPIN_STEPS {
-        backoff(step);
-        if !roomy() && step + 1 < SPIN_STEPS {
+        if !room_step(step, roomy, late) {
             continue;
-        }
-        if step + 1 == SPIN_STEPS {
-            // The last step: yield (a bounded number of times) until there is room.
-            for _ in 0..ROOM_YIELDS {
-                if roomy() || late() {
-                    break;
-                }
-                std::thread::yield_now();
-            }
         }
         msg = match tx.try_send(msg) {
             Ok(()) => return Ok(()),
