@@ -3038,3 +3038,44 @@ fn a_panicking_drop_as_the_last_handle_goes_drops_every_other_message() {
         }
     }
 }
+
+/// A lease that ends as its batch is filled leaves the batch; with nothing else there, the
+/// batch waits on instead of coming back empty at once, which reads as a timeout (found by a
+/// review of the fix that made the batch drop it).
+#[test]
+fn a_batch_whose_only_lease_ended_waits_out_its_time() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::ZERO)
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(1).unwrap();
+    let wait = ms(100);
+    let t0 = Instant::now();
+    let batch = q.receive_many(5, wait).unwrap();
+    // Its one lease ended at once (zero visibility, last attempt): the letter is in the
+    // dead-letter queue, and the batch found nothing more within its wait.
+    assert!(batch.is_empty());
+    assert!(t0.elapsed() >= wait, "back after {:?}", t0.elapsed());
+    assert_eq!((dlq.len(), q.stats().dead_lettered), (1, 1));
+}
+
+/// A letter that dies twice carries its latest record in the message on lease, not the one of
+/// its first death (found by review).
+#[test]
+fn a_letter_dead_twice_carries_its_latest_record() {
+    let c: Queue<u32> = Queue::builder().name("C").build();
+    let b: Queue<u32> = Queue::builder().name("B").dead_letter(&c, 1).build();
+    let a: Queue<u32> = Queue::builder().name("A").dead_letter(&b, 1).build();
+    a.send(7).unwrap();
+    a.try_receive().unwrap().reject("first").unwrap();
+    let d = b.try_receive().unwrap();
+    assert_eq!(d.message().dead_letter().unwrap().source(), Some("A"));
+    d.reject("second").unwrap();
+    let d = c.try_receive().unwrap();
+    let (own, in_message) = (d.dead_letter().unwrap(), d.message().dead_letter().unwrap());
+    assert_eq!((own.source(), own.reason()), (Some("B"), "second"));
+    assert_eq!(own, in_message);
+}

@@ -1792,14 +1792,15 @@ impl<T> Shared<T> {
         let mut body = entry.body;
         if let Some(d) = &dead {
             // A dead letter's record goes into the message too, so that `message()` and a
-            // consumer pool's handler see it (a plain receive writes it the same way). Only
-            // while nobody else reads the body: one shared with a holder whose lease ran out
-            // got it at its first lease here already.
+            // consumer pool's handler see it (a plain receive writes it the same way), in place
+            // of one it carries from an earlier death (found by review). Only while nobody else
+            // reads the body: one shared with a holder whose lease ran out got it at its first
+            // lease here already.
             let m = match &mut body {
                 Body::Owned(m) => Some(m),
                 Body::Shared(h) => Arc::get_mut(h).and_then(|h| h.0.as_mut()),
             };
-            if let Some(m) = m.filter(|m| m.dead_letter().is_none()) {
+            if let Some(m) = m.filter(|m| m.dead_letter() != Some(&**d)) {
                 m.set_dead_letter(DeadLetter::clone(d));
             }
         }
@@ -2664,6 +2665,11 @@ impl<T> Shared<T> {
             keyed.sort_by_key(|&(at, _)| at);
             waiting.extend(keyed.into_iter().map(|(_, e)| e));
             let mut keep = Vec::new();
+            // A FIFO group whose dead letter stays (its destination closed, `max` reached, or its
+            // record not clearable yet) keeps its later letters too: moved, they would overtake
+            // it (found by review: a letter kept back for its record let the next one of its
+            // group go first).
+            let mut held_groups: std::collections::HashSet<String> = Default::default();
             while let Some(e) = waiting.pop_front() {
                 // Only dead letters move: a message sent here directly, or one put back after a
                 // lease of this queue's own, stays.
@@ -2684,10 +2690,20 @@ impl<T> Shared<T> {
                     // A letter whose body still carries its record, shared with a holder whose
                     // lease here ran out, stays too: the record could not be cleared until that
                     // holder lets go.
-                    Some(d) if moved.len() < max && !d.is_closed() && e.record_clearable() => {
+                    Some(d)
+                        if moved.len() < max
+                            && !d.is_closed()
+                            && e.record_clearable()
+                            && !(fifo && held_groups.contains(e.group())) =>
+                    {
                         moved.push((d, e))
                     }
                     dest => {
+                        // Only a letter that can move later holds its group: one that never
+                        // moves (sent here directly, or its source gone) does not.
+                        if fifo && dest.is_some() && !held_groups.contains(e.group()) {
+                            held_groups.insert(e.group().to_owned());
+                        }
                         keep.push(e);
                         if let Some(d) = dest {
                             // A handle of a source kept already is not the last: one is enough.

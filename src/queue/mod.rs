@@ -1034,16 +1034,23 @@ impl<T> Queue<T> {
         if max == 0 {
             return Ok(out);
         }
-        match self
-            .shared
-            .take_until(How::Lease(vis), Some(deadline), stop)
-        {
-            Ok(o) => out.push(o.into_delivery()),
-            Err(RecvTimeoutError::Timeout) => return Ok(out),
-            Err(RecvTimeoutError::Closed) => return Err(RecvError),
+        loop {
+            match self
+                .shared
+                .take_until(How::Lease(vis), Some(deadline), stop)
+            {
+                Ok(o) => out.push(o.into_delivery()),
+                Err(RecvTimeoutError::Timeout) => return Ok(out),
+                Err(RecvTimeoutError::Closed) => return Err(RecvError),
+            }
+            self.shared.lease_many(vis, max - 1, &mut out);
+            // The first lease may have ended as the rest were taken, and left the batch (see
+            // `lease_many`) with nothing after it: wait again rather than return an empty
+            // batch, which reads as a timeout, before the wait is up (found by review).
+            if !out.is_empty() {
+                return Ok(out);
+            }
         }
-        self.shared.lease_many(vis, max - 1, &mut out);
-        Ok(out)
     }
 }
 
