@@ -854,7 +854,8 @@ impl<T> Queue<T> {
     /// queues they came from, with their attempt counts and dead-letter records cleared. Returns
     /// how many moved. Dead letters whose source queue is gone or closed, or that were sent here
     /// directly, stay. In a FIFO dead-letter queue, so do the letters of a group whose head is on
-    /// lease (or backing off after a `nack_after`): moved, they would overtake it. So does a
+    /// lease (or backing off after a `nack_after`), or that come after a letter of their group
+    /// that stays for another reason: moved, they would overtake it. So does a
     /// letter leased here whose lease ran out while its holder still has the [`Delivery`]: the
     /// record in the message they share cannot be cleared until that holder lets go.
     ///
