@@ -15,7 +15,7 @@ use switchboard::{
     SubscriptionId, Topic, TryRecvError,
 };
 
-use common::{panics, spawn_named, wait_blocked, Bomb, Bombs};
+use common::{finishes_within, panics, spawn_named, wait_blocked, Bomb, Bombs};
 
 /// Generous bound on anything that should happen promptly: a test fails, never hangs.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -272,30 +272,33 @@ fn overflow_block_waits_for_room() {
 #[test]
 fn a_blocked_publisher_takes_a_single_freed_slot() {
     // A waiting publisher prefers to retry once an eighth of the buffer is free (fewer cache
-    // lines fought over with the subscriber), but one free slot is enough in the end.
+    // lines fought over with the subscriber), but one free slot is enough in the end. Bounded:
+    // a publisher that waited for more room than it gets would hang `publish`, not fail it.
     for deadline in [false, true] {
-        let topic = Topic::new();
-        let sub = topic.subscribe_with(opts(64, Overflow::Block));
-        for i in 0..64 {
-            topic.publish(i).unwrap();
-        }
-        thread::scope(|s| {
-            let h = s.spawn(|| {
-                if deadline {
-                    topic.publish_timeout(64, LONG)
-                } else {
-                    topic.publish(64)
-                }
+        finishes_within(LONG, "a publisher waiting for one free slot", move || {
+            let topic = Topic::new();
+            let sub = topic.subscribe_with(opts(64, Overflow::Block));
+            for i in 0..64 {
+                topic.publish(i).unwrap();
+            }
+            thread::scope(|s| {
+                let h = s.spawn(|| {
+                    if deadline {
+                        topic.publish_timeout(64, LONG)
+                    } else {
+                        topic.publish(64)
+                    }
+                });
+                assert_eq!(sub.recv_timeout(LONG).unwrap().into_payload(), 0);
+                assert_eq!(
+                    h.join().unwrap().unwrap().delivered,
+                    1,
+                    "deadline {deadline}"
+                );
             });
-            assert_eq!(sub.recv_timeout(LONG).unwrap().into_payload(), 0);
-            assert_eq!(
-                h.join().unwrap().unwrap().delivered,
-                1,
-                "deadline {deadline}"
-            );
+            assert_eq!(sub.len(), 64);
+            assert_eq!(drain(&sub), (1..=64).collect::<Vec<_>>());
         });
-        assert_eq!(sub.len(), 64);
-        assert_eq!(drain(&sub), (1..=64).collect::<Vec<_>>());
     }
 }
 
