@@ -143,6 +143,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod chunked;
 mod clock;
 pub mod consumer;
 mod endpoint;
@@ -152,6 +153,7 @@ mod message;
 pub mod queue;
 pub mod recipient_list;
 pub mod request_reply;
+mod small_set;
 pub mod topic;
 
 pub use crate::clock::{Clock, ManualClock};

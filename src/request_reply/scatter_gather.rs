@@ -10,6 +10,7 @@ use super::requester::{stamp, undelivered, ConversationStats, RequestError};
 use crate::endpoint::{deadline_after, Endpoint, Wait};
 use crate::message::{CorrelationId, Message};
 use crate::recipient_list::RecipientListError;
+use crate::small_set::SmallSet;
 
 type Predicate<Rep> = dyn Fn(&[Reply<Rep>]) -> bool;
 
@@ -399,7 +400,8 @@ where
                         // for one reply per name. A topic with some subscriptions full reached
                         // the others: its replies are awaited, so it counts as reached; one
                         // with no subscribers reached nobody, so it is unreached.
-                        let reached = |n: &str| reaching.iter().any(|r| **r == *n);
+                        let reaching: SmallSet<Arc<str>> = reaching.into_iter().collect();
+                        let reached = |n: &str| reaching.contains(n);
                         let names: Vec<String> = report
                             .iter()
                             .filter(|(n, _)| reached(n))
@@ -457,7 +459,7 @@ where
         // that `All` waits for every responder (found by review: two replies from one
         // responder completed a gather of two). Replies through the message's own return
         // address cannot tell copies apart and count one each.
-        let (mut answered, mut copies) = (0usize, Vec::<u32>::new());
+        let (mut answered, mut copies) = (0usize, SmallSet::<u32>::new());
         let completed = loop {
             if answered >= expected {
                 break Completed::All;
@@ -471,11 +473,8 @@ where
             match inbox.wait(deadline) {
                 Next::Reply(r) => {
                     Stats::bump(&self.stats.replies);
-                    if r.copy == UNKNOWN_COPY || !copies.contains(&r.copy) {
+                    if r.copy == UNKNOWN_COPY || copies.insert(r.copy) {
                         answered += 1;
-                        if r.copy != UNKNOWN_COPY {
-                            copies.push(r.copy);
-                        }
                     }
                     replies.push(r);
                 }
@@ -494,9 +493,10 @@ where
         drop(closing);
         drop(inbox);
         inbox::recycle(meta);
+        let replied: SmallSet<&str> = replies.iter().filter_map(Reply::recipient).collect();
         let missing = names
             .into_iter()
-            .filter(|n| !replies.iter().any(|r| r.recipient() == Some(n)))
+            .filter(|n| !replied.contains(n.as_str()))
             .collect();
         Ok(Gathered {
             correlation_id,
