@@ -728,7 +728,9 @@ impl<T> Message<T> {
     /// Sets the time-to-live: the message expires `ttl` after it is sent to a queue (or published
     /// to a topic), and an expired message never reaches a consumer: a queue counts it in
     /// `expired` (and dead-letters it if configured), a topic subscription in its own
-    /// [`expired`](crate::Subscription::expired) count.
+    /// [`expired`](crate::Subscription::expired) count (a topic's chained endpoint is never
+    /// handed it, and its subscription counts it in
+    /// [`SubscriptionStats::expired`](crate::SubscriptionStats::expired)).
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ext_mut().ttl = Some(ttl);
         self

@@ -4,7 +4,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -826,6 +826,66 @@ fn a_subscription_capacity_too_large_to_allocate_is_counted() {
         assert_eq!(h.join().unwrap().unwrap().delivered, 2);
     });
     assert_eq!(block.len(), CAP);
+}
+
+/// Found by review: a closure endpoint was handed a message whose time had run out, and the
+/// loss was counted nowhere.
+#[test]
+fn an_expired_message_never_reaches_a_chained_endpoint() {
+    let clock = ManualClock::new();
+    let topic = Topic::builder().clock(clock.clone()).build();
+    let called = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&called);
+    let id = topic.subscribe_endpoint(Endpoint::from_fn(move |_m: Message<u32>| {
+        c.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }));
+    topic
+        .publish(Message::new(1).with_ttl(Duration::ZERO))
+        .unwrap();
+    assert_eq!(called.load(Ordering::SeqCst), 0, "expired at its publish");
+    topic
+        .publish(Message::new(2).with_ttl(Duration::from_secs(1)))
+        .unwrap();
+    assert_eq!(called.load(Ordering::SeqCst), 1);
+    let s = topic.subscription_stats(id).unwrap();
+    assert_eq!((s.expired, s.dropped), (1, 0));
+}
+
+/// The way it happens in use: a `Block` publish waits for room in an earlier subscription while
+/// the message's time runs out; the endpoint after it must not get it.
+#[test]
+fn a_message_that_expires_while_its_publish_waits_skips_the_endpoints_after() {
+    let clock = ManualClock::new();
+    let topic = Topic::builder().clock(clock.clone()).build();
+    let slow = topic.subscribe_with(opts(1, Overflow::Block));
+    let called = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&called);
+    let id = topic.subscribe_endpoint(Endpoint::from_fn(move |_m: Message<u32>| {
+        c.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }));
+    topic.publish(0).unwrap();
+    assert_eq!(called.load(Ordering::SeqCst), 1);
+    thread::scope(|s| {
+        let publisher = spawn_named(s, "ttl-pub", || {
+            topic.publish(Message::new(1).with_ttl(Duration::from_secs(10)))
+        });
+        wait_blocked("ttl-pub");
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(slow.recv_timeout(LONG).unwrap().into_payload(), 0);
+        let report = publisher.join().unwrap().unwrap();
+        assert_eq!((report.delivered, report.dropped()), (1, 0));
+    });
+    assert_eq!(
+        called.load(Ordering::SeqCst),
+        1,
+        "the endpoint got an expired message"
+    );
+    assert_eq!(topic.subscription_stats(id).unwrap().expired, 1);
+    // The slow subscription buffered it, and discards it when it comes up.
+    assert!(slow.try_recv().is_err());
+    assert_eq!(slow.expired(), 1);
 }
 
 #[test]

@@ -49,8 +49,9 @@ pub(crate) type SubKey = u64;
 
 pub(crate) type Validator<T> = dyn Fn(&Message<T>) -> Result<(), String> + Send + Sync;
 
-/// Counters of one subscription. `received` and `expired` are written by the subscriber only;
-/// `dropped` by publishers, only when they drop something.
+/// Counters of one subscription. `received` and a channel subscription's `expired` are written
+/// by the subscriber only; `dropped`, and a chained endpoint's `expired`, by publishers, only
+/// when they drop something.
 #[derive(Default)]
 pub(crate) struct SubCounters {
     pub received: Padded<AtomicU64>,
@@ -272,6 +273,8 @@ pub(crate) struct Shared<T> {
 /// chained topics and lists): a payload's drop is user code, and one that panics midway must
 /// not keep the message from the subscriptions after it (found by an audit of payload drops).
 struct Leftovers<'a, T> {
+    /// The topic's clock: a chained endpoint is not handed a message whose time ran out.
+    clock: &'a Clock,
     back: Option<Message<T>>,
     later: &'a mut Vec<Message<T>>,
     /// Whether this publish is the whole fan-out (no chained one around it): then what it
@@ -526,6 +529,7 @@ impl<T: Clone> Shared<T> {
         };
         let report = &mut tally.report;
         let left = &mut Leftovers {
+            clock: &self.clock,
             back: None,
             later,
             outermost,
@@ -828,6 +832,18 @@ fn deliver_endpoint<T: Clone>(
     report: &mut PublishReport,
     left: &mut Leftovers<'_, T>,
 ) {
+    // A message whose time-to-live ran out before the publish reached this endpoint (while it
+    // waited for room in an earlier subscription, say) is not handed on: it is counted as
+    // expired here, as a channel subscription counts it when it comes up (found by review: a
+    // closure endpoint was called with it).
+    if msg
+        .expiry_nanos()
+        .is_some_and(|at| at <= left.clock.nanos())
+    {
+        sub.counters.expired.fetch_add(1, Ordering::Relaxed);
+        left.later.push(msg);
+        return;
+    }
     let how = match sub.overflow {
         Overflow::Block => wait,
         _ => Wait::Never,

@@ -202,7 +202,9 @@ pub struct SubscriptionStats {
     /// endpoint.
     pub dropped: u64,
     /// Messages whose time-to-live ran out in this subscription's buffer: discarded when they
-    /// came up, never received (0 for a chained endpoint: its queue counts them).
+    /// came up, never received. For a chained endpoint: messages whose time ran out before a
+    /// publish reached it (one that waited for room in an earlier subscription), never handed
+    /// on; what expires later, in a chained queue, that queue counts.
     pub expired: u64,
     /// Messages buffered and not yet received (0 for a chained endpoint).
     pub lag: usize,
