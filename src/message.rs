@@ -841,6 +841,11 @@ impl<T: Serialize> Serialize for Message<T> {
     /// handle, is skipped. The time-to-live is written in whole milliseconds, rounded up (a
     /// short TTL never reads back as none). Fails, in a text format, on a NaN or infinite
     /// number attribute (see [`AttrValue`]).
+    ///
+    /// Self-describing formats (JSON, CBOR, MessagePack, RON) read back every field, whether
+    /// they write a struct's field names or only its fields in order. Formats that are not
+    /// self-describing (bincode, postcard) cannot read attribute values back: an attribute's
+    /// type is told by its value, which such a format does not record.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut st = s.serialize_struct("Message", 9)?;
         st.serialize_field("id", &self.id)?;
@@ -887,8 +892,17 @@ fn unix_nanos(at: Instant) -> u128 {
     now_sys.saturating_sub(age).as_nanos()
 }
 
+/// What [`Serialize`] writes, field for field in the same order, so that formats that write a
+/// struct as the list of its fields (compact MessagePack, bincode) read it back in line (found
+/// by review: without the id and timestamp here, MessagePack read the id as the attributes).
 #[derive(Deserialize)]
 struct WireMessage<T> {
+    /// Read and dropped: the message gets a fresh id.
+    #[serde(default, rename = "id")]
+    _id: u64,
+    /// Read and dropped: the message is new here.
+    #[serde(default, rename = "timestamp")]
+    _timestamp: Option<u128>,
     #[serde(default)]
     attributes: Attributes,
     #[serde(default)]
@@ -1013,6 +1027,41 @@ mod tests {
         assert_eq!(back.group(), Some("g"));
         assert_eq!(back.correlation_id(), Some(CorrelationId::from_u64(9)));
         assert_ne!(back.id(), m.id());
+    }
+
+    /// Found by review: compact MessagePack writes a struct as the list of its fields, and the
+    /// reading side lacked the id and timestamp, so every message failed to read back.
+    #[test]
+    fn serde_round_trip_in_a_format_that_writes_fields_in_order() {
+        let mut m = Message::new(5u32)
+            .with_attr("region", "eu")
+            .with_attr("tags", ["a", "b"])
+            .with_attr("n", 1.5)
+            .with_group("g")
+            .with_dedup_id("d")
+            .with_ttl(Duration::from_millis(1500))
+            .with_correlation_id(CorrelationId::from_u64(9));
+        m.stamp(1);
+        let info = DeadLetter {
+            reason: "poison".into(),
+            attempts: 2,
+            source: None,
+        };
+        m.set_dead_letter(info.clone());
+        let bytes = rmp_serde::to_vec(&m).unwrap();
+        let back: Message<u32> = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back.payload(), &5);
+        assert_eq!(back.attributes(), m.attributes());
+        assert_eq!((back.group(), back.dedup_id()), (Some("g"), Some("d")));
+        assert_eq!(back.correlation_id(), Some(CorrelationId::from_u64(9)));
+        assert_eq!(back.ttl(), Some(Duration::from_millis(1500)));
+        assert_eq!(back.dead_letter(), Some(&info));
+        assert_ne!(back.id(), m.id());
+        assert_eq!(back.timestamp(), None);
+        // And by name, as named MessagePack writes it.
+        let named = rmp_serde::to_vec_named(&m).unwrap();
+        let back: Message<u32> = rmp_serde::from_slice(&named).unwrap();
+        assert_eq!(back.attributes(), m.attributes());
     }
 
     #[test]
