@@ -86,7 +86,7 @@ fn coarse_now() -> Nanos {
     }
 }
 
-/// The latest time a clock reads (about 146 years after the base): a manual clock advanced
+/// The latest time a clock reads (about 292 years after the base): a manual clock advanced
 /// further stays here. Deadlines computed from it still lie ahead of it (up to [`FOREVER`]), so
 /// a lease taken then is not born expired.
 pub(crate) const END: Nanos = u64::MAX / 2;
@@ -96,10 +96,15 @@ pub(crate) const END: Nanos = u64::MAX / 2;
 pub(crate) const FOREVER: Nanos = u64::MAX - 1;
 
 /// Converts an `Instant` to nanoseconds since the base (instants before the base map to 1,
-/// those past [`END`] to `END`).
+/// those past [`END`] to [`FOREVER`]: a time no clock reaches never comes due, as a delay of
+/// `Duration::MAX` does not; found by review, a message sent for 200 years on came due when a
+/// manual clock reached its end).
 pub(crate) fn to_nanos(at: Instant) -> Nanos {
     let ns = at.saturating_duration_since(base().instant).as_nanos();
-    u64::try_from(ns).unwrap_or(u64::MAX).clamp(1, END)
+    match u64::try_from(ns) {
+        Ok(ns) if ns <= END => ns.max(1),
+        _ => FOREVER,
+    }
 }
 
 /// Converts nanoseconds since the base back to an `Instant`.
@@ -161,7 +166,7 @@ impl ManualClock {
     /// Moves the clock forward by `by` and wakes every receiver blocked on a queue that uses it,
     /// so that delays, leases and time-to-live that became due take effect at once.
     ///
-    /// The clock stops about 146 years after it started (`advance(Duration::MAX)` goes there);
+    /// The clock stops about 292 years after it started (`advance(Duration::MAX)` goes there);
     /// a deadline set from then on still lies ahead, and a delay or timeout of `Duration::MAX`
     /// never comes due.
     pub fn advance(&self, by: Duration) {
@@ -216,6 +221,19 @@ impl Clock {
     /// The real clock (the default).
     pub fn real() -> Clock {
         Clock { manual: None }
+    }
+
+    /// `at` on this clock. The real clock reads the coarse monotonic clock, which lags
+    /// `Instant::now()` by up to a tick: a time already past by `Instant` is taken as the
+    /// clock's now, not as a moment still a tick ahead (found by review: `send_at(m,
+    /// Instant::now())` held the message back, and a FIFO send just after overtook it).
+    pub(crate) fn nanos_at(&self, at: Instant) -> Nanos {
+        let ns = to_nanos(at);
+        if self.manual.is_none() && at <= Instant::now() {
+            ns.min(coarse_now())
+        } else {
+            ns
+        }
     }
 
     /// Whether this is a manual clock.

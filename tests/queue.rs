@@ -1085,6 +1085,38 @@ fn redrive() {
     assert_eq!((dlq.len(), dlq.stats().redriven), (1, 7));
 }
 
+/// Found by review: the real clock reads the coarse monotonic clock, a tick behind `Instant`,
+/// so a time just past by `Instant` was taken as a tick ahead and the message held back (in a
+/// FIFO queue, a send just after it overtook it).
+#[test]
+fn send_at_a_time_already_past_is_visible_at_once_on_the_real_clock() {
+    for _ in 0..100 {
+        let q: Queue<u32> = Queue::unbounded();
+        q.send_at(1, Instant::now()).unwrap();
+        assert_eq!(q.try_recv().unwrap().into_payload(), 1);
+        assert_eq!(q.stats().delayed, 0);
+    }
+    let q: Queue<&str> = Queue::builder().fifo().build();
+    q.send_at(Message::new("first").with_group("g"), Instant::now())
+        .unwrap();
+    q.send(Message::new("second").with_group("g")).unwrap();
+    let d = q.try_receive().unwrap();
+    assert_eq!(*d.payload(), "first");
+    d.ack().unwrap();
+    assert_eq!(*q.try_receive().unwrap().payload(), "second");
+}
+
+/// Found by review: an `Instant` past the clock's end came due once a manual clock got there.
+#[test]
+fn send_at_a_time_past_the_clocks_end_never_comes_due() {
+    let (clock, q) = manual();
+    q.send_at(1, clock.now() + secs(1_000 * 365 * 86_400))
+        .unwrap();
+    clock.advance(Duration::MAX);
+    assert!(q.try_recv().unwrap_err().is_empty());
+    assert_eq!(q.stats().delayed, 1);
+}
+
 #[test]
 fn delay() {
     let (clock, q) = manual();

@@ -413,7 +413,9 @@ impl<T> Queue<T> {
         self.shared.send_at(msg.into(), due)
     }
 
-    /// Sends a message that becomes visible at `at` on the queue's clock, without waiting.
+    /// Sends a message that becomes visible at `at` on the queue's clock, without waiting. A
+    /// time already past (`Instant::now()` included) makes it visible at once, as
+    /// [`send_after`](Queue::send_after) with no delay does.
     ///
     /// # Errors
     ///
@@ -423,7 +425,8 @@ impl<T> Queue<T> {
         msg: impl Into<Message<T>>,
         at: Instant,
     ) -> Result<Sent, TrySendError<T>> {
-        self.shared.send_at(msg.into(), clock::to_nanos(at))
+        self.shared
+            .send_at(msg.into(), self.shared.config.clock.nanos_at(at))
     }
 
     /// Sends every message of `batch` in order, waiting for room as [`send`](Queue::send) does.
