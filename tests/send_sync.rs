@@ -154,6 +154,10 @@ fn pattern_handles_are_send_sync() {
     static_error::<ReplyError<Job>>();
     static_error::<RequestError>();
     static_error::<GatherError>();
+    // A gather's results are values: kept, compared and passed on as the replies are.
+    fn clone_of<T: Clone>() {}
+    clone_of::<Reply<u32>>();
+    clone_of::<Gathered<u32>>();
 }
 
 /// The topic, filter and consumer handles and their errors cross threads too (found by review:

@@ -22,7 +22,8 @@
 //! # Correlation and late replies
 //!
 //! Every request gets a correlation id (stamped on its message, with the type-erased
-//! [`ReturnAddress`](crate::ReturnAddress)) and a private reply channel of its own: the typed
+//! [`ReturnAddress`](crate::ReturnAddress): a fresh one, unless the caller set one on the
+//! message, which it keeps) and a private reply channel of its own: the typed
 //! return address ([`ReplyTo`]) every copy of the request holds leads there and nowhere else. Once
 //! the request completes (a reply, a timeout, a gather condition), its channel closes: later
 //! replies fail with [`ReplyError::Late`] and are counted in [`ConversationStats::late`]. A reply

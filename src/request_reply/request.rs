@@ -324,6 +324,7 @@ impl<Rep> fmt::Debug for ReplyTo<Rep> {
 /// let reply = &gathered.replies()[0];
 /// assert_eq!((reply.responder(), *reply.body()), (Some("acme"), 42));
 /// ```
+#[derive(Clone)]
 pub struct Reply<Rep> {
     pub(crate) responder: Option<Arc<str>>,
     pub(crate) recipient: Option<Arc<str>>,

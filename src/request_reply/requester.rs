@@ -119,9 +119,11 @@ pub enum RequestError {
 
 /// Sends requests through an endpoint and waits for their replies (the Request-Reply pattern).
 ///
-/// Each request gets a fresh correlation id and its own private reply channel, reached through
-/// the typed return address the request carries ([`Request::reply`]). Replies therefore cannot
-/// leak between requests: a reply to a request that timed out is counted as late
+/// Each request gets its own private reply channel, reached through the typed return address
+/// the request carries ([`Request::reply`]), and a correlation id: a fresh one, unless the
+/// request message already has one (a trace id the caller set), which it keeps. Replies are
+/// matched by the channel, not by the id, so two requests that share an id still get each
+/// their own replies. Replies therefore cannot leak between requests: a reply to a request that timed out is counted as late
 /// ([`ConversationStats::late`]) and dropped, never seen by a later request. Responders can be
 /// competing consumers of one queue (the request goes to one of them), or subscribers of a topic
 /// (the first reply wins; the others are late).

@@ -104,6 +104,7 @@ impl<Rep> fmt::Debug for Completion<Rep> {
 /// assert_eq!(all.completed(), Completed::All);
 /// let two = sg.scatter((), Completion::within(Duration::from_secs(1)).first(2)).unwrap();
 /// assert_eq!(two.completed(), Completed::First(2));
+/// assert_eq!(two.completed().to_string(), "first 2 replies");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -118,6 +119,20 @@ pub enum Completed {
     Deadline,
     /// No more replies could come: every responder that did not reply dropped the request.
     NoMoreReplies,
+}
+
+/// Says what completed a gather in a few words (`"all replied"`, `"first 3 replies"`).
+impl fmt::Display for Completed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Completed::All => f.write_str("all replied"),
+            Completed::First(1) => f.write_str("first reply"),
+            Completed::First(n) => write!(f, "first {n} replies"),
+            Completed::Predicate => f.write_str("condition met"),
+            Completed::Deadline => f.write_str("deadline passed"),
+            Completed::NoMoreReplies => f.write_str("no more replies could come"),
+        }
+    }
 }
 
 /// The result of a scatter-gather: what completed it, each reply with its responder, and who did
@@ -150,6 +165,7 @@ pub enum Completed {
 /// });
 /// assert_eq!(best, Some(("globex", 95)));
 /// ```
+#[derive(Clone)]
 pub struct Gathered<Rep> {
     correlation_id: CorrelationId,
     completed: Completed,
