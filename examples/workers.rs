@@ -1,5 +1,6 @@
-//! A worker pool resizing images: flaky failures are retried with backoff, corrupt images end in
-//! the dead-letter queue, and a report at the end accounts for every job.
+//! A worker pool resizing images: flaky failures are retried with backoff, corrupt images go
+//! straight to the dead-letter queue (no retry fixes them), and a report at the end accounts for
+//! every job.
 //!
 //! Run with `cargo run --example workers`.
 
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use switchboard::{Consumer, Jitter, Queue, RetryPolicy};
+use switchboard::{Consumer, Failure, Jitter, Queue, RetryPolicy};
 
 /// One job: an image to shrink to a width.
 #[derive(Debug)]
@@ -71,7 +72,7 @@ fn main() {
                 RetryPolicy::exponential(Duration::from_millis(5), Duration::from_millis(50))
                     .jitter(Jitter::Equal),
             )
-            .start(move |msg| -> Result<(), ResizeError> {
+            .start(move |msg| -> Result<(), Failure> {
                 let job = msg.payload();
                 let failure = if reads.fetch_add(1, Ordering::Relaxed) % 7 == 6 {
                     Some(ResizeError::StorageTimeout)
@@ -80,10 +81,18 @@ fn main() {
                 } else {
                     None
                 };
-                if let Some(e) = failure {
+                match failure {
+                    // Poison: rejected at once, to the dead-letter queue.
+                    Some(e @ ResizeError::Corrupt(_)) => {
+                        println!("  reject  {}: {e}", job.name);
+                        return Err(Failure::reject(e));
+                    }
                     // The pool retries after a backoff, or dead-letters on the third attempt.
-                    println!("  failed  {}: {e}", job.name);
-                    return Err(e);
+                    Some(e) => {
+                        println!("  failed  {}: {e}", job.name);
+                        return Err(e.into());
+                    }
+                    None => {}
                 }
                 let target_height = job.height * job.target_width / job.width;
                 std::thread::sleep(Duration::from_millis(2)); // the "resize"
@@ -104,7 +113,10 @@ fn main() {
     println!("  processed      {}", stats.processed);
     println!("  failed         {} (attempts)", stats.failed);
     println!("  retried        {}", stats.retried);
-    println!("  dead-lettered  {}", stats.dead_lettered);
+    println!(
+        "  dead-lettered  {} ({} rejected at once)",
+        stats.dead_lettered, stats.rejected
+    );
     println!("  handler time   {:?}", stats.handler_time);
 
     let q = jobs.stats();

@@ -158,7 +158,7 @@ pub mod topic;
 
 pub use crate::clock::{Clock, ManualClock};
 pub use crate::consumer::{
-    Consumer, ConsumerHandle, ConsumerStats, Jitter, RetryPolicy, ShutdownReport,
+    Consumer, ConsumerHandle, ConsumerStats, Failure, Jitter, RetryPolicy, ShutdownReport,
 };
 pub use crate::endpoint::{DeliverError, Endpoint};
 pub use crate::error::{

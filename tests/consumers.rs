@@ -11,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use switchboard::{
-    Consumer, ConsumerHandle, ConsumerStats, ManualClock, Queue, RetryPolicy, ShutdownReport,
+    Consumer, ConsumerHandle, ConsumerStats, Failure, ManualClock, Queue, RetryPolicy,
+    ShutdownReport,
 };
 
 /// Every bounded wait in these tests: long enough never to fire on a healthy run, short enough
@@ -219,6 +220,57 @@ fn panics_are_isolated_and_dead_lettered_after_max_attempts() {
         format!("panicked: {DELIBERATE}: bad payload 13")
     );
     assert_eq!(info.attempts(), 3);
+}
+
+/// Found by a newcomer's review: a handler that knew a message was poison could only fail it,
+/// and the pool retried it with backoff until its last attempt.
+#[test]
+fn a_rejected_failure_is_dead_lettered_at_once() {
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder().dead_letter(&dlq, 5).build();
+    let pool = Consumer::new(&queue)
+        .retry(RetryPolicy::immediate())
+        .start_with_delivery(|d| match *d.payload() {
+            13 => Err(Failure::reject("unlucky")),
+            // A retried failure on the first attempt, then fine.
+            7 if d.attempt() == 1 => Err("flaky".into()),
+            _ => Ok(()),
+        });
+    queue.send_batch(0..20).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!(stats.processed, 19);
+    assert_eq!((stats.failed, stats.retried), (2, 1));
+    assert_eq!((stats.dead_lettered, stats.rejected), (1, 1));
+    let dead = dlq.try_recv().unwrap();
+    assert_eq!(*dead.payload(), 13);
+    let info = dead.dead_letter().unwrap();
+    assert_eq!((info.reason(), info.attempts()), ("unlucky", 1));
+    assert!(dlq.is_empty());
+}
+
+#[test]
+fn a_rejected_failure_in_a_batch_is_dead_lettered_at_once_and_without_a_dlq_discarded() {
+    let queue = Queue::builder().max_attempts(5).build();
+    let pool = Consumer::new(&queue)
+        .retry(RetryPolicy::immediate())
+        .start_batch(4, |batch| {
+            batch
+                .iter()
+                .map(|m| match *m.payload() % 3 {
+                    0 => Err(Failure::reject("poison")),
+                    _ => Ok(()),
+                })
+                .collect()
+        });
+    queue.send_batch(0..12).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!(stats.processed, 8);
+    assert_eq!((stats.failed, stats.retried), (4, 0));
+    assert_eq!((stats.dead_lettered, stats.rejected), (4, 4));
+    let q = queue.stats();
+    assert_eq!((q.discarded, q.redelivered), (4, 0));
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! `Consumer`: the options of a worker pool, and `Queue::consume` / `Queue::consume_batch`.
 
-use std::fmt::{self, Display};
+use std::fmt;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::consumer::handle::ConsumerHandle;
 use crate::consumer::pool::{Pool, Settings};
 use crate::consumer::retry::RetryPolicy;
+use crate::consumer::Failure;
 use crate::message::Message;
 use crate::queue::{Delivery, Queue};
 
@@ -137,7 +138,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     /// `Ok` acks the message. `Err(e)` is a failed attempt: the message is retried after the
     /// policy's delay, or, on the queue's last attempt
     /// ([`max_attempts`](crate::Queue::max_attempts)), dead-lettered with `e.to_string()` as the
-    /// reason. A panic is caught and is a failed attempt too, with reason `"panicked: <message>"`;
+    /// reason; `Err(Failure::reject(reason))` dead-letters it at once (see [`Failure`]). A panic is caught and is a failed attempt too, with reason `"panicked: <message>"`;
     /// the worker carries on.
     ///
     /// # Panics
@@ -146,7 +147,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     pub fn start<H, E>(self, handler: H) -> ConsumerHandle<T>
     where
         H: Fn(&Message<T>) -> Result<(), E> + Send + Sync + 'static,
-        E: Display,
+        E: Into<Failure>,
     {
         self.start_with_delivery(move |d: &Delivery<T>| handler(d.message()))
     }
@@ -183,7 +184,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     pub fn start_with_delivery<H, E>(self, handler: H) -> ConsumerHandle<T>
     where
         H: Fn(&Delivery<T>) -> Result<(), E> + Send + Sync + 'static,
-        E: Display,
+        E: Into<Failure>,
     {
         let handler = Arc::new(handler);
         self.spawn(move |pool, w| pool.run_single(w, &*handler))
@@ -202,7 +203,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     pub fn start_batch<H, E>(self, max_batch: usize, handler: H) -> ConsumerHandle<T>
     where
         H: Fn(&[&Message<T>]) -> Vec<Result<(), E>> + Send + Sync + 'static,
-        E: Display,
+        E: Into<Failure>,
     {
         let handler = Arc::new(handler);
         self.spawn(move |pool, w| pool.run_batch(w, max_batch, &*handler))
@@ -295,7 +296,7 @@ impl<T: Send + Sync + 'static> Queue<T> {
     pub fn consume<H, E>(&self, workers: usize, handler: H) -> ConsumerHandle<T>
     where
         H: Fn(&Message<T>) -> Result<(), E> + Send + Sync + 'static,
-        E: Display,
+        E: Into<Failure>,
     {
         Consumer::new(self).workers(workers).start(handler)
     }
@@ -335,7 +336,7 @@ impl<T: Send + Sync + 'static> Queue<T> {
     ) -> ConsumerHandle<T>
     where
         H: Fn(&[&Message<T>]) -> Vec<Result<(), E>> + Send + Sync + 'static,
-        E: Display,
+        E: Into<Failure>,
     {
         Consumer::new(self)
             .workers(workers)

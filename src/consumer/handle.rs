@@ -45,9 +45,12 @@ pub struct ConsumerStats {
     /// Attempts that failed by a handler panic (each is also a failed attempt). In batch mode,
     /// a panic fails every message of its batch and counts once for each.
     pub panicked: u64,
-    /// Failed last attempts, rejected to the dead-letter queue (or discarded and counted by a
-    /// queue without one).
+    /// Failed last attempts, and failures the handler rejected
+    /// ([`Failure::reject`](crate::Failure::reject)), sent to the dead-letter queue (or discarded
+    /// and counted by a queue without one).
     pub dead_lettered: u64,
+    /// Of `dead_lettered`, the failures the handler rejected, whatever attempts they had left.
+    pub rejected: u64,
     /// Verdicts that came after the lease had ended (it expired, or was released at a shutdown
     /// deadline): they changed nothing, the message had gone back to the queue.
     pub lease_lost: u64,

@@ -31,6 +31,8 @@
 //!   queue's clock). On the queue's last attempt ([`max_attempts`](crate::Queue::max_attempts)) it
 //!   is rejected instead: it goes to the dead-letter queue with `e.to_string()` as the reason, or,
 //!   without one, is discarded and counted by the queue. Without a maximum, it is retried forever.
+//! - `Err(Failure::reject(reason))`: a poison message no retry will fix, rejected at once
+//!   whatever attempts it has left (see [`Failure`]; any other error converts into a retried one).
 //! - A panic: caught, and a failed attempt like `Err`, with reason `"panicked: <message>"`. The
 //!   worker carries on with the next message. (The panic hook still runs: it prints the panic
 //!   unless the program replaced it.)
@@ -116,10 +118,12 @@
 //! ```
 
 mod builder;
+mod failure;
 mod handle;
 mod pool;
 mod retry;
 
 pub use self::builder::Consumer;
+pub use self::failure::Failure;
 pub use self::handle::{ConsumerHandle, ConsumerStats, ShutdownReport};
 pub use self::retry::{Jitter, RetryPolicy};

@@ -11,7 +11,6 @@
 //!   shared atomic except the stop flag.
 
 use std::any::Any;
-use std::fmt::Display;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,7 +19,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::clock::Nanos;
 use crate::consumer::retry::{RetryPolicy, XorShift};
-use crate::consumer::ConsumerStats;
+use crate::consumer::{ConsumerStats, Failure};
 use crate::error::RecvTimeoutError;
 use crate::message::Message;
 use crate::queue::{Delivery, LeaseKey, Leftovers, Queue};
@@ -64,6 +63,7 @@ struct Counters {
     retried: AtomicU64,
     panicked: AtomicU64,
     dead_lettered: AtomicU64,
+    rejected: AtomicU64,
     lease_lost: AtomicU64,
     released: AtomicU64,
     handler_nanos: AtomicU64,
@@ -136,7 +136,7 @@ pub(crate) struct Pool<T> {
 /// What a handler made of one message.
 enum Outcome {
     Ok,
-    Failed(String),
+    Failed(Failure),
     Panicked(String),
 }
 
@@ -416,7 +416,7 @@ impl<T> Pool<T> {
     pub(crate) fn run_single<H, E>(&self, w: usize, handler: &H)
     where
         H: Fn(&Delivery<T>) -> Result<(), E>,
-        E: Display,
+        E: Into<Failure>,
     {
         let _exit = Exit(self);
         let mut rng = XorShift::seeded(w as u64);
@@ -448,7 +448,7 @@ impl<T> Pool<T> {
             let start = Instant::now();
             // The error's reason is written inside the guard too: a `Display` that panics is a
             // panicking handler, not a dead worker.
-            let result = catch_unwind(AssertUnwindSafe(|| handler(&d).map_err(|e| e.to_string())));
+            let result = catch_unwind(AssertUnwindSafe(|| handler(&d).map_err(Into::into)));
             last = Some(self.add_time(w, start));
             self.untrack(w);
             let outcome = match result {
@@ -467,7 +467,7 @@ impl<T> Pool<T> {
     pub(crate) fn run_batch<H, E>(&self, w: usize, max: usize, handler: &H)
     where
         H: Fn(&[&Message<T>]) -> Vec<Result<(), E>>,
-        E: Display,
+        E: Into<Failure>,
     {
         let _exit = Exit(self);
         let mut rng = XorShift::seeded(w as u64);
@@ -514,7 +514,7 @@ impl<T> Pool<T> {
                         .take(msgs.len())
                         .map(|r| match r {
                             Ok(()) => Outcome::Ok,
-                            Err(e) => Outcome::Failed(e.to_string()),
+                            Err(e) => Outcome::Failed(e.into()),
                         })
                         .collect::<Vec<_>>()
                 }))
@@ -529,9 +529,9 @@ impl<T> Pool<T> {
                 }
             };
             while outcomes.len() < ds.len() {
-                outcomes.push(Outcome::Failed(
-                    "the batch handler returned no outcome for this message".into(),
-                ));
+                outcomes.push(Outcome::Failed(Failure::retry(
+                    "the batch handler returned no outcome for this message",
+                )));
             }
             // Every message of the batch gets its verdict, counted, before any payload drops
             // (see `settle`): one whose drop panics must not leave the rest unsettled, to come
@@ -581,7 +581,7 @@ impl<T> Pool<T> {
         later: &mut Leftovers<T>,
     ) {
         let c = &self.slots[w].c;
-        let (reason, panicked) = match outcome {
+        let (reason, panicked, retry) = match outcome {
             Outcome::Ok => {
                 let counter = match d.ack_keeping(later) {
                     Ok(()) => &c.processed,
@@ -590,17 +590,25 @@ impl<T> Pool<T> {
                 counter.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            Outcome::Failed(r) => (r, false),
-            Outcome::Panicked(r) => (r, true),
+            Outcome::Failed(f) => {
+                let retry = f.is_retry();
+                (f.reason, false, retry)
+            }
+            Outcome::Panicked(r) => (r, true, true),
         };
         c.failed.fetch_add(1, Ordering::Relaxed);
         if panicked {
             c.panicked.fetch_add(1, Ordering::Relaxed);
         }
         let attempt = d.attempt();
-        let counter = if self.max_attempts.is_some_and(|m| attempt >= m) {
+        let counter = if !retry || self.max_attempts.is_some_and(|m| attempt >= m) {
             match d.reject_keeping(reason, later) {
-                Ok(()) => &c.dead_lettered,
+                Ok(()) => {
+                    if !retry {
+                        c.rejected.fetch_add(1, Ordering::Relaxed);
+                    }
+                    &c.dead_lettered
+                }
                 Err(_) => &c.lease_lost,
             }
         } else {
@@ -630,6 +638,7 @@ impl<T> Pool<T> {
             s.retried += get(&c.retried);
             s.panicked += get(&c.panicked);
             s.dead_lettered += get(&c.dead_lettered);
+            s.rejected += get(&c.rejected);
             s.lease_lost += get(&c.lease_lost);
             s.released += get(&c.released);
             nanos = nanos.saturating_add(get(&c.handler_nanos));
