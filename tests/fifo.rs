@@ -954,3 +954,9 @@ fn a_redrive_keeps_a_group_behind_a_letter_it_holds_back() {
         .collect();
     assert_eq!(order, ["A", "B"]);
 }
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
+}

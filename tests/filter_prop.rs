@@ -343,3 +343,9 @@ proptest! {
         let _ = Filter::<()>::from_json(&s);
     }
 }
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
+}

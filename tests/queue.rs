@@ -1855,12 +1855,12 @@ fn a_dead_letter_inspected_on_lease_and_put_back_can_still_be_redriven() {
     let dlq = Queue::unbounded();
     let q = Queue::builder().dead_letter(&dlq, 1).build();
     q.send("poison").unwrap();
-    q.receive().unwrap().nack().unwrap();
+    q.receive_timeout(LONG).unwrap().nack().unwrap();
     // Nacked, dropped, or its lease run out: each puts the letter back with its source.
-    let d = dlq.receive().unwrap();
+    let d = dlq.receive_timeout(LONG).unwrap();
     assert!(d.dead_letter().is_some());
     d.nack().unwrap();
-    drop(dlq.receive().unwrap());
+    drop(dlq.receive_timeout(LONG).unwrap());
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq.redrive(), 1);
     assert_eq!(*q.try_receive().unwrap().payload(), "poison");
@@ -3110,4 +3110,10 @@ fn a_letter_dead_twice_carries_its_latest_record() {
     let (own, in_message) = (d.dead_letter().unwrap(), d.message().dead_letter().unwrap());
     assert_eq!((own.source(), own.reason()), (Some("B"), "second"));
     assert_eq!(own, in_message);
+}
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
 }

@@ -2621,3 +2621,9 @@ proptest! {
         check_fifo(capacity, max, &ops)?;
     }
 }
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
+}

@@ -520,3 +520,9 @@ fn a_redrive_never_moves_a_letter_into_a_queue_closed_meanwhile() {
         assert_eq!(dlq.stats().redriven, moved, "round {round}");
     }
 }
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
+}

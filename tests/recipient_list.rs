@@ -503,3 +503,27 @@ fn a_panicking_drop_of_a_failed_copy_loses_no_later_delivery() {
         assert_eq!(bombs.dropped(1), 3, "chained {chained}");
     }
 }
+
+/// Found by mutation testing (naming the last unknown name passed every test): the error names
+/// the first unknown name the route chose, as documented.
+#[test]
+fn the_error_names_the_first_unknown_recipient() {
+    let a: Queue<u32> = Queue::unbounded();
+    let strict = RecipientList::builder()
+        .route(Route::to(["ghost1", "a", "ghost2"]))
+        .unknown(UnknownRecipients::Error)
+        .recipient("a", &a)
+        .build();
+    let err = strict.send(1).unwrap_err();
+    assert!(
+        matches!(&err, RecipientListError::UnknownRecipient { name, .. } if name == "ghost1"),
+        "{err:?}"
+    );
+    assert!(a.is_empty());
+}
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
+}

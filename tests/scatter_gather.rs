@@ -1111,3 +1111,24 @@ fn a_responder_that_replies_twice_counts_once() {
     assert!(g.is_complete());
     assert!(g.elapsed() < LONG / 2);
 }
+
+/// Found by mutation testing (leaving the first queued reply out of the late count passed every
+/// test): replies queued and never read when a gather completes count as late, the first one
+/// queued included.
+#[test]
+fn every_reply_unread_at_completion_counts_late() {
+    let list = quotes(&[("a", Ok(1)), ("b", Ok(2))]);
+    let sg = ScatterGather::new(&list);
+    let got = sg.scatter(0, Completion::within(LONG).first(0)).unwrap();
+    assert_eq!(
+        (got.completed(), got.replies().len()),
+        (Completed::First(0), 0)
+    );
+    assert_eq!(sg.stats().late, 2, "both replies came and went unread");
+}
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
+}

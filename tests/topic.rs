@@ -1461,3 +1461,9 @@ fn a_panicking_drop_before_a_blocked_publish_waits_loses_nothing() {
     assert_eq!(lossy.try_recv().unwrap().payload().id, 1);
     assert_eq!(topic.stats().published, 2);
 }
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
+}

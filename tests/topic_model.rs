@@ -840,3 +840,9 @@ proptest! {
         run(validated, ops);
     }
 }
+
+/// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
+#[test]
+fn _watchdog() {
+    common::start_watchdog();
+}

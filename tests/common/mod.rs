@@ -5,6 +5,33 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// How long a whole test binary may run before [`start_watchdog`] ends it: far beyond what a
+/// healthy run takes (seconds), well inside CI's limit.
+const WATCHDOG: Duration = Duration::from_secs(600);
+
+/// Starts, once per test binary, a thread that ends the process with a failure if it is still
+/// running after [`WATCHDOG`]. A test that hangs (a blocking receive waiting for a message that
+/// a bug lost) then fails the run instead of hanging it: found by mutation testing, where an
+/// off-by-one in dead-lettering hung `tests/queue.rs` rather than failing it. Each binary calls
+/// it from a test named `_watchdog`, which sorts before every other test name, so the harness
+/// starts it first.
+pub fn start_watchdog() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let spawned = thread::Builder::new().name("watchdog".into()).spawn(|| {
+            thread::sleep(WATCHDOG);
+            use std::io::Write;
+            // Straight to stderr: the harness captures the test's own output.
+            let _ = writeln!(
+                std::io::stderr(),
+                "watchdog: this test binary ran past {WATCHDOG:?}; a test hangs"
+            );
+            std::process::exit(124);
+        });
+        assert!(spawned.is_ok(), "cannot start the watchdog thread");
+    });
+}
+
 /// A property's case count: `PROPTEST_CASES` when set (to run the models harder than CI does),
 /// else the file's own count, sized for `cargo test`.
 pub fn cases(default: u32) -> u32 {
