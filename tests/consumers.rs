@@ -787,31 +787,39 @@ fn drops() {
 fn shutdown_of_an_idle_pool_is_prompt() {
     for bounded in [false, true] {
         for batch in [false, true] {
-            let builder = Queue::builder().name("idle");
-            let queue: Queue<u32> = if bounded {
-                builder.capacity(16)
-            } else {
-                builder
+            // Three tries, any under the bound: a machine loaded by the other tests may hold a
+            // worker's wake-up up once; a lost wake-up holds every try up to the slice's end.
+            let mut took = Vec::new();
+            for _ in 0..3 {
+                let builder = Queue::builder().name("idle");
+                let queue: Queue<u32> = if bounded {
+                    builder.capacity(16)
+                } else {
+                    builder
+                }
+                .build();
+                let pool = if batch {
+                    queue.consume_batch(4, 8, |ms| vec![Ok::<(), String>(()); ms.len()])
+                } else {
+                    queue.consume(4, |_m| Ok::<(), String>(()))
+                };
+                let names: Vec<String> = (0..4).map(|w| format!("idle-worker-{w}")).collect();
+                wait_until("the workers block in their receive", || {
+                    names.iter().all(|n| common::is_sleeping(n))
+                });
+                let start = Instant::now();
+                assert!(pool.shutdown().is_clean());
+                took.push(start.elapsed());
+                assert!(pool.is_finished());
+                assert_eq!(pool.join().workers, 0);
+                if took.last() < Some(&Duration::from_millis(75)) {
+                    break;
+                }
             }
-            .build();
-            let pool = if batch {
-                queue.consume_batch(4, 8, |ms| vec![Ok::<(), String>(()); ms.len()])
-            } else {
-                queue.consume(4, |_m| Ok::<(), String>(()))
-            };
-            let names: Vec<String> = (0..4).map(|w| format!("idle-worker-{w}")).collect();
-            wait_until("the workers block in their receive", || {
-                names.iter().all(|n| common::is_sleeping(n))
-            });
-            let start = Instant::now();
-            assert!(pool.shutdown().is_clean());
             assert!(
-                start.elapsed() < Duration::from_millis(75),
-                "bounded {bounded}, batch {batch}: {:?}",
-                start.elapsed()
+                took.last() < Some(&Duration::from_millis(75)),
+                "bounded {bounded}, batch {batch}: {took:?}"
             );
-            assert!(pool.is_finished());
-            assert_eq!(pool.join().workers, 0);
         }
     }
 }
