@@ -897,12 +897,15 @@ fn unix_nanos(at: Instant) -> u128 {
 /// by review: without the id and timestamp here, MessagePack read the id as the attributes).
 #[derive(Deserialize)]
 struct WireMessage<T> {
-    /// Read and dropped: the message gets a fresh id.
+    /// Read and dropped: the message gets a fresh id. Of any type (another producer's id may
+    /// be a string), and never parsed as a number: a timestamp read as a `u128` failed inside
+    /// an untagged enum or a flattened struct, which serde buffers without `u128` support
+    /// (found by review).
     #[serde(default, rename = "id")]
-    _id: u64,
+    _id: Option<serde::de::IgnoredAny>,
     /// Read and dropped: the message is new here.
     #[serde(default, rename = "timestamp")]
-    _timestamp: Option<u128>,
+    _timestamp: Option<serde::de::IgnoredAny>,
     #[serde(default)]
     attributes: Attributes,
     #[serde(default)]
@@ -1062,6 +1065,34 @@ mod tests {
         let named = rmp_serde::to_vec_named(&m).unwrap();
         let back: Message<u32> = rmp_serde::from_slice(&named).unwrap();
         assert_eq!(back.attributes(), m.attributes());
+    }
+
+    /// Found by review of the fix above: a stamped message inside an untagged enum or a
+    /// flattened struct failed to read back ("u128 is not supported").
+    #[test]
+    fn serde_round_trip_inside_untagged_and_flattened_envelopes() {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Either {
+            M(Message<u32>),
+        }
+        #[derive(Deserialize)]
+        struct Outer {
+            #[serde(flatten)]
+            m: Message<u32>,
+        }
+        let mut m = Message::new(7u32).with_attr("k", "v");
+        m.stamp(1);
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains("\"timestamp\":"), "{json}");
+        let Either::M(back) = serde_json::from_str(&json).unwrap();
+        assert_eq!((back.payload(), back.attributes()), (&7, m.attributes()));
+        let back: Outer = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.m.payload(), &7);
+        // Another producer's id and time, of other types, are read and dropped too.
+        let other = r#"{"id":"abc","timestamp":"2024-01-01T00:00:00Z","payload":3}"#;
+        let back: Message<u32> = serde_json::from_str(other).unwrap();
+        assert_eq!(back.payload(), &3);
     }
 
     #[test]

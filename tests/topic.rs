@@ -840,16 +840,49 @@ fn an_expired_message_never_reaches_a_chained_endpoint() {
         c.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }));
-    topic
+    let report = topic
         .publish(Message::new(1).with_ttl(Duration::ZERO))
         .unwrap();
     assert_eq!(called.load(Ordering::SeqCst), 0, "expired at its publish");
+    // Counted once in the report, as every subscription the publish met is (found by review).
+    assert_eq!(
+        (report.expired, report.delivered, report.dropped()),
+        (1, 0, 0)
+    );
     topic
         .publish(Message::new(2).with_ttl(Duration::from_secs(1)))
         .unwrap();
     assert_eq!(called.load(Ordering::SeqCst), 1);
     let s = topic.subscription_stats(id).unwrap();
     assert_eq!((s.expired, s.dropped), (1, 0));
+}
+
+/// Found by review: skipping an expired message at a chained queue, as at a closure, lost the
+/// queue's dead-letter route for expired messages. The queue gets it with no time left, and
+/// expires it by its own rules.
+#[test]
+fn an_expired_message_reaches_a_chained_queue_that_dead_letters_expired_ones() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::unbounded();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .dead_letter(&dlq, 3)
+        .dead_letter_expired(true)
+        .build();
+    let plain: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let topic: Topic<u32> = Topic::builder().clock(clock.clone()).build();
+    topic.subscribe_queue(&q);
+    topic.subscribe_queue(&plain);
+    let report = topic
+        .publish(Message::new(2).with_ttl(Duration::ZERO))
+        .unwrap();
+    assert_eq!((report.delivered, report.expired), (2, 0));
+    assert!(q.try_recv().is_err() && plain.try_recv().is_err());
+    assert_eq!(
+        dlq.try_recv().unwrap().dead_letter().unwrap().reason(),
+        "expired"
+    );
+    assert_eq!((q.stats().expired, plain.stats().expired), (1, 1));
 }
 
 /// The way it happens in use: a `Block` publish waits for room in an earlier subscription while

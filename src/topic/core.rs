@@ -833,16 +833,24 @@ fn deliver_endpoint<T: Clone>(
     left: &mut Leftovers<'_, T>,
 ) {
     // A message whose time-to-live ran out before the publish reached this endpoint (while it
-    // waited for room in an earlier subscription, say) is not handed on: it is counted as
+    // waited for room in an earlier subscription, say) never reaches a closure: it is counted as
     // expired here, as a channel subscription counts it when it comes up (found by review: a
-    // closure endpoint was called with it).
+    // closure endpoint was called with it). A queue, topic or list gets it with no time left,
+    // so that it expires there by that endpoint's own rules: a queue counts it and, if it says
+    // so, dead-letters it (a queue restarts a message's time-to-live, so handing it on as it
+    // was would have given it a new life; skipping it lost the dead-letter route).
+    let mut msg = msg;
     if msg
         .expiry_nanos()
         .is_some_and(|at| at <= left.clock.nanos())
     {
-        sub.counters.expired.fetch_add(1, Ordering::Relaxed);
-        left.later.push(msg);
-        return;
+        if e.is_fn() {
+            sub.counters.expired.fetch_add(1, Ordering::Relaxed);
+            report.expired += 1;
+            left.later.push(msg);
+            return;
+        }
+        msg = msg.with_ttl(std::time::Duration::ZERO);
     }
     let how = match sub.overflow {
         Overflow::Block => wait,

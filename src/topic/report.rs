@@ -37,8 +37,8 @@ impl fmt::Display for SubscriptionId {
 /// What one publish did, subscription by subscription, counted by outcome.
 ///
 /// Every subscription the publish met is counted once in `delivered`, `filtered_out`,
-/// `dropped_newest`, `full`, `closed` or `rejected`, except one dropped while the publish was
-/// under way (it is gone, and counted nowhere); `dropped_oldest` counts older messages pushed
+/// `dropped_newest`, `full`, `closed`, `rejected` or `expired`, except one dropped while the
+/// publish was under way (it is gone, and counted nowhere); `dropped_oldest` counts older messages pushed
 /// out to make room (their subscriptions are also counted in `delivered`).
 ///
 /// ```
@@ -83,6 +83,12 @@ pub struct PublishReport {
     pub closed: usize,
     /// Chained endpoints that refused the message.
     pub rejected: usize,
+    /// Chained closures not handed the message because its time-to-live ran out before the
+    /// publish reached them (one that waited for room in an earlier subscription): counted in
+    /// their subscriptions' [`SubscriptionStats::expired`] too, and not a drop. A chained queue,
+    /// topic or list gets such a message with no time left, counts as `delivered`, and expires
+    /// it by its own rules (a queue counts it, and dead-letters it if it says so).
+    pub expired: usize,
 }
 
 impl PublishReport {
@@ -93,7 +99,7 @@ impl PublishReport {
 
     /// The public counts, which equality, hashing and `Debug` go by: the crate-private reach
     /// bookkeeping stays out of what users see and compare.
-    fn counts(&self) -> [usize; 7] {
+    fn counts(&self) -> [usize; 8] {
         [
             self.delivered,
             self.filtered_out,
@@ -102,6 +108,7 @@ impl PublishReport {
             self.full,
             self.closed,
             self.rejected,
+            self.expired,
         ]
     }
 
@@ -142,6 +149,7 @@ impl fmt::Debug for PublishReport {
             .field("full", &self.full)
             .field("closed", &self.closed)
             .field("rejected", &self.rejected)
+            .field("expired", &self.expired)
             .finish()
     }
 }
@@ -202,9 +210,9 @@ pub struct SubscriptionStats {
     /// endpoint.
     pub dropped: u64,
     /// Messages whose time-to-live ran out in this subscription's buffer: discarded when they
-    /// came up, never received. For a chained endpoint: messages whose time ran out before a
+    /// came up, never received. For a chained closure: messages whose time ran out before a
     /// publish reached it (one that waited for room in an earlier subscription), never handed
-    /// on; what expires later, in a chained queue, that queue counts.
+    /// on. A chained queue counts its own (see [`PublishReport::expired`]).
     pub expired: u64,
     /// Messages buffered and not yet received (0 for a chained endpoint).
     pub lag: usize,
