@@ -902,6 +902,10 @@ struct LaneMsg {
     /// Its dead-letter record (reason, attempts) and arrival time in the dead-letter queue.
     letter: Option<(String, u32)>,
     arrival: u64,
+    /// Whether the record is written in the message body: by a lease from the dead-letter
+    /// queue that nobody else shared the body with, until a redrive clears it. While a holder
+    /// of an ended lease still reads such a body, a redrive leaves the letter where it is.
+    record_in_body: bool,
 }
 
 #[derive(Debug, Default)]
@@ -1265,17 +1269,28 @@ impl Lanes {
     }
 
     /// Moves up to `max` dead letters back, oldest first (none to a closed queue).
-    fn redrive(&mut self, max: usize) -> usize {
+    /// `stale(i)`: whether a holder of an ended lease still reads letter `i`'s body.
+    fn redrive(&mut self, max: usize, stale: impl Fn(usize) -> bool) -> usize {
         // Oldest first: the letters put back after a lease in the dead-letter queue take their
         // place by arrival again, whether they move or stay.
         let mut lane: Vec<usize> = self.dlq.drain(..).collect();
         lane.sort_by_key(|&i| self.msgs[i].arrival);
-        self.dlq.extend(lane);
         if self.closed {
+            self.dlq.extend(lane);
             return 0;
         }
-        let n = max.min(self.dlq.len());
-        for i in self.dlq.drain(..n).collect::<Vec<_>>() {
+        // A letter whose record is in a body an ended lease's holder still reads stays (the
+        // record cannot be cleared under the holder), and the letters after it move past it.
+        let mut moving = Vec::new();
+        for i in lane {
+            if moving.len() < max && !(self.msgs[i].record_in_body && stale(i)) {
+                moving.push(i);
+            } else {
+                self.dlq.push_back(i);
+            }
+        }
+        let n = moving.len();
+        for i in moving {
             self.last_arrival = self.now.max(self.last_arrival + 1);
             let m = &mut self.msgs[i];
             m.st = Ls::Ready;
@@ -1283,6 +1298,7 @@ impl Lanes {
             m.attempts = 0;
             m.first_delivered = None;
             m.letter = None;
+            m.record_in_body = false;
             self.ready.push_back(i);
             self.c.sent += 1;
         }
@@ -1361,7 +1377,11 @@ fn dlq_receive(
         (Ok(d), Some(want)) => {
             let i = *d.payload() as usize;
             prop_assert_eq!(i, want, "dead-letter queue delivery");
+            // The lease writes the record into the body unless an ended lease's holder (any
+            // holder of `i` now) still reads it.
+            let shared = held.iter().any(|h| h.idx == i);
             let msg = &mut m.msgs[i];
+            msg.record_in_body |= !shared;
             msg.attempts += 1;
             m.dc.received += 1;
             if msg.attempts > 1 {
@@ -1544,6 +1564,7 @@ fn check_lanes(
                                 first_delivered: None,
                                 letter: None,
                                 arrival: 0,
+                                record_in_body: false,
                                 ttl_at: ttl.map(|t| m.now + u64::from(t) * SEC),
                             });
                             m.main.push_back(i);
@@ -1583,6 +1604,7 @@ fn check_lanes(
                             first_delivered: None,
                             letter: None,
                             arrival: 0,
+                            record_in_body: false,
                             ttl_at: ttl.map(|t| m.now + u64::from(t) * SEC),
                         });
                         m.c.sent += 1;
@@ -1830,11 +1852,11 @@ fn check_lanes(
                 prop_assert_eq!(r.is_ok(), valid, "verdict {:?} on {}", op, idx);
             }
             LaneOp::Redrive => {
-                let want = m.redrive(usize::MAX);
+                let want = m.redrive(usize::MAX, |i| held.iter().any(|h| h.idx == i));
                 prop_assert_eq!(dead.redrive(), want, "redrive");
             }
             LaneOp::RedriveTo(n) => {
-                let want = m.redrive(usize::from(n));
+                let want = m.redrive(usize::from(n), |i| held.iter().any(|h| h.idx == i));
                 prop_assert_eq!(dead.redrive_to(&q, usize::from(n)), want, "redrive_to");
             }
             LaneOp::DlqReceive => {

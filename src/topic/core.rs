@@ -646,6 +646,11 @@ impl<T> Filters<T> {
     }
 }
 
+/// A count of final receivers, for `PublishReport::reach_extra`.
+fn reach(n: usize) -> isize {
+    isize::try_from(n).unwrap_or(isize::MAX)
+}
+
 /// Delivers one copy to one subscription.
 #[inline]
 fn deliver<T: Clone>(
@@ -862,8 +867,7 @@ fn deliver_endpoint<T: Clone>(
     let (err, partly) = match e.deliver_reach_into(msg, how, left.later) {
         Ok(n) => {
             report.delivered += 1;
-            report.chained += 1;
-            report.chained_reach += n;
+            report.reach_extra += reach(n) - 1;
             return;
         }
         // A chained topic that reached some of its own subscriptions took the message: it
@@ -871,15 +875,14 @@ fn deliver_endpoint<T: Clone>(
         // retrying publisher send the others a duplicate.
         Err(Partial { reached, .. }) if reached > 0 && e.as_recipient_list().is_none() => {
             report.delivered += 1;
-            report.chained += 1;
-            report.chained_reach += reached;
+            report.reach_extra += reach(reached) - 1;
             return;
         }
         // A chained list that reached some recipients and failed others keeps no counts of its
         // own: the loss is counted here, by its kind, but the message is not handed back (a
         // retry would give the recipients that got it a duplicate).
         Err(Partial { error, reached }) => {
-            report.chained_reach += reached;
+            report.reach_extra += reach(reached);
             (error, reached > 0)
         }
     };

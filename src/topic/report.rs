@@ -61,11 +61,12 @@ pub struct PublishReport {
     /// that SNS sends it, and its own [`QueueStats::duplicates`](crate::QueueStats::duplicates)
     /// tells.
     pub delivered: usize,
-    /// Of `delivered`, the endpoint subscriptions (chained queues, topics, lists, closures)...
-    pub(crate) chained: usize,
-    /// ...and the final receivers they reached (a chained topic counts its subscriptions): how
-    /// many replies a request published here can bring.
-    pub(crate) chained_reach: usize,
+    /// The final receivers reached beyond one per subscription in `delivered`: a chained
+    /// endpoint that reached n of them (a chained topic counts its subscriptions) adds n - 1, a
+    /// chained list that failed some recipients and reached n others adds n. With `delivered`,
+    /// how many replies a request published here can bring. One field, not two counts, to keep
+    /// a `PublishError` that carries the report small.
+    pub(crate) reach_extra: isize,
     /// Subscriptions whose filter did not match.
     pub filtered_out: usize,
     /// Older messages dropped to make room ([`Overflow::DropOldest`](crate::Overflow::DropOldest)).
@@ -94,7 +95,7 @@ pub struct PublishReport {
 impl PublishReport {
     /// Final receivers reached: channel subscriptions, plus what chained endpoints reached.
     pub(crate) fn reach(&self) -> usize {
-        self.delivered - self.chained + self.chained_reach
+        self.delivered.saturating_add_signed(self.reach_extra)
     }
 
     /// The public counts, which equality, hashing and `Debug` go by: the crate-private reach
