@@ -102,6 +102,12 @@ impl<T> Clone for Sub<T> {
 }
 
 impl<T> Sub<T> {
+    /// 1 for a chained endpoint (which could lead back here), else 0: what it adds to a set's
+    /// `chained` count.
+    fn chained(&self) -> usize {
+        usize::from(matches!(self.sink, Sink::Endpoint(_)))
+    }
+
     fn stats(&self) -> SubscriptionStats {
         let lag = match &self.sink {
             Sink::Channel { tx, .. } => tx.len(),
@@ -208,7 +214,7 @@ impl<T> Set<T> {
 
 impl<T> Parts<T> {
     fn add(&mut self, sub: Sub<T>) {
-        self.chained += usize::from(matches!(sub.sink, Sink::Endpoint(_)));
+        self.chained += sub.chained();
         // Keys grow: a new subscription goes last.
         if sub.filtered {
             self.filtered.push(sub);
@@ -227,13 +233,13 @@ impl<T> Parts<T> {
                 self.filtered.remove(i)
             }
         };
-        self.chained -= usize::from(matches!(sub.sink, Sink::Endpoint(_)));
+        self.chained -= sub.chained();
         Some(sub)
     }
 
     /// Puts `sub` back in key order (after `take`).
     fn put(&mut self, sub: Sub<T>) {
-        self.chained += usize::from(matches!(sub.sink, Sink::Endpoint(_)));
+        self.chained += sub.chained();
         let list = if sub.filtered {
             &mut self.filtered
         } else {
