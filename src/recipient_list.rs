@@ -25,6 +25,7 @@
 //!   the others (`Continue`, the default; the report says who failed) or stops the send at once
 //!   (`Stop`): the rest are reported [`Outcome::Skipped`] and the error hands the message back.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +38,7 @@ use crate::endpoint::{
     deadline_after, on_path, DeliverError, Endpoint, Partial, Visit, Wait, LOOP,
 };
 use crate::message::{AttrValue, Message};
-use crate::small_set::SmallSet;
+use crate::small_set::{SmallSet, LINEAR_MAX};
 
 /// The attribute [`Route::by_attribute`] reads by default: `"recipients"`.
 pub const RECIPIENTS_ATTR: &str = "recipients";
@@ -924,15 +925,24 @@ impl<T: Clone> RecipientList<T> {
                 }
             }
             _ => {
-                // Each name once, however often the route repeats it: in sets that stay vectors
-                // for a few names and hash past that, so a route naming thousands of recipients
-                // costs thousands of steps, not millions.
-                let (mut known, mut unknowns) = (SmallSet::new(), SmallSet::new());
+                // Each name once, however often the route repeats it: the positions chosen so
+                // far are scanned while they are few (no allocation on a send), and hashed
+                // past that, so a route naming thousands of recipients costs thousands of
+                // steps, not millions. Unknown names (rare) go in a set of their own.
+                let mut known: Option<HashSet<usize>> = None;
+                let mut unknowns = SmallSet::new();
                 shared.route.names(&msg, &mut |name| match set.find(name) {
                     Ok(i) => {
-                        if known.insert(i) {
+                        let new = match &mut known {
+                            Some(k) => k.insert(i),
+                            None => !at.as_slice().contains(&i),
+                        };
+                        if new {
                             entries.push((Arc::clone(&set.recipients[i].0), Outcome::Skipped));
                             at.push(i);
+                            if known.is_none() && at.as_slice().len() > LINEAR_MAX {
+                                known = Some(at.as_slice().iter().copied().collect());
+                            }
                         }
                     }
                     Err(_) => {

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::hash::Hash;
 
 /// The size up to which a linear scan is used.
-const LINEAR_MAX: usize = 32;
+pub(crate) const LINEAR_MAX: usize = 32;
 
 pub(crate) enum SmallSet<K> {
     Few(Vec<K>),
@@ -55,6 +55,17 @@ impl<K: Eq + Hash> SmallSet<K> {
     }
 }
 
+/// Takes `v` as it is while it is short (no allocation), hashes it past that.
+impl<K: Eq + Hash> From<Vec<K>> for SmallSet<K> {
+    fn from(v: Vec<K>) -> SmallSet<K> {
+        if v.len() <= LINEAR_MAX {
+            SmallSet::Few(v)
+        } else {
+            SmallSet::Many(v.into_iter().collect())
+        }
+    }
+}
+
 impl<K: Eq + Hash> FromIterator<K> for SmallSet<K> {
     fn from_iter<I: IntoIterator<Item = K>>(iter: I) -> SmallSet<K> {
         let mut set = SmallSet::new();
@@ -90,5 +101,13 @@ mod tests {
         let many: SmallSet<String> = (0..50).map(|i| i.to_string()).collect();
         assert!(few.contains("a") && !few.contains("c"));
         assert!(many.contains("49") && !many.contains("50"));
+    }
+
+    #[test]
+    fn a_vector_is_taken_as_it_is_while_short() {
+        let short = SmallSet::from(vec![1u32, 2, 3]);
+        assert!(matches!(short, SmallSet::Few(_)) && short.contains(&2) && !short.contains(&4));
+        let long = SmallSet::from((0..100u32).collect::<Vec<_>>());
+        assert!(matches!(long, SmallSet::Many(_)) && long.contains(&99));
     }
 }

@@ -1,5 +1,6 @@
 //! `ScatterGather<Req, Rep>`: one request to many responders, their replies gathered.
 
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use super::requester::{stamp, undelivered, ConversationStats, RequestError};
 use crate::endpoint::{deadline_after, Endpoint, Wait};
 use crate::message::{CorrelationId, Message};
 use crate::recipient_list::RecipientListError;
-use crate::small_set::SmallSet;
+use crate::small_set::{SmallSet, LINEAR_MAX};
 
 type Predicate<Rep> = dyn Fn(&[Reply<Rep>]) -> bool;
 
@@ -416,7 +417,7 @@ where
                         // for one reply per name. A topic with some subscriptions full reached
                         // the others: its replies are awaited, so it counts as reached; one
                         // with no subscribers reached nobody, so it is unreached.
-                        let reaching: SmallSet<Arc<str>> = reaching.into_iter().collect();
+                        let reaching = SmallSet::from(reaching);
                         let reached = |n: &str| reaching.contains(n);
                         let names: Vec<String> = report
                             .iter()
@@ -509,10 +510,19 @@ where
         drop(closing);
         drop(inbox);
         inbox::recycle(meta);
-        let replied: SmallSet<&str> = replies.iter().filter_map(Reply::recipient).collect();
+        // A scan of the replies while they are few (no allocation), a hash set past that.
+        let replied = (replies.len() > LINEAR_MAX).then(|| {
+            replies
+                .iter()
+                .filter_map(Reply::recipient)
+                .collect::<HashSet<&str>>()
+        });
         let missing = names
             .into_iter()
-            .filter(|n| !replied.contains(n.as_str()))
+            .filter(|n| match &replied {
+                Some(set) => !set.contains(n.as_str()),
+                None => !replies.iter().any(|r| r.recipient() == Some(n)),
+            })
             .collect();
         Ok(Gathered {
             correlation_id,
