@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use switchboard::{Filter, FilterBuilder, Message, Numeric, Queue, SubscribeOptions, Topic};
+use switchboard::{
+    Endpoint, Filter, FilterBuilder, Message, Numeric, Overflow, Queue, SubscribeOptions, Topic,
+};
 
 fn order(n: u32, region: &str, amount: f64) -> Message<u32> {
     Message::new(n)
@@ -297,4 +299,49 @@ fn a_chained_endpoint_with_a_filter() {
     }
     assert_eq!(*seen.lock().unwrap(), [1, 3]);
     assert_eq!(topic.stats().filtered_out, 1);
+}
+
+/// A filtered publish merges the unfiltered and the filtered subscriptions, kept apart in
+/// chunks, back into subscription order: 300 closures (several chunks of each kind), every
+/// third unfiltered, then some moved from one kind to the other by `set_filter`. Each records
+/// its call, and the calls come in subscription order.
+#[test]
+fn a_filtered_publish_reaches_subscriptions_in_subscription_order() {
+    let topic: Topic<u32> = Topic::new();
+    let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let eu = || Filter::builder().eq("region", "eu").build().unwrap();
+    let us = || Filter::builder().eq("region", "us").build().unwrap();
+    let mut ids = Vec::new();
+    for k in 0..300usize {
+        let calls = Arc::clone(&calls);
+        let e = Endpoint::from_fn(move |_m: Message<u32>| {
+            calls.lock().unwrap().push(k);
+            Ok(())
+        });
+        ids.push(match k % 3 {
+            0 => topic.subscribe_endpoint(e),
+            1 => topic.subscribe_endpoint_filtered(e, eu(), Overflow::Block),
+            _ => topic.subscribe_endpoint_filtered(e, us(), Overflow::Block),
+        });
+    }
+    // Every 10th: unfiltered ones take the "us" filter, filtered ones lose theirs.
+    let mut want_eu: Vec<usize> = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        let gets_eu = if k % 10 == 0 {
+            let now_filtered = k % 3 == 0;
+            assert!(topic.set_filter(*id, now_filtered.then(us)));
+            !now_filtered
+        } else {
+            k % 3 != 2
+        };
+        if gets_eu {
+            want_eu.push(k);
+        }
+    }
+    let report = topic.publish(order(1, "eu", 1.0)).unwrap();
+    assert_eq!(*calls.lock().unwrap(), want_eu);
+    assert_eq!(
+        (report.delivered, report.filtered_out),
+        (want_eu.len(), 300 - want_eu.len())
+    );
 }

@@ -527,3 +527,33 @@ fn the_error_names_the_first_unknown_recipient() {
 fn _watchdog() {
     common::start_watchdog();
 }
+
+/// Past the size where the send's check for repeated names moves from a scan to a hash set:
+/// a route naming 80 recipients twice over, and unknown names repeated, reaches each
+/// recipient once and reports each name once, in route order.
+#[test]
+fn a_route_naming_many_recipients_with_repeats_delivers_each_once() {
+    let queues: Vec<Queue<u32>> = (0..80).map(|_| Queue::unbounded()).collect();
+    let list = RecipientList::new(Route::from_fn(|_m: &Message<u32>| {
+        let names = (0..80).chain(0..80).map(|k| format!("q{k:02}"));
+        names
+            .chain(["ghost", "ghost", "phantom", "ghost"].map(String::from))
+            .collect::<Vec<_>>()
+    }));
+    for (k, q) in queues.iter().enumerate() {
+        list.add(format!("q{k:02}"), q);
+    }
+    let report = list.send(1).unwrap();
+    assert_eq!(
+        (report.delivered(), report.unknown(), report.len()),
+        (80, 2, 82)
+    );
+    assert!(queues.iter().all(|q| q.len() == 1));
+    let names: Vec<&str> = report.iter().map(|(n, _)| n).collect();
+    let want: Vec<String> = (0..80).map(|k| format!("q{k:02}")).collect();
+    assert_eq!(
+        names[..80],
+        want.iter().map(String::as_str).collect::<Vec<_>>()[..]
+    );
+    assert_eq!(names[80..], ["ghost", "phantom"]);
+}

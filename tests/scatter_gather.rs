@@ -1132,3 +1132,38 @@ fn every_reply_unread_at_completion_counts_late() {
 fn _watchdog() {
     common::start_watchdog();
 }
+
+/// Past the sizes where the gather's bookkeeping moves from scans to hash sets: 100
+/// responders, every 7th silent (it drops the request), and a topic with no subscribers that
+/// reaches nobody. The gather names exactly the silent ones as missing, the topic as
+/// unreached, and counts each responder once.
+#[test]
+fn a_wide_gather_names_exactly_the_silent_and_unreached_responders() {
+    let list: RecipientList<Request<u8, u32>> = RecipientList::new(Route::all());
+    for k in 0..100u32 {
+        list.add(
+            format!("r{k:03}"),
+            Endpoint::from_fn(move |m: Message<Request<u8, u32>>| {
+                let req = m.into_payload();
+                if k % 7 != 0 {
+                    let _ = req.reply(k);
+                }
+                Ok(())
+            }),
+        );
+    }
+    let nobody: Topic<Request<u8, u32>> = Topic::new();
+    list.add("zz-empty-topic", &nobody);
+    let got = ScatterGather::new(&list)
+        .scatter(0, Completion::within(LONG))
+        .unwrap();
+    let silent: Vec<String> = (0..100)
+        .filter(|k| k % 7 == 0)
+        .map(|k| format!("r{k:03}"))
+        .collect();
+    assert_eq!(got.completed(), Completed::NoMoreReplies);
+    assert_eq!(got.expected(), 100);
+    assert_eq!(got.missing(), silent);
+    assert_eq!(got.unreached(), ["zz-empty-topic"]);
+    assert_eq!(got.replies().len(), 100 - silent.len());
+}
