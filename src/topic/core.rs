@@ -838,7 +838,7 @@ fn overflow<T>(
 fn deliver_endpoint<T: Clone>(
     sub: &Sub<T>,
     e: &Endpoint<T>,
-    msg: Message<T>,
+    mut msg: Message<T>,
     wait: Wait,
     report: &mut PublishReport,
     left: &mut Leftovers<'_, T>,
@@ -850,7 +850,6 @@ fn deliver_endpoint<T: Clone>(
     // so that it expires there by that endpoint's own rules: a queue counts it and, if it says
     // so, dead-letters it (a queue restarts a message's time-to-live, so handing it on as it
     // was would have given it a new life; skipping it lost the dead-letter route).
-    let mut msg = msg;
     if msg
         .expiry_nanos()
         .is_some_and(|at| at <= left.clock.nanos())
