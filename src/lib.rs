@@ -154,6 +154,7 @@ pub mod queue;
 pub mod recipient_list;
 pub mod request_reply;
 mod small_set;
+mod spin;
 pub mod topic;
 
 pub use crate::clock::{Clock, ManualClock};

@@ -31,6 +31,7 @@ use crate::error::{
 use crate::message::{DeadLetter, Message, MessageId};
 use crate::queue::fifo::{group_of, Dedup, Groups, Seen};
 use crate::queue::{Delivery, Queue, QueueStats, Sent};
+use crate::spin;
 
 pub(crate) const NONE: u64 = u64::MAX;
 pub(crate) const READY: u64 = 0;
@@ -758,8 +759,11 @@ fn drop_duplicate<T>((sent, duplicate): (Sent, Option<Message<T>>)) -> Sent {
     sent
 }
 
-/// Tries before a blocked send or receive parks: spins, then yields (crossbeam's `Backoff`).
+/// Tries before a sender blocked for room parks: spins, then yields (crossbeam's `Backoff`).
 pub(crate) const SPIN_STEPS: u32 = 10;
+
+/// Yields of a blocked receiver before it announces its wait, after its spin (`spin::poll`).
+const RECV_YIELDS: u32 = 4;
 
 /// A sender waiting for room in a full bounded queue retries once `1 / ROOM_DIVISOR` of the
 /// capacity (at least one slot) is free.
@@ -2310,10 +2314,19 @@ impl<T> Shared<T> {
             if stopped() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Err(RecvTimeoutError::Timeout);
             }
-            // Like crossbeam's own receive: spin briefly, then yield, before announcing the wait
-            // (a receiver that caught up with its senders usually finds a message within a spin).
-            for step in 0..SPIN_STEPS {
-                backoff(step);
+            // Spin briefly, then yield, before announcing the wait (a receiver that caught up
+            // with its senders usually finds a message within a spin). The spin looks at what
+            // costs no lock: the main lane, the timers and ready lane's summary, the close.
+            let ne = self.recv.0.next_event.load(Ordering::Relaxed);
+            spin::poll(|| {
+                !self.rx.is_empty()
+                    || self.recv.0.next_event.load(Ordering::Relaxed) != ne
+                    || self.is_closed()
+            });
+            for step in 0..=RECV_YIELDS {
+                if step > 0 {
+                    std::thread::yield_now();
+                }
                 match self.try_take_counting(how, tokens) {
                     Ok(o) => return Ok(o),
                     Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),

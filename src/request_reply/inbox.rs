@@ -7,9 +7,9 @@
 //! count as late too. When the last `ReplyTo` goes without replying, a waiter learns at once that
 //! no more replies can come.
 //!
-//! The waiter spins briefly on `signal` (bumped on every reply and when `live` reaches zero)
-//! before parking on the condition variable, as crossbeam-channel does: a responder that answers
-//! within a few microseconds then costs no futex wake-up.
+//! The waiter spins briefly on `signal` (bumped on every reply and when `live` reaches zero),
+//! looking every spin-loop hint (`spin::poll`), then yields, before parking on the condition
+//! variable: a responder that answers within a few microseconds then costs no futex wake-up.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -21,6 +21,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::request::{Reply, ReplyTo};
 use crate::message::{CorrelationId, ReplyMeta, ReturnAddress};
+use crate::spin;
 
 /// Counters shared by a requester (or scatter-gather) and the inboxes of its requests.
 #[derive(Default)]
@@ -122,9 +123,8 @@ pub(crate) enum Next<Rep> {
 /// a responder of its own.
 pub(crate) const UNKNOWN_COPY: u32 = u32::MAX;
 
-/// Spin steps before parking: 2^0..2^6 spin-loop hints, then yields up to step 10.
-const SPIN_LIMIT: u32 = 6;
-const YIELD_LIMIT: u32 = 10;
+/// Yields before parking, after the spin (`spin::poll`).
+const YIELDS: u32 = 4;
 
 impl<Rep> Inbox<Rep> {
     /// An open inbox with no `ReplyTo` yet (the first one is counted by `ReplyTo::new`).
@@ -257,7 +257,7 @@ impl<Rep> Inbox<Rep> {
                 if let Some(r) = st.pop() {
                     return Next::Reply(r);
                 }
-                let park = step > YIELD_LIMIT;
+                let park = step > YIELDS;
                 if park {
                     self.waiting.store(true, Ordering::SeqCst);
                 }
@@ -276,14 +276,12 @@ impl<Rep> Inbox<Rep> {
                 }
             }
             // Spin (then yield) until something happens, before parking.
-            while step <= YIELD_LIMIT && self.signal.load(Ordering::Acquire) == seen {
-                if step <= SPIN_LIMIT {
-                    for _ in 0..(1u32 << step) {
-                        std::hint::spin_loop();
-                    }
-                } else {
-                    std::thread::yield_now();
-                }
+            if step == 0 {
+                spin::poll(|| self.signal.load(Ordering::Acquire) != seen);
+                step = 1;
+            }
+            while step <= YIELDS && self.signal.load(Ordering::Acquire) == seen {
+                std::thread::yield_now();
                 step += 1;
             }
         }

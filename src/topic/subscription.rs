@@ -11,6 +11,7 @@ use crate::clock::Clock;
 use crate::endpoint::deadline_after;
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
 use crate::message::Message;
+use crate::spin;
 use crate::topic::core::{Shared, SubCounters, SubKey};
 use crate::topic::{Overflow, SubscribeOptions, SubscriptionId, SubscriptionStats};
 
@@ -148,10 +149,24 @@ impl<T> Subscription<T> {
     /// [`RecvError`] when the topic is closed and nothing is left.
     #[inline]
     pub fn recv(&self) -> Result<Message<T>, RecvError> {
-        match self.rx.recv() {
+        match self.wait() {
             Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
-            Ok(m) => self.past_expired(m, || self.rx.recv().map_err(|_| RecvError)),
+            Ok(m) => self.past_expired(m, || self.wait().map_err(|_| RecvError)),
             Err(_) => Err(RecvError),
+        }
+    }
+
+    /// The channel's blocking receive, after a spin that looks every spin-loop hint (see
+    /// `spin`): a publisher that answers quickly is seen at once, not after a backoff's gap.
+    #[inline]
+    fn wait(&self) -> Result<Message<T>, cb::RecvError> {
+        match self.rx.try_recv() {
+            Ok(m) => Ok(m),
+            Err(cb::TryRecvError::Disconnected) => Err(cb::RecvError),
+            Err(cb::TryRecvError::Empty) => {
+                spin::poll(|| !self.rx.is_empty());
+                self.rx.recv()
+            }
         }
     }
 
