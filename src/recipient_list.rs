@@ -24,6 +24,17 @@
 //! - [`OnFailure`]: a recipient that is full, closed or refuses the message either does not stop
 //!   the others (`Continue`, the default; the report says who failed) or stops the send at once
 //!   (`Stop`): the rest are reported [`Outcome::Skipped`] and the error hands the message back.
+//!
+//! # Time-to-live
+//!
+//! A list routes; it does not stamp: a message's time-to-live runs from the queue or topic that
+//! stamped it last (a message that never went through one has not started its time). A closure
+//! recipient is never called with a message whose time ran out before the list reached it (sent
+//! on from a topic that found it expired, or after a wait for room in an earlier recipient): its
+//! outcome is [`Outcome::Expired`]. A queue, topic or list recipient gets it with no time left,
+//! so that it expires there by that endpoint's own rules (a queue counts it and, if it says so,
+//! dead-letters it), as a topic does for its endpoint subscriptions. The list reads the time on
+//! its [clock](RecipientListBuilder::clock), which should be the one that stamped the messages.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -34,6 +45,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use crate::chunked::Chunked;
+use crate::clock::Clock;
 use crate::endpoint::{
     deadline_after, on_path, DeliverError, Endpoint, Partial, Visit, Wait, LOOP,
 };
@@ -267,6 +279,9 @@ pub enum Outcome {
     Rejected(String),
     /// Not tried: an earlier recipient failed under [`OnFailure::Stop`].
     Skipped,
+    /// Not called: the recipient is a closure, and the message's time-to-live had run out when
+    /// the list reached it (see [Time-to-live](crate::recipient_list#time-to-live)).
+    Expired,
 }
 
 impl Outcome {
@@ -298,6 +313,7 @@ impl fmt::Display for Outcome {
             Outcome::Unknown => f.write_str("unknown name"),
             Outcome::Rejected(r) => write!(f, "rejected: {r}"),
             Outcome::Skipped => f.write_str("skipped"),
+            Outcome::Expired => f.write_str("expired"),
         }
     }
 }
@@ -359,6 +375,11 @@ impl RecipientReport {
     /// How many recipients were not tried (after a failure under [`OnFailure::Stop`]).
     pub fn skipped(&self) -> usize {
         self.count(|o| matches!(o, Outcome::Skipped))
+    }
+
+    /// How many closure recipients were not called because the message had expired.
+    pub fn expired(&self) -> usize {
+        self.count(|o| matches!(o, Outcome::Expired))
     }
 
     /// How many names the route chose (duplicates once).
@@ -576,6 +597,7 @@ struct Shared<T> {
     route: Route<T>,
     unknown: UnknownRecipients,
     on_failure: OnFailure,
+    clock: Clock,
 }
 
 /// Routes each message to the named endpoints its [`Route`] chooses (the Recipient List pattern).
@@ -628,6 +650,7 @@ impl<T> RecipientList<T> {
             unknown: UnknownRecipients::Skip,
             on_failure: OnFailure::Continue,
             recipients: Vec::new(),
+            clock: Clock::real(),
         }
     }
 
@@ -973,11 +996,29 @@ impl<T: Clone> RecipientList<T> {
                 continue;
             }
             let endpoint = &set.recipients[i].1;
+            // Expiry, read only for a message that has a time-to-live and a stamp to run it
+            // from: a closure is not called with an expired message, and another endpoint gets
+            // it with no time left (see the module docs).
+            let expired = msg.as_ref().is_some_and(|m| {
+                m.timestamp_nanos() != 0
+                    && m.expiry_nanos()
+                        .is_some_and(|at| at <= shared.clock.nanos())
+            });
+            if expired && endpoint.is_fn() {
+                *outcome = Outcome::Expired;
+                if Some(k) == last {
+                    later.extend(msg.take());
+                }
+                continue;
+            }
             let mut copy = if Some(k) == last {
                 msg.take().expect("the original goes to the last recipient")
             } else {
                 msg.as_ref().expect("kept until the last recipient").clone()
             };
+            if expired {
+                copy = copy.with_ttl(Duration::ZERO);
+            }
             prepare(name, &mut copy);
             match endpoint.deliver_reach_into(copy, wait, later) {
                 Ok(n) => {
@@ -1071,6 +1112,7 @@ pub struct RecipientListBuilder<T> {
     unknown: UnknownRecipients,
     on_failure: OnFailure,
     recipients: Vec<(Arc<str>, Endpoint<T>)>,
+    clock: Clock,
 }
 
 impl<T> RecipientListBuilder<T> {
@@ -1089,6 +1131,14 @@ impl<T> RecipientListBuilder<T> {
     /// The failing-recipient policy ([`OnFailure::Continue`] by default).
     pub fn on_failure(mut self, policy: OnFailure) -> Self {
         self.on_failure = policy;
+        self
+    }
+
+    /// The clock a message's expiry is read on (the real clock by default): the one that
+    /// stamped the messages, a feeding topic's or queue's (see
+    /// [Time-to-live](crate::recipient_list#time-to-live)).
+    pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
+        self.clock = clock.into();
         self
     }
 
@@ -1120,6 +1170,7 @@ impl<T> RecipientListBuilder<T> {
                 route: self.route,
                 unknown: self.unknown,
                 on_failure: self.on_failure,
+                clock: self.clock,
             }),
         }
     }
@@ -1131,6 +1182,7 @@ impl<T> fmt::Debug for RecipientListBuilder<T> {
             .field("route", &self.route)
             .field("unknown", &self.unknown)
             .field("on_failure", &self.on_failure)
+            .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
 }

@@ -7,10 +7,11 @@ use common::{panics, Bombs};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use switchboard::{
-    DeliverError, Endpoint, Message, OnFailure, Outcome, Queue, RecipientList, RecipientListError,
-    Route, Topic, UnknownRecipients, RECIPIENTS_ATTR,
+    DeliverError, Endpoint, ManualClock, Message, OnFailure, Outcome, Queue, RecipientList,
+    RecipientListError, Route, Topic, UnknownRecipients, RECIPIENTS_ATTR,
 };
 
 fn drain<T>(q: &Queue<T>) -> Vec<T> {
@@ -305,6 +306,86 @@ fn a_message_no_recipient_took_is_handed_back() {
     let unknown = RecipientList::new(Route::to(["ghost"]));
     unknown.add("ok", &ok);
     assert_eq!(unknown.try_send(11).unwrap().unknown(), 1);
+}
+
+/// A closure endpoint that counts its calls.
+fn counting(calls: &Arc<AtomicUsize>) -> Endpoint<u32> {
+    let calls = Arc::clone(calls);
+    Endpoint::from_fn(move |_m: Message<u32>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    })
+}
+
+#[test]
+fn an_expired_message_never_reaches_a_closure_recipient() {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let q: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let list = RecipientList::builder()
+        .clock(clock.clone())
+        .recipient("f", counting(&calls))
+        .recipient("q", &q)
+        .build();
+    // A message stamped by a queue on the same clock, with 10 ms to live.
+    let source: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    source
+        .send(Message::new(7).with_ttl(Duration::from_millis(10)))
+        .unwrap();
+    let m = source.recv().unwrap();
+
+    let report = list.send(m.clone()).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(drain(&q), [7]);
+
+    clock.advance(Duration::from_millis(10));
+    let report = list.send(m).unwrap();
+    assert_eq!(report.get("f"), Some(&Outcome::Expired));
+    assert_eq!(report.expired(), 1);
+    assert_eq!(report.failed(), 0, "expiry is not the recipient's failure");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the closure was not called"
+    );
+    // The queue took it with no time left, and expired it by its own rules.
+    assert_eq!(report.get("q"), Some(&Outcome::Delivered));
+    assert!(q.try_recv().is_err());
+    assert_eq!(q.stats().expired, 1);
+
+    // A message no queue or topic stamped has not started its time: it goes through.
+    let report = list.send(Message::new(8).with_ttl(Duration::ZERO)).unwrap();
+    assert!(report.is_complete(), "{report:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_topic_feeding_a_list_expires_for_its_closures_too() {
+    // The topic finds the message expired and hands its endpoint (the list) a copy with no time
+    // left; the list must not call its closure with it, as the topic would not.
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let q: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let list = RecipientList::builder()
+        .clock(clock.clone())
+        .recipient("f", counting(&calls))
+        .recipient("q", &q)
+        .build();
+    let topic: Topic<u32> = Topic::builder().clock(clock.clone()).build();
+    topic.subscribe_endpoint(&list);
+    topic
+        .publish(Message::new(1).with_ttl(Duration::ZERO))
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(q.try_recv().is_err());
+    assert_eq!(q.stats().expired, 1);
+    // A live one reaches both.
+    topic
+        .publish(Message::new(2).with_ttl(Duration::from_secs(1)))
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(drain(&q), [2]);
 }
 
 #[test]
