@@ -280,6 +280,44 @@ proptest! {
         check(&mut index, &model, &msgs)?;
     }
 
+    /// Many numeric conditions on one key (more than a leaf of the index's interval tree
+    /// holds, so that stabs walk inner nodes), on a grid where many end points coincide, with
+    /// messages whose values lie on, between and beyond them.
+    #[test]
+    fn one_key_many_numeric_ranges(
+        conds in prop::collection::vec((0u8..8, -12i32..12, 1i32..12), 17..150),
+        values in prop::collection::vec(prop_oneof![
+            4 => (-30i32..30).prop_map(|v| f64::from(v) / 2.0),
+            1 => Just(1e12),
+            1 => Just(-1e12),
+        ], 8),
+    ) {
+        let mut index = FilterIndex::new();
+        let mut model = Vec::new();
+        for (i, (kind, lo, width)) in conds.into_iter().enumerate() {
+            let (lo, hi) = (f64::from(lo) / 2.0, f64::from(lo + width) / 2.0);
+            let n = match kind {
+                0 => Numeric::gt(lo).and_le(hi),
+                1 => Numeric::ge(lo).and_lt(hi),
+                2 => Numeric::ge(lo).and_le(hi),
+                3 => Numeric::gt(lo).and_lt(hi),
+                4 => Numeric::gt(lo),
+                5 => Numeric::le(hi),
+                6 => Numeric::eq(lo),
+                _ => Numeric::lt(lo),
+            };
+            let f = Filter::builder().numeric("a", n).build().expect("valid");
+            index.insert(i as u8, f.clone());
+            model.push((i as u8, f));
+        }
+        let msgs: Vec<Message<()>> = values
+            .into_iter()
+            .map(|v| Message::new(()).with_attr("a", v))
+            .chain([Message::new(()), Message::new(()).with_attr("a", "1")])
+            .collect();
+        check(&mut index, &model, &msgs)?;
+    }
+
     /// A filter's JSON means what the filter means.
     #[test]
     fn json_round_trip(s in spec(), msgs in prop::collection::vec(message(), 8)) {

@@ -1180,6 +1180,45 @@ mod tests {
         }
     }
 
+    /// A bound on a small grid (so that many intervals share end points), or unbounded.
+    fn bound(inf: f64) -> impl proptest::strategy::Strategy<Value = (f64, bool)> {
+        use proptest::prelude::*;
+        prop_oneof![
+            12 => ((-40i32..40).prop_map(|v| f64::from(v) / 2.0), any::<bool>()),
+            1 => Just((inf, false)),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 64,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Random non-empty intervals (shared and open or closed end points, unbounded sides),
+        /// up to a few hundred so that the tree has inner nodes, and capped trees: every stab,
+        /// on and between the end points, reports what checking each interval reports.
+        #[test]
+        fn stabs_agree_with_checking_each_interval(
+            raw in proptest::collection::vec((bound(f64::NEG_INFINITY), bound(f64::INFINITY)), 0..300),
+            cap in 0u32..6,
+        ) {
+            let ivs: Vec<Interval> = raw
+                .into_iter()
+                .filter(|(lo, hi)| lo.0 < hi.0)
+                .enumerate()
+                .map(|(i, (lo, hi))| iv(lo, hi, i as u32))
+                .collect();
+            let full = IntervalTree::build(ivs.clone());
+            let capped = IntervalTree::build_capped(ivs.clone(), cap);
+            for x in (-90..=90).map(|v| f64::from(v) / 4.0).chain([f64::MIN, f64::MAX, -0.0]) {
+                let want = brute(&ivs, x);
+                proptest::prop_assert_eq!(&stabbed(&full, x), &want, "at {}", x);
+                proptest::prop_assert_eq!(&stabbed(&capped, x), &want, "capped at {}, at {}", cap, x);
+            }
+        }
+    }
+
     /// Nested ranges around one point, with ranges on either side: all agree with the check of
     /// each range, and the depth stays under the cap.
     #[test]
