@@ -462,6 +462,14 @@ impl<T> DeliverError<T> {
         }
     }
 
+    /// The message that was not delivered, in place.
+    pub(crate) fn message_mut(&mut self) -> &mut Message<T> {
+        match self {
+            DeliverError::Full(m) | DeliverError::Closed(m) => m,
+            DeliverError::Rejected { message, .. } => message,
+        }
+    }
+
     /// Whether the endpoint was full.
     pub fn is_full(&self) -> bool {
         matches!(self, DeliverError::Full(_))

@@ -736,6 +736,11 @@ impl<T> Message<T> {
         self
     }
 
+    /// Sets the time-to-live in place (see [`with_ttl`](Message::with_ttl)).
+    pub(crate) fn set_ttl(&mut self, ttl: Duration) {
+        self.ext_mut().ttl = Some(ttl);
+    }
+
     /// Gives the message a request's reply metadata: shares `meta` when the message has no
     /// metadata of its own (no allocation, and `meta` stays reusable once the message is gone),
     /// else copies its correlation id and return address in.

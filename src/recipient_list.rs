@@ -28,13 +28,16 @@
 //! # Time-to-live
 //!
 //! A list routes; it does not stamp: a message's time-to-live runs from the queue or topic that
-//! stamped it last (a message that never went through one has not started its time). A closure
-//! recipient is never called with a message whose time ran out before the list reached it (sent
-//! on from a topic that found it expired, or after a wait for room in an earlier recipient): its
-//! outcome is [`Outcome::Expired`]. A queue, topic or list recipient gets it with no time left,
-//! so that it expires there by that endpoint's own rules (a queue counts it and, if it says so,
-//! dead-letters it), as a topic does for its endpoint subscriptions. The list reads the time on
-//! its [clock](RecipientListBuilder::clock), which should be the one that stamped the messages.
+//! stamped it last. A closure recipient is never called with a message that has no time left:
+//! one with a time-to-live of zero (what a topic hands on to its endpoints when the message
+//! expired there, and what expires on arrival in any queue), or, on a list given the
+//! [clock](RecipientListBuilder::clock) that stamped its messages, one whose time ran out before
+//! the list reached the recipient (after a wait for room in an earlier one, say). Its outcome is
+//! [`Outcome::Expired`]. A queue, topic or list recipient gets the message with no time left, so
+//! that it expires there by that endpoint's own rules (a queue counts it and, if it says so,
+//! dead-letters it), as a topic does for its endpoint subscriptions. A list without a clock
+//! judges no other expiry: it cannot tell which clock stamped a message (a topic's manual one,
+//! say), and judging it on the wrong one would lose live messages.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -279,7 +282,7 @@ pub enum Outcome {
     Rejected(String),
     /// Not tried: an earlier recipient failed under [`OnFailure::Stop`].
     Skipped,
-    /// Not called: the recipient is a closure, and the message's time-to-live had run out when
+    /// Not called: the recipient is a closure, and the message had no time left to live when
     /// the list reached it (see [Time-to-live](crate::recipient_list#time-to-live)).
     Expired,
 }
@@ -597,7 +600,7 @@ struct Shared<T> {
     route: Route<T>,
     unknown: UnknownRecipients,
     on_failure: OnFailure,
-    clock: Clock,
+    clock: Option<Clock>,
 }
 
 /// Routes each message to the named endpoints its [`Route`] chooses (the Recipient List pattern).
@@ -650,7 +653,7 @@ impl<T> RecipientList<T> {
             unknown: UnknownRecipients::Skip,
             on_failure: OnFailure::Continue,
             recipients: Vec::new(),
-            clock: Clock::real(),
+            clock: None,
         }
     }
 
@@ -996,13 +999,18 @@ impl<T: Clone> RecipientList<T> {
                 continue;
             }
             let endpoint = &set.recipients[i].1;
-            // Expiry, read only for a message that has a time-to-live and a stamp to run it
-            // from: a closure is not called with an expired message, and another endpoint gets
-            // it with no time left (see the module docs).
-            let expired = msg.as_ref().is_some_and(|m| {
-                m.timestamp_nanos() != 0
-                    && m.expiry_nanos()
-                        .is_some_and(|at| at <= shared.clock.nanos())
+            // A closure is not called with an expired message, and another endpoint gets it
+            // with no time left (see the module docs). The time is read only for a message that
+            // has some left and a stamp to run it from, on a list that has the clock.
+            let ttl = msg.as_ref().and_then(Message::ttl);
+            let expired = ttl.is_some_and(|t| {
+                t.is_zero()
+                    || shared.clock.as_ref().is_some_and(|c| {
+                        msg.as_ref().is_some_and(|m| {
+                            m.timestamp_nanos() != 0
+                                && m.expiry_nanos().is_some_and(|at| at <= c.nanos())
+                        })
+                    })
             });
             if expired && endpoint.is_fn() {
                 *outcome = Outcome::Expired;
@@ -1017,7 +1025,7 @@ impl<T: Clone> RecipientList<T> {
                 msg.as_ref().expect("kept until the last recipient").clone()
             };
             if expired {
-                copy = copy.with_ttl(Duration::ZERO);
+                copy.set_ttl(Duration::ZERO);
             }
             prepare(name, &mut copy);
             match endpoint.deliver_reach_into(copy, wait, later) {
@@ -1039,6 +1047,12 @@ impl<T: Clone> RecipientList<T> {
                     }
                     *outcome = Outcome::of(&err);
                     if back.is_none() {
+                        // Handed back as the caller sent it, not with the time-to-live this
+                        // delivery gave it (found by review).
+                        let mut err = err;
+                        if let (true, Some(t)) = (expired, ttl) {
+                            err.message_mut().set_ttl(t);
+                        }
                         back = Some(err);
                     } else {
                         later.push(err.into_inner());
@@ -1112,7 +1126,7 @@ pub struct RecipientListBuilder<T> {
     unknown: UnknownRecipients,
     on_failure: OnFailure,
     recipients: Vec<(Arc<str>, Endpoint<T>)>,
-    clock: Clock,
+    clock: Option<Clock>,
 }
 
 impl<T> RecipientListBuilder<T> {
@@ -1134,11 +1148,12 @@ impl<T> RecipientListBuilder<T> {
         self
     }
 
-    /// The clock a message's expiry is read on (the real clock by default): the one that
-    /// stamped the messages, a feeding topic's or queue's (see
-    /// [Time-to-live](crate::recipient_list#time-to-live)).
+    /// The clock that stamped the messages this list routes (a feeding topic's or queue's):
+    /// with it, the list reads how much time a message has left before each closure recipient
+    /// (see [Time-to-live](crate::recipient_list#time-to-live)). None by default: then only a
+    /// message with a time-to-live of zero counts as expired.
     pub fn clock(mut self, clock: impl Into<Clock>) -> Self {
-        self.clock = clock.into();
+        self.clock = Some(clock.into());
         self
     }
 

@@ -354,10 +354,66 @@ fn an_expired_message_never_reaches_a_closure_recipient() {
     assert!(q.try_recv().is_err());
     assert_eq!(q.stats().expired, 1);
 
-    // A message no queue or topic stamped has not started its time: it goes through.
-    let report = list.send(Message::new(8).with_ttl(Duration::ZERO)).unwrap();
+    // A message no queue or topic stamped has not started its time: it goes through, however
+    // far the clock moves...
+    clock.advance(Duration::from_secs(3600));
+    let report = list
+        .send(Message::new(8).with_ttl(Duration::from_millis(1)))
+        .unwrap();
     assert!(report.is_complete(), "{report:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(drain(&q), [8]);
+    // ...but one with no time at all is expired anywhere.
+    let report = list.send(Message::new(9).with_ttl(Duration::ZERO)).unwrap();
+    assert_eq!(report.get("f"), Some(&Outcome::Expired));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_list_without_a_clock_judges_only_a_zero_time_to_live() {
+    // The list cannot tell which clock stamped a message: without one of its own it leaves a
+    // message with time left alone, however far the stamping (manual) clock has moved.
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let list = RecipientList::builder()
+        .recipient("f", counting(&calls))
+        .build();
+    let source: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    source
+        .send(Message::new(1).with_ttl(Duration::from_millis(1)))
+        .unwrap();
+    let m = source.recv().unwrap();
+    clock.advance(Duration::from_secs(60));
+    assert!(list.send(m).unwrap().is_complete());
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let report = list.send(Message::new(2).with_ttl(Duration::ZERO)).unwrap();
+    assert_eq!(report.expired(), 1);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_expired_message_handed_back_keeps_its_time_to_live() {
+    let clock = ManualClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let full: Queue<u32> = Queue::bounded(0);
+    let list = RecipientList::builder()
+        .clock(clock.clone())
+        .recipient("a", &full)
+        .recipient("b", counting(&calls))
+        .build();
+    let source: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let ttl = Duration::from_secs(5);
+    source.send(Message::new(3).with_ttl(ttl)).unwrap();
+    let m = source.recv().unwrap();
+    clock.advance(ttl);
+    let err = list.try_send(m).unwrap_err();
+    let report = err.report().unwrap();
+    assert_eq!(report.get("a"), Some(&Outcome::Full));
+    assert_eq!(report.get("b"), Some(&Outcome::Expired));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let back = err.into_inner();
+    assert_eq!(back.ttl(), Some(ttl), "not the zero the queue was offered");
+    assert_eq!(back.into_payload(), 3);
 }
 
 #[test]

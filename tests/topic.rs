@@ -921,6 +921,37 @@ fn a_message_that_expires_while_its_publish_waits_skips_the_endpoints_after() {
     assert_eq!(slow.expired(), 1);
 }
 
+/// A copy that expired while the publish waited goes to a chained queue with no time left; if
+/// that queue is full, the message handed back has the time-to-live the publisher gave it, not
+/// that zero (found by review).
+#[test]
+fn a_message_handed_back_after_expiring_keeps_its_time_to_live() {
+    let clock = ManualClock::new();
+    let topic = Topic::builder().clock(clock.clone()).build();
+    let slow = topic.subscribe_with(opts(1, Overflow::Block));
+    let full: Queue<u32> = Queue::bounded(0);
+    topic.subscribe_endpoint_with(&full, Overflow::Error);
+    assert!(topic.publish(0).unwrap_err().report().is_some());
+    let ttl = Duration::from_secs(10);
+    thread::scope(|s| {
+        let publisher = spawn_named(s, "ttl-back", || {
+            topic.publish(Message::new(1).with_ttl(ttl))
+        });
+        wait_blocked("ttl-back");
+        clock.advance(Duration::from_secs(11));
+        assert_eq!(slow.recv_timeout(LONG).unwrap().into_payload(), 0);
+        let err = publisher.join().unwrap().unwrap_err();
+        assert!(matches!(&err, PublishError::Full { .. }), "{err:?}");
+        let back = err.into_inner();
+        assert_eq!(
+            back.ttl(),
+            Some(ttl),
+            "not the zero the full queue was offered"
+        );
+        assert_eq!(back.into_payload(), 1);
+    });
+}
+
 #[test]
 fn an_expired_message_never_reaches_a_subscriber_and_is_counted() {
     let clock = ManualClock::new();

@@ -2317,12 +2317,16 @@ impl<T> Shared<T> {
             // Spin briefly, then yield, before announcing the wait (a receiver that caught up
             // with its senders usually finds a message within a spin). The spin looks at what
             // costs no lock: the main lane, the timers and ready lane's summary, the close.
+            // A rendezvous queue's lane always looks empty (a sender waiting there shows only
+            // to a receive): it goes straight to the tries (found by review).
             let ne = self.recv.0.next_event.load(Ordering::Relaxed);
-            spin::poll(|| {
-                !self.rx.is_empty()
-                    || self.recv.0.next_event.load(Ordering::Relaxed) != ne
-                    || self.is_closed()
-            });
+            if self.rx.capacity() != Some(0) {
+                spin::poll(|| {
+                    !self.rx.is_empty()
+                        || self.recv.0.next_event.load(Ordering::Relaxed) != ne
+                        || self.is_closed()
+                });
+            }
             for step in 0..=RECV_YIELDS {
                 if step > 0 {
                     std::thread::yield_now();

@@ -850,6 +850,7 @@ fn deliver_endpoint<T: Clone>(
     // so that it expires there by that endpoint's own rules: a queue counts it and, if it says
     // so, dead-letters it (a queue restarts a message's time-to-live, so handing it on as it
     // was would have given it a new life; skipping it lost the dead-letter route).
+    let mut zeroed = None;
     if msg
         .expiry_nanos()
         .is_some_and(|at| at <= left.clock.nanos())
@@ -860,7 +861,8 @@ fn deliver_endpoint<T: Clone>(
             left.later.push(msg);
             return;
         }
-        msg = msg.with_ttl(std::time::Duration::ZERO);
+        zeroed = msg.ttl();
+        msg.set_ttl(std::time::Duration::ZERO);
     }
     let how = match sub.overflow {
         Overflow::Block => wait,
@@ -904,6 +906,12 @@ fn deliver_endpoint<T: Clone>(
                 if partly {
                     left.later.push(m);
                 } else {
+                    // Handed back as the publisher sent it, not with the time-to-live this
+                    // delivery gave it (found by review).
+                    let mut m = m;
+                    if let Some(t) = zeroed {
+                        m.set_ttl(t);
+                    }
                     left.hand_back(m);
                 }
             }
