@@ -317,8 +317,13 @@ fn counting(calls: &Arc<AtomicUsize>) -> Endpoint<u32> {
     })
 }
 
-#[test]
-fn an_expired_message_never_reaches_a_closure_recipient() {
+/// A list on a manual clock, with a counting closure "f" and a queue "q" on the same clock.
+fn clocked_list() -> (
+    ManualClock,
+    Arc<AtomicUsize>,
+    Queue<u32>,
+    RecipientList<u32>,
+) {
     let clock = ManualClock::new();
     let calls = Arc::new(AtomicUsize::new(0));
     let q: Queue<u32> = Queue::builder().clock(clock.clone()).build();
@@ -327,12 +332,20 @@ fn an_expired_message_never_reaches_a_closure_recipient() {
         .recipient("f", counting(&calls))
         .recipient("q", &q)
         .build();
-    // A message stamped by a queue on the same clock, with 10 ms to live.
+    (clock, calls, q, list)
+}
+
+/// A message stamped by a queue on `clock`, with `ttl` to live from now.
+fn stamped(clock: &ManualClock, payload: u32, ttl: Duration) -> Message<u32> {
     let source: Queue<u32> = Queue::builder().clock(clock.clone()).build();
-    source
-        .send(Message::new(7).with_ttl(Duration::from_millis(10)))
-        .unwrap();
-    let m = source.recv().unwrap();
+    source.send(Message::new(payload).with_ttl(ttl)).unwrap();
+    source.recv().unwrap()
+}
+
+#[test]
+fn an_expired_message_never_reaches_a_closure_recipient() {
+    let (clock, calls, q, list) = clocked_list();
+    let m = stamped(&clock, 7, Duration::from_millis(10));
 
     let report = list.send(m.clone()).unwrap();
     assert!(report.is_complete(), "{report:?}");
@@ -378,11 +391,7 @@ fn a_list_without_a_clock_judges_only_a_zero_time_to_live() {
     let list = RecipientList::builder()
         .recipient("f", counting(&calls))
         .build();
-    let source: Queue<u32> = Queue::builder().clock(clock.clone()).build();
-    source
-        .send(Message::new(1).with_ttl(Duration::from_millis(1)))
-        .unwrap();
-    let m = source.recv().unwrap();
+    let m = stamped(&clock, 1, Duration::from_millis(1));
     clock.advance(Duration::from_secs(60));
     assert!(list.send(m).unwrap().is_complete());
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -401,10 +410,8 @@ fn an_expired_message_handed_back_keeps_its_time_to_live() {
         .recipient("a", &full)
         .recipient("b", counting(&calls))
         .build();
-    let source: Queue<u32> = Queue::builder().clock(clock.clone()).build();
     let ttl = Duration::from_secs(5);
-    source.send(Message::new(3).with_ttl(ttl)).unwrap();
-    let m = source.recv().unwrap();
+    let m = stamped(&clock, 3, ttl);
     clock.advance(ttl);
     let err = list.try_send(m).unwrap_err();
     let report = err.report().unwrap();
@@ -420,14 +427,7 @@ fn an_expired_message_handed_back_keeps_its_time_to_live() {
 fn a_topic_feeding_a_list_expires_for_its_closures_too() {
     // The topic finds the message expired and hands its endpoint (the list) a copy with no time
     // left; the list must not call its closure with it, as the topic would not.
-    let clock = ManualClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let q: Queue<u32> = Queue::builder().clock(clock.clone()).build();
-    let list = RecipientList::builder()
-        .clock(clock.clone())
-        .recipient("f", counting(&calls))
-        .recipient("q", &q)
-        .build();
+    let (clock, calls, q, list) = clocked_list();
     let topic: Topic<u32> = Topic::builder().clock(clock.clone()).build();
     topic.subscribe_endpoint(&list);
     topic
