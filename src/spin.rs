@@ -19,15 +19,14 @@
 /// machine.
 pub(crate) const POLLS: u32 = 256;
 
-/// Spins until `ready` holds, looking once every spin-loop hint, [`POLLS`] times at most.
-/// Returns whether it saw `ready` hold.
+/// Spins until `ready` holds, looking once every spin-loop hint, [`POLLS`] times at most. The
+/// callers look again themselves, under their own rules, whether it held or not.
 #[inline]
-pub(crate) fn poll(mut ready: impl FnMut() -> bool) -> bool {
+pub(crate) fn poll(mut ready: impl FnMut() -> bool) {
     for _ in 0..POLLS {
         if ready() {
-            return true;
+            return;
         }
         std::hint::spin_loop();
     }
-    ready()
 }
