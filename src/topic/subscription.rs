@@ -170,6 +170,21 @@ impl<T> Subscription<T> {
         }
     }
 
+    /// `wait` with a deadline: the same spin, unless the deadline has passed already (a zero
+    /// timeout, as `recv_many` with no wait uses, looks once and returns).
+    fn wait_until(&self, deadline: Instant) -> Result<Message<T>, cb::RecvTimeoutError> {
+        match self.rx.try_recv() {
+            Ok(m) => Ok(m),
+            Err(cb::TryRecvError::Disconnected) => Err(cb::RecvTimeoutError::Disconnected),
+            Err(cb::TryRecvError::Empty) => {
+                if Instant::now() < deadline {
+                    spin::poll(|| !self.rx.is_empty());
+                }
+                self.rx.recv_deadline(deadline)
+            }
+        }
+    }
+
     /// Receives a message, waiting at most `timeout`.
     ///
     /// # Errors
@@ -196,7 +211,7 @@ impl<T> Subscription<T> {
     ///
     /// As [`recv_timeout`](Subscription::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<T>, RecvTimeoutError> {
-        let next = || self.rx.recv_deadline(deadline).map_err(recv_timeout_error);
+        let next = || self.wait_until(deadline).map_err(recv_timeout_error);
         match next() {
             Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
             Ok(m) => self.past_expired(m, next),
