@@ -1722,6 +1722,105 @@ fn plain_receiver_gets_it_when_let_go(queue: &Queue<u32>, stale: Delivery<u32>, 
     assert!(queue.is_empty());
 }
 
+/// `ack_into_message` acks and moves the message out: the same payload allocation comes back,
+/// the ack is counted, and nothing is left in the queue.
+#[test]
+fn ack_into_message_hands_over_the_message_it_acked() {
+    let q: Queue<Vec<u8>> = Queue::unbounded();
+    let payload = vec![7u8; 64];
+    let at = payload.as_ptr();
+    let sent = q
+        .send(Message::new(payload).with_attr("kind", "blob"))
+        .unwrap();
+    let d = q.receive().unwrap();
+    let m = d.ack_into_message().unwrap();
+    assert_eq!(m.id(), sent.id());
+    assert_eq!(m.attr("kind").and_then(|v| v.as_str()), Some("blob"));
+    assert_eq!(m.payload().as_ptr(), at, "moved, not copied");
+    let s = q.stats();
+    assert_eq!((s.acked, s.in_flight, s.visible), (1, 0, 0));
+    assert!(q.try_receive().is_err());
+}
+
+/// After its lease ran out, `ack_into_message` fails as `ack` does and hands over nothing: the
+/// message is the next receiver's.
+#[test]
+fn ack_into_message_after_the_lease_ran_out_gets_nothing() {
+    let clock = ManualClock::new();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .build();
+    q.send(1).unwrap();
+    let d = q.receive().unwrap();
+    let id = d.id();
+    clock.advance(secs(11));
+    assert_eq!(
+        d.ack_into_message().unwrap_err(),
+        AckError::LeaseExpired(id)
+    );
+    let again = q.try_receive().unwrap();
+    assert_eq!((*again.payload(), again.attempt()), (1, 2));
+    assert_eq!(again.ack_into_message().unwrap().into_payload(), 1);
+    assert_eq!(q.stats().acked, 1);
+}
+
+/// The one case that copies: the message is still shared with the holder of an earlier,
+/// expired lease. That holder keeps reading its own; the acker gets a clone; each payload
+/// instance drops exactly once.
+#[test]
+fn ack_into_message_clones_a_message_a_stale_holder_still_shares() {
+    #[derive(Clone)]
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    let clock = ManualClock::new();
+    let q: Queue<Counted> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(10))
+        .build();
+    q.send(Counted(Arc::clone(&drops))).unwrap();
+    let stale = q.receive().unwrap();
+    clock.advance(secs(11));
+    let fresh = q.try_receive().unwrap();
+    assert_eq!(fresh.attempt(), 2);
+    let mine = fresh.ack_into_message().unwrap();
+    assert!(Arc::ptr_eq(&mine.payload().0, &stale.payload().0));
+    assert_eq!(drops.load(Ordering::SeqCst), 0);
+    assert_eq!(stale.ack().unwrap_err(), AckError::LeaseExpired(mine.id()));
+    assert_eq!(drops.load(Ordering::SeqCst), 1, "the stale holder's copy");
+    drop(mine);
+    assert_eq!(drops.load(Ordering::SeqCst), 2, "the clone");
+    drop(q);
+    assert_eq!(drops.load(Ordering::SeqCst), 2, "no other copy anywhere");
+}
+
+/// A dead letter acked out of the dead-letter queue keeps its record, also when it was shared
+/// with its stale holder at its lease there (the record then lives on the delivery, not yet on
+/// the message).
+#[test]
+fn ack_into_message_keeps_a_dead_letters_record() {
+    let dlq: Queue<u32> = Queue::unbounded();
+    let stale = dead_letter_with_a_stale_holder(&dlq);
+    let d = dlq.receive().unwrap();
+    assert!(d.dead_letter().is_some());
+    let m = d.ack_into_message().unwrap();
+    let record = m
+        .dead_letter()
+        .expect("the record travels with the message");
+    assert_eq!(record.attempts(), 1);
+    drop(stale);
+    // Not shared: the record is in the message already.
+    let dlq2: Queue<u32> = Queue::unbounded();
+    drop(dead_letter_with_a_stale_holder(&dlq2));
+    let m = dlq2.receive().unwrap().ack_into_message().unwrap();
+    assert_eq!(m.dead_letter().map(|r| r.attempts()), Some(1));
+}
+
 /// A lease that runs out on its last attempt sends its message to the dead-letter queue while
 /// the stale holder still shares it. A plain receiver blocked on the dead-letter queue can only
 /// own the message once the stale holder lets go, so the holder's drop must wake it there (not

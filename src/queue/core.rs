@@ -84,7 +84,7 @@ impl<T> Held<T> {
 
 /// What `Slow::recycle` leaves to drop after the lock: the acked message, if any, or the
 /// handle on it that another holder shares.
-type Recycled<T> = Result<Option<Message<T>>, Arc<Held<T>>>;
+pub(crate) type Recycled<T> = Result<Option<Message<T>>, Arc<Held<T>>>;
 
 /// The most spare allocations a queue keeps: enough for a batch of leases, within about 4 KiB
 /// (none when one alone is larger).
@@ -2467,8 +2467,23 @@ impl<T> Shared<T> {
         gen: u64,
         id: MessageId,
         mine: &mut Option<Arc<Held<T>>>,
-        mut later: Option<&mut Leftovers<T>>,
+        later: Option<&mut Leftovers<T>>,
     ) -> Result<(), AckError> {
+        self.ack_with(slot, gen, id, mine, later, false).map(drop)
+    }
+
+    /// `ack`, and with `keep`, what the ack let go of handed back instead of dropped: the
+    /// message, or the handle on it that an expired lease's holder shares (for
+    /// `Delivery::ack_into_message`). `Some` whenever the ack succeeds with `keep`.
+    pub(crate) fn ack_with(
+        self: &Arc<Self>,
+        slot: u32,
+        gen: u64,
+        id: MessageId,
+        mine: &mut Option<Arc<Held<T>>>,
+        mut later: Option<&mut Leftovers<T>>,
+        keep: bool,
+    ) -> Result<Option<Recycled<T>>, AckError> {
         let mut done = None;
         let ok = self.settle(
             slot,
@@ -2478,7 +2493,7 @@ impl<T> Shared<T> {
                 this.release_lease_group(slow, &lease);
                 drop(mine.take());
                 match slow.recycle(lease.held) {
-                    Ok(Some(m)) if m.drops_trivially() => drop(m),
+                    Ok(Some(m)) if !keep && m.drops_trivially() => drop(m),
                     r => done = Some(r),
                 }
                 // Only a FIFO group freed by the ack changes what receivers can get.
@@ -2486,11 +2501,18 @@ impl<T> Shared<T> {
             },
             later.as_deref_mut(),
         );
-        match (done, later) {
-            (Some(r), Some(l)) => l.acked.push(r),
-            (done, _) => drop(done),
-        }
-        ok.then_some(()).ok_or(AckError::LeaseExpired(id))
+        let kept = match (done, later) {
+            (Some(r), _) if keep => Some(r),
+            (Some(r), Some(l)) => {
+                l.acked.push(r);
+                None
+            }
+            (done, _) => {
+                drop(done);
+                None
+            }
+        };
+        ok.then_some(kept).ok_or(AckError::LeaseExpired(id))
     }
 
     /// Acks many leases under one lock, as `ack` does each: a delivery whose ack succeeds gives

@@ -15,7 +15,8 @@ type Key = (u32, u64, crate::MessageId);
 
 /// A message received on lease (at-least-once): it stays in flight until a verdict.
 ///
-/// The verdicts: [`ack`](Delivery::ack) (done), [`nack`](Delivery::nack) (back now),
+/// The verdicts: [`ack`](Delivery::ack) (done; [`ack_into_message`](Delivery::ack_into_message)
+/// also hands over the message by value), [`nack`](Delivery::nack) (back now),
 /// [`nack_after`](Delivery::nack_after) (back later), [`reject`](Delivery::reject) (to the
 /// dead-letter queue), and [`extend`](Delivery::extend) to keep the lease longer. Without a verdict,
 /// the lease ends when the visibility timeout passes, or when the `Delivery` is dropped (a consumer
@@ -114,6 +115,59 @@ impl<T> Delivery<T> {
         let (slot, gen, id) = self.lease_key();
         // A successful ack takes the handle; one too late leaves it for `drop`.
         self.shared.ack(slot, gen, id, &mut self.msg, None)
+    }
+
+    /// Done, and the message by value: acks as [`ack`](Delivery::ack) does, then hands over the
+    /// message the lease held, to keep or pass on without a copy.
+    ///
+    /// The message is moved out, not copied, in all but one case: when this delivery's message
+    /// had been leased before and the holder of that earlier, expired lease still has its
+    /// `Delivery` (the two share one message, see above). Then the payload is cloned (and the
+    /// metadata shared), which is why this method needs `T: Clone`; use
+    /// [`ack`](Delivery::ack) and [`payload`](Message::payload) otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`AckError::LeaseExpired`] if the visibility timeout had passed, as for
+    /// [`ack`](Delivery::ack): the message had gone back to the queue (or to the dead-letter
+    /// queue) for another receiver, so this one gets nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use switchboard::Queue;
+    ///
+    /// let queue = Queue::unbounded();
+    /// queue.send(vec![1, 2, 3]).unwrap();
+    /// let d = queue.receive().unwrap();
+    /// let batch: Vec<i32> = d.ack_into_message().unwrap().into_payload();
+    /// assert_eq!(batch, [1, 2, 3]);
+    /// assert_eq!(queue.stats().acked, 1);
+    /// ```
+    pub fn ack_into_message(mut self) -> Result<Message<T>, AckError>
+    where
+        T: Clone,
+    {
+        self.settled = true;
+        let (slot, gen, id) = self.lease_key();
+        let kept = self
+            .shared
+            .ack_with(slot, gen, id, &mut self.msg, None, true)?;
+        let mut msg = match kept {
+            Some(Ok(Some(m))) => m,
+            // Shared with an expired lease's holder, who may still read it.
+            Some(Err(shared)) => shared.message().clone(),
+            Some(Ok(None)) | None => {
+                unreachable!("a successful ack that keeps its message hands it back")
+            }
+        };
+        // A dead letter's record that could not be written into a shared message (see `lease`).
+        if let Some(d) = self.dead.take() {
+            if msg.dead_letter() != Some(&*d) {
+                msg.set_dead_letter(*d);
+            }
+        }
+        Ok(msg)
     }
 
     /// Not done: the message goes back to the queue at once (or to the dead-letter queue if it
