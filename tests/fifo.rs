@@ -593,6 +593,278 @@ proptest! {
     }
 }
 
+/// One step of the FIFO dead-letter model: the same receives and verdicts on a source queue and
+/// on its dead-letter queue (`dlq` picks which), rejects, and redrives back.
+#[derive(Clone, Debug)]
+enum DlqOp {
+    Send(u8),
+    Receive { dlq: bool },
+    Ack(usize),
+    Nack(usize),
+    Reject(usize),
+    Drop(usize),
+    Advance(u8),
+    Redrive,
+}
+
+fn dlq_op() -> impl Strategy<Value = DlqOp> {
+    prop_oneof![
+        4 => (0u8..3).prop_map(DlqOp::Send),
+        4 => Just(DlqOp::Receive { dlq: false }),
+        2 => Just(DlqOp::Receive { dlq: true }),
+        3 => (0usize..4).prop_map(DlqOp::Ack),
+        2 => (0usize..4).prop_map(DlqOp::Nack),
+        1 => (0usize..4).prop_map(DlqOp::Reject),
+        1 => (0usize..4).prop_map(DlqOp::Drop),
+        2 => (0u8..25).prop_map(DlqOp::Advance),
+        2 => Just(DlqOp::Redrive),
+    ]
+}
+
+/// A held delivery: the queue it came from (`true`: the dead-letter queue) and its lease's
+/// number in the oracle.
+type HeldFrom = (switchboard::Delivery<(u8, u32)>, bool, u32);
+
+/// The oracle of the FIFO dead-letter model: each group's waiting messages, in order, in the
+/// source queue and in the dead-letter queue, and what is in flight where.
+#[derive(Default)]
+struct DlqOracle {
+    /// Waiting messages per (queue, group), in the order they go out (`true`: dead-letter queue).
+    waiting: HashMap<(bool, u8), VecDeque<u32>>,
+    /// The live lease per (queue, group): message, lease number, deadline.
+    in_flight: HashMap<(bool, u8), (u32, u32, Instant)>,
+    /// Receives from the source since the message last came in (the dead-letter rule counts them).
+    attempts: HashMap<u32, u32>,
+    /// Dead letters whose record is written into the message itself: leased from the
+    /// dead-letter queue while no other delivery held them.
+    record: HashSet<u32>,
+    /// Messages gone for good: acked, or rejected in the dead-letter queue (which has none).
+    done: Vec<u32>,
+    leases: u32,
+}
+
+impl DlqOracle {
+    /// A lease ended without an ack (nack, drop, expiry): from the source, back to the head of
+    /// its group, or on its second receive to the dead-letter queue; from the dead-letter
+    /// queue, back to the head of its group there.
+    fn put_back(&mut self, from_dlq: bool, g: u8, n: u32) {
+        if !from_dlq && self.attempts[&n] >= 2 {
+            self.waiting.entry((true, g)).or_default().push_back(n);
+        } else {
+            self.waiting.entry((from_dlq, g)).or_default().push_front(n);
+        }
+    }
+
+    /// Ends the leases whose deadline has come: the source's first (its dead letters join
+    /// the dead-letter queue's groups at the back), then the dead-letter queue's.
+    fn expire(&mut self, now: Instant) {
+        for from_dlq in [false, true] {
+            let due: Vec<(bool, u8)> = self
+                .in_flight
+                .iter()
+                .filter(|(&(d, _), &(_, _, at))| d == from_dlq && at <= now)
+                .map(|(&k, _)| k)
+                .collect();
+            for k in due {
+                let (n, _, _) = self.in_flight.remove(&k).unwrap();
+                self.put_back(k.0, k.1, n);
+            }
+        }
+    }
+
+    /// Whether the verdict of lease `lease` on (queue, group) finds it live; ends it if so.
+    fn settle(&mut self, from_dlq: bool, g: u8, lease: u32) -> Option<u32> {
+        match self.in_flight.get(&(from_dlq, g)) {
+            Some(&(n, l, _)) if l == lease => {
+                self.in_flight.remove(&(from_dlq, g));
+                Some(n)
+            }
+            _ => None,
+        }
+    }
+
+    /// A redrive back to the source: per group, the letters in order, unless the group has
+    /// one in flight here; a letter whose record is in the message while a delivery still
+    /// holds it stays, and keeps the rest of its group back.
+    fn redrive(&mut self, holders: impl Fn(u32) -> usize) -> usize {
+        let mut moved = 0;
+        let groups: Vec<u8> = self
+            .waiting
+            .keys()
+            .filter(|&&(d, _)| d)
+            .map(|&(_, g)| g)
+            .collect();
+        for g in groups {
+            if self.in_flight.contains_key(&(true, g)) {
+                continue;
+            }
+            while let Some(&n) = self.waiting[&(true, g)].front() {
+                if self.record.contains(&n) && holders(n) > 0 {
+                    break;
+                }
+                self.waiting.get_mut(&(true, g)).unwrap().pop_front();
+                self.record.remove(&n);
+                self.attempts.insert(n, 0);
+                self.waiting.entry((false, g)).or_default().push_back(n);
+                moved += 1;
+            }
+        }
+        moved
+    }
+
+    /// The groups a leased receive on one queue may serve now: a waiting head, none in flight.
+    fn available(&self, from_dlq: bool) -> Vec<u8> {
+        self.waiting
+            .iter()
+            .filter(|(&(d, g), w)| {
+                d == from_dlq && !w.is_empty() && !self.in_flight.contains_key(&(d, g))
+            })
+            .map(|(&(_, g), _)| g)
+            .collect()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: common::cases(128), ..ProptestConfig::default() })]
+
+    /// A FIFO queue with a FIFO dead-letter queue (two receives at most) and redrives back,
+    /// against an oracle of each group's order in both queues. Leases run out while their
+    /// holders keep the `Delivery` (stale holders): a letter leased in the dead-letter queue
+    /// carries its record in the message, which cannot be cleared while such a holder reads it,
+    /// so a redrive leaves it, and the rest of its group, where they are. Checked at every step:
+    /// each receive gives the head of a group with none in flight in that queue, an empty
+    /// receive means no such group, each verdict succeeds exactly when its lease is live, and a
+    /// redrive moves as many as the oracle does. In the end, once every holder let go, each
+    /// message is gone for good exactly once (acked, or rejected in the dead-letter queue,
+    /// which discards it), and both queues are empty.
+    #[test]
+    fn fifo_dead_letter_model(ops in proptest::collection::vec(dlq_op(), 1..150)) {
+        let clock = ManualClock::new();
+        let vis = Duration::from_secs(30);
+        let dlq: Queue<(u8, u32)> = Queue::builder()
+            .fifo()
+            .clock(clock.clone())
+            .visibility_timeout(vis)
+            .build();
+        let q: Queue<(u8, u32)> = Queue::builder()
+            .fifo()
+            .clock(clock.clone())
+            .visibility_timeout(vis)
+            .dead_letter(&dlq, 2)
+            .build();
+        let mut o = DlqOracle::default();
+        let mut next = 0u32;
+        let mut held: Vec<HeldFrom> = Vec::new();
+        for op in ops {
+            match op {
+                DlqOp::Send(g) => {
+                    q.send(Message::new((g, next)).with_group(format!("g{g}"))).unwrap();
+                    o.waiting.entry((false, g)).or_default().push_back(next);
+                    o.attempts.insert(next, 0);
+                    next += 1;
+                }
+                DlqOp::Receive { dlq: from_dlq } => {
+                    let from = if from_dlq { &dlq } else { &q };
+                    let open = o.available(from_dlq);
+                    match from.try_receive() {
+                        Ok(d) => {
+                            let (g, n) = *d.payload();
+                            prop_assert!(open.contains(&g), "group {} served (dlq: {}), open: {:?}", g, from_dlq, open);
+                            let head = o.waiting.get_mut(&(from_dlq, g)).unwrap().pop_front();
+                            prop_assert_eq!(head, Some(n), "group {} (dlq: {})", g, from_dlq);
+                            if from_dlq {
+                                if !held.iter().any(|(h, _, _)| h.payload().1 == n) {
+                                    o.record.insert(n);
+                                }
+                            } else {
+                                *o.attempts.get_mut(&n).unwrap() += 1;
+                            }
+                            o.leases += 1;
+                            o.in_flight.insert((from_dlq, g), (n, o.leases, d.lease_deadline()));
+                            held.push((d, from_dlq, o.leases));
+                        }
+                        Err(_) => prop_assert!(open.is_empty(), "nothing from (dlq: {}), open: {:?}", from_dlq, open),
+                    }
+                }
+                DlqOp::Ack(i) if i < held.len() => {
+                    let (d, from_dlq, lease) = held.remove(i);
+                    let (g, n) = *d.payload();
+                    let live = o.settle(from_dlq, g, lease).is_some();
+                    prop_assert_eq!(d.ack().is_ok(), live);
+                    if live {
+                        o.done.push(n);
+                    }
+                }
+                DlqOp::Nack(i) | DlqOp::Drop(i) if i < held.len() => {
+                    let (d, from_dlq, lease) = held.remove(i);
+                    let (g, n) = *d.payload();
+                    let live = o.settle(from_dlq, g, lease).is_some();
+                    if matches!(op, DlqOp::Nack(_)) {
+                        prop_assert_eq!(d.nack().is_ok(), live);
+                    } else {
+                        drop(d);
+                    }
+                    if live {
+                        o.put_back(from_dlq, g, n);
+                    }
+                }
+                DlqOp::Reject(i) if i < held.len() => {
+                    let (d, from_dlq, lease) = held.remove(i);
+                    let (g, n) = *d.payload();
+                    let live = o.settle(from_dlq, g, lease).is_some();
+                    prop_assert_eq!(d.reject("model").is_ok(), live);
+                    match (live, from_dlq) {
+                        (true, false) => o.waiting.entry((true, g)).or_default().push_back(n),
+                        (true, true) => o.done.push(n),
+                        (false, _) => {}
+                    }
+                }
+                DlqOp::Advance(s) => {
+                    clock.advance(Duration::from_secs(u64::from(s)));
+                    // Both queues look at the clock now (the source first, as its dead
+                    // letters join the other's groups), so the oracle's order of expiries holds.
+                    q.len();
+                    dlq.len();
+                    o.expire(clock.now());
+                }
+                DlqOp::Redrive => {
+                    let holders = |n: u32| held.iter().filter(|(h, _, _)| h.payload().1 == n).count();
+                    let expect = o.redrive(holders);
+                    prop_assert_eq!(dlq.redrive(), expect);
+                }
+                _ => {}
+            }
+        }
+        // Settle: every holder acks (those whose lease ran out fail and let go), then both
+        // queues drain, redriving what went to the dead-letter queue meanwhile.
+        for (d, _, _) in held.drain(..) {
+            let n = d.payload().1;
+            if d.ack().is_ok() {
+                o.done.push(n);
+            }
+        }
+        for _ in 0..1000 {
+            let mut progress = false;
+            for from in [&q, &dlq] {
+                while let Ok(d) = from.try_receive() {
+                    let n = d.payload().1;
+                    d.ack().unwrap();
+                    o.done.push(n);
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        o.done.sort_unstable();
+        let all: Vec<u32> = (0..next).collect();
+        prop_assert_eq!(o.done, all, "each message gone exactly once");
+        prop_assert_eq!((q.len(), dlq.len()), (0, 0));
+        prop_assert_eq!(q.stats().in_flight, 0);
+    }
+}
+
 #[test]
 fn the_dedup_window_remembers_at_most_max_keys() {
     let q: Queue<i32> = Queue::builder().dedup_max_keys(2).build();
