@@ -86,6 +86,29 @@ fn join_bounded<T: Send + Sync + 'static>(pool: ConsumerHandle<T>) -> ConsumerSt
         .expect("the pool did not finish in time")
 }
 
+/// Worker threads are named after the queue; a queue name may hold a NUL, which a thread name
+/// may not (std panics on one), and the pool still starts (found by review).
+#[test]
+fn a_queue_named_with_a_nul_still_gets_its_pool() {
+    let queue: Queue<u32> = Queue::builder().name("orders\0eu").build();
+    let names = Arc::new(Mutex::new(Vec::new()));
+    let pool = {
+        let names = Arc::clone(&names);
+        queue.consume(1, move |_| {
+            let name = thread::current().name().map(str::to_owned);
+            names.lock().unwrap().push(name);
+            Ok::<(), String>(())
+        })
+    };
+    queue.send(1).unwrap();
+    queue.close();
+    assert_eq!(join_bounded(pool).processed, 1);
+    assert_eq!(
+        *names.lock().unwrap(),
+        [Some("orderseu-worker-0".to_owned())]
+    );
+}
+
 #[test]
 fn smoke() {
     let queue = Queue::unbounded();

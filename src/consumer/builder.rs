@@ -133,7 +133,9 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     }
 
     /// Starts the pool: `workers` threads that lease messages and run `handler` on each, plus one
-    /// supervisor thread (heartbeat and shutdown deadline).
+    /// supervisor thread (heartbeat and shutdown deadline). The threads are named after the
+    /// queue (`{name}-worker-{n}`, `{name}-supervisor`, NUL characters left out; `queue` for a
+    /// queue without a name).
     ///
     /// `Ok` acks the message. `Err(e)` is a failed attempt: the message is retried after the
     /// policy's delay, or, on the queue's last attempt
@@ -216,7 +218,15 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         let settings = self.settings();
         let pool = Arc::new(Pool::new(self.queue, settings));
         let run = Arc::new(run);
-        let name = pool.queue.name().unwrap_or("queue").to_owned();
+        // Threads are named after the queue. A name may hold any character, but a thread's
+        // may not hold NUL (std panics on one): those are left out (found by review).
+        let name: String = pool
+            .queue
+            .name()
+            .unwrap_or("queue")
+            .chars()
+            .filter(|&c| c != '\0')
+            .collect();
         let mut threads = Vec::with_capacity(pool.settings.workers + 1);
         let workers = pool.settings.workers;
         for w in 0..workers {

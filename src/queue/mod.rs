@@ -414,8 +414,11 @@ impl<T> Queue<T> {
     }
 
     /// Sends a message that becomes visible at `at` on the queue's clock, without waiting. A
-    /// time already past (`Instant::now()` included) makes it visible at once, as
-    /// [`send_after`](Queue::send_after) with no delay does.
+    /// time already past makes it visible at once, as [`send_after`](Queue::send_after) with no
+    /// delay does; on the real clock, `Instant::now()` counts as past. A
+    /// [`ManualClock`](crate::ManualClock) reads only what it was advanced to, so there a real
+    /// `Instant::now()` usually lies ahead: use [`ManualClock::now`](crate::ManualClock::now)
+    /// for "now" on a queue that runs on one.
     ///
     /// # Errors
     ///
