@@ -164,6 +164,69 @@ fn numeric() {
     }
 }
 
+/// An infinite attribute lies beyond every bound: `-inf` is `<` and `<=` any number, `+inf`
+/// `>` and `>=` any; neither is in a two-sided range or `=` anything. The builder, the JSON
+/// policy and the index (enough ranges on one key for an interval tree) agree (found by
+/// review: a one-sided condition's missing bound was an exclusive infinity, which left the
+/// infinities out).
+#[test]
+fn infinite_attributes_lie_beyond_every_bound() {
+    let cases: &[(&str, Numeric, bool, bool)] = &[
+        // (policy, builder, matches -inf, matches +inf)
+        (r#"["<", 0]"#, Numeric::lt(0), true, false),
+        (r#"["<=", 0]"#, Numeric::le(0), true, false),
+        (r#"[">", 0]"#, Numeric::gt(0), false, true),
+        (r#"[">=", 0]"#, Numeric::ge(0), false, true),
+        (
+            r#"[">", -1e300, "<", 1e300]"#,
+            Numeric::gt(-1e300).and_lt(1e300),
+            false,
+            false,
+        ),
+        (
+            r#"[">=", 0, "<=", 10]"#,
+            Numeric::ge(0).and_le(10),
+            false,
+            false,
+        ),
+        (r#"["=", 0]"#, Numeric::eq(0), false, false),
+    ];
+    let mut index = FilterIndex::new();
+    for (i, (policy, built, neg, pos)) in cases.iter().enumerate() {
+        let json = f(&format!(r#"{{"k": [{{"numeric": {policy}}}]}}"#));
+        let built: Filter<()> = Filter::builder()
+            .numeric("k", built.clone())
+            .build()
+            .unwrap();
+        for filter in [&json, &built] {
+            assert_eq!(
+                filter.matches(&msg(&[("k", n(f64::NEG_INFINITY))])),
+                *neg,
+                "{policy} on -inf"
+            );
+            assert_eq!(
+                filter.matches(&msg(&[("k", n(f64::INFINITY))])),
+                *pos,
+                "{policy} on +inf"
+            );
+        }
+        // Many copies of each, so that the index builds a tree with inner nodes.
+        for copy in 0..8 {
+            index.insert((i * 8 + copy) as u32, json.clone());
+        }
+    }
+    let snap = index.snapshot();
+    for (x, pick) in [(f64::NEG_INFINITY, 2usize), (f64::INFINITY, 3)] {
+        let want: Vec<u32> = cases
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| if pick == 2 { c.2 } else { c.3 })
+            .flat_map(|(i, _)| (0..8).map(move |copy| (i * 8 + copy) as u32))
+            .collect();
+        assert_eq!(matching(&snap, &msg(&[("k", n(x))])), want, "index at {x}");
+    }
+}
+
 #[test]
 fn negative_zero_equals_zero() {
     assert!(f(r#"{"k": [0]}"#).matches(&msg(&[("k", n(-0.0))])));

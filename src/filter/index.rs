@@ -1185,6 +1185,7 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             12 => ((-40i32..40).prop_map(|v| f64::from(v) / 2.0), any::<bool>()),
+            1 => Just((inf, true)),
             1 => Just((inf, false)),
         ]
     }
@@ -1211,7 +1212,8 @@ mod tests {
                 .collect();
             let full = IntervalTree::build(ivs.clone());
             let capped = IntervalTree::build_capped(ivs.clone(), cap);
-            for x in (-90..=90).map(|v| f64::from(v) / 4.0).chain([f64::MIN, f64::MAX, -0.0]) {
+            let extremes = [f64::MIN, f64::MAX, -0.0, f64::NEG_INFINITY, f64::INFINITY];
+            for x in (-90..=90).map(|v| f64::from(v) / 4.0).chain(extremes) {
                 let want = brute(&ivs, x);
                 proptest::prop_assert_eq!(&stabbed(&full, x), &want, "at {}", x);
                 proptest::prop_assert_eq!(&stabbed(&capped, x), &want, "capped at {}, at {}", cap, x);

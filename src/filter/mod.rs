@@ -69,7 +69,9 @@
 //!
 //! SNS documents a limited precision; numbers are rounded to 6 decimal digits before comparing
 //! (magnitudes of 10^12 and more compare exactly). NaN and infinities are rejected in policies;
-//! a NaN attribute matches no numeric condition.
+//! a NaN attribute matches no numeric condition, and an infinite one is beyond every bound: `-inf`
+//! matches `<` and `<=` any number, `+inf` matches `>` and `>=`, and neither is in a range with
+//! two bounds.
 //!
 //! Two deliberate differences from the SNS guide, which gives numbers from -10^9 to 10^9 with
 //! 5 digits after the point: any finite number is accepted (SNS's answer past 10^9 is

@@ -172,9 +172,11 @@ impl Numeric {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct NumRange {
     pub(crate) terms: Vec<(NumOp, f64)>,
-    /// Lower bound (quantized) and whether it is inclusive; `-inf` when there is none.
+    /// Lower bound (quantized) and whether it is inclusive; `-inf`, inclusive, when there is
+    /// none.
     pub(crate) lo: (f64, bool),
-    /// Upper bound (quantized) and whether it is inclusive; `+inf` when there is none.
+    /// Upper bound (quantized) and whether it is inclusive; `+inf`, inclusive, when there is
+    /// none.
     pub(crate) hi: (f64, bool),
 }
 
@@ -220,10 +222,13 @@ impl NumRange {
                 ))
             }
             [(NumOp::Eq, v)] => ((quantize(*v), true), (quantize(*v), true)),
-            [(NumOp::Lt, v)] => ((-inf, false), (quantize(*v), false)),
-            [(NumOp::Le, v)] => ((-inf, false), (quantize(*v), true)),
-            [(NumOp::Gt, v)] => ((quantize(*v), false), (inf, false)),
-            [(NumOp::Ge, v)] => ((quantize(*v), true), (inf, false)),
+            // A side without a bound takes in everything that way, infinity included: an
+            // attribute of -inf is `< 0` (an exclusive infinite bound left it out; found by
+            // review).
+            [(NumOp::Lt, v)] => ((-inf, true), (quantize(*v), false)),
+            [(NumOp::Le, v)] => ((-inf, true), (quantize(*v), true)),
+            [(NumOp::Gt, v)] => ((quantize(*v), false), (inf, true)),
+            [(NumOp::Ge, v)] => ((quantize(*v), true), (inf, true)),
             [(lop @ (NumOp::Gt | NumOp::Ge), a), (hop @ (NumOp::Lt | NumOp::Le), b)] => {
                 // Both are finite (checked above), so `>=` is the negation of `<`.
                 if quantize(*a) >= quantize(*b) {
