@@ -771,6 +771,11 @@ fn error_display() {
         err(r#"{"price": [{"numeric": [">", 3, "<", 1]}]}"#).to_string(),
         r#"key "price", operator "numeric": bottom must be less than top (3 >= 1)"#
     );
+    // Ordered as written, empty once rounded to 6 decimal digits: the message says which.
+    assert_eq!(
+        err(r#"{"p": [{"numeric": [">", 0.0000001, "<", 0.0000002]}]}"#).to_string(),
+        r#"key "p", operator "numeric": bottom must be less than top at 6 decimal digits (0.0000001 and 0.0000002 round to 0 and 0)"#
+    );
     assert_eq!(
         err(r#"{"k": []}"#).to_string(),
         r#"key "k": empty arrays are not allowed"#
@@ -1267,6 +1272,46 @@ fn builder_nesting_stops_at_the_limit_as_it_goes() {
         .build::<()>()
         .unwrap_err();
     assert_eq!(e.kind(), FilterErrorKind::TooDeep);
+}
+
+/// Raising the nesting limit stops at `FilterLimits::NESTING_CEILING`: a builder nested past it
+/// gets `TooDeep` (it aborted the process on a stack overflow at about 1,000 levels under
+/// `with_max_nesting(usize::MAX)`; found by review), and a policy right at the ceiling builds,
+/// matches, writes JSON that reads back, and goes into an index on a test thread's stack.
+#[test]
+fn nesting_stops_at_the_ceiling_whatever_the_limit() {
+    let most = FilterLimits::default()
+        .with_max_nesting(usize::MAX)
+        .with_max_combinations(usize::MAX);
+    assert_eq!(most.max_nesting(), FilterLimits::NESTING_CEILING);
+    let nest = |levels: usize| {
+        (0..levels).fold(
+            Filter::builder().limits(most.clone()).eq("a", "x"),
+            |b, i| {
+                Filter::builder()
+                    .limits(most.clone())
+                    .eq(format!("k{}", i % 3), "v")
+                    .or([b, Filter::builder().eq("z", "z")])
+            },
+        )
+    };
+    let e = nest(1_000).build::<()>().unwrap_err();
+    assert_eq!(e.kind(), FilterErrorKind::TooDeep);
+    let deepest: Filter<()> = nest(FilterLimits::NESTING_CEILING).build().unwrap();
+    let m = msg(&[
+        ("k0", s("v")),
+        ("k1", s("v")),
+        ("k2", s("v")),
+        ("z", s("z")),
+    ]);
+    assert!(deepest.matches(&m));
+    assert!(!deepest.matches(&msg(&[("z", s("z"))])));
+    let json = deepest.to_json();
+    let back = Filter::<()>::from_json_with_limits(&json, &most).unwrap();
+    assert_eq!(back.to_json(), json, "the deepest policy's JSON reads back");
+    let mut index = FilterIndex::new();
+    index.insert(1, deepest);
+    assert_eq!(matching(&index.snapshot(), &m), [1]);
 }
 
 /// The size limit holds for the builder too, on the policy's compact JSON: it made filters

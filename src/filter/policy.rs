@@ -231,10 +231,18 @@ impl NumRange {
             [(NumOp::Ge, v)] => ((quantize(*v), true), (inf, true)),
             [(lop @ (NumOp::Gt | NumOp::Ge), a), (hop @ (NumOp::Lt | NumOp::Le), b)] => {
                 // Both are finite (checked above), so `>=` is the negation of `<`.
-                if quantize(*a) >= quantize(*b) {
-                    return Err(malformed(format!(
-                        "bottom must be less than top ({a} >= {b})"
-                    )));
+                let (qa, qb) = (quantize(*a), quantize(*b));
+                if qa >= qb {
+                    // Numbers compare at 6 decimal digits: say so when only the rounding
+                    // makes the range empty (the plain message stated a falsehood then).
+                    return Err(malformed(if a < b {
+                        format!(
+                            "bottom must be less than top at 6 decimal digits \
+                             ({a} and {b} round to {qa} and {qb})"
+                        )
+                    } else {
+                        format!("bottom must be less than top ({a} >= {b})")
+                    }));
                 }
                 (
                     (quantize(*a), *lop == NumOp::Ge),
@@ -520,7 +528,7 @@ impl Node {
 /// * `max_keys` (5): distinct attribute keys in one combination.
 /// * `max_combinations` (150): the sum, over the combinations that `$or` expands into, of the
 ///   product of the value-list lengths (SNS's "filter policy is too complex").
-/// * `max_nesting` (5): how deep `$or` may nest.
+/// * `max_nesting` (5): how deep `$or` may nest; at most [`FilterLimits::NESTING_CEILING`].
 /// * `max_bytes` (256 KiB): the length of the JSON text, and of the policy written back as
 ///   compact JSON ([`Filter::to_json`]), so that a filter's JSON always reads back (a builder
 ///   has only the latter).
@@ -554,6 +562,13 @@ impl Default for FilterLimits {
 }
 
 impl FilterLimits {
+    /// The deepest `$or` nesting any limits allow (32). The walks that check, compile and
+    /// match a policy go down one call per level, so a much deeper tree could overflow the
+    /// stack (found by review: a builder nested 1,000 deep under a raised limit aborted the
+    /// process). And the JSON parser's own recursion limit stops `$or` at 62 levels: within
+    /// the ceiling, a filter's [`to_json`](crate::Filter::to_json) always reads back.
+    pub const NESTING_CEILING: usize = 32;
+
     /// SNS's limits (the same as `default()`).
     pub fn sns() -> FilterLimits {
         FilterLimits::default()
@@ -568,9 +583,18 @@ impl FilterLimits {
         self.max_combinations = n;
         self
     }
-    /// Sets how deep `$or` may nest.
+    /// Sets how deep `$or` may nest; more than [`NESTING_CEILING`](Self::NESTING_CEILING) is
+    /// taken as the ceiling.
+    ///
+    /// ```
+    /// use switchboard::FilterLimits;
+    ///
+    /// assert_eq!(FilterLimits::default().with_max_nesting(8).max_nesting(), 8);
+    /// let most = FilterLimits::default().with_max_nesting(usize::MAX);
+    /// assert_eq!(most.max_nesting(), FilterLimits::NESTING_CEILING);
+    /// ```
     pub fn with_max_nesting(mut self, n: usize) -> FilterLimits {
-        self.max_nesting = n;
+        self.max_nesting = n.min(Self::NESTING_CEILING);
         self
     }
     /// Sets the longest policy text `from_json` accepts, in bytes.
