@@ -627,7 +627,8 @@ impl<T> Message<T> {
         self.id
     }
 
-    /// When the message was sent to the queue it is in (or published), on that clock.
+    /// When the message was sent to the queue it is in (or published), on that clock; a dead
+    /// letter keeps the time of its send to the source queue (see the type's docs).
     pub fn timestamp(&self) -> Option<Instant> {
         (self.timestamp != 0).then(|| clock::to_instant(self.timestamp))
     }

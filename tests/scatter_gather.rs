@@ -338,6 +338,45 @@ fn completes_when_all_replied() {
     assert_eq!(best, Some(("c", 2)));
 }
 
+/// A responder is a copy of the request: one that answers twice through clones of its
+/// `reply_to` counts once, and the gather waits for the silent subscriber; one that clones the
+/// request itself and answers through both counts as two, which completes the gather (as the
+/// docs of `Completion` say; found by review, where the docs had claimed the first).
+#[test]
+fn a_request_cloned_by_its_responder_counts_as_another_responder() {
+    let gather = |twice: Endpoint<Request<(), u8>>| {
+        let topic: Topic<Request<(), u8>> = Topic::new();
+        topic.subscribe_endpoint(twice);
+        let _silent = topic.subscribe();
+        let sg = ScatterGather::new(&topic);
+        let got = sg
+            .scatter((), Completion::within(Duration::from_millis(200)))
+            .unwrap();
+        (
+            got.completed(),
+            got.expected(),
+            got.replies().len(),
+            got.missing_count(),
+        )
+    };
+    let by_reply_to = Endpoint::from_fn(|m: Message<Request<(), u8>>| {
+        let req = m.into_payload();
+        let again = req.reply_to();
+        let _ = req.reply(1);
+        let _ = again.send(2);
+        Ok(())
+    });
+    assert_eq!(gather(by_reply_to), (Completed::Deadline, 2, 2, 1));
+    let by_clone = Endpoint::from_fn(|m: Message<Request<(), u8>>| {
+        let req = m.into_payload();
+        let copy = req.clone();
+        let _ = req.reply(1);
+        let _ = copy.reply(2);
+        Ok(())
+    });
+    assert_eq!(gather(by_clone), (Completed::All, 2, 2, 0));
+}
+
 #[test]
 fn completes_after_first_n() {
     let list = quotes(&[("a", Ok(1)), ("b", Ok(2)), ("c", Ok(3)), ("d", Ok(4))]);

@@ -118,7 +118,9 @@ impl<Req, Rep> Request<Req, Rep> {
 }
 
 impl<Req: Clone, Rep> Clone for Request<Req, Rep> {
-    /// A copy that can be answered separately (fan-out gives each subscriber one).
+    /// A copy that can be answered separately (fan-out gives each subscriber one). A gather
+    /// counts it as a responder of its own (see [`Completion`](crate::Completion)): to reply
+    /// more than once as the same responder, clone [`reply_to`](Request::reply_to) instead.
     fn clone(&self) -> Self {
         Request {
             body: self.body.clone(),

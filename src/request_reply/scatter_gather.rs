@@ -23,6 +23,14 @@ type Predicate<Rep> = dyn Fn(&[Reply<Rep>]) -> bool;
 /// ([`when`](Completion::when): a quorum, a first success). Whichever comes first ends it; the
 /// result says which ([`Completed`]).
 ///
+/// A responder, for this count, is a copy of the request: each copy the scatter delivered (one
+/// per subscriber or recipient reached) is one, however often it replies, through the request
+/// or through clones of its [`reply_to`](crate::Request::reply_to). A clone of the [`Request`]
+/// itself is a copy of its own, as the fan-out's copies are: a responder that clones its
+/// request and answers through both counts as two, and can make the gather end as complete
+/// while another responder it reached has not replied. To answer more than once as one
+/// responder, clone the `reply_to`, not the request.
+///
 /// ```
 /// use std::time::Duration;
 /// use switchboard::Completion;
@@ -110,7 +118,8 @@ impl<Rep> fmt::Debug for Completion<Rep> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Completed {
-    /// Every responder the request reached replied.
+    /// Every responder the request reached replied (as many copies of the request replied as
+    /// it reached: see [`Completion`] on counting).
     All,
     /// The first `n` replies came ([`Completion::first`]).
     First(usize),

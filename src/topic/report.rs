@@ -120,7 +120,10 @@ impl PublishReport {
         self.dropped_oldest + self.dropped_newest + self.full + self.closed + self.rejected
     }
 
-    /// Whether every subscription whose filter matched got the message and nothing was dropped.
+    /// Whether nothing was dropped: [`dropped`](PublishReport::dropped) is zero. Every
+    /// subscription whose filter matched got the message, except those it reached with its
+    /// time-to-live run out ([`expired`](PublishReport::expired), which the sender chose and
+    /// which is not a drop).
     pub fn is_lossless(&self) -> bool {
         self.dropped() == 0
     }
