@@ -521,6 +521,37 @@ fn a_redrive_never_moves_a_letter_into_a_queue_closed_meanwhile() {
     }
 }
 
+/// Senders racing `try_send` into a full bounded queue: `len` and `stats().visible` never read
+/// above the capacity (they did: a send counts itself before it finds the queue full and takes
+/// the count back; found by review), and exactly `capacity` sends get in. Both kinds of bound:
+/// a fixed channel (8), and one counted over a growing channel (past 65,536).
+#[test]
+fn len_never_reads_above_the_capacity_under_racing_sends() {
+    for (cap, per) in [(8usize, 20_000u32), (70_000, 20_000)] {
+        let q: Queue<u32> = Queue::bounded(cap);
+        let sent = AtomicU64::new(0);
+        let over = AtomicU64::new(0);
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for i in 0..per {
+                        if q.try_send(i).is_ok() {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let (len, visible) = (q.len(), q.stats().visible);
+                        if len > cap || visible > cap {
+                            over.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(over.load(Ordering::Relaxed), 0, "capacity {cap}");
+        assert_eq!(sent.load(Ordering::Relaxed), cap as u64);
+        assert_eq!((q.len(), q.try_iter().count()), (cap, cap));
+    }
+}
+
 /// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
 #[test]
 fn _watchdog() {

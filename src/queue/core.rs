@@ -2824,7 +2824,19 @@ impl<T> Shared<T> {
 
     pub(crate) fn main_len(&self) -> usize {
         let accepted = self.accepted();
-        accepted.saturating_sub(self.recv.0.popped.load(Ordering::Acquire)) as usize
+        self.lane_len(accepted.saturating_sub(self.recv.0.popped.load(Ordering::Acquire)))
+    }
+
+    /// What `len` and `stats` report for a main lane counted at `counted` (`accepted - popped`):
+    /// at most the capacity. The count runs ahead of the lane by the sends racing in, which a
+    /// full lane refuses and takes back (found by review: `len` read 10 on a queue bounded at 8
+    /// under racing `try_send`s), while the lane itself never holds more.
+    fn lane_len(&self, counted: u64) -> usize {
+        let n = usize::try_from(counted).unwrap_or(usize::MAX);
+        match self.config.capacity {
+            Some(cap) if !self.config.fifo => n.min(cap),
+            _ => n,
+        }
     }
 
     /// Runs the timers that are due, so that `len` and `stats` count a lease that ran out or a
@@ -2911,7 +2923,7 @@ impl<T> Shared<T> {
         }
         let c = &slow.c;
         QueueStats {
-            visible: main_len as usize + slow.ready.len() + grouped.map_or(0, Groups::len),
+            visible: self.lane_len(main_len) + slow.ready.len() + grouped.map_or(0, Groups::len),
             groups_waiting: grouped.map_or(0, Groups::groups_waiting),
             duplicates: slow.dedup.as_ref().map_or(0, |d| d.duplicates),
             in_flight: slow.live,
