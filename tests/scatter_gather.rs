@@ -70,7 +70,9 @@ fn request_reply_one_responder() {
     for i in 0..100 {
         assert_eq!(requester.request(i, LONG).unwrap(), i + 1);
     }
-    let reply = requester.request_reply(7, Instant::now() + LONG).unwrap();
+    let reply = requester
+        .request_reply_deadline(7, Instant::now() + LONG)
+        .unwrap();
     assert_eq!((reply.responder(), *reply.body()), (Some("r0"), 8));
     service.close();
     let served: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();

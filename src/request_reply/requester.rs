@@ -247,15 +247,46 @@ where
         req: impl Into<Message<Req>>,
         deadline: Instant,
     ) -> Result<Rep, RequestError> {
-        self.request_reply(req, deadline).map(Reply::into_body)
+        self.request_reply_deadline(req, deadline)
+            .map(Reply::into_body)
     }
 
-    /// Sends a request and waits until `deadline` for its reply, with who sent it.
+    /// Sends a request and waits at most `timeout` for its reply, with who sent it (the name
+    /// the responder gave with [`Request::reply_as`]).
     ///
     /// # Errors
     ///
     /// As [`request`](Requester::request).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard::{Endpoint, Message, Request, Requester};
+    ///
+    /// let echo = Endpoint::from_fn(|m: Message<Request<u8, u8>>| {
+    ///     let r = m.into_payload();
+    ///     let x = *r.body();
+    ///     let _ = r.reply_as("echo-1", x);
+    ///     Ok(())
+    /// });
+    /// let reply = Requester::new(echo).request_reply(5, Duration::from_secs(1)).unwrap();
+    /// assert_eq!((reply.responder(), *reply.body()), (Some("echo-1"), 5));
+    /// ```
     pub fn request_reply(
+        &self,
+        req: impl Into<Message<Req>>,
+        timeout: Duration,
+    ) -> Result<Reply<Rep>, RequestError> {
+        self.request_reply_deadline(req, deadline_after(timeout))
+    }
+
+    /// Sends a request and waits until `deadline` at most for its reply, with who sent it.
+    ///
+    /// # Errors
+    ///
+    /// As [`request`](Requester::request).
+    pub fn request_reply_deadline(
         &self,
         req: impl Into<Message<Req>>,
         deadline: Instant,
