@@ -428,6 +428,7 @@ impl<T> fmt::Debug for Endpoint<T> {
 /// assert_eq!(err.into_inner().into_payload(), 7);
 /// ```
 #[derive(Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum DeliverError<T> {
     /// The endpoint had no room (in time).
     #[error("delivering to a full endpoint")]

@@ -330,6 +330,7 @@ impl From<RecvError> for RecvTimeoutError {
 /// assert_eq!(q.len(), 1); // the message went back to the queue
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AckError {
     /// The visibility timeout passed before the verdict.
     #[error("the lease on message {0} expired before the verdict")]

@@ -171,7 +171,8 @@ pub use crate::filter::{
     FilterSnapshot, Mismatch, Numeric, PolicyValue,
 };
 pub use crate::message::{
-    AttrValue, Attributes, CorrelationId, DeadLetter, Message, MessageId, ReturnAddress,
+    AttrValue, Attributes, AttributesIter, CorrelationId, DeadLetter, Message, MessageId,
+    ReturnAddress,
 };
 pub use crate::queue::{Delivery, Queue, QueueBuilder, QueueStats, Sent};
 pub use crate::recipient_list::{

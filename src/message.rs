@@ -108,6 +108,27 @@ impl Default for CorrelationId {
     }
 }
 
+/// As [`CorrelationId::from_u64`].
+impl From<u64> for CorrelationId {
+    fn from(value: u64) -> CorrelationId {
+        CorrelationId::from_u64(value)
+    }
+}
+
+/// As [`CorrelationId::get`].
+impl From<CorrelationId> for u64 {
+    fn from(id: CorrelationId) -> u64 {
+        id.get()
+    }
+}
+
+/// As [`MessageId::get`].
+impl From<MessageId> for u64 {
+    fn from(id: MessageId) -> u64 {
+        id.get()
+    }
+}
+
 impl fmt::Debug for CorrelationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "CorrelationId({})", self.0)
@@ -420,8 +441,49 @@ impl Attributes {
     }
 
     /// The key-value pairs, in key order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &AttrValue)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v))
+    pub fn iter(&self) -> AttributesIter<'_> {
+        AttributesIter(self.entries.iter())
+    }
+}
+
+/// The key-value pairs of [`Attributes`], in key order: from [`Attributes::iter`], or a `for`
+/// loop over `&Attributes`.
+///
+/// ```
+/// use switchboard::Attributes;
+///
+/// let attrs: Attributes = [("tier", "gold"), ("region", "eu")].into_iter().collect();
+/// let mut keys = Vec::new();
+/// for (key, _value) in &attrs {
+///     keys.push(key);
+/// }
+/// assert_eq!(keys, ["region", "tier"]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct AttributesIter<'a>(std::slice::Iter<'a, (String, AttrValue)>);
+
+impl<'a> Iterator for AttributesIter<'a> {
+    type Item = (&'a str, &'a AttrValue);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, v)| (k.as_str(), v))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl ExactSizeIterator for AttributesIter<'_> {}
+
+impl std::iter::FusedIterator for AttributesIter<'_> {}
+
+impl<'a> IntoIterator for &'a Attributes {
+    type Item = (&'a str, &'a AttrValue);
+    type IntoIter = AttributesIter<'a>;
+
+    fn into_iter(self) -> AttributesIter<'a> {
+        self.iter()
     }
 }
 
@@ -962,6 +1024,24 @@ mod tests {
         assert_eq!(std::mem::size_of::<Message<u64>>(), 32);
         // The id's niche leaves room for an enum tag for free.
         assert_eq!(std::mem::size_of::<Option<Message<u64>>>(), 32);
+    }
+
+    #[test]
+    fn ids_convert_to_and_from_numbers() {
+        let c = CorrelationId::from(42u64);
+        assert_eq!((c, u64::from(c)), (CorrelationId::from_u64(42), 42));
+        let id = Message::new(()).id();
+        assert_eq!(u64::from(id), id.get());
+    }
+
+    #[test]
+    fn attributes_iterate_by_reference_in_key_order() {
+        let attrs: Attributes = [("b", 2), ("a", 1)].into_iter().collect();
+        let it = (&attrs).into_iter();
+        assert_eq!(it.len(), 2);
+        let pairs: Vec<(&str, &AttrValue)> = it.collect();
+        assert_eq!(pairs, attrs.iter().collect::<Vec<_>>());
+        assert_eq!(pairs.iter().map(|p| p.0).collect::<Vec<_>>(), ["a", "b"]);
     }
 
     #[test]

@@ -428,6 +428,7 @@ impl fmt::Debug for RecipientReport {
 /// assert_eq!(err.into_inner().into_payload(), "invoice");
 /// ```
 #[derive(Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum RecipientListError<T> {
     /// The route chose a name the list does not hold, under [`UnknownRecipients::Error`]; no
     /// recipient got the message.
@@ -740,6 +741,19 @@ impl<T> RecipientList<T> {
         let set = self.shared.set.load();
         let i = set.find(name).ok()?;
         Some(set.recipients[i].1.clone())
+    }
+
+    /// Whether both handles are to the same list (as [`Queue::same_queue`](crate::Queue::same_queue)).
+    ///
+    /// ```
+    /// use switchboard::{RecipientList, Route};
+    ///
+    /// let list: RecipientList<u8> = RecipientList::new(Route::all());
+    /// assert!(list.same_list(&list.clone()));
+    /// assert!(!list.same_list(&RecipientList::new(Route::all())));
+    /// ```
+    pub fn same_list(&self, other: &RecipientList<T>) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     /// The recipients' names, in name order.

@@ -1722,6 +1722,28 @@ fn plain_receiver_gets_it_when_let_go(queue: &Queue<u32>, stale: Delivery<u32>, 
     assert!(queue.is_empty());
 }
 
+/// A queue's iterators are fused: once one ended (closed and drained), it stays ended, even on
+/// a closed dead-letter queue, which still takes letters that a receive then finds.
+#[test]
+fn an_ended_iterator_stays_ended_when_a_closed_dead_letter_queue_takes_a_letter() {
+    let dlq: Queue<u32> = Queue::unbounded();
+    let q: Queue<u32> = Queue::builder().dead_letter(&dlq, 1).build();
+    dlq.close();
+    let mut it = dlq.iter();
+    assert!(it.next().is_none());
+    q.send(1).unwrap();
+    q.receive().unwrap().reject("poison").unwrap();
+    assert_eq!(dlq.len(), 1);
+    assert!(it.next().is_none(), "fused");
+    let mut owned = dlq.clone().into_iter();
+    assert_eq!(owned.next().map(Message::into_payload), Some(1));
+    assert!(owned.next().is_none());
+    q.send(2).unwrap();
+    q.receive().unwrap().reject("poison").unwrap();
+    assert!(owned.next().is_none(), "fused");
+    assert_eq!(dlq.try_recv().unwrap().into_payload(), 2);
+}
+
 /// `ack_into_message` acks and moves the message out: the same payload allocation comes back,
 /// the ack is counted, and nothing is left in the queue.
 #[test]

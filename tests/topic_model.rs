@@ -623,6 +623,7 @@ impl Model {
                             Overflow::DropNewest | Overflow::DropOldest => exp.dropped_newest += 1,
                             Overflow::Block | Overflow::Error => exp.full += 1,
                         },
+                        Some(_) => unreachable!("the model's closures give only these verdicts"),
                     }
                     if closure_verdict(payload).is_some() {
                         s.dropped += 1;

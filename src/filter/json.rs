@@ -605,6 +605,22 @@ impl<T> Filter<T> {
     }
 }
 
+/// Writes the policy as compact SNS JSON, as [`Filter::to_json`] does (a predicate, which has no
+/// JSON form, is left out); [`FromStr`](std::str::FromStr) reads it back.
+///
+/// ```
+/// use switchboard::Filter;
+///
+/// let f: Filter<()> = r#"{"tier": ["gold"]}"#.parse()?;
+/// assert_eq!(f.to_string(), r#"{"tier":["gold"]}"#);
+/// # Ok::<(), switchboard::FilterError>(())
+/// ```
+impl<T> std::fmt::Display for Filter<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_json())
+    }
+}
+
 /// Serializes the policy as SNS JSON. A filter with a predicate cannot be serialized: that is an
 /// error, not a silent loss of the predicate.
 impl<T> serde::Serialize for Filter<T> {

@@ -621,7 +621,10 @@ impl<T> Queue<T> {
 
     /// A blocking iterator over received messages; it ends when the queue is closed and drained.
     pub fn iter(&self) -> Iter<'_, T> {
-        Iter { queue: self }
+        Iter {
+            queue: self,
+            done: false,
+        }
     }
 
     /// An iterator over the messages ready now; it never waits.
@@ -1148,6 +1151,7 @@ impl<T> fmt::Debug for Queue<T> {
 /// assert_eq!(q.stats().lease_expired, 0);
 /// d.ack().unwrap();
 /// ```
+#[must_use = "a visibility timeout applies to the receives made through it"]
 pub struct Leasing<'a, T> {
     queue: &'a Queue<T>,
     visibility: Duration,
@@ -1262,14 +1266,29 @@ impl<T> fmt::Debug for Leasing<'_, T> {
 /// ```
 pub struct Iter<'a, T> {
     queue: &'a Queue<T>,
+    /// Ended: it stays ended (a closed dead-letter queue still takes letters, which a receive
+    /// would find later; an iterator that ended does not start again).
+    done: bool,
 }
 
 impl<T> Iterator for Iter<'_, T> {
     type Item = Message<T>;
 
     fn next(&mut self) -> Option<Message<T>> {
-        self.queue.recv().ok()
+        fused(&mut self.done, || self.queue.recv().ok())
     }
+}
+
+impl<T> std::iter::FusedIterator for Iter<'_, T> {}
+
+/// One step of a fused iterator: `None` for good once `next` gave `None`.
+fn fused<I>(done: &mut bool, next: impl FnOnce() -> Option<I>) -> Option<I> {
+    if *done {
+        return None;
+    }
+    let item = next();
+    *done = item.is_none();
+    item
 }
 
 impl<T> fmt::Debug for Iter<'_, T> {
@@ -1364,15 +1383,19 @@ impl<T> fmt::Debug for TryIter<'_, T> {
 /// ```
 pub struct IntoIter<T> {
     queue: Queue<T>,
+    /// Ended for good (see `Iter::done`).
+    done: bool,
 }
 
 impl<T> Iterator for IntoIter<T> {
     type Item = Message<T>;
 
     fn next(&mut self) -> Option<Message<T>> {
-        self.queue.recv().ok()
+        fused(&mut self.done, || self.queue.recv().ok())
     }
 }
+
+impl<T> std::iter::FusedIterator for IntoIter<T> {}
 
 impl<T> fmt::Debug for IntoIter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -1394,7 +1417,10 @@ impl<T> IntoIterator for Queue<T> {
     type IntoIter = IntoIter<T>;
 
     fn into_iter(self) -> IntoIter<T> {
-        IntoIter { queue: self }
+        IntoIter {
+            queue: self,
+            done: false,
+        }
     }
 }
 

@@ -383,7 +383,8 @@ impl<Rep> fmt::Debug for Reply<Rep> {
 /// assert_eq!(err.into_inner(), 7);
 /// assert_eq!(requester.stats().late, 1);
 /// ```
-#[derive(thiserror::Error)]
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplyError<Rep> {
     /// The requester no longer waits (it completed, timed out or gave up).
     #[error("late reply: the requester no longer waits")]

@@ -54,6 +54,7 @@ pub enum Overflow {
 /// assert_eq!(SubscribeOptions::new().unbounded().get_capacity(), None);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[must_use = "options are `Copy`: a setter returns the changed options and leaves these as they were"]
 pub struct SubscribeOptions {
     pub(crate) capacity: Option<usize>,
     pub(crate) overflow: Overflow,

@@ -235,6 +235,7 @@ pub struct SubscriptionStats {
 /// assert_eq!(err.into_inner().into_payload(), 1);
 /// ```
 #[derive(Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum PublishError<T> {
     /// The topic is closed; no subscriber got the message.
     #[error("publishing on a closed topic")]

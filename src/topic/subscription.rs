@@ -451,6 +451,9 @@ impl<T> Iterator for Iter<'_, T> {
     }
 }
 
+/// Fused: a subscription that reported its topic closed and itself drained gets nothing more.
+impl<T> std::iter::FusedIterator for Iter<'_, T> {}
+
 impl<T> fmt::Debug for Iter<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Iter { .. }")
@@ -515,6 +518,9 @@ impl<T> Iterator for IntoIter<T> {
         self.sub.recv().ok()
     }
 }
+
+/// Fused: a subscription that reported its topic closed and itself drained gets nothing more.
+impl<T> std::iter::FusedIterator for IntoIter<T> {}
 
 impl<T> fmt::Debug for IntoIter<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
