@@ -188,6 +188,35 @@ pub use crate::topic::{
     SubscriptionStats, Topic, TopicBuilder, TopicStats,
 };
 
+// Unwind safety, as crossbeam's channels have it: a handle can be used inside `catch_unwind`
+// without `AssertUnwindSafe`. The auto traits miss these only because of the locks and cells
+// inside. No operation leaves a queue, topic, list or conversation half-changed when user code it
+// runs panics (a payload's drop, a filter predicate, a closure endpoint, a key function): that
+// code runs outside the locks, which do not poison, and the tests with panicking payloads
+// (`Bomb`) check the state after each such panic. A message is as unwind-safe as its payload.
+macro_rules! unwind_safe {
+    ($($ty:ident<$($p:ident),+>),+ $(,)?) => {$(
+        impl<$($p),+> std::panic::UnwindSafe for $ty<$($p),+> {}
+        impl<$($p),+> std::panic::RefUnwindSafe for $ty<$($p),+> {}
+    )+};
+}
+
+unwind_safe!(
+    Queue<T>,
+    Delivery<T>,
+    Topic<T>,
+    Subscription<T>,
+    RecipientList<T>,
+    Endpoint<T>,
+    Requester<Req, Rep>,
+    ScatterGather<Req, Rep>,
+    Service<Req, Rep>,
+    Responder<Req, Rep>,
+);
+
+impl<T: std::panic::UnwindSafe> std::panic::UnwindSafe for Message<T> {}
+impl<T: std::panic::RefUnwindSafe> std::panic::RefUnwindSafe for Message<T> {}
+
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

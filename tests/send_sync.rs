@@ -47,6 +47,35 @@ fn handles_are_send_sync() {
     send::<switchboard::queue::IntoIter<Job>>();
 }
 
+fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+
+/// Handles work inside `catch_unwind` without `AssertUnwindSafe`, as crossbeam's do; a message
+/// (and an error handing one back) as far as its payload does.
+#[test]
+fn handles_are_unwind_safe() {
+    use switchboard::{
+        Endpoint, RecipientList, Request, Requester, Responder, ScatterGather, Service,
+        Subscription, Topic,
+    };
+    type Req = Request<u8, u8>;
+    unwind_safe::<Queue<Job>>();
+    unwind_safe::<Delivery<Job>>();
+    unwind_safe::<Message<Job>>();
+    unwind_safe::<SendError<Job>>();
+    unwind_safe::<Topic<Job>>();
+    unwind_safe::<Subscription<Job>>();
+    unwind_safe::<RecipientList<Job>>();
+    unwind_safe::<Endpoint<Job>>();
+    unwind_safe::<Requester<u8, u8>>();
+    unwind_safe::<ScatterGather<u8, u8>>();
+    unwind_safe::<Service<u8, u8>>();
+    unwind_safe::<Responder<u8, u8>>();
+    unwind_safe::<Queue<Req>>();
+    let q: Queue<u8> = Queue::unbounded();
+    assert!(std::panic::catch_unwind(|| q.send(1).map(drop)).is_ok());
+    assert_eq!(q.len(), 1);
+}
+
 #[test]
 fn errors_are_send_sync_and_static() {
     send_sync::<SendError<Job>>();
