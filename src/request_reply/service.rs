@@ -129,6 +129,11 @@ impl<Req, Rep> Service<Req, Rep> {
     pub fn close(&self) -> bool {
         self.gate.queue.close()
     }
+
+    /// Whether the service was closed.
+    pub fn is_closed(&self) -> bool {
+        self.gate.queue.is_closed()
+    }
 }
 
 impl<Req, Rep> Clone for Service<Req, Rep> {
@@ -181,6 +186,32 @@ pub struct Responder<Req, Rep> {
 }
 
 impl<Req, Rep> Responder<Req, Rep> {
+    /// Requests waiting to be received (as [`Queue::len`](crate::Queue::len)).
+    ///
+    /// ```
+    /// use switchboard::Service;
+    ///
+    /// let service: Service<u8, u8> = Service::unbounded();
+    /// let responder = service.responder();
+    /// assert!(responder.is_empty() && !responder.is_closed());
+    /// service.close();
+    /// assert!(responder.is_closed() && service.is_closed());
+    /// ```
+    pub fn len(&self) -> usize {
+        self.gate.queue.len()
+    }
+
+    /// Whether no request is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.gate.queue.is_empty()
+    }
+
+    /// Whether the service was closed (responders drain what is queued, then their receives
+    /// fail).
+    pub fn is_closed(&self) -> bool {
+        self.gate.queue.is_closed()
+    }
+
     /// Receives the next request, waiting for one.
     ///
     /// # Errors
