@@ -1531,3 +1531,44 @@ fn a_panicking_drop_before_a_blocked_publish_waits_loses_nothing() {
 fn _watchdog() {
     common::start_watchdog();
 }
+
+/// `resubscribe` gives a new subscription with the same options and filter, from the next
+/// publish on; on a closed or dropped topic it is closed from the start.
+#[test]
+fn resubscribe_keeps_options_and_filter_and_starts_now() {
+    let topic: Topic<u32> = Topic::new();
+    let opts = SubscribeOptions::new()
+        .capacity(2)
+        .overflow(Overflow::DropOldest);
+    let sub = topic.subscribe_filtered_with(
+        switchboard::Filter::builder().eq("k", "v").build().unwrap(),
+        opts,
+    );
+    topic.publish(Message::new(1).with_attr("k", "v")).unwrap();
+    let again = sub.resubscribe();
+    assert_ne!(again.id(), sub.id());
+    assert_eq!(
+        (again.capacity(), again.overflow()),
+        (Some(2), Overflow::DropOldest)
+    );
+    for n in 2..=4 {
+        topic.publish(Message::new(n).with_attr("k", "v")).unwrap();
+    }
+    topic.publish(Message::new(5)).unwrap(); // filtered out
+    let got: Vec<u32> = again.try_iter().map(Message::into_payload).collect();
+    assert_eq!(
+        got,
+        [3, 4],
+        "from the resubscribe on, the oldest dropped at capacity 2"
+    );
+    assert_eq!(again.dropped(), 1);
+    topic.close();
+    assert!(sub.resubscribe().is_closed());
+    let gone = {
+        let t: Topic<u32> = Topic::new();
+        t.subscribe()
+    };
+    let orphan = gone.resubscribe();
+    assert!(orphan.is_closed());
+    assert_eq!(orphan.try_recv().unwrap_err(), TryRecvError::Closed);
+}

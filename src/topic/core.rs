@@ -435,6 +435,11 @@ impl<T> Shared<T> {
         self.set.load().closed
     }
 
+    /// A live subscription's filter, if it has one.
+    pub(crate) fn filter_of(&self, key: SubKey) -> Option<Filter<T>> {
+        self.writer.lock().index.get(&key).cloned()
+    }
+
     /// Whether the subscription `key` is in the current set (not yet removed, topic open).
     pub(crate) fn contains(&self, key: SubKey) -> bool {
         let set = self.set.load();

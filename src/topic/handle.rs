@@ -262,7 +262,7 @@ impl<T> Topic<T> {
         self.subscribe_inner(Some(filter), options)
     }
 
-    fn subscribe_inner(
+    pub(crate) fn subscribe_inner(
         &self,
         filter: Option<Filter<T>>,
         options: SubscribeOptions,

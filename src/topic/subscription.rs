@@ -274,6 +274,45 @@ impl<T> Subscription<T> {
         TryIter { sub: self }
     }
 
+    /// A new subscription to the same topic, with this one's options and filter, that receives
+    /// the messages published from now on (as tokio's `broadcast::Receiver::resubscribe`); this
+    /// one is left as it is. On a topic that is closed, or gone, the new one is closed from the
+    /// start (and, the topic being gone, has this one's [`id`](Subscription::id): nothing is left
+    /// to hand out another).
+    ///
+    /// ```
+    /// use switchboard::{Filter, Message, Topic};
+    ///
+    /// let topic = Topic::new();
+    /// let eu = topic.subscribe_filtered(Filter::from_json(r#"{"region": ["eu"]}"#).unwrap());
+    /// topic.publish(Message::new(1).with_attr("region", "eu")).unwrap();
+    /// let late = eu.resubscribe();
+    /// topic.publish(Message::new(2).with_attr("region", "eu")).unwrap();
+    /// topic.publish(Message::new(3).with_attr("region", "us")).unwrap();
+    /// assert_eq!(late.try_iter().map(|m| m.into_payload()).collect::<Vec<_>>(), [2]);
+    /// assert_eq!(eu.try_iter().count(), 2);
+    /// ```
+    pub fn resubscribe(&self) -> Subscription<T> {
+        match self.topic.upgrade() {
+            Some(shared) => {
+                let filter = shared.filter_of(self.key);
+                crate::Topic { shared }.subscribe_inner(filter, self.options)
+            }
+            None => {
+                // Its sender dropped at once: receives report `Closed`.
+                let (_, rx) = cb::bounded(0);
+                Subscription::new(
+                    rx,
+                    self.key,
+                    self.options,
+                    Arc::new(SubCounters::default()),
+                    self.clock.clone(),
+                    Weak::new(),
+                )
+            }
+        }
+    }
+
     /// Changes this subscription's filter (`None`: receive everything again), from the next
     /// publish on. Returns false if the topic is gone or closed.
     pub fn set_filter(&self, filter: Option<crate::Filter<T>>) -> bool {
