@@ -283,7 +283,7 @@ impl<T> Subscription<T> {
     /// ```
     /// use switchboard::{Filter, Message, Topic};
     ///
-    /// let topic = Topic::new();
+    /// let topic: Topic<i32> = Topic::new();
     /// let eu = topic.subscribe_filtered(Filter::from_json(r#"{"region": ["eu"]}"#).unwrap());
     /// topic.publish(Message::new(1).with_attr("region", "eu")).unwrap();
     /// let late = eu.resubscribe();
