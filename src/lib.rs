@@ -193,7 +193,10 @@ pub use crate::topic::{
 // inside. No operation leaves a queue, topic, list or conversation half-changed when user code it
 // runs panics (a payload's drop, a filter predicate, a closure endpoint, a key function): that
 // code runs outside the locks, which do not poison, and the tests with panicking payloads
-// (`Bomb`) check the state after each such panic. A message is as unwind-safe as its payload.
+// (`Bomb`) check the state after each such panic. What these impls vouch for is the library's
+// state: the state a user's closure captures is that closure's owner's, as a payload's is.
+// The handles above hand out messages by value; a message, and a delivery (which lends out
+// `&Message<T>`, as an `Arc` does), are as unwind-safe as their payload.
 macro_rules! unwind_safe {
     ($($ty:ident<$($p:ident),+>),+ $(,)?) => {$(
         impl<$($p),+> std::panic::UnwindSafe for $ty<$($p),+> {}
@@ -203,7 +206,6 @@ macro_rules! unwind_safe {
 
 unwind_safe!(
     Queue<T>,
-    Delivery<T>,
     Topic<T>,
     Subscription<T>,
     RecipientList<T>,
@@ -216,6 +218,8 @@ unwind_safe!(
 
 impl<T: std::panic::UnwindSafe> std::panic::UnwindSafe for Message<T> {}
 impl<T: std::panic::RefUnwindSafe> std::panic::RefUnwindSafe for Message<T> {}
+impl<T: std::panic::RefUnwindSafe> std::panic::UnwindSafe for Delivery<T> {}
+impl<T: std::panic::RefUnwindSafe> std::panic::RefUnwindSafe for Delivery<T> {}
 
 /// The README's examples, compiled and run as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]

@@ -1841,6 +1841,14 @@ fn ack_into_message_keeps_a_dead_letters_record() {
     drop(dead_letter_with_a_stale_holder(&dlq2));
     let m = dlq2.receive().unwrap().ack_into_message().unwrap();
     assert_eq!(m.dead_letter().map(|r| r.attempts()), Some(1));
+    // Shared at the lease (the record stays on the delivery), let go of before the ack: the
+    // message comes back owned, and only the delivery's record can go on it (found by review).
+    let dlq3: Queue<u32> = Queue::unbounded();
+    let stale = dead_letter_with_a_stale_holder(&dlq3);
+    let d = dlq3.receive().unwrap();
+    drop(stale);
+    let m = d.ack_into_message().unwrap();
+    assert_eq!(m.dead_letter().map(|r| r.attempts()), Some(1));
 }
 
 /// A lease that runs out on its last attempt sends its message to the dead-letter queue while

@@ -521,9 +521,10 @@ fn a_redrive_never_moves_a_letter_into_a_queue_closed_meanwhile() {
     }
 }
 
-/// Senders racing `try_send` into a full bounded queue: `len` and `stats().visible` never read
-/// above the capacity (they did: a send counts itself before it finds the queue full and takes
-/// the count back; found by review), and exactly `capacity` sends get in. Both kinds of bound:
+/// Senders racing `try_send` into a full bounded queue: `len`, `stats().visible` and
+/// `stats().sent` never read above the capacity (they did: a send counts itself before it finds
+/// the queue full and takes the count back; found by review), and exactly `capacity` sends get
+/// in. Both kinds of bound:
 /// a fixed channel (8), and one counted over a growing channel (past 65,536).
 #[test]
 fn len_never_reads_above_the_capacity_under_racing_sends() {
@@ -538,8 +539,8 @@ fn len_never_reads_above_the_capacity_under_racing_sends() {
                         if q.try_send(i).is_ok() {
                             sent.fetch_add(1, Ordering::Relaxed);
                         }
-                        let (len, visible) = (q.len(), q.stats().visible);
-                        if len > cap || visible > cap {
+                        let stats = q.stats();
+                        if q.len() > cap || stats.visible > cap || stats.sent > cap as u64 {
                             over.fetch_add(1, Ordering::Relaxed);
                         }
                     }

@@ -606,7 +606,9 @@ impl<T> Filter<T> {
 }
 
 /// Writes the policy as compact SNS JSON, as [`Filter::to_json`] does (a predicate, which has no
-/// JSON form, is left out); [`FromStr`](std::str::FromStr) reads it back.
+/// JSON form, is left out). [`FromStr`](std::str::FromStr) reads it back under the default
+/// (SNS) limits; a filter made under raised ones reads back with
+/// [`from_json_with_limits`](Filter::from_json_with_limits) and those limits.
 ///
 /// ```
 /// use switchboard::Filter;

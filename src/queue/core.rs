@@ -76,7 +76,7 @@ impl<T> Held<T> {
             .expect("a held message stays until its allocation is spare")
     }
 
-    fn into_message(self) -> Message<T> {
+    pub(crate) fn into_message(self) -> Message<T> {
         self.0
             .expect("a held message stays until its allocation is spare")
     }
@@ -2320,7 +2320,8 @@ impl<T> Shared<T> {
             // A rendezvous queue's lane always looks empty (a sender waiting there shows only
             // to a receive): it goes straight to the tries (found by review).
             let ne = self.recv.0.next_event.load(Ordering::Relaxed);
-            if self.rx.capacity() != Some(0) {
+            // A deadline too close for the spin goes straight to the tries.
+            if self.rx.capacity() != Some(0) && spin::worth_it(deadline) {
                 spin::poll(|| {
                     !self.rx.is_empty()
                         || self.recv.0.next_event.load(Ordering::Relaxed) != ne
@@ -2928,7 +2929,9 @@ impl<T> Shared<T> {
             duplicates: slow.dedup.as_ref().map_or(0, |d| d.duplicates),
             in_flight: slow.live,
             delayed: slow.delayed.len(),
-            sent: accepted + c.sent_slow,
+            // Clamped as `visible` is: `accepted` counts sends a full queue is about to refuse
+            // (found by review: 11 on a queue full at 8).
+            sent: popped + self.lane_len(main_len) as u64 + c.sent_slow,
             received: popped - c.expired_main + c.received_ready,
             acked: c.acked,
             nacked: c.nacked,

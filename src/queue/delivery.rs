@@ -155,8 +155,11 @@ impl<T> Delivery<T> {
             .ack_with(slot, gen, id, &mut self.msg, None, true)?;
         let mut msg = match kept {
             Some(Ok(Some(m))) => m,
-            // Shared with an expired lease's holder, who may still read it.
-            Some(Err(shared)) => shared.message().clone(),
+            // Shared with an expired lease's holder, who may still read it (unless that
+            // holder let go since the ack).
+            Some(Err(shared)) => {
+                Arc::try_unwrap(shared).map_or_else(|a| a.message().clone(), Held::into_message)
+            }
             Some(Ok(None)) | None => {
                 unreachable!("a successful ack that keeps its message hands it back")
             }

@@ -170,14 +170,14 @@ impl<T> Subscription<T> {
         }
     }
 
-    /// `wait` with a deadline: the same spin, unless the deadline has passed already (a zero
+    /// `wait` with a deadline: the same spin, unless the deadline is too close for it (a zero
     /// timeout, as `recv_many` with no wait uses, looks once and returns).
     fn wait_until(&self, deadline: Instant) -> Result<Message<T>, cb::RecvTimeoutError> {
         match self.rx.try_recv() {
             Ok(m) => Ok(m),
             Err(cb::TryRecvError::Disconnected) => Err(cb::RecvTimeoutError::Disconnected),
             Err(cb::TryRecvError::Empty) => {
-                if Instant::now() < deadline {
+                if spin::worth_it(Some(deadline)) {
                     spin::poll(|| !self.rx.is_empty());
                 }
                 self.rx.recv_deadline(deadline)
