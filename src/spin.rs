@@ -24,10 +24,10 @@ pub(crate) const POLLS: u32 = 256;
 /// last that long (found by review: 12 µs a call instead of 6).
 pub(crate) const SPAN: std::time::Duration = std::time::Duration::from_micros(20);
 
-/// Whether a wait until `deadline` (none: for ever) has time for the spin.
+/// Whether a wait with `left` to go (none: for ever) has time for the spin.
 #[inline]
-pub(crate) fn worth_it(deadline: Option<std::time::Instant>) -> bool {
-    deadline.is_none_or(|d| d.saturating_duration_since(std::time::Instant::now()) > SPAN)
+pub(crate) fn worth_it(left: Option<std::time::Duration>) -> bool {
+    left.is_none_or(|l| l > SPAN)
 }
 
 /// Spins until `ready` holds, looking once every spin-loop hint, [`POLLS`] times at most. The

@@ -2311,7 +2311,9 @@ impl<T> Shared<T> {
                 Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
                 Err(TryRecvError::Empty) => {}
             }
-            if stopped() || deadline.is_some_and(|d| Instant::now() >= d) {
+            // One clock reading for both questions: is it time, and is there time to spin.
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if stopped() || left == Some(Duration::ZERO) {
                 return Err(RecvTimeoutError::Timeout);
             }
             // Spin briefly, then yield, before announcing the wait (a receiver that caught up
@@ -2321,7 +2323,7 @@ impl<T> Shared<T> {
             // to a receive): it goes straight to the tries (found by review).
             let ne = self.recv.0.next_event.load(Ordering::Relaxed);
             // A deadline too close for the spin goes straight to the tries.
-            if self.rx.capacity() != Some(0) && spin::worth_it(deadline) {
+            if self.rx.capacity() != Some(0) && spin::worth_it(left) {
                 spin::poll(|| {
                     !self.rx.is_empty()
                         || self.recv.0.next_event.load(Ordering::Relaxed) != ne

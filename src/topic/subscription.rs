@@ -149,38 +149,34 @@ impl<T> Subscription<T> {
     /// [`RecvError`] when the topic is closed and nothing is left.
     #[inline]
     pub fn recv(&self) -> Result<Message<T>, RecvError> {
-        match self.wait() {
+        match self.wait(None) {
             Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
-            Ok(m) => self.past_expired(m, || self.wait().map_err(|_| RecvError)),
+            Ok(m) => self.past_expired(m, || self.wait(None).map_err(|_| RecvError)),
             Err(_) => Err(RecvError),
         }
     }
 
-    /// The channel's blocking receive, after a spin that looks every spin-loop hint (see
-    /// `spin`): a publisher that answers quickly is seen at once, not after a backoff's gap.
+    /// The channel's blocking receive (until `deadline`, if any), after a spin that looks every
+    /// spin-loop hint (see `spin`): a publisher that answers quickly is seen at once, not after
+    /// a backoff's gap. A deadline too close for the spin (a zero timeout, as `recv_many` with
+    /// no wait uses) looks once and waits without it.
     #[inline]
-    fn wait(&self) -> Result<Message<T>, cb::RecvError> {
-        match self.rx.try_recv() {
-            Ok(m) => Ok(m),
-            Err(cb::TryRecvError::Disconnected) => Err(cb::RecvError),
-            Err(cb::TryRecvError::Empty) => {
-                spin::poll(|| !self.rx.is_empty());
-                self.rx.recv()
-            }
-        }
-    }
-
-    /// `wait` with a deadline: the same spin, unless the deadline is too close for it (a zero
-    /// timeout, as `recv_many` with no wait uses, looks once and returns).
-    fn wait_until(&self, deadline: Instant) -> Result<Message<T>, cb::RecvTimeoutError> {
+    fn wait(&self, deadline: Option<Instant>) -> Result<Message<T>, cb::RecvTimeoutError> {
         match self.rx.try_recv() {
             Ok(m) => Ok(m),
             Err(cb::TryRecvError::Disconnected) => Err(cb::RecvTimeoutError::Disconnected),
             Err(cb::TryRecvError::Empty) => {
-                if spin::worth_it(Some(deadline)) {
+                let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                if spin::worth_it(left) {
                     spin::poll(|| !self.rx.is_empty());
                 }
-                self.rx.recv_deadline(deadline)
+                match deadline {
+                    Some(d) => self.rx.recv_deadline(d),
+                    None => self
+                        .rx
+                        .recv()
+                        .map_err(|_| cb::RecvTimeoutError::Disconnected),
+                }
             }
         }
     }
@@ -211,7 +207,7 @@ impl<T> Subscription<T> {
     ///
     /// As [`recv_timeout`](Subscription::recv_timeout).
     pub fn recv_deadline(&self, deadline: Instant) -> Result<Message<T>, RecvTimeoutError> {
-        let next = || self.wait_until(deadline).map_err(recv_timeout_error);
+        let next = || self.wait(Some(deadline)).map_err(recv_timeout_error);
         match next() {
             Ok(m) if m.ttl().is_none() => Ok(self.hand_out(m)),
             Ok(m) => self.past_expired(m, next),
