@@ -705,6 +705,36 @@ fn errors_display_lowercase_and_debug_payload_free() {
         format!("{:?}", switchboard::ReplyError::Late(NoDebug)),
         "Late(..)"
     );
+    // Like the other errors that hand a value back, it clones and compares when the value does.
+    let late = switchboard::ReplyError::Late(7u8);
+    assert_eq!(late.clone(), late);
+    assert_ne!(late, switchboard::ReplyError::Late(8));
+}
+
+/// A responder reports what waits for it, as a queue does: a request nobody answered in time
+/// stays queued and counts in `len`; closing the service shows on every handle.
+#[test]
+fn a_responder_sees_the_requests_waiting_and_the_close() {
+    let service: Service<u32, u32> = Service::unbounded();
+    let responder = service.responder();
+    let requester = service.requester();
+    assert_eq!((responder.len(), responder.is_empty()), (0, true));
+    for n in 0..2 {
+        assert_eq!(
+            requester.request(n, Duration::from_millis(1)),
+            Err(RequestError::Timeout)
+        );
+    }
+    assert_eq!((responder.len(), responder.is_empty()), (2, false));
+    assert!(!responder.is_closed() && !service.is_closed());
+    assert!(service.close());
+    assert!(responder.is_closed() && service.is_closed());
+    assert_eq!(
+        responder.try_iter().count(),
+        2,
+        "closing leaves the queued requests"
+    );
+    assert!(responder.is_empty());
 }
 
 /// A request body whose drop (the one a service's drain does) says so and waits for a go.

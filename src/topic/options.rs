@@ -53,6 +53,15 @@ pub enum Overflow {
 /// assert_eq!(SubscribeOptions::default().get_overflow(), Overflow::Block);
 /// assert_eq!(SubscribeOptions::new().unbounded().get_capacity(), None);
 /// ```
+///
+/// The options are `Copy`: a setter returns the changed options and leaves the original as it
+/// was, so a setter written as a statement is an error under `deny(unused_must_use)`:
+///
+/// ```compile_fail
+/// #![deny(unused_must_use)]
+/// let opts = switchboard::SubscribeOptions::new();
+/// opts.capacity(4); // error: unused `SubscribeOptions`
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[must_use = "options are `Copy`: a setter returns the changed options and leaves these as they were"]
 pub struct SubscribeOptions {
