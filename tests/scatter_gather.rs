@@ -1238,3 +1238,27 @@ fn a_wide_gather_names_exactly_the_silent_and_unreached_responders() {
     assert_eq!(got.unreached(), ["zz-empty-topic"]);
     assert_eq!(got.replies().len(), 100 - silent.len());
 }
+
+/// A responder's requests iterate through named types: `for request in &responder` works, and
+/// the iterator stays ended once the service is closed and drained.
+#[test]
+fn a_responder_iterates_by_reference_and_stays_ended() {
+    let service: switchboard::Service<u32, u32> = switchboard::Service::unbounded();
+    let responder = service.responder();
+    let requester = service.requester();
+    let worker = std::thread::spawn(move || {
+        let mut served = 0;
+        for request in &responder {
+            let x = *request.body();
+            request.reply(x + 1).unwrap();
+            served += 1;
+        }
+        let mut it = responder.iter();
+        (served, it.next().is_none() && it.next().is_none())
+    });
+    for i in 0..3 {
+        assert_eq!(requester.request(i, Duration::from_secs(10)), Ok(i + 1));
+    }
+    service.close();
+    assert_eq!(worker.join().unwrap(), (3, true));
+}

@@ -45,6 +45,11 @@ fn handles_are_send_sync() {
     send::<switchboard::queue::Iter<'static, Job>>();
     send::<switchboard::queue::TryIter<'static, Job>>();
     send::<switchboard::queue::IntoIter<Job>>();
+    // So can a responder's, and a gather's completion condition (built on one thread, used on
+    // the one that scatters).
+    send::<switchboard::request_reply::Iter<'static, u8, u8>>();
+    send::<switchboard::request_reply::TryIter<'static, u8, u8>>();
+    send::<switchboard::Completion<u8>>();
 }
 
 fn unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}

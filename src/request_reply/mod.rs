@@ -71,4 +71,4 @@ mod service;
 pub use self::request::{Reply, ReplyError, ReplyTo, Request};
 pub use self::requester::{ConversationStats, RequestError, Requester};
 pub use self::scatter_gather::{Completed, Completion, GatherError, Gathered, ScatterGather};
-pub use self::service::{Responder, Service};
+pub use self::service::{Iter, Responder, Service, TryIter};

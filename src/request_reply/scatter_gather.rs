@@ -13,7 +13,7 @@ use crate::message::{CorrelationId, Message};
 use crate::recipient_list::RecipientListError;
 use crate::small_set::{SmallSet, LINEAR_MAX};
 
-type Predicate<Rep> = dyn Fn(&[Reply<Rep>]) -> bool;
+type Predicate<Rep> = dyn Fn(&[Reply<Rep>]) -> bool + Send;
 
 /// When a gather is complete: every expected reply, or sooner.
 ///
@@ -72,8 +72,12 @@ impl<Rep> Completion<Rep> {
     }
 
     /// Also complete as soon as `done` holds over the replies gathered so far (checked before
-    /// the first reply and after each one).
-    pub fn when(mut self, done: impl Fn(&[Reply<Rep>]) -> bool + 'static) -> Completion<Rep> {
+    /// the first reply and after each one). The predicate is `Send`, as is the `Completion`: one
+    /// can be built on one thread and used on another.
+    pub fn when(
+        mut self,
+        done: impl Fn(&[Reply<Rep>]) -> bool + Send + 'static,
+    ) -> Completion<Rep> {
         self.when = Some(Box::new(done));
         self
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::request::Request;
 use super::requester::Requester;
 use crate::error::{RecvError, RecvTimeoutError, TryRecvError};
+use crate::message::Message;
 use crate::queue::Queue;
 
 /// What a [`Requester`] of a service checks: the live responders, and the queue to empty when
@@ -273,8 +274,10 @@ impl<Req, Rep> Responder<Req, Rep> {
     /// service.close();
     /// worker.join().unwrap();
     /// ```
-    pub fn iter(&self) -> impl Iterator<Item = Request<Req, Rep>> + '_ {
-        std::iter::from_fn(move || self.recv().ok())
+    pub fn iter(&self) -> Iter<'_, Req, Rep> {
+        Iter {
+            inner: self.gate.queue.iter(),
+        }
     }
 
     /// An iterator over the requests waiting now; it never waits (as
@@ -293,8 +296,10 @@ impl<Req, Rep> Responder<Req, Rep> {
     /// assert_eq!(waiting, [1]);
     /// assert_eq!(responder.try_iter().count(), 0); // and returns at once when none wait
     /// ```
-    pub fn try_iter(&self) -> impl Iterator<Item = Request<Req, Rep>> + '_ {
-        std::iter::from_fn(move || self.try_recv().ok())
+    pub fn try_iter(&self) -> TryIter<'_, Req, Rep> {
+        TryIter {
+            inner: self.gate.queue.try_iter(),
+        }
     }
 
     /// Answers requests with `f` until the service is closed and drained; returns how many it
@@ -307,6 +312,57 @@ impl<Req, Rep> Responder<Req, Rep> {
             served += 1;
         }
         served
+    }
+}
+
+impl<'a, Req, Rep> IntoIterator for &'a Responder<Req, Rep> {
+    type Item = Request<Req, Rep>;
+    type IntoIter = Iter<'a, Req, Rep>;
+
+    /// As [`Responder::iter`].
+    fn into_iter(self) -> Iter<'a, Req, Rep> {
+        self.iter()
+    }
+}
+
+/// A blocking iterator over a service's requests: see [`Responder::iter`]. It ends once the
+/// service is closed and drained, and stays ended.
+pub struct Iter<'a, Req, Rep> {
+    inner: crate::queue::Iter<'a, Request<Req, Rep>>,
+}
+
+impl<Req, Rep> Iterator for Iter<'_, Req, Rep> {
+    type Item = Request<Req, Rep>;
+
+    fn next(&mut self) -> Option<Request<Req, Rep>> {
+        self.inner.next().map(Message::into_payload)
+    }
+}
+
+impl<Req, Rep> std::iter::FusedIterator for Iter<'_, Req, Rep> {}
+
+impl<Req, Rep> fmt::Debug for Iter<'_, Req, Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Iter { .. }")
+    }
+}
+
+/// An iterator over the requests waiting now: see [`Responder::try_iter`]. It never waits.
+pub struct TryIter<'a, Req, Rep> {
+    inner: crate::queue::TryIter<'a, Request<Req, Rep>>,
+}
+
+impl<Req, Rep> Iterator for TryIter<'_, Req, Rep> {
+    type Item = Request<Req, Rep>;
+
+    fn next(&mut self) -> Option<Request<Req, Rep>> {
+        self.inner.next().map(Message::into_payload)
+    }
+}
+
+impl<Req, Rep> fmt::Debug for TryIter<'_, Req, Rep> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TryIter { .. }")
     }
 }
 
