@@ -188,7 +188,11 @@ impl<T: Clone> Endpoint<T> {
     /// [`DeliverError::Full`] when a queue is at capacity (or, for a topic, a subscription could
     /// not take it: the others did), [`DeliverError::Closed`] when the queue or topic is closed,
     /// [`DeliverError::Rejected`] when a topic's validator or the closure refused it. Each hands
-    /// the message back.
+    /// the message back. A recipient list fails as its [`send`](RecipientList::send) does:
+    /// with the error of its first failing recipient when no recipient took the message (or,
+    /// under [`OnFailure::Stop`](crate::OnFailure::Stop), when one failed), and not at all
+    /// when some took it and the others failed under `Continue` (the message is delivered; a
+    /// retry would give those a duplicate). Its report is the list's `send`'s.
     ///
     /// # Examples
     ///
@@ -266,6 +270,19 @@ impl<T: Clone> Endpoint<T> {
     }
 
     pub(crate) fn deliver_wait(&self, msg: Message<T>, wait: Wait) -> Result<(), DeliverError<T>> {
+        if let Kind::List(l) = &self.kind {
+            // As the list's own `send`: once some recipient took the message it is delivered,
+            // not handed back, as a retry would give those a duplicate (found by review: an
+            // endpoint over a list handed it back with one recipient closed, another served).
+            return l.send_wait(msg, wait).map(drop).map_err(|e| match e {
+                RecipientListError::UnknownRecipient { name, message } => DeliverError::Rejected {
+                    message,
+                    reason: format!("unknown recipient {name}"),
+                },
+                RecipientListError::Stopped { error, .. }
+                | RecipientListError::Undelivered { error, .. } => error,
+            });
+        }
         self.deliver_reach(msg, wait).map(drop).map_err(|p| p.error)
     }
 

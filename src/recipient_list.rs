@@ -878,7 +878,7 @@ impl<T: Clone> RecipientList<T> {
         self.send_wait(msg.into(), Wait::Until(deadline))
     }
 
-    fn send_wait(
+    pub(crate) fn send_wait(
         &self,
         msg: Message<T>,
         wait: Wait,

@@ -694,3 +694,32 @@ fn a_route_naming_many_recipients_with_repeats_delivers_each_once() {
     );
     assert_eq!(names[80..], ["ghost", "phantom"]);
 }
+
+/// An endpoint over a list delivers as the list's `send` does: once one recipient took the
+/// message, a failing other does not make it an error that hands the message back (a retry
+/// would duplicate it); when none took it, the message comes back.
+#[test]
+fn an_endpoint_over_a_list_succeeds_when_some_recipient_took_the_message() {
+    let (a, closed) = (Queue::<u32>::unbounded(), Queue::unbounded());
+    closed.close();
+    let list = RecipientList::new(Route::all());
+    list.add("a", &a);
+    list.add("closed", &closed);
+    let endpoint = Endpoint::from(&list);
+    endpoint.deliver(7).unwrap();
+    endpoint.try_deliver(8).unwrap();
+    assert_eq!(drain(&a), [7, 8]);
+    assert!(list.remove("a").is_some());
+    let err = endpoint.deliver(9).unwrap_err();
+    assert!(matches!(err, DeliverError::Closed(_)), "{err:?}");
+    assert_eq!(err.into_inner().into_payload(), 9);
+    let strict = RecipientList::builder()
+        .route(Route::to(["nobody"]))
+        .unknown(UnknownRecipients::Error)
+        .build();
+    let err = Endpoint::from(&strict).deliver(10).unwrap_err();
+    assert!(
+        matches!(&err, DeliverError::Rejected { reason, .. } if reason == "unknown recipient nobody"),
+        "{err:?}"
+    );
+}

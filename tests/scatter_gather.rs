@@ -1262,3 +1262,134 @@ fn a_responder_iterates_by_reference_and_stays_ended() {
     service.close();
     assert_eq!(worker.join().unwrap(), (3, true));
 }
+
+type Small = Request<u32, u32>;
+
+/// A reply through the message's shared metadata address names no copy: the gather keeps it
+/// but credits no responder, so the recipient stays missing and the gather is not `All`
+/// (found by review: it was `All`, complete, and listed the recipient as missing all at once).
+#[test]
+fn a_reply_through_the_metadata_address_is_kept_but_credits_no_responder() {
+    let list: RecipientList<Small> = RecipientList::new(Route::all());
+    list.add(
+        "acme",
+        Endpoint::from_fn(|m: Message<Small>| {
+            let to = m.reply_to().unwrap().get::<ReplyTo<u32>>().unwrap().clone();
+            to.send(m.into_payload().body() + 1).unwrap();
+            Ok(())
+        }),
+    );
+    list.add(
+        "typed",
+        Endpoint::from_fn(|m: Message<Small>| {
+            let _ = m.into_payload().reply(7);
+            Ok(())
+        }),
+    );
+    let got = ScatterGather::new(&list)
+        .scatter(1, Completion::within(LONG))
+        .unwrap();
+    // Both dropped their copies: nothing more can come.
+    assert_eq!(got.completed(), Completed::NoMoreReplies);
+    assert_eq!(got.replies().len(), 2);
+    assert_eq!(got.expected(), 2);
+    assert_eq!(got.missing(), ["acme"]);
+    assert_eq!(got.missing_count(), 1);
+    assert!(!got.is_complete());
+    let untold = got.replies().iter().find(|r| *r.body() == 2).unwrap();
+    assert_eq!((untold.responder(), untold.recipient()), (None, None));
+    assert_eq!(got.responders(), ["typed"]);
+}
+
+/// One responder answering twice through a forwarded metadata address does not complete a
+/// gather as `All` while another responder still holds its request.
+#[test]
+fn two_metadata_replies_from_one_responder_do_not_complete_all() {
+    let held: Arc<std::sync::Mutex<Vec<Small>>> = Arc::default();
+    let list: RecipientList<Small> = RecipientList::new(Route::all());
+    list.add(
+        "a",
+        Endpoint::from_fn(|m: Message<Small>| {
+            let addr = m.reply_to().unwrap().clone();
+            let to = addr.get::<ReplyTo<u32>>().unwrap();
+            to.clone().send(1).unwrap();
+            to.clone().send(2).unwrap();
+            Ok(())
+        }),
+    );
+    let h = Arc::clone(&held);
+    list.add(
+        "b",
+        Endpoint::from_fn(move |m: Message<Small>| {
+            h.lock().unwrap().push(m.into_payload());
+            Ok(())
+        }),
+    );
+    let got = ScatterGather::new(&list)
+        .scatter(1, Completion::within(Duration::from_millis(100)))
+        .unwrap();
+    assert_eq!(got.completed(), Completed::Deadline);
+    assert_eq!(got.replies().len(), 2);
+    assert_eq!(got.missing(), ["a", "b"]);
+    assert_eq!(got.missing_count(), 2);
+    // Replies through the metadata address still count as replies.
+    let first = ScatterGather::new(&list)
+        .scatter(1, Completion::within(LONG).first(2))
+        .unwrap();
+    assert_eq!(first.completed(), Completed::First(2));
+}
+
+/// A scatter the list refuses as a delivery loop says so, as a request-reply does, instead of
+/// naming an empty recipient with an empty outcome.
+#[test]
+fn a_scatter_refused_as_a_loop_is_rejected() {
+    let list: RecipientList<Small> = RecipientList::new(Route::all());
+    let seen: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let sg = ScatterGather::new(&list);
+    let (inner, s) = (sg.clone(), Arc::clone(&seen));
+    list.add(
+        "forward",
+        Endpoint::from_fn(move |m: Message<Small>| {
+            let again = m.map(|r| *r.body());
+            let e = inner
+                .scatter(again, Completion::within(Duration::from_millis(50)))
+                .unwrap_err();
+            s.lock().unwrap().push(format!("{e:?}"));
+            Ok(())
+        }),
+    );
+    let _ = sg.scatter(1, Completion::within(Duration::from_millis(100)));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].starts_with("Rejected(\"delivery loop"),
+        "{}",
+        seen[0]
+    );
+}
+
+/// A request an `Overflow::Error` subscription refuses at once is `Full` but not a time-out.
+#[test]
+fn a_request_refused_full_at_once_is_not_counted_as_timed_out() {
+    use switchboard::{Overflow, SubscribeOptions};
+    let topic: Topic<Small> = Topic::new();
+    let _sub = topic.subscribe_with(
+        SubscribeOptions::default()
+            .capacity(1)
+            .overflow(Overflow::Error),
+    );
+    let requester = Requester::new(&topic);
+    // The first fills the subscription and times out waiting for a reply.
+    assert_eq!(
+        requester.request(1, Duration::from_millis(1)),
+        Err(RequestError::Timeout)
+    );
+    assert_eq!(requester.request(2, LONG), Err(RequestError::Full));
+    assert_eq!(requester.stats().timed_out, 1);
+    let sg = ScatterGather::new(&topic);
+    assert_eq!(
+        sg.scatter(3, Completion::within(LONG)).unwrap_err(),
+        GatherError::Full
+    );
+    assert_eq!(sg.stats().timed_out, 0);
+}

@@ -146,7 +146,11 @@ impl<Req, Rep> fmt::Debug for Request<Req, Rep> {
 /// `ReplyTo`, and every clone of the message's `ReturnAddress` (forwarded with another message,
 /// say). The address on the request's own metadata does not count by itself (a requester reuses
 /// that metadata for its next request once no message holds it), so take a clone of it before
-/// dropping the request:
+/// dropping the request. Every copy of a fanned-out request shares that metadata, so a reply
+/// through it does not say which copy answered: a [`ScatterGather`](crate::ScatterGather)
+/// takes it but credits no responder with it (see [`Completion`](crate::Completion)). A
+/// responder that has the [`Request`] replies through it ([`Request::reply`],
+/// [`Request::reply_to`]) instead.
 ///
 /// ```
 /// use std::time::Duration;

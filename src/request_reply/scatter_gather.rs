@@ -31,6 +31,18 @@ type Predicate<Rep> = dyn Fn(&[Reply<Rep>]) -> bool + Send;
 /// while another responder it reached has not replied. To answer more than once as one
 /// responder, clone the `reply_to`, not the request.
 ///
+/// A reply sent through the request message's metadata instead ([`Message::reply_to`], the
+/// type-erased address every copy shares) cannot be told apart from the other copies' replies:
+/// the gather takes it (it is in [`Gathered::replies`] and counts for `first` and `when`), but
+/// it answers for no responder, so it never completes a gather as [`Completed::All`] and its
+/// sender stays in [`Gathered::missing`]. Responders that should count reply through their
+/// [`Request`] ([`Request::reply`], [`Request::reply_to`]).
+///
+/// [`Message::reply_to`]: crate::Message::reply_to
+/// [`Request`]: crate::Request
+/// [`Request::reply`]: crate::Request::reply
+/// [`Request::reply_to`]: crate::Request::reply_to
+///
 /// ```
 /// use std::time::Duration;
 /// use switchboard::Completion;
@@ -123,7 +135,7 @@ impl<Rep> fmt::Debug for Completion<Rep> {
 #[non_exhaustive]
 pub enum Completed {
     /// Every responder the request reached replied (as many copies of the request replied as
-    /// it reached: see [`Completion`] on counting).
+    /// it reached, through their own return addresses: see [`Completion`] on counting).
     All,
     /// The first `n` replies came ([`Completion::first`]).
     First(usize),
@@ -226,6 +238,8 @@ impl<Rep> Gathered<Rep> {
 
     /// The recipients the request reached that did not reply (recipient-list scatters; empty
     /// for a topic, whose subscribers have no names: see [`missing_count`](Gathered::missing_count)).
+    /// A recipient whose only replies came through the message's shared metadata address is
+    /// among them: such a reply names no recipient (see [`Completion`]).
     pub fn missing(&self) -> &[String] {
         &self.missing
     }
@@ -448,17 +462,19 @@ where
                         Err(GatherError::UnknownRecipient(name))
                     }
                     Err((
-                        RecipientListError::Stopped { report, .. }
-                        | RecipientListError::Undelivered { report, .. },
+                        RecipientListError::Stopped { report, error }
+                        | RecipientListError::Undelivered { report, error },
                         _,
-                    )) => {
-                        let (name, outcome) = report
-                            .iter()
-                            .find(|(_, o)| o.is_failure())
-                            .map(|(n, o)| (n.to_owned(), o.to_string()))
-                            .unwrap_or_default();
-                        Err(GatherError::RecipientFailed { name, outcome })
-                    }
+                    )) => match report.iter().find(|(_, o)| o.is_failure()) {
+                        Some((name, outcome)) => Err(GatherError::RecipientFailed {
+                            name: name.to_owned(),
+                            outcome: outcome.to_string(),
+                        }),
+                        // No recipient failed: the list refused the request itself (a
+                        // delivery loop), with an empty report. Found by review: this named
+                        // an empty recipient with an empty outcome.
+                        None => Err(not_scattered(error)),
+                    },
                 }
             }
             None => match self.endpoint.deliver_to_some(msg, Wait::Until(deadline)) {
@@ -475,8 +491,9 @@ where
             Ok(r) => r,
             Err(e) => {
                 drop(closing);
-                if e == GatherError::Full {
-                    // It waited for room until the deadline.
+                if e == GatherError::Full && Instant::now() >= deadline {
+                    // It waited for room until the deadline (an `Overflow::Error` subscription
+                    // refuses at once: not a time-out).
                     Stats::bump(&self.stats.timed_out);
                 }
                 return Err(e);
@@ -488,7 +505,9 @@ where
         // than once, or a request redelivered and answered by two consumers) counts once, so
         // that `All` waits for every responder (found by review: two replies from one
         // responder completed a gather of two). Replies through the message's own return
-        // address cannot tell copies apart and count one each.
+        // address cannot tell copies apart: they count as replies, not as responders (found by
+        // review: one responder answering twice that way completed a gather as `All` while
+        // another had not replied).
         let (mut answered, mut copies) = (0usize, SmallSet::<u32>::new());
         let completed = loop {
             if answered >= expected {
@@ -503,7 +522,7 @@ where
             match inbox.wait(deadline) {
                 Next::Reply(r) => {
                     Stats::bump(&self.stats.replies);
-                    if r.copy == UNKNOWN_COPY || copies.insert(r.copy) {
+                    if r.copy != UNKNOWN_COPY && copies.insert(r.copy) {
                         answered += 1;
                     }
                     replies.push(r);
