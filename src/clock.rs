@@ -236,6 +236,15 @@ impl Clock {
         }
     }
 
+    /// How far apart two different readings are at least: the coarse clock's tick on the real
+    /// clock (a few milliseconds), zero on a manual clock (it moves by any amount).
+    pub(crate) fn resolution(&self) -> Duration {
+        match &self.manual {
+            None => base().lag,
+            Some(_) => Duration::ZERO,
+        }
+    }
+
     /// Whether this is a manual clock.
     pub fn is_manual(&self) -> bool {
         self.manual.is_some()

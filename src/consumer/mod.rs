@@ -70,10 +70,14 @@
 //! # Heartbeat
 //!
 //! A handler slower than the visibility timeout keeps its lease: the supervisor extends every
-//! lease with less than half the visibility timeout left, by the visibility timeout, up to
+//! lease with less than half the visibility timeout left (plus one tick of the queue's clock,
+//! which moves in ticks of a few milliseconds), by the visibility timeout, up to
 //! [`max_lease`](Consumer::max_lease) after the message was received. Past that, the lease
 //! expires, the message goes to another receiver, and the slow handler's verdict changes nothing
-//! (counted in [`ConsumerStats::lease_lost`]).
+//! (counted in [`ConsumerStats::lease_lost`]). A visibility timeout of one clock tick or less
+//! (4 ms on a typical Linux) is too short to keep: such a lease can end at the next tick. Up to
+//! a few ticks, a heartbeat held up for a tick (a busy machine) can still miss its chance: give
+//! handlers that may be slow a visibility timeout of tens of milliseconds at least.
 //!
 //! # Shutdown
 //!

@@ -320,6 +320,15 @@ impl<T> Pool<T> {
         let vis = self.visibility;
         let half = u64::try_from((vis / 2).as_nanos()).unwrap_or(u64::MAX);
         for slot in &self.slots {
+            // On the real clock, time left moves in coarse ticks (4 ms with HZ=250): a lease
+            // looks due a tick early, or a short visibility timeout (8 ms and under) never
+            // shows less than half left before it runs out, and a 16 ms one only for the one
+            // tick a heartbeat may miss (found by review: such a slow handler's message went
+            // to a second worker with the heartbeat on).
+            let due_within = |t: &Tracked<T>| {
+                let tick = u64::try_from(t.key.clock_resolution().as_nanos()).unwrap_or(0);
+                due(t.deadline.saturating_sub(t.key.now()), half, tick)
+            };
             // Chosen under the worker's lock, extended after it: an extension runs the queue's
             // timers, and what they discard drops on the way out (a payload's drop is user code,
             // which must not run under a lock of ours; found by review).
@@ -328,7 +337,7 @@ impl<T> Pool<T> {
                 .lock()
                 .leases
                 .iter()
-                .filter(|t| t.deadline.saturating_sub(t.key.now()) < half)
+                .filter(|t| due_within(t))
                 .map(|t| {
                     let limit = crate::clock::add(t.leased_at, self.settings.max_lease);
                     (t.key.clone(), t.deadline, limit)
@@ -646,5 +655,47 @@ impl<T> Pool<T> {
         }
         s.handler_time = Duration::from_nanos(nanos);
         s
+    }
+}
+
+/// Whether the heartbeat extends a lease with `left` nanoseconds to go, given half the
+/// visibility timeout and the clock's tick (its resolution): a tick's margin, so that the last
+/// reading before the lease runs out, a tick or less from its end, is always due.
+fn due(left: Nanos, half: Nanos, tick: Nanos) -> bool {
+    left < half.saturating_add(tick)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due;
+
+    const MS: u64 = 1_000_000;
+
+    /// On a clock that moves in ticks, the time left takes the values `vis - k * tick`. The
+    /// heartbeat must see one of them as due before the lease runs out (left 0): with the
+    /// last reading before that (a tick or less to go) due, the whole tick before expiry is
+    /// its window. Without the tick's margin, an 8 ms lease on a 4 ms clock showed 8, 4, 0
+    /// and never less than half left.
+    #[test]
+    fn the_last_reading_before_expiry_is_always_due() {
+        for tick in [0, MS, 4 * MS, 10 * MS] {
+            for vis in [5 * MS, 8 * MS, 12 * MS, 16 * MS, 100 * MS, 30_000 * MS] {
+                if vis <= tick {
+                    continue;
+                }
+                let half = vis / 2;
+                // The first reading shows `vis` left, each later one a tick less; the last
+                // one above 0 is the heartbeat's last chance.
+                let step = tick.max(1);
+                let last = vis - (vis - 1) / step * step;
+                assert!(last > 0 && last <= step);
+                assert!(due(last, half, tick), "vis {vis}, tick {tick}: {last} left");
+                // A fresh lease is not extended again at once unless the tick is as coarse
+                // as half the timeout.
+                if tick < half {
+                    assert!(!due(vis, half, tick), "vis {vis}, tick {tick}");
+                }
+            }
+        }
     }
 }

@@ -440,6 +440,11 @@ impl<T> LeaseKey<T> {
         self.shared.now()
     }
 
+    /// The resolution of the queue's clock (see `Clock::resolution`).
+    pub(crate) fn clock_resolution(&self) -> Duration {
+        self.shared.config.clock.resolution()
+    }
+
     /// Whether both keys are to the same lease.
     pub(crate) fn is(&self, other: &LeaseKey<T>) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared) && (self.slot, self.gen) == (other.slot, other.gen)
