@@ -2,7 +2,10 @@
 //!
 //! Every time a queue keeps (enqueue times, delays, visibility timeouts, time-to-live) is read from
 //! its [`Clock`]. The real clock reads a coarse monotonic clock (a few milliseconds of resolution,
-//! about five nanoseconds a read on Linux) because a send cannot afford a precise clock read. A
+//! about five nanoseconds a read on Linux) because a send cannot afford a precise clock read. So
+//! the times a queue keeps are as fine as that clock's tick (4 ms on a typical Linux): a delay,
+//! a time-to-live or a visibility timeout can run out up to a tick early (taken at the end of
+//! a tick, counted from its start) or late; keep them well above a tick. A
 //! [`ManualClock`] stands still until [`ManualClock::advance`] moves it, and wakes every receiver
 //! of every queue that uses it when it moves, so a test can show that a delayed message becomes due
 //! or a lease expires without sleeping.

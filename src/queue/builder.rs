@@ -85,7 +85,8 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
         self
     }
 
-    /// How long a lease lasts unless extended (default 30 s).
+    /// How long a lease lasts unless extended (default 30 s). On the real clock it is kept to
+    /// the clock's tick, a few milliseconds (see [`Clock`]).
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.visibility = timeout;
         self
