@@ -3246,3 +3246,30 @@ fn a_letter_dead_twice_carries_its_latest_record() {
 fn _watchdog() {
     common::start_watchdog();
 }
+
+/// A send the full queue refuses (`try_send`, or `send_timeout` running out) leaves the age of
+/// the oldest message as it was: found by review, the refused send's sample stood in for the
+/// messages waiting, and 257 messages 100 s old read as 0 s old.
+#[test]
+fn a_refused_send_does_not_change_the_oldest_age() {
+    let clock = ManualClock::new();
+    let q: Queue<u32> = Queue::builder().clock(clock.clone()).capacity(257).build();
+    q.send_batch(0..257).unwrap();
+    assert_eq!(q.recv_many(127, Duration::ZERO).unwrap().len(), 127);
+    q.send_batch(257..384).unwrap(); // full again: 257 waiting, all sent at the start
+    clock.advance(Duration::from_secs(100));
+    assert_eq!(q.stats().oldest_age, Some(Duration::from_secs(100)));
+    assert_eq!(
+        q.try_send(999).unwrap_err().into_inner().into_payload(),
+        999
+    );
+    assert_eq!(q.stats().oldest_age, Some(Duration::from_secs(100)));
+    let refused = q.send_timeout(998, Duration::from_millis(5)).unwrap_err();
+    assert_eq!(refused.into_inner().into_payload(), 998);
+    assert_eq!(q.stats().oldest_age, Some(Duration::from_secs(100)));
+    assert_eq!(q.len(), 257);
+    // The very first send refused: no time of its own is left behind either.
+    let fresh: Queue<u32> = Queue::builder().clock(clock.clone()).capacity(0).build();
+    assert!(fresh.try_send(1).is_err());
+    assert_eq!(fresh.stats().oldest_age, None);
+}

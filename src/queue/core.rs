@@ -687,6 +687,14 @@ struct SendSide {
     first: AtomicU64,
 }
 
+/// What a send's sample overwrote (`Shared::sample`): the ring slot and its value, and the
+/// first send's time, each if written.
+#[derive(Clone, Copy, Default)]
+struct Sampled {
+    sample: Option<(usize, Nanos)>,
+    first: Option<Nanos>,
+}
+
 /// What receivers write on every receive and when they block, on a line of its own so that a
 /// receiver does not invalidate the line senders write.
 #[derive(Default)]
@@ -982,25 +990,53 @@ impl<T> Shared<T> {
         }
     }
 
+    /// Samples the enqueue time of every 64th accepted send (see `SendSide::samples`); says what
+    /// it overwrote, to put back if the send is refused after all.
     #[inline]
-    fn sample(&self, seq: u64, now: Nanos) {
-        if seq & ((1 << SAMPLE_SHIFT) - 1) == 0 {
-            if seq == 0 {
-                self.send.0.first.store(now, Ordering::Relaxed);
-            }
-            let i = (seq >> SAMPLE_SHIFT) as usize % self.send.0.samples.len();
+    fn sample(&self, seq: u64, now: Nanos) -> Sampled {
+        if seq & ((1 << SAMPLE_SHIFT) - 1) != 0 {
+            return Sampled::default();
+        }
+        let first = (seq == 0).then(|| self.send.0.first.swap(now, Ordering::Relaxed));
+        let i = (seq >> SAMPLE_SHIFT) as usize % self.send.0.samples.len();
+        let sample = Some((i, self.send.0.samples[i].swap(now, Ordering::Relaxed)));
+        Sampled { sample, first }
+    }
+
+    /// Samples again the time of a send that waited for room and went in later (it is
+    /// stamped anew), unless it is not a sampled one.
+    fn resample(&self, sampled: Sampled, now: Nanos) {
+        if let Some((i, _)) = sampled.sample {
             self.send.0.samples[i].store(now, Ordering::Relaxed);
+        }
+        if sampled.first.is_some() {
+            self.send.0.first.store(now, Ordering::Relaxed);
         }
     }
 
+    /// Takes back an accepted send that was refused (full, timed out, closed): what its sample
+    /// overwrote first, then its count, so that a later send given the same number samples
+    /// after it. Found by review: a refused send left its own time as the sample of the
+    /// messages waiting, and `oldest_age` read 0 for messages 100 s old.
+    #[cold]
+    fn refuse(&self, sampled: Sampled) {
+        if let Some((i, prev)) = sampled.sample {
+            self.send.0.samples[i].store(prev, Ordering::Relaxed);
+        }
+        if let Some(prev) = sampled.first {
+            self.send.0.first.store(prev, Ordering::Relaxed);
+        }
+        self.unaccept();
+    }
+
     /// Stamps an accepted message's arrival (sampled for the oldest message's age); returns its
-    /// id, for the sender's `Sent`.
+    /// id, for the sender's `Sent`, and what the sample overwrote (for `refuse`).
     #[inline]
-    fn stamp_fresh(&self, seq: u64, msg: &mut Message<T>) -> MessageId {
+    fn stamp_fresh(&self, seq: u64, msg: &mut Message<T>) -> (MessageId, Sampled) {
         let now = self.now();
         msg.stamp(now);
-        self.sample(seq, now);
-        msg.id()
+        let sampled = self.sample(seq, now);
+        (msg.id(), sampled)
     }
 
     /// Whether a send must take the lock: FIFO queues, and de-duplication.
@@ -1037,11 +1073,11 @@ impl<T> Shared<T> {
                 return Err(TrySendError::Full(msg));
             }
         }
-        let id = self.stamp_fresh(seq, &mut msg);
+        let (id, sampled) = self.stamp_fresh(seq, &mut msg);
         match self.tx.try_send(Slot::Msg(Fresh { msg })) {
             Ok(()) => Ok(Sent::Enqueued(id)),
             Err(e) => {
-                self.unaccept();
+                self.refuse(sampled);
                 match e.into_inner() {
                     Slot::Msg(f) => Err(TrySendError::Full(f.msg)),
                     Slot::Wake => unreachable!("a send carries a message"),
@@ -1061,10 +1097,10 @@ impl<T> Shared<T> {
         let Ok(seq) = self.accept() else {
             return Err(SendError(msg));
         };
-        let id = self.stamp_fresh(seq, &mut msg);
+        let (id, sampled) = self.stamp_fresh(seq, &mut msg);
         match self.tx.try_send(Slot::Msg(Fresh { msg })) {
             Ok(()) => Ok(Sent::Enqueued(id)),
-            Err(e) => self.send_forever_blocking(e.into_inner(), id),
+            Err(e) => self.send_forever_blocking(e.into_inner(), id, sampled),
         }
     }
 
@@ -1076,8 +1112,13 @@ impl<T> Shared<T> {
 
     #[cold]
     #[inline(never)]
-    fn send_forever_blocking(&self, slot: Slot<T>, id: MessageId) -> Result<Sent, SendError<T>> {
-        match self.send_blocking(slot, None) {
+    fn send_forever_blocking(
+        &self,
+        slot: Slot<T>,
+        id: MessageId,
+        sampled: Sampled,
+    ) -> Result<Sent, SendError<T>> {
+        match self.send_blocking(slot, None, sampled) {
             Ok(()) => Ok(Sent::Enqueued(id)),
             Err(e) => Err(SendError(e.into_inner())),
         }
@@ -1133,13 +1174,13 @@ impl<T> Shared<T> {
         let Ok(seq) = self.accept() else {
             return Err(SendTimeoutError::Closed(msg));
         };
-        let id = self.stamp_fresh(seq, &mut msg);
+        let (id, sampled) = self.stamp_fresh(seq, &mut msg);
         let slot = Slot::Msg(Fresh { msg });
         let slot = match self.tx.try_send(slot) {
             Ok(()) => return Ok(Sent::Enqueued(id)),
             Err(e) => e.into_inner(),
         };
-        self.send_blocking(slot, deadline)
+        self.send_blocking(slot, deadline, sampled)
             .map(|()| Sent::Enqueued(id))
     }
 
@@ -1181,9 +1222,10 @@ impl<T> Shared<T> {
         &self,
         slot: Slot<T>,
         deadline: Option<Instant>,
+        sampled: Sampled,
     ) -> Result<(), SendTimeoutError<T>> {
         self.send.0.blocked.fetch_add(1, Ordering::AcqRel);
-        let result = self.send_waiting(slot, deadline);
+        let result = self.send_waiting(slot, deadline, sampled);
         self.send.0.blocked.fetch_sub(1, Ordering::AcqRel);
         result
     }
@@ -1192,6 +1234,7 @@ impl<T> Shared<T> {
         &self,
         mut slot: Slot<T>,
         deadline: Option<Instant>,
+        sampled: Sampled,
     ) -> Result<(), SendTimeoutError<T>> {
         // Spin briefly, then yield, before the heavier blocking select (which also watches for
         // `close`), like crossbeam's own send, with one difference: the retries wait until a
@@ -1209,7 +1252,9 @@ impl<T> Shared<T> {
         // count from then (as a FIFO queue's waiting send is stamped when it goes in).
         let restamp = |slot: &mut Slot<T>| {
             if let Slot::Msg(f) = slot {
-                f.msg.stamp(self.now());
+                let now = self.now();
+                f.msg.stamp(now);
+                self.resample(sampled, now);
             }
         };
         for step in 0..SPIN_STEPS {
@@ -1242,7 +1287,7 @@ impl<T> Shared<T> {
             Some(d) => match sel.select_deadline(d) {
                 Ok(op) => op,
                 Err(_) => {
-                    self.unaccept();
+                    self.refuse(sampled);
                     return Err(SendTimeoutError::Timeout(into_msg(slot)));
                 }
             },
@@ -1252,14 +1297,14 @@ impl<T> Shared<T> {
             match op.send(&self.tx, slot) {
                 Ok(()) => Ok(()),
                 Err(e) => {
-                    self.unaccept();
+                    self.refuse(sampled);
                     Err(SendTimeoutError::Closed(into_msg(e.into_inner())))
                 }
             }
         } else {
             // `close` dropped the other end: the channel reports disconnection.
             let _ = op.recv(close_rx);
-            self.unaccept();
+            self.refuse(sampled);
             Err(SendTimeoutError::Closed(into_msg(slot)))
         }
     }
