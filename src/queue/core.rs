@@ -693,6 +693,8 @@ struct SendSide {
 struct Sampled {
     sample: Option<(usize, Nanos)>,
     first: Option<Nanos>,
+    /// The time written.
+    mine: Nanos,
 }
 
 /// What receivers write on every receive and when they block, on a line of its own so that a
@@ -1000,18 +1002,24 @@ impl<T> Shared<T> {
         let first = (seq == 0).then(|| self.send.0.first.swap(now, Ordering::Relaxed));
         let i = (seq >> SAMPLE_SHIFT) as usize % self.send.0.samples.len();
         let sample = Some((i, self.send.0.samples[i].swap(now, Ordering::Relaxed)));
-        Sampled { sample, first }
+        Sampled {
+            sample,
+            first,
+            mine: now,
+        }
     }
 
     /// Samples again the time of a send that waited for room and went in later (it is
-    /// stamped anew), unless it is not a sampled one.
-    fn resample(&self, sampled: Sampled, now: Nanos) {
+    /// stamped anew), unless it is not a sampled one; returns what `refuse` puts back then.
+    fn resample(&self, mut sampled: Sampled, now: Nanos) -> Sampled {
         if let Some((i, _)) = sampled.sample {
             self.send.0.samples[i].store(now, Ordering::Relaxed);
         }
         if sampled.first.is_some() {
             self.send.0.first.store(now, Ordering::Relaxed);
         }
+        sampled.mine = now;
+        sampled
     }
 
     /// Takes back an accepted send that was refused (full, timed out, closed): what its sample
@@ -1020,11 +1028,17 @@ impl<T> Shared<T> {
     /// messages waiting, and `oldest_age` read 0 for messages 100 s old.
     #[cold]
     fn refuse(&self, sampled: Sampled) {
+        // Only what this send wrote is put back: a send 320 numbers later, accepted while this
+        // one waited for room, may have sampled the same slot of the ring since.
+        let put_back = |cell: &AtomicU64, prev: Nanos| {
+            let mine = sampled.mine;
+            let _ = cell.compare_exchange(mine, prev, Ordering::Relaxed, Ordering::Relaxed);
+        };
         if let Some((i, prev)) = sampled.sample {
-            self.send.0.samples[i].store(prev, Ordering::Relaxed);
+            put_back(&self.send.0.samples[i], prev);
         }
         if let Some(prev) = sampled.first {
-            self.send.0.first.store(prev, Ordering::Relaxed);
+            put_back(&self.send.0.first, prev);
         }
         self.unaccept();
     }
@@ -1234,7 +1248,7 @@ impl<T> Shared<T> {
         &self,
         mut slot: Slot<T>,
         deadline: Option<Instant>,
-        sampled: Sampled,
+        mut sampled: Sampled,
     ) -> Result<(), SendTimeoutError<T>> {
         // Spin briefly, then yield, before the heavier blocking select (which also watches for
         // `close`), like crossbeam's own send, with one difference: the retries wait until a
@@ -1250,18 +1264,18 @@ impl<T> Shared<T> {
         // A message enters the queue when it gets room, however long it waited for it: each try
         // stamps it anew, so that its time-to-live, the queue's retention and its enqueue time
         // count from then (as a FIFO queue's waiting send is stamped when it goes in).
-        let restamp = |slot: &mut Slot<T>| {
+        let restamp = |slot: &mut Slot<T>, sampled: &mut Sampled| {
             if let Slot::Msg(f) = slot {
                 let now = self.now();
                 f.msg.stamp(now);
-                self.resample(sampled, now);
+                *sampled = self.resample(*sampled, now);
             }
         };
         for step in 0..SPIN_STEPS {
             if !room_step(step, roomy, give_up) {
                 continue;
             }
-            restamp(&mut slot);
+            restamp(&mut slot, &mut sampled);
             slot = match self.tx.try_send(slot) {
                 Ok(()) => return Ok(()),
                 Err(e) => e.into_inner(),
@@ -1293,7 +1307,7 @@ impl<T> Shared<T> {
             },
         };
         if op.index() == send_i {
-            restamp(&mut slot);
+            restamp(&mut slot, &mut sampled);
             match op.send(&self.tx, slot) {
                 Ok(()) => Ok(()),
                 Err(e) => {
