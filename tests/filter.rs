@@ -1431,3 +1431,42 @@ fn errors_and_explanations_stay_on_their_lines() {
     assert_eq!(e.lines().count(), 1, "{e:?}");
     assert!(e.contains("a\\nb: "), "{e:?}");
 }
+
+/// Numbers between 9 * 10^9 and 10^12 keep their 6 decimals: rounding `x * 1e6` there (past
+/// 2^53) merged numbers up to 1.2e-4 apart (found by review).
+#[test]
+fn large_numbers_keep_six_decimals() {
+    let (x, y) = (900030420494.465_f64, 900030420494.4651_f64);
+    let msg = Message::new(()).with_attr("p", y);
+    assert!(!f(r#"{"p": [900030420494.465]}"#).matches(&msg));
+    assert!(f(r#"{"p": [{"numeric": [">", 900030420494.465]}]}"#).matches(&msg));
+    let range = Filter::builder()
+        .numeric("p", Numeric::ge(x).and_lt(y))
+        .build::<()>()
+        .unwrap();
+    assert!(range.matches(&Message::new(()).with_attr("p", x)));
+    assert!(!range.matches(&msg));
+    // Across the bound where comparing turns exact, order holds: nothing just below it
+    // compares above a number at it or past it.
+    for (lo, hi) in [
+        (8_999_999_999.999_998, 9e9),
+        (8_999_999_999.999_9, 9_000_000_000.000_002),
+        (-9e9, -8_999_999_999.999_998),
+    ] {
+        let m_lo = Message::new(()).with_attr("p", lo);
+        let m_hi = Message::new(()).with_attr("p", hi);
+        let below = Filter::builder()
+            .numeric("p", Numeric::lt(hi))
+            .build::<()>()
+            .unwrap();
+        let above = Filter::builder()
+            .numeric("p", Numeric::gt(lo))
+            .build::<()>()
+            .unwrap();
+        assert!(!below.matches(&m_hi) && !above.matches(&m_lo), "{lo} {hi}");
+        assert!(
+            below.matches(&m_lo) == above.matches(&m_hi),
+            "{lo} and {hi} are either equal at 6 digits or ordered, on both sides"
+        );
+    }
+}

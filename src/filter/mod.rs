@@ -68,7 +68,8 @@
 //! ## Numbers compare at 6 decimal digits, and -0 equals 0
 //!
 //! SNS documents a limited precision; numbers are rounded to 6 decimal digits before comparing
-//! (magnitudes of 10^12 and more compare exactly). NaN and infinities are rejected in policies;
+//! (magnitudes of 9 * 10^9 and more, where an `f64` holds fewer than 6 decimals, compare as they
+//! are). NaN and infinities are rejected in policies;
 //! a NaN attribute matches no numeric condition, and an infinite one is beyond every bound: `-inf`
 //! matches `<` and `<=` any number, `+inf` matches `>` and `>=`, and neither is in a range with
 //! two bounds.

@@ -102,8 +102,14 @@ impl NumOp {
 
 /// Numbers compare at 6 decimal digits, with `-0 == 0`: this is the key two numbers share when
 /// they are equal. It is non-decreasing in `x`, so ranges compare on it too.
+///
+/// Past `EXACT_FROM` an `f64` holds fewer than 6 decimals, and `x * 1e6` no longer fits the
+/// 53-bit mantissa: rounding it merged numbers up to 1.2e-4 apart near 10^12 (found by review,
+/// when the bound was 10^12). So those compare as they are. `EXACT_FROM * 1e6` is a whole number
+/// below 2^53, so nothing below the bound rounds above it: the key stays non-decreasing.
 pub(crate) fn quantize(x: f64) -> f64 {
-    let q = if x.abs() < 1e12 {
+    const EXACT_FROM: f64 = 9e9;
+    let q = if x.abs() < EXACT_FROM {
         (x * 1e6).round() / 1e6
     } else {
         x
