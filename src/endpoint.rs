@@ -304,6 +304,12 @@ impl<T: Clone> Endpoint<T> {
     /// closure, the subscriptions reached for a topic, the recipients reached for a list. A
     /// failure says how many got a copy all the same (a topic's subscriptions that had room).
     pub(crate) fn deliver_reach(&self, msg: Message<T>, wait: Wait) -> Result<usize, Partial<T>> {
+        if let Kind::Topic(t) = &self.kind {
+            // The whole fan-out, as `Topic::publish` is: what it cannot deliver drops before
+            // it waits for room (found by review: a copy a `DropOldest` subscription pushed out
+            // lived as long as a `Block` wait when the publish came through an endpoint).
+            return topic_reach(t.publish_wait(msg, wait));
+        }
         let mut later = Vec::new();
         let result = self.deliver_reach_into(msg, wait, &mut later);
         drop(later);
@@ -330,14 +336,7 @@ impl<T: Clone> Endpoint<T> {
                 .send_keeping(msg, wait, later)
                 .map(|_| 1)
                 .map_err(|e| none(e.into())),
-            Kind::Topic(t) => match t.publish_into(msg, wait, later) {
-                Ok(report) => Ok(report.reach()),
-                Err(PublishError::Full { message, report }) => Err(Partial {
-                    error: DeliverError::Full(message),
-                    reached: report.reach(),
-                }),
-                Err(e) => Err(none(e.into())),
-            },
+            Kind::Topic(t) => topic_reach(t.publish_into(msg, wait, later)),
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}, later) {
                 Ok((_, None, reach, _)) => Ok(reach),
                 Ok((_, Some(error), reached, _)) => Err(Partial { error, reached }),
@@ -355,6 +354,24 @@ impl<T: Clone> Endpoint<T> {
             },
             Kind::Fn(f) => f(msg).map(|()| 1).map_err(none),
         }
+    }
+}
+
+/// A topic's publish as a delivery: how many final receivers it reached, also when some
+/// subscriptions were full.
+fn topic_reach<T>(
+    published: Result<crate::PublishReport, PublishError<T>>,
+) -> Result<usize, Partial<T>> {
+    match published {
+        Ok(report) => Ok(report.reach()),
+        Err(PublishError::Full { message, report }) => Err(Partial {
+            error: DeliverError::Full(message),
+            reached: report.reach(),
+        }),
+        Err(e) => Err(Partial {
+            error: e.into(),
+            reached: 0,
+        }),
     }
 }
 

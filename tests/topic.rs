@@ -1499,6 +1499,90 @@ fn a_copy_pushed_out_drops_before_a_blocked_publish_waits() {
     });
 }
 
+/// The same when the publish comes through an endpoint (as a request or a list's does): the
+/// endpoint's delivery is the whole fan-out, so the copy pushed out drops before the wait too.
+#[test]
+fn a_copy_pushed_out_drops_before_a_blocked_endpoint_delivery_waits() {
+    let bombs = Bombs::new(2, usize::MAX);
+    let topic = Topic::new();
+    let lossy = topic.subscribe_with(opts(1, Overflow::DropOldest));
+    let slow = topic.subscribe_with(opts(1, Overflow::Block));
+    topic.publish(bombs.make(0)).unwrap();
+    let endpoint = Endpoint::from(&topic);
+    thread::scope(|s| {
+        let publisher = spawn_named(s, "blocked-ep", || {
+            endpoint.deliver(bombs.make(1)).map_err(drop).unwrap()
+        });
+        wait_blocked("blocked-ep");
+        let pushed_out = (lossy.dropped(), bombs.dropped(0));
+        assert_eq!(slow.recv_timeout(PATIENCE).unwrap().payload().id, 0);
+        assert_eq!(
+            pushed_out,
+            (1, 1),
+            "the copy pushed out lives on while the delivery waits"
+        );
+        publisher.join().unwrap();
+    });
+    assert_eq!(slow.try_recv().unwrap().payload().id, 1);
+    assert_eq!(lossy.try_recv().unwrap().payload().id, 1);
+}
+
+/// A subscription dropped while a publish is under way is counted nowhere, whatever its
+/// policy: a `DropOldest` one, whose channel the set keeps connected, was counted delivered.
+#[test]
+fn a_subscription_dropped_during_a_publish_is_counted_nowhere() {
+    for overflow in [
+        Overflow::Block,
+        Overflow::DropNewest,
+        Overflow::DropOldest,
+        Overflow::Error,
+    ] {
+        let topic: Topic<u32> = Topic::new();
+        let slot: Arc<Mutex<Option<Subscription<u32>>>> = Arc::default();
+        let s2 = Arc::clone(&slot);
+        // Subscribed first, so delivered to first: it drops the later subscription.
+        topic.subscribe_endpoint(Endpoint::from_fn(move |_m: Message<u32>| {
+            drop(s2.lock().unwrap().take());
+            Ok(())
+        }));
+        *slot.lock().unwrap() = Some(topic.subscribe_with(opts(4, overflow)));
+        let report = topic.publish(1).unwrap();
+        assert_eq!(report.delivered, 1, "{overflow:?}: only the closure got it");
+        assert_eq!(report.dropped(), 0, "{overflow:?}");
+        assert_eq!(topic.stats().delivered, 1, "{overflow:?}");
+    }
+}
+
+/// `resubscribe` keeps the filter of a subscription that `Topic::unsubscribe` removed (the
+/// topic still open): the new subscription gets only what the filter lets through.
+#[test]
+fn resubscribe_after_unsubscribe_keeps_the_filter() {
+    use switchboard::Filter;
+    let topic: Topic<u32> = Topic::new();
+    let eu = topic.subscribe_filtered(Filter::from_json(r#"{"region": ["eu"]}"#).unwrap());
+    assert!(topic.unsubscribe(eu.id()));
+    assert!(eu.is_closed());
+    let again = eu.resubscribe();
+    assert!(!again.is_closed());
+    topic
+        .publish(Message::new(1).with_attr("region", "us"))
+        .unwrap();
+    topic
+        .publish(Message::new(2).with_attr("region", "eu"))
+        .unwrap();
+    let got: Vec<u32> = again.try_iter().map(Message::into_payload).collect();
+    assert_eq!(got, [2]);
+    // And again from the new one, which is subscribed: the filter is the index's.
+    let third = again.resubscribe();
+    topic
+        .publish(Message::new(3).with_attr("region", "us"))
+        .unwrap();
+    assert_eq!(third.try_recv().unwrap_err(), TryRecvError::Empty);
+    // Dropping the removed one lets go of the filter kept for it: its resubscribe is gone.
+    drop(eu);
+    assert_eq!(topic.subscriber_count(), 2);
+}
+
 /// The same with a copy whose drop panics: the blocked subscription still gets its copy, and
 /// the panic comes once the publish is over.
 #[test]

@@ -23,6 +23,7 @@
 //!   size (20,000 subscribes took 27 s when each copied the whole set).
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -57,6 +58,10 @@ pub(crate) struct SubCounters {
     pub received: Padded<AtomicU64>,
     pub dropped: AtomicU64,
     pub expired: AtomicU64,
+    /// Set when the `Subscription` drops. A `DropOldest` channel stays connected while a set
+    /// holds its receiver, so a publish still under way with an older set looks here, so as
+    /// not to count a delivery to a subscription that is gone (found by review).
+    pub gone: std::sync::atomic::AtomicBool,
 }
 
 /// Where a subscription's messages go.
@@ -260,6 +265,10 @@ struct Counters {
 struct Writer<T> {
     next_key: SubKey,
     index: FilterIndex<SubKey, T>,
+    /// The filters of subscriptions removed by `Topic::unsubscribe` whose `Subscription` still
+    /// lives, for its `resubscribe` (found by review: the new subscription had no filter). Let
+    /// go of when that `Subscription` drops (`forget`) or the topic closes.
+    detached: HashMap<SubKey, Filter<T>>,
 }
 
 pub(crate) struct Shared<T> {
@@ -328,6 +337,7 @@ impl<T> Shared<T> {
             writer: Mutex::new(Writer {
                 next_key: 1,
                 index: FilterIndex::new(),
+                detached: HashMap::new(),
             }),
             hot: Padded::default(),
             dropped: AtomicU64::new(0),
@@ -381,7 +391,12 @@ impl<T> Shared<T> {
         let Some(removed) = parts.take(key) else {
             return false;
         };
-        let removed_filter = w.index.remove(&key);
+        let mut removed_filter = w.index.remove(&key);
+        if matches!(removed.sink, Sink::Channel { .. }) {
+            if let Some(f) = removed_filter.take() {
+                w.detached.insert(key, f);
+            }
+        }
         let old = self
             .set
             .swap(Arc::new(Set::new(cur.closed, parts, &mut w.index)));
@@ -403,9 +418,18 @@ impl<T> Shared<T> {
         // The subscriptions are gone, so are their filters (whose predicates may own resources);
         // dropped after the lock, as their drop may run user code.
         let filters = std::mem::take(&mut w.index);
+        let detached = std::mem::take(&mut w.detached);
         drop(w);
-        drop((old, filters));
+        drop((old, filters, detached));
         true
+    }
+
+    /// Lets go of the filter kept for a removed subscription (its `Subscription` dropped).
+    pub(crate) fn forget(&self, key: SubKey) {
+        let mut w = self.writer.lock();
+        let filter = w.detached.remove(&key);
+        drop(w);
+        drop(filter);
     }
 
     /// Sets (or, with `None`, removes) a live subscription's filter; it applies from the next
@@ -437,7 +461,8 @@ impl<T> Shared<T> {
 
     /// A live subscription's filter, if it has one.
     pub(crate) fn filter_of(&self, key: SubKey) -> Option<Filter<T>> {
-        self.writer.lock().index.get(&key).cloned()
+        let w = self.writer.lock();
+        w.index.get(&key).or_else(|| w.detached.get(&key)).cloned()
     }
 
     /// Whether the subscription `key` is in the current set (not yet removed, topic open).
@@ -673,6 +698,10 @@ fn deliver<T: Clone>(
 ) {
     match &sub.sink {
         Sink::Channel { tx, rx } => {
+            if rx.is_some() && sub.counters.gone.load(Ordering::Acquire) {
+                // Gone (see `SubCounters::gone`): as a disconnected channel.
+                return left.later.push(msg);
+            }
             if counted_full(sub, tx) {
                 return overflow(sub, tx, rx.as_ref(), msg, wait, report, left);
             }

@@ -180,6 +180,15 @@ impl<T: Clone> Topic<T> {
     ) -> Result<PublishReport, PublishError<T>> {
         self.shared.publish_into(msg, wait, later)
     }
+
+    /// A publish that is the whole fan-out (an endpoint's own delivery), with any wait.
+    pub(crate) fn publish_wait(
+        &self,
+        msg: Message<T>,
+        wait: Wait,
+    ) -> Result<PublishReport, PublishError<T>> {
+        self.shared.publish(msg, wait)
+    }
 }
 
 impl<T> Topic<T> {

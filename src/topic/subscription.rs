@@ -436,8 +436,12 @@ fn recv_timeout_error(e: cb::RecvTimeoutError) -> RecvTimeoutError {
 impl<T> Drop for Subscription<T> {
     /// Unsubscribes: the next publish no longer sees this subscription.
     fn drop(&mut self) {
+        self.counters.gone.store(true, Ordering::Release);
         if let Some(topic) = self.topic.upgrade() {
-            topic.remove(self.key);
+            if !topic.remove(self.key) {
+                // Removed before (`Topic::unsubscribe`): its filter was kept for `resubscribe`.
+                topic.forget(self.key);
+            }
         }
         // The messages left in the buffer drop here, one at a time, before the channel goes: a
         // payload's drop is user code, and when one panics, the channel's own drop (run as the
