@@ -1470,3 +1470,29 @@ fn large_numbers_keep_six_decimals() {
         );
     }
 }
+
+/// A filter read through serde from another format stops at 128 levels of nesting instead of
+/// recursing as deep as the input goes: a MessagePack blob nested 100,000 deep overflowed the
+/// stack (found by review).
+#[test]
+fn a_deeply_nested_blob_in_another_format_is_refused_not_a_stack_overflow() {
+    const DEEP: usize = 100_000;
+    // MessagePack: a one-element array (0x91) inside another, ..., around a nil.
+    let mut arrays = vec![0x91u8; DEEP];
+    arrays.push(0xc0);
+    let e = rmp_serde::from_slice::<Filter<()>>(&arrays).unwrap_err();
+    assert!(e.to_string().contains("nested more than 128"), "{e}");
+    // One-key maps ({"a": {"a": ...}}), the shape of a policy.
+    let mut maps = Vec::with_capacity(DEEP * 3 + 1);
+    for _ in 0..DEEP {
+        maps.extend_from_slice(&[0x81, 0xa1, b'a']);
+    }
+    maps.push(0xc0);
+    let e = rmp_serde::from_slice::<Filter<()>>(&maps).unwrap_err();
+    assert!(e.to_string().contains("nested more than 128"), "{e}");
+    // A real policy still reads back through the same format.
+    let policy = f(r#"{"region": ["eu"], "$or": [{"a": [1]}, {"b": [{"prefix": "x"}]}]}"#);
+    let bytes = rmp_serde::to_vec(&policy).unwrap();
+    let back: Filter<()> = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(back.to_json(), policy.to_json());
+}

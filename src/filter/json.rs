@@ -23,9 +23,15 @@ pub(crate) fn parse_str<T>(text: &str, limits: &FilterLimits) -> Result<Filter<T
     }
     let value = match serde_json::from_str::<Strict>(text) {
         Ok(Strict(v)) => v,
-        // Our visitor's only error is a repeated key; the parser's own are syntax errors.
+        // Our visitor's errors are a repeated key and nesting past `MAX_DEPTH` (the parser's
+        // own limit comes first); the parser's own are syntax errors.
         Err(e) if e.classify() == serde_json::error::Category::Data => {
-            return Err(err(FilterErrorKind::DuplicateKey, e.to_string()))
+            let kind = if e.to_string().starts_with("nested more than") {
+                FilterErrorKind::TooDeep
+            } else {
+                FilterErrorKind::DuplicateKey
+            };
+            return Err(err(kind, e.to_string()));
         }
         Err(e) => {
             return Err(err(
@@ -40,15 +46,39 @@ pub(crate) fn parse_str<T>(text: &str, limits: &FilterLimits) -> Result<Filter<T
 /// A JSON value read with a check that no object repeats a key. Parsed into a plain `Value`,
 /// a repeated key keeps only its last value: a second `$or` group would silently replace the
 /// first. SNS does not document what a repeated key means, so it is refused.
+///
+/// It also stops at `MAX_DEPTH` levels of nesting: serde_json's parser does too, but through
+/// `Deserialize` another format's deserializer (MessagePack, say) recurses as deep as its input
+/// goes, and a hostile blob nested thousands deep overflowed the stack (found by review).
 struct Strict(Value);
+
+/// The deepest nesting of arrays and objects read, as serde_json's own limit: a valid policy
+/// nests far less (`FilterLimits::NESTING_CEILING` levels of `$or`, two each).
+const MAX_DEPTH: usize = 128;
 
 impl<'de> serde::Deserialize<'de> for Strict {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(StrictVisitor).map(Strict)
+        serde::de::DeserializeSeed::deserialize(StrictSeed(0), d).map(Strict)
     }
 }
 
-struct StrictVisitor;
+/// Reads a value `.0` levels deep.
+struct StrictSeed(usize);
+
+impl<'de> serde::de::DeserializeSeed<'de> for StrictSeed {
+    type Value = Value;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        if self.0 > MAX_DEPTH {
+            return Err(serde::de::Error::custom(format_args!(
+                "nested more than {MAX_DEPTH} levels deep"
+            )));
+        }
+        d.deserialize_any(StrictVisitor(self.0))
+    }
+}
+
+struct StrictVisitor(usize);
 
 impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     type Value = Value;
@@ -85,7 +115,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     }
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(Strict(v)) = seq.next_element()? {
+        while let Some(v) = seq.next_element_seed(StrictSeed(self.0 + 1))? {
             items.push(v);
         }
         Ok(Value::Array(items))
@@ -98,7 +128,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
                     "duplicate key {k:?}"
                 )));
             }
-            let Strict(v) = map.next_value()?;
+            let v = map.next_value_seed(StrictSeed(self.0 + 1))?;
             m.insert(k, v);
         }
         // With serde_json's `arbitrary_precision` feature (which another crate in the build
