@@ -195,10 +195,12 @@ impl<T> Delivery<T> {
     /// ```
     pub fn nack(mut self) -> Result<(), AckError> {
         self.settled = true;
+        let id = self.message().id();
         self.shared.nack(
             self.info.slot,
             self.info.gen,
-            self.message().id(),
+            id,
+            &mut self.msg,
             None,
             false,
             None,
@@ -231,10 +233,12 @@ impl<T> Delivery<T> {
     /// ```
     pub fn nack_after(mut self, delay: Duration) -> Result<(), AckError> {
         self.settled = true;
+        let id = self.message().id();
         self.shared.nack(
             self.info.slot,
             self.info.gen,
-            self.message().id(),
+            id,
+            &mut self.msg,
             Some(delay),
             false,
             None,
@@ -265,10 +269,12 @@ impl<T> Delivery<T> {
     /// ```
     pub fn reject(mut self, reason: impl Into<String>) -> Result<(), AckError> {
         self.settled = true;
+        let id = self.message().id();
         self.shared.reject(
             self.info.slot,
             self.info.gen,
-            self.message().id(),
+            id,
+            &mut self.msg,
             reason.into(),
             None,
         )
@@ -354,8 +360,8 @@ impl<T> Delivery<T> {
         delay: Duration,
         later: &mut Leftovers<T>,
     ) -> Result<(), AckError> {
-        self.settle_keeping(later, |s, (slot, gen, id), _, l| {
-            s.nack(slot, gen, id, Some(delay), false, Some(l))
+        self.settle_keeping(later, |s, (slot, gen, id), msg, l| {
+            s.nack(slot, gen, id, msg, Some(delay), false, Some(l))
         })
     }
 
@@ -365,8 +371,8 @@ impl<T> Delivery<T> {
         reason: String,
         later: &mut Leftovers<T>,
     ) -> Result<(), AckError> {
-        self.settle_keeping(later, |s, (slot, gen, id), _, l| {
-            s.reject(slot, gen, id, reason, Some(l))
+        self.settle_keeping(later, |s, (slot, gen, id), msg, l| {
+            s.reject(slot, gen, id, msg, reason, Some(l))
         })
     }
 }
@@ -384,7 +390,9 @@ impl<T> Drop for Delivery<T> {
     fn drop(&mut self) {
         if !self.settled {
             let (slot, gen, id) = self.lease_key();
-            let _ = self.shared.nack(slot, gen, id, None, true, None);
+            let _ = self
+                .shared
+                .nack(slot, gen, id, &mut self.msg, None, true, None);
         }
         // Two holders means us and a queue entry: our lease had expired and the message waits,
         // shared with us, for a plain receiver that can only take it by value once we let go.
@@ -432,7 +440,7 @@ impl<T> LeaseKey<T> {
     /// (or to the dead-letter queue if this was its last attempt).
     pub(crate) fn release(&self) -> Result<(), AckError> {
         self.shared
-            .nack(self.slot, self.gen, self.id, None, true, None)
+            .nack(self.slot, self.gen, self.id, &mut None, None, true, None)
     }
 
     /// The queue's clock now.
