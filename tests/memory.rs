@@ -237,3 +237,26 @@ fn a_returned_message_costs_its_payload_plus_at_most_48_bytes() {
         d.ack().unwrap();
     }
 }
+
+/// A message read back through serde with no attributes or other metadata allocates nothing
+/// beyond its payload, as `Message::new` does (found by review: 200 bytes of metadata each).
+#[test]
+fn a_deserialized_message_without_metadata_allocates_nothing() {
+    use switchboard::{Attributes, Message};
+
+    let json = serde_json::to_string(&Message::new([7u64; 4])).unwrap();
+    let (m, bytes) = bytes_for(|| serde_json::from_str::<Message<[u64; 4]>>(&json).unwrap());
+    assert_eq!(bytes, 0, "{json}");
+    assert_eq!(*m.payload(), [7; 4]);
+    let (m, bytes) = bytes_for(|| m.with_attributes(Attributes::new()));
+    assert_eq!(bytes, 0);
+    // With an attribute, it has its metadata back.
+    let with = Message::new(1u8).with_attr("k", "v");
+    let json = serde_json::to_string(&with).unwrap();
+    let back: Message<u8> = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back.attributes().get("k").and_then(|v| v.as_str()),
+        Some("v")
+    );
+    drop(m);
+}
