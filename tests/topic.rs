@@ -1583,6 +1583,33 @@ fn resubscribe_after_unsubscribe_keeps_the_filter() {
     assert_eq!(topic.subscriber_count(), 2);
 }
 
+/// A filtered subscription dropped (not unsubscribed by the topic) lets go of its filter at
+/// once: the filters kept for `resubscribe` are only those of subscriptions the topic removed
+/// while their `Subscription` lives (found by review: every dropped one's piled up until the
+/// topic closed).
+#[test]
+fn a_dropped_filtered_subscription_lets_go_of_its_filter() {
+    use switchboard::Filter;
+    let topic: Topic<u32> = Topic::new();
+    let token = Arc::new(());
+    let filter = |t: Arc<()>| {
+        Filter::predicate(move |_| {
+            let _ = &t;
+            true
+        })
+    };
+    for _ in 0..100 {
+        drop(topic.subscribe_filtered(filter(Arc::clone(&token))));
+    }
+    assert_eq!(Arc::strong_count(&token), 1);
+    // Unsubscribed by the topic: kept while the subscription lives, let go of when it drops.
+    let sub = topic.subscribe_filtered(filter(Arc::clone(&token)));
+    assert!(topic.unsubscribe(sub.id()));
+    assert_eq!(Arc::strong_count(&token), 2);
+    drop(sub);
+    assert_eq!(Arc::strong_count(&token), 1);
+}
+
 /// The same with a copy whose drop panics: the blocked subscription still gets its copy, and
 /// the panic comes once the publish is over.
 #[test]

@@ -385,6 +385,18 @@ impl<T> Shared<T> {
 
     /// Removes a subscription; returns whether it was there.
     pub(crate) fn remove(&self, key: SubKey) -> bool {
+        self.remove_keeping(key, false)
+    }
+
+    /// Removes a subscription on the topic's word (`Topic::unsubscribe`): a channel
+    /// subscription's filter is kept for its `Subscription`, which lives on (see `detached`).
+    pub(crate) fn unsubscribe(&self, key: SubKey) -> bool {
+        self.remove_keeping(key, true)
+    }
+
+    /// `remove`; with `keep`, a channel subscription's filter goes to `detached` (found by
+    /// review: kept on every removal, the filters of dropped subscriptions piled up there).
+    fn remove_keeping(&self, key: SubKey, keep: bool) -> bool {
         let mut w = self.writer.lock();
         let cur = self.set.load_full();
         let mut parts = cur.parts();
@@ -392,7 +404,7 @@ impl<T> Shared<T> {
             return false;
         };
         let mut removed_filter = w.index.remove(&key);
-        if matches!(removed.sink, Sink::Channel { .. }) {
+        if keep && matches!(removed.sink, Sink::Channel { .. }) {
             if let Some(f) = removed_filter.take() {
                 w.detached.insert(key, f);
             }

@@ -457,7 +457,7 @@ impl<T> Topic<T> {
     /// assert!(q.is_empty());
     /// ```
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
-        self.shared.remove(id.0)
+        self.shared.unsubscribe(id.0)
     }
 
     // ----- lifecycle and introspection --------------------------------------------------------
