@@ -1393,3 +1393,28 @@ fn a_request_refused_full_at_once_is_not_counted_as_timed_out() {
     );
     assert_eq!(sg.stats().timed_out, 0);
 }
+
+/// When every responder replied and the first `n` replies came with the same reply, the gather
+/// says `All`, the first in the documented order (`All`, `First`, `Predicate`); a mutation that
+/// checked `First` first passed every other test (found by a test audit).
+#[test]
+fn all_is_reported_before_first_when_both_hold() {
+    let topic: Topic<Small> = Topic::new();
+    for k in 0..2u32 {
+        topic.subscribe_endpoint(Endpoint::from_fn(move |m: Message<Small>| {
+            let _ = m.into_payload().reply(k);
+            Ok(())
+        }));
+    }
+    let sg = ScatterGather::new(&topic);
+    let got = sg
+        .scatter(1, Completion::within(LONG).first(2).when(|r| r.len() == 2))
+        .unwrap();
+    assert_eq!(got.completed(), Completed::All);
+    assert_eq!(got.replies().len(), 2);
+    // With one reply short of everyone, `First` comes before `Predicate`.
+    let got = sg
+        .scatter(1, Completion::within(LONG).first(1).when(|r| !r.is_empty()))
+        .unwrap();
+    assert_eq!(got.completed(), Completed::First(1));
+}
