@@ -274,14 +274,7 @@ impl<T: Clone> Endpoint<T> {
             // As the list's own `send`: once some recipient took the message it is delivered,
             // not handed back, as a retry would give those a duplicate (found by review: an
             // endpoint over a list handed it back with one recipient closed, another served).
-            return l.send_wait(msg, wait).map(drop).map_err(|e| match e {
-                RecipientListError::UnknownRecipient { name, message } => DeliverError::Rejected {
-                    message,
-                    reason: format!("unknown recipient {name}"),
-                },
-                RecipientListError::Stopped { error, .. }
-                | RecipientListError::Undelivered { error, .. } => error,
-            });
+            return l.send_wait(msg, wait).map(drop).map_err(DeliverError::from);
         }
         self.deliver_reach(msg, wait).map(drop).map_err(|p| p.error)
     }
@@ -345,12 +338,7 @@ impl<T: Clone> Endpoint<T> {
                     | RecipientListError::Undelivered { error, .. },
                     reached,
                 )) => Err(Partial { error, reached }),
-                Err((RecipientListError::UnknownRecipient { name, message }, _)) => {
-                    Err(none(DeliverError::Rejected {
-                        message,
-                        reason: format!("unknown recipient {name}"),
-                    }))
-                }
+                Err((e @ RecipientListError::UnknownRecipient { .. }, _)) => Err(none(e.into())),
             },
             Kind::Fn(f) => f(msg).map(|()| 1).map_err(none),
         }
@@ -586,6 +574,21 @@ impl<T> From<PublishError<T>> for DeliverError<T> {
             PublishError::Rejected { message, reason } => {
                 DeliverError::Rejected { message, reason }
             }
+        }
+    }
+}
+
+impl<T> From<RecipientListError<T>> for DeliverError<T> {
+    /// The first failing recipient's error (`Stopped`, `Undelivered`); an unknown recipient
+    /// as `Rejected`, with the message and "unknown recipient NAME".
+    fn from(e: RecipientListError<T>) -> Self {
+        match e {
+            RecipientListError::UnknownRecipient { name, message } => DeliverError::Rejected {
+                message,
+                reason: format!("unknown recipient {name}"),
+            },
+            RecipientListError::Stopped { error, .. }
+            | RecipientListError::Undelivered { error, .. } => error,
         }
     }
 }

@@ -722,4 +722,11 @@ fn an_endpoint_over_a_list_succeeds_when_some_recipient_took_the_message() {
         matches!(&err, DeliverError::Rejected { reason, .. } if reason == "unknown recipient nobody"),
         "{err:?}"
     );
+    // The same mapping, for code that sends to the list and wants an endpoint's error.
+    let err = DeliverError::from(strict.send(11).unwrap_err());
+    assert!(
+        matches!(&err, DeliverError::Rejected { reason, .. } if reason == "unknown recipient nobody"),
+        "{err:?}"
+    );
+    assert_eq!(err.into_inner().into_payload(), 11);
 }
