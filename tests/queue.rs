@@ -3273,3 +3273,25 @@ fn a_refused_send_does_not_change_the_oldest_age() {
     assert!(fresh.try_send(1).is_err());
     assert_eq!(fresh.stats().oldest_age, None);
 }
+
+/// A send that waited for room is stamped, and sampled for the oldest age, when it goes in:
+/// the age of a message that entered just now reads as new, not as the time its sender began
+/// to wait.
+#[test]
+fn a_send_that_waited_for_room_counts_its_age_from_when_it_went_in() {
+    let clock = ManualClock::new();
+    let q: Queue<u64> = Queue::builder().clock(clock.clone()).capacity(64).build();
+    q.send_batch(0..64).unwrap(); // numbers 0 to 63: full
+    thread::scope(|s| {
+        // Number 64: the first of the next block of 64, whose time is sampled.
+        let sender = spawn_named(s, "waits-room", || q.send(64).unwrap());
+        wait_blocked("waits-room");
+        clock.advance(secs(100));
+        assert_eq!(q.recv_many(64, Duration::ZERO).unwrap().len(), 64);
+        sender.join().unwrap();
+    });
+    assert_eq!(q.len(), 1);
+    assert_eq!(q.stats().oldest_age, Some(Duration::ZERO));
+    let m = q.try_recv().unwrap();
+    assert_eq!(m.into_payload(), 64);
+}
