@@ -1418,3 +1418,42 @@ fn all_is_reported_before_first_when_both_hold() {
         .unwrap();
     assert_eq!(got.completed(), Completed::First(1));
 }
+
+/// A responder subscription dropped while the scatter waited for room in it is no responder
+/// the gather waits for: the others' replies complete it as `All` (found by review: the copy
+/// that went with the dropped buffer counted as reached, and the gather ended short of `All`).
+#[test]
+fn a_gather_does_not_count_a_subscription_dropped_while_the_scatter_waited_for_it() {
+    use switchboard::{Overflow, SubscribeOptions};
+    let topic: Topic<Request<u32, u32>> = Topic::new();
+    let live = topic.subscribe();
+    // A counted buffer (above a channel's largest): its publisher looks for room every
+    // millisecond, and the drop's emptying of this many copies takes longer than that, so the
+    // copy goes into the buffer being emptied rather than finding it disconnected.
+    const CAP: usize = 70_000;
+    let stalled = topic.subscribe_with(
+        SubscribeOptions::new()
+            .capacity(CAP)
+            .overflow(Overflow::Block),
+    );
+    let sg = ScatterGather::new(&topic);
+    for _ in 0..CAP {
+        // Fills `stalled`, one copy at a time; `live` reads its copies.
+        sg.scatter(0, Completion::within(Duration::ZERO)).unwrap();
+        while live.try_recv().is_ok() {}
+    }
+    thread::scope(|s| {
+        let gather = spawn_named(s, "sg-stalled", || sg.scatter(1, Completion::within(LONG)));
+        wait_blocked("sg-stalled");
+        drop(stalled);
+        let req = live.recv_timeout(LONG).unwrap().into_payload();
+        assert_eq!(*req.body(), 1);
+        req.reply(7).unwrap();
+        let got = gather.join().unwrap().unwrap();
+        assert_eq!(
+            (got.expected(), got.completed()),
+            (1, Completed::All),
+            "{got:?}"
+        );
+    });
+}

@@ -1683,3 +1683,60 @@ fn resubscribe_keeps_options_and_filter_and_starts_now() {
     assert!(orphan.is_closed());
     assert_eq!(orphan.try_recv().unwrap_err(), TryRecvError::Closed);
 }
+
+/// A publish waiting for room in a `Block` subscription that is dropped meanwhile reached
+/// nobody: the subscription's drop, emptying its buffer, makes the room the copy goes into, and
+/// that copy goes with the buffer. The report and the topic's counters count it nowhere, as
+/// `PublishReport` promises (found by review: both counted it as delivered). Both kinds of
+/// buffer: a channel's own bound, and a counted one above the channel's largest.
+#[test]
+fn a_publish_blocked_on_a_subscription_dropped_meanwhile_counts_no_delivery() {
+    for cap in [4, 70_000] {
+        let topic: Topic<u64> = Topic::new();
+        let sub = topic.subscribe_with(opts(cap, Overflow::Block));
+        for i in 0..cap as u64 {
+            topic.try_publish(i).unwrap();
+        }
+        thread::scope(|s| {
+            let publisher = spawn_named(s, "gone-pub", || topic.publish(u64::MAX));
+            wait_blocked("gone-pub");
+            drop(sub);
+            let report = publisher.join().unwrap().unwrap();
+            assert_eq!(
+                (report.delivered, report.dropped()),
+                (0, 0),
+                "capacity {cap}: {report:?}"
+            );
+        });
+        assert_eq!(topic.stats().delivered, cap as u64, "capacity {cap}");
+    }
+}
+
+/// The same drop when the publish has not yet come to the subscription: whether its copy finds
+/// the buffer full and waits, or finds room the drop made, it is counted nowhere; the
+/// subscription before it, which got its copy, counts once.
+#[test]
+fn a_publish_racing_a_subscription_drop_counts_only_the_live_subscription() {
+    for cap in [4, 70_000] {
+        let topic: Topic<u64> = Topic::new();
+        // Subscribed first, so served first: once it has the copy, the publish is at `slow`.
+        let probe = topic.subscribe_with(SubscribeOptions::new().unbounded());
+        let slow = topic.subscribe_with(opts(cap, Overflow::Block));
+        for i in 0..cap as u64 {
+            topic.try_publish(i).unwrap();
+        }
+        while probe.try_recv().is_ok() {}
+        thread::scope(|s| {
+            let publisher = s.spawn(|| topic.publish(u64::MAX));
+            probe.recv_timeout(PATIENCE).unwrap();
+            drop(slow);
+            let report = publisher.join().unwrap().unwrap();
+            assert_eq!(report.delivered, 1, "capacity {cap}: {report:?}");
+        });
+        assert_eq!(
+            topic.stats().delivered,
+            2 * cap as u64 + 1,
+            "capacity {cap}"
+        );
+    }
+}

@@ -10,8 +10,10 @@
 //!   set is swapped in) or drops, the last set holding it goes once the publishes in progress
 //!   finish, and the subscriber sees `Closed` after draining: nothing accepted is lost.
 //! - Only `DropOldest` subscriptions keep a `Receiver` in the set (to pop the oldest message when
-//!   full), so dropping a `Subscription` of any other policy disconnects its channel at once, and a
-//!   publisher blocked on it wakes and moves on.
+//!   full), so dropping a `Subscription` of any other policy disconnects its channel once the drop
+//!   has emptied it, and a publisher blocked on it wakes and moves on. A copy that went in while
+//!   the drop was emptying it goes with it, and counts nowhere: every delivery looks at the
+//!   subscription's `gone` flag after the copy went in.
 //! - Subscriptions are keyed by a `u64` handed out in subscription order, and a set keeps them in
 //!   key order, the unfiltered and the filtered apart. Filtered subscriptions live in a
 //!   `FilterIndex<SubKey, T>` that writers keep under their lock; each set carries an immutable
@@ -58,9 +60,11 @@ pub(crate) struct SubCounters {
     pub received: Padded<AtomicU64>,
     pub dropped: AtomicU64,
     pub expired: AtomicU64,
-    /// Set when the `Subscription` drops. A `DropOldest` channel stays connected while a set
-    /// holds its receiver, so a publish still under way with an older set looks here, so as
-    /// not to count a delivery to a subscription that is gone (found by review).
+    /// Set when the `Subscription` drops, before it empties its buffer. A publish still under
+    /// way with an older set looks here after a copy went in, so as not to count a delivery to a
+    /// subscription that is gone (found by review): its drop's emptying makes room, so a copy
+    /// can go into a buffer nobody will read, and a `DropOldest` channel stays connected while
+    /// a set holds its receiver.
     pub gone: std::sync::atomic::AtomicBool,
 }
 
@@ -718,6 +722,8 @@ fn deliver<T: Clone>(
                 return overflow(sub, tx, rx.as_ref(), msg, wait, report, left);
             }
             match tx.try_send(msg) {
+                // Gone meanwhile: its drop, emptying the buffer, takes this copy with it.
+                Ok(()) if sub.counters.gone.load(Ordering::Acquire) => {}
                 Ok(()) => report.delivered += 1,
                 Err(cb::TrySendError::Full(msg)) => {
                     overflow(sub, tx, rx.as_ref(), msg, wait, report, left)
@@ -832,6 +838,8 @@ fn overflow<T>(
                     left.later.push(m);
                 }
                 match tx.try_send(msg) {
+                    // Gone meanwhile (see `SubCounters::gone`): the room was its drop's.
+                    Ok(()) if sub.counters.gone.load(Ordering::Acquire) => break,
                     Ok(()) => {
                         report.delivered += 1;
                         break;
@@ -862,6 +870,10 @@ fn overflow<T>(
                 Wait::Never => Err(NotSent::Full(msg)),
             };
             match res {
+                // The subscription was dropped while this publish waited: its drop, emptying
+                // the buffer, made the room this copy went into, to go with it. Counted
+                // nowhere, as the report promises (found by review: counted as delivered).
+                Ok(()) if sub.counters.gone.load(Ordering::Acquire) => {}
                 Ok(()) => report.delivered += 1,
                 // A disconnected channel: the subscription was dropped while we waited.
                 Err(NotSent::Gone(m)) => left.later.push(m),
