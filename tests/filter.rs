@@ -1496,3 +1496,72 @@ fn a_deeply_nested_blob_in_another_format_is_refused_not_a_stack_overflow() {
     let back: Filter<()> = rmp_serde::from_slice(&bytes).unwrap();
     assert_eq!(back.to_json(), policy.to_json());
 }
+
+/// `equals-ignore-case` folds each letter on its own, as SNS does: `str::to_lowercase` writes a
+/// word-final capital sigma as "ς", so "ΑΣ" did not match "ασ" (found by review). The filter
+/// alone and the index agree, and a final "ς" still matches the capital.
+#[test]
+fn equals_ignore_case_folds_each_letter_on_its_own() {
+    let upper = msg(&[("k", s("ΑΣ"))]);
+    let lower = msg(&[("k", s("ασ"))]);
+    let final_sigma = msg(&[("k", s("ας"))]);
+    let filters = [
+        f(r#"{"k": [{"equals-ignore-case": "ΑΣ"}]}"#),
+        Filter::builder()
+            .equals_ignore_case("k", "ασ")
+            .build()
+            .unwrap(),
+        f(r#"{"k": [{"equals-ignore-case": "ας"}]}"#),
+    ];
+    let mut index = FilterIndex::new();
+    for i in 0..20u32 {
+        let other = Filter::builder().equals_ignore_case("k", format!("w{i}"));
+        index.insert(i, other.build().unwrap());
+    }
+    for (i, filter) in filters.iter().enumerate() {
+        for m in [&upper, &lower, &final_sigma] {
+            assert!(filter.matches(m), "{filter} on {m:?}");
+        }
+        index.insert(100 + i as u32, filter.clone());
+    }
+    index.compact();
+    for m in [&upper, &lower, &final_sigma] {
+        let mut got = Vec::new();
+        index.snapshot().matching(m, &mut got);
+        assert_eq!(got, [100, 101, 102], "{m:?}");
+    }
+    assert!(!filters[0].matches(&msg(&[("k", s("ασα"))])));
+}
+
+/// A policy read through `Deserialize` from a format that has NaN and infinities refuses them,
+/// as the builder does (found by review: each was read as `null`, which never matches).
+#[test]
+fn a_deserialized_policy_refuses_non_finite_numbers() {
+    for x in [f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+        let policy = std::collections::BTreeMap::from([("price", vec![x])]);
+        let bytes = rmp_serde::to_vec(&policy).unwrap();
+        let e = rmp_serde::from_slice::<Filter<()>>(&bytes).unwrap_err();
+        assert!(e.to_string().contains("finite"), "{x}: {e}");
+    }
+}
+
+/// JSON nested past the parser's own limit (a `$or` some 63 levels deep) is `TooDeep`, not
+/// `NotJson` (found by review).
+#[test]
+fn a_policy_nested_past_the_parsers_limit_is_too_deep() {
+    fn nest(d: usize) -> String {
+        if d == 0 {
+            r#"{"z":["1"]}"#.into()
+        } else {
+            format!(r#"{{"$or":[{{"a":["x"]}},{}]}}"#, nest(d - 1))
+        }
+    }
+    for d in [6, 40, 63, 64, 100, 1_000] {
+        let e = Filter::<()>::from_json(&nest(d)).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            FilterErrorKind::TooDeep,
+            "$or nested {d} deep: {e}"
+        );
+    }
+}

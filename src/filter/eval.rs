@@ -89,8 +89,19 @@ pub(crate) fn eq_ignore_case(s: &str, lower: &str) -> bool {
     if s.is_ascii() && lower.is_ascii() {
         s.eq_ignore_ascii_case(lower)
     } else {
-        s.to_lowercase() == lower
+        fold(s) == lower
     }
+}
+
+/// Case-folds each character on its own (its uppercase, lowercased), so that two strings whose
+/// letters are each other's upper or lower case fold alike: `str::to_lowercase` writes a
+/// word-final capital sigma as "ς", so "ΑΣ" would not equal "ασ" (nor "ας" equal "ΑΣ" if
+/// characters were only lowercased one by one).
+pub(crate) fn fold(s: &str) -> String {
+    s.chars()
+        .flat_map(char::to_uppercase)
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 /// Glob match where `*` is any run of characters (including none); no other metacharacters.

@@ -402,7 +402,7 @@ impl AttrIndex {
             let lower = if s.is_ascii() {
                 s.to_ascii_lowercase()
             } else {
-                s.to_lowercase()
+                crate::filter::eval::fold(s)
             };
             if let Some(ids) = self.ignore_case.get(lower.as_str()) {
                 out.extend_from_slice(ids);

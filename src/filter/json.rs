@@ -33,6 +33,14 @@ pub(crate) fn parse_str<T>(text: &str, limits: &FilterLimits) -> Result<Filter<T
             };
             return Err(err(kind, e.to_string()));
         }
+        // Valid JSON nested deeper than serde_json's own limit (a `$or` some 63 levels deep) is
+        // too deep, not "not JSON".
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => {
+            return Err(err(
+                FilterErrorKind::TooDeep,
+                format!("policy nests more than {MAX_DEPTH} levels deep: {e}"),
+            ))
+        }
         Err(e) => {
             return Err(err(
                 FilterErrorKind::NotJson,
@@ -95,8 +103,12 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
     fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
         Ok(Value::from(v))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        // JSON text has no NaN or infinity, but another format read through `Deserialize` does:
+        // refuse them as the builder does, rather than reading them as `null`.
+        Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format_args!("numbers must be finite, not {v}")))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -305,7 +317,7 @@ fn parse_item(v: &Value) -> Result<Cond, FilterError> {
         "wildcard" => Cond::Wildcard(string_arg(op, arg)?),
         "equals-ignore-case" => {
             let s = string_arg(op, arg)?;
-            let lower = s.to_lowercase();
+            let lower = crate::filter::eval::fold(&s);
             Cond::EqualsIgnoreCase(s, lower)
         }
         "cidr" => {

@@ -952,10 +952,11 @@ impl FilterBuilder {
         self.cond(key, Ok(Cond::Suffix(suffix.into())))
     }
 
-    /// The string attribute equals `value` ignoring case (SNS `{"equals-ignore-case": ..}`).
+    /// The string attribute equals `value` ignoring case (SNS `{"equals-ignore-case": ..}`),
+    /// letter by letter: "ΑΣ", "ασ" and "ας" are all alike.
     pub fn equals_ignore_case(self, key: impl Into<String>, value: impl Into<String>) -> Self {
         let v = value.into();
-        let lower = v.to_lowercase();
+        let lower = crate::filter::eval::fold(&v);
         self.cond(key, Ok(Cond::EqualsIgnoreCase(v, lower)))
     }
 
