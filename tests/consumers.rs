@@ -1382,6 +1382,42 @@ fn max_in_flight_counts_a_message_until_it_is_dropped() {
     }
 }
 
+/// A message sent after a shutdown whose deadline has passed stays in the queue, its attempt
+/// unspent, though workers still in their receive may take it: they give it back as if they had
+/// not. Found by review: such a worker dropped the delivery, which spent an attempt, so on its
+/// last one the message was dead-lettered with no handler ever seeing it.
+#[test]
+fn a_message_sent_after_an_expired_shutdown_keeps_its_attempt() {
+    let mut burnt = Vec::new();
+    for i in 0..200u32 {
+        let dlq: Queue<u32> = Queue::unbounded();
+        let queue: Queue<u32> = Queue::builder().dead_letter(&dlq, 1).build();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let pool = {
+            let handled = Arc::clone(&handled);
+            Consumer::new(&queue).workers(16).start(move |_| {
+                handled.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            })
+        };
+        let _ = pool.shutdown_timeout(Duration::ZERO);
+        queue.send(i).unwrap();
+        join_bounded(pool);
+        match queue.try_receive() {
+            Ok(d) if dlq.is_empty() => {
+                assert_eq!(d.attempt(), 1, "run {i}: an attempt was spent unseen");
+            }
+            _ => burnt.push((i, handled.load(Ordering::SeqCst), dlq.len())),
+        }
+    }
+    // (run, handler calls, dead letters)
+    assert_eq!(
+        burnt,
+        [],
+        "messages sent after the shutdown were dead-lettered unhandled"
+    );
+}
+
 /// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
 #[test]
 fn _watchdog() {

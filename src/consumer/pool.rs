@@ -412,13 +412,17 @@ impl<T> Pool<T> {
         self.stop.load(Ordering::Acquire)
     }
 
-    /// Gives back deliveries received after the shutdown deadline (dropping puts them back).
+    /// Gives back deliveries received after the shutdown deadline, as if never received.
     fn give_back(&self, w: usize, ds: Vec<Delivery<T>>) {
         self.slots[w]
             .c
             .released
             .fetch_add(ds.len() as u64, Ordering::Relaxed);
-        drop(ds);
+        // Not a delivery any handler saw: its attempt is not spent (a drop would count one, and
+        // dead-letter a message on its last attempt unhandled).
+        for d in ds {
+            d.unlease();
+        }
     }
 
     /// The loop of a worker running a one-message handler.

@@ -2451,6 +2451,10 @@ impl<T> Shared<T> {
     ) -> Result<Out<T>, RecvTimeoutError> {
         let stopped = || stop.is_some_and(|s| s.load(Ordering::SeqCst));
         loop {
+            // A stopped pool takes nothing more, not even what is there when it wakes.
+            if stopped() {
+                return Err(RecvTimeoutError::Timeout);
+            }
             match self.try_take_counting(how, tokens) {
                 Ok(o) => return Ok(o),
                 Err(TryRecvError::Closed) => return Err(RecvTimeoutError::Closed),
@@ -2478,6 +2482,9 @@ impl<T> Shared<T> {
             for step in 0..=RECV_YIELDS {
                 if step > 0 {
                     std::thread::yield_now();
+                }
+                if stopped() {
+                    return Err(RecvTimeoutError::Timeout);
                 }
                 match self.try_take_counting(how, tokens) {
                     Ok(o) => return Ok(o),
@@ -2753,6 +2760,32 @@ impl<T> Shared<T> {
             later,
         );
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
+    }
+
+    /// Undoes a lease that no handler saw (a consumer pool's worker that received after its
+    /// shutdown deadline): the message goes back to the front, its attempt not counted.
+    pub(crate) fn unlease(
+        self: &Arc<Self>,
+        slot: u32,
+        gen: u64,
+        mine: &mut Option<Arc<Held<T>>>,
+    ) -> bool {
+        self.settle(
+            slot,
+            gen,
+            |this, slow, mut lease, _out| {
+                drop(mine.take());
+                slow.c.abandoned += 1;
+                lease.attempts = lease.attempts.saturating_sub(1);
+                if lease.attempts == 0 {
+                    lease.first_delivered = 0;
+                }
+                let entry = lease.into_entry(&mut slow.spare);
+                this.put_back(slow, entry, None, true);
+                true
+            },
+            None,
+        )
     }
 
     /// `mine`: as for `nack`.

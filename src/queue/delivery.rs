@@ -347,6 +347,14 @@ impl<T> Delivery<T> {
         r
     }
 
+    /// Gives the message back as if this delivery had not happened (see `Shared::unlease`).
+    pub(crate) fn unlease(mut self) {
+        let (slot, gen, _) = self.lease_key();
+        let shared = Arc::clone(&self.shared);
+        let mine = self.settle_with();
+        shared.unlease(slot, gen, mine);
+    }
+
     /// As [`ack`](Delivery::ack), leaving what it lets go of in `later` (see `settle_keeping`).
     pub(crate) fn ack_keeping(self, later: &mut Leftovers<T>) -> Result<(), AckError> {
         self.settle_keeping(later, |s, (slot, gen, id), msg, l| {
