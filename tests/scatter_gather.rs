@@ -678,6 +678,26 @@ fn service_knows_its_responders() {
     assert!(started.elapsed() < LONG / 2);
 }
 
+/// A request that reached a responder, which dropped it unanswered after the service's last
+/// responder had gone, is unanswered, not a request that reached nobody (found by review: the
+/// requester asked whether a responder was registered now, not whether this request was dropped
+/// for want of one).
+#[test]
+fn a_request_a_responder_took_and_dropped_is_unanswered_though_no_responder_is_left() {
+    let service: Service<u32, u32> = Service::unbounded();
+    let responder = service.responder();
+    let requester = service.requester();
+    thread::scope(|s| {
+        let asking = s.spawn(|| requester.request(1, LONG));
+        let req = responder.recv_timeout(LONG).unwrap();
+        drop(responder);
+        drop(req);
+        assert_eq!(asking.join().unwrap(), Err(RequestError::Unanswered));
+    });
+    let stats = requester.stats();
+    assert_eq!((stats.unanswered, stats.no_responder), (1, 0));
+}
+
 #[test]
 fn errors_display_lowercase_and_debug_payload_free() {
     struct NoDebug;

@@ -79,6 +79,9 @@ pub(crate) struct Inbox<Rep> {
     /// so that a `release` that does not see it cannot be missed (the waiter then sees `live`
     /// at zero), and one that sees it takes the lock to notify.
     waiting: AtomicBool,
+    /// Set when a service's gate dropped the request unread because its last responder had
+    /// gone (`Gate::drain`): the requester then reports no responder, not an unanswered request.
+    unserved: AtomicBool,
     pub(crate) correlation_id: CorrelationId,
     pub(crate) stats: Arc<Stats>,
     _gap: [u64; 8],
@@ -141,6 +144,7 @@ impl<Rep> Inbox<Rep> {
             _gap: [0; 8],
             signal: AtomicUsize::new(0),
             waiting: AtomicBool::new(false),
+            unserved: AtomicBool::new(false),
             correlation_id,
             stats,
         }
@@ -186,6 +190,7 @@ impl<Rep> Inbox<Rep> {
         debug_assert_eq!(*i.live.get_mut(), 0);
         st.open = true;
         *i.waiting.get_mut() = false;
+        *i.unserved.get_mut() = false;
         *i.copies.get_mut() = 1;
         i.correlation_id = correlation_id;
         if !Arc::ptr_eq(&i.stats, stats) {
@@ -203,6 +208,18 @@ impl<Rep> Inbox<Rep> {
 
     pub(crate) fn acquire(&self) {
         self.live.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks the request as dropped unread for want of a responder (see `unserved`). Called
+    /// before the drop that releases its `ReplyTo`, so a waiter that finds `live` at zero
+    /// sees it.
+    pub(crate) fn mark_unserved(&self) {
+        self.unserved.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a service's gate dropped the request unread.
+    pub(crate) fn was_unserved(&self) -> bool {
+        self.unserved.load(Ordering::SeqCst)
     }
 
     /// A `ReplyTo` went away.

@@ -208,6 +208,10 @@ impl<Rep> ReplyTo<Rep> {
         }
     }
 
+    pub(crate) fn inbox(&self) -> &Inbox<Rep> {
+        &self.inbox
+    }
+
     pub(crate) fn inbox_mut(&mut self) -> &mut Arc<Inbox<Rep>> {
         &mut self.inbox
     }

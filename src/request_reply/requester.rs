@@ -313,7 +313,7 @@ where
                         Stats::bump(&self.stats.replies);
                         Ok(r)
                     }
-                    Next::Exhausted if gate.is_some_and(|g| !g.is_served()) => {
+                    Next::Exhausted if inbox.was_unserved() => {
                         Err(RequestError::NoResponder)
                     }
                     Next::Exhausted => {

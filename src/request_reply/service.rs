@@ -29,7 +29,12 @@ impl<Req, Rep> Gate<Req, Rep> {
     pub(crate) fn drain(&self) {
         while !self.is_served() {
             match self.queue.try_recv() {
-                Ok(m) => drop(m),
+                Ok(m) => {
+                    // Before the drop that may release the last `ReplyTo`: its requester then
+                    // reports no responder, not a responder that dropped it (found by review).
+                    m.payload().reply_to.inbox().mark_unserved();
+                    drop(m);
+                }
                 Err(_) => break,
             }
         }
