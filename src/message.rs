@@ -208,6 +208,15 @@ impl ReturnAddress {
         self.inner.endpoint().downcast_ref::<E>()
     }
 
+    /// Another handle to the same address that is not announced as a copy (as the original
+    /// is not): for a request's own metadata, copied into a message's metadata block.
+    pub(crate) fn share_uncounted(&self) -> ReturnAddress {
+        ReturnAddress {
+            inner: Arc::clone(&self.inner),
+            counted: false,
+        }
+    }
+
     /// The endpoint, mutably, if no other copy of this address exists.
     pub(crate) fn unique_mut<E: Any>(&mut self) -> Option<&mut E> {
         Arc::get_mut(&mut self.inner)?
@@ -819,7 +828,11 @@ impl<T> Message<T> {
         match &self.ext {
             None => self.ext = Some(Arc::clone(&meta.0)),
             Some(_) => {
-                let (cid, to) = (meta.0.correlation_id, meta.0.reply_to.clone());
+                // The same address the shared metadata holds, not a counted copy of it: the
+                // address on a request's own metadata never counts by itself (see `ReplyTo`),
+                // whether the message shares the metadata block or got its own.
+                let to = meta.0.reply_to.as_ref().map(ReturnAddress::share_uncounted);
+                let cid = meta.0.correlation_id;
                 let ext = self.ext_mut();
                 ext.correlation_id = cid;
                 ext.reply_to = to;

@@ -313,9 +313,7 @@ where
                         Stats::bump(&self.stats.replies);
                         Ok(r)
                     }
-                    Next::Exhausted if inbox.was_unserved() => {
-                        Err(RequestError::NoResponder)
-                    }
+                    Next::Exhausted if inbox.was_unserved() => Err(RequestError::NoResponder),
                     Next::Exhausted => {
                         Stats::bump(&self.stats.unanswered);
                         Err(RequestError::Unanswered)
