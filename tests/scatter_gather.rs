@@ -721,6 +721,46 @@ fn keeping_a_requests_metadata_does_not_keep_its_requester_waiting() {
     assert_eq!(requester.stats().timed_out, 0);
 }
 
+/// A redelivered request that its second consumer takes with `ack_into_message` (a clone, while
+/// the first consumer still holds it) counts as a copy of its own; over a list, the recipients'
+/// names keep the gather from completing as `All` while a recipient has not replied (found by
+/// review: two replies from one queue's consumers completed it, with `missing` naming the
+/// silent one).
+#[test]
+fn a_redelivered_request_taken_by_value_does_not_stand_in_for_a_silent_recipient() {
+    use switchboard::ManualClock;
+    type R = Request<u32, u32>;
+    let clock = ManualClock::new();
+    let q: Queue<R> = Queue::builder()
+        .visibility_timeout(Duration::from_secs(30))
+        .clock(clock.clone())
+        .build();
+    let silent: Queue<R> = Queue::unbounded();
+    let list: RecipientList<R> = RecipientList::new(Route::all());
+    list.add("q", &q);
+    list.add("s", &silent);
+    let sg = ScatterGather::new(&list);
+    let got = thread::scope(|s| {
+        s.spawn(|| {
+            let first = q.receive_timeout(LONG).unwrap();
+            clock.advance(Duration::from_secs(31));
+            let second = q.receive_timeout(LONG).unwrap();
+            assert_eq!(second.attempt(), 2);
+            let taken = second.ack_into_message().unwrap(); // `first` still holds it: a clone
+            first.payload().reply_to().send(1).unwrap();
+            let _ = taken.into_payload().reply(2);
+            drop(first);
+        });
+        sg.scatter(0, Completion::within(Duration::from_millis(300)))
+            .unwrap()
+    });
+    assert_eq!(got.expected(), 2);
+    assert_eq!(got.completed(), Completed::Deadline, "{got:?}");
+    assert_eq!(got.missing(), ["s"]);
+    assert_eq!(got.missing_count(), 1);
+    assert_eq!(got.replies().len(), 2);
+}
+
 #[test]
 fn errors_display_lowercase_and_debug_payload_free() {
     struct NoDebug;

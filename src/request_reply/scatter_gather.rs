@@ -135,7 +135,8 @@ impl<Rep> fmt::Debug for Completion<Rep> {
 #[non_exhaustive]
 pub enum Completed {
     /// Every responder the request reached replied (as many copies of the request replied as
-    /// it reached, through their own return addresses: see [`Completion`] on counting).
+    /// it reached, through their own return addresses: see [`Completion`] on counting; over a
+    /// recipient list, every recipient it reached among them).
     All,
     /// The first `n` replies came ([`Completion::first`]).
     First(usize),
@@ -246,7 +247,12 @@ impl<Rep> Gathered<Rep> {
 
     /// How many responders the request reached did not reply. A responder that replied more
     /// than once counts once (so does a request redelivered by a queue and answered by two
-    /// consumers: it is one copy of the request).
+    /// consumers: it is one copy of the request). A consumer that took such a request by value
+    /// ([`Delivery::ack_into_message`](crate::Delivery::ack_into_message) while the earlier
+    /// holder still had it) holds a clone, which replies as a copy of its own: over a recipient
+    /// list, each recipient that did not reply still counts here, and keeps the gather from
+    /// completing as [`Completed::All`]; over a topic, whose subscribers have no names, it can
+    /// stand in for a responder that did not reply.
     pub fn missing_count(&self) -> usize {
         self.expected.saturating_sub(self.answered)
     }
@@ -509,8 +515,13 @@ where
         // review: one responder answering twice that way completed a gather as `All` while
         // another had not replied).
         let (mut answered, mut copies) = (0usize, SmallSet::<u32>::new());
+        // For a list scatter, the reached recipients that replied: `All` also waits for each of
+        // them, so that a copy made of a copy (a queue's `ack_into_message` of a redelivered
+        // request, which clones it) cannot stand in for a recipient that did not reply.
+        let reached: SmallSet<&str> = names.iter().map(String::as_str).collect();
+        let (mut named, mut named_replied) = (SmallSet::<Arc<str>>::new(), 0usize);
         let completed = loop {
-            if answered >= expected {
+            if answered >= expected && named_replied >= names.len() {
                 break Completed::All;
             }
             if let Some(n) = completion.first.filter(|n| replies.len() >= *n) {
@@ -524,6 +535,11 @@ where
                     Stats::bump(&self.stats.replies);
                     if r.copy != UNKNOWN_COPY && copies.insert(r.copy) {
                         answered += 1;
+                    }
+                    if let Some(n) = r.recipient.as_ref() {
+                        if reached.contains(&**n) && named.insert(Arc::clone(n)) {
+                            named_replied += 1;
+                        }
                     }
                     replies.push(r);
                 }
@@ -542,6 +558,9 @@ where
         drop(closing);
         drop(inbox);
         inbox::recycle(meta);
+        drop(reached);
+        // Each reached recipient that did not reply reached at least one responder that did not.
+        let answered = answered.min(expected.saturating_sub(names.len() - named_replied));
         // A scan of the replies while they are few (no allocation), a hash set past that.
         let replied = (replies.len() > LINEAR_MAX).then(|| {
             replies
