@@ -1205,6 +1205,13 @@ impl<T> RecipientListBuilder<T> {
     }
 }
 
+impl<T> Default for RecipientListBuilder<T> {
+    /// As [`RecipientList::builder`].
+    fn default() -> Self {
+        RecipientList::builder()
+    }
+}
+
 impl<T> fmt::Debug for RecipientListBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RecipientListBuilder")

@@ -1722,7 +1722,7 @@ fn plain_receiver_gets_it_when_let_go(queue: &Queue<u32>, stale: Delivery<u32>, 
     assert!(queue.is_empty());
 }
 
-/// A queue's iterators are fused: once one ended (closed and drained), it stays ended, even on
+/// A queue's iterators (of messages, and of deliveries) are fused: once one ended (closed and drained), it stays ended, even on
 /// a closed dead-letter queue, which still takes letters that a receive then finds.
 #[test]
 fn an_ended_iterator_stays_ended_when_a_closed_dead_letter_queue_takes_a_letter() {
@@ -1730,11 +1730,15 @@ fn an_ended_iterator_stays_ended_when_a_closed_dead_letter_queue_takes_a_letter(
     let q: Queue<u32> = Queue::builder().dead_letter(&dlq, 1).build();
     dlq.close();
     let mut it = dlq.iter();
+    let mut deliveries = dlq.deliveries();
     assert!(it.next().is_none());
+    assert!(deliveries.next().is_none());
     q.send(1).unwrap();
     q.receive().unwrap().reject("poison").unwrap();
     assert_eq!(dlq.len(), 1);
     assert!(it.next().is_none(), "fused");
+    // Found by review: `deliveries` was not fused, and started again.
+    assert!(deliveries.next().is_none(), "fused");
     let mut owned = dlq.clone().into_iter();
     assert_eq!(owned.next().map(Message::into_payload), Some(1));
     assert!(owned.next().is_none());

@@ -730,3 +730,15 @@ fn an_endpoint_over_a_list_succeeds_when_some_recipient_took_the_message() {
     );
     assert_eq!(err.into_inner().into_payload(), 11);
 }
+
+/// Every builder has the defaults through `Default`, as `QueueBuilder` and `TopicBuilder` do
+/// (found by review: the list's did not): a list of no recipients, routing to all.
+#[test]
+fn the_list_builder_defaults_are_its_default() {
+    let q: Queue<u8> = Queue::unbounded();
+    let list = switchboard::RecipientListBuilder::default()
+        .recipient("q", &q)
+        .build();
+    list.send(1).unwrap();
+    assert_eq!(drain(&q), [1]);
+}

@@ -439,7 +439,9 @@ impl<T> Queue<T> {
     /// # Errors
     ///
     /// If the queue closes part-way, [`SendBatchError`] says how many went in and hands back the
-    /// rest.
+    /// rest: every message `batch` still had, which it reads to its end (so a batch must end:
+    /// pump an endless or blocking source through [`send`](Queue::send) one message at a time,
+    /// or in chunks).
     ///
     /// # Panics
     ///
@@ -1163,6 +1165,7 @@ impl<'a, T> Leasing<'a, T> {
         Deliveries {
             queue: self.queue,
             visibility: self.visibility,
+            done: false,
         }
     }
 
@@ -1315,15 +1318,23 @@ impl<T> fmt::Debug for Iter<'_, T> {
 pub struct Deliveries<'a, T> {
     queue: &'a Queue<T>,
     visibility: Duration,
+    /// Ended: fused as [`Iter`] is (a closed dead-letter queue still takes letters, and an
+    /// iterator that ended does not start again; found by review).
+    done: bool,
 }
 
 impl<T> Iterator for Deliveries<'_, T> {
     type Item = Delivery<T>;
 
     fn next(&mut self) -> Option<Delivery<T>> {
-        self.queue.with_visibility(self.visibility).receive().ok()
+        let (queue, visibility) = (self.queue, self.visibility);
+        fused(&mut self.done, || {
+            queue.with_visibility(visibility).receive().ok()
+        })
     }
 }
+
+impl<T> std::iter::FusedIterator for Deliveries<'_, T> {}
 
 impl<T> fmt::Debug for Deliveries<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

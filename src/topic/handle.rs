@@ -441,7 +441,10 @@ impl<T> Topic<T> {
     /// Publishes that start after it returns never reach the subscription. A publish already
     /// under way on another thread may still deliver its message to it (a chained queue can
     /// get that one message after `unsubscribe` returned): publishers take no lock, so this
-    /// does not wait for them.
+    /// does not wait for them. Nor does it release them: a publish waiting for room in this
+    /// subscription (an [`Overflow::Block`](crate::Overflow::Block) one that is full) goes on
+    /// waiting until the subscriber reads or drops its [`Subscription`] (a chained queue: until
+    /// it has room or closes), as a publish under way is never cut short.
     ///
     /// # Examples
     ///
@@ -465,6 +468,13 @@ impl<T> Topic<T> {
     /// Closes the topic: later publishes fail and hand their message back; subscriptions receive
     /// what they hold (including the messages of publishes under way), then get `Closed`.
     /// Chained endpoints are let go of, not closed. Returns whether this call closed it.
+    ///
+    /// Unlike [`Queue::close`](crate::Queue::close), it does not wake a publish waiting for
+    /// room in a full [`Overflow::Block`](crate::Overflow::Block) subscription: that publish
+    /// was under way, and its message still goes in once the subscriber reads (so a subscriber
+    /// reads until `recv` says `Closed`, not until `is_closed`), or is counted nowhere if the
+    /// subscriber drops its [`Subscription`]. A publisher that must not wait for a stalled
+    /// subscriber bounds its wait ([`publish_timeout`](Topic::publish_timeout)).
     ///
     /// # Examples
     ///
