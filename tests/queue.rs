@@ -3245,6 +3245,70 @@ fn a_letter_dead_twice_carries_its_latest_record() {
     assert_eq!(own, in_message);
 }
 
+/// On a rendezvous queue too, a returned message that keeps failing takes turns with the fresh
+/// messages (found by review: its channel always reads empty, its message waiting with the
+/// blocked sender, so the ready lane was served every time and the sender waited for ever).
+#[test]
+fn a_returned_message_does_not_starve_a_rendezvous_queues_waiting_sender() {
+    let q: Queue<&'static str> = Queue::bounded(0);
+    thread::scope(|s| {
+        let tx = q.clone();
+        let sender = spawn_named(s, "rdv-sender", move || {
+            tx.send_timeout("poison", LONG).unwrap();
+            tx.send_timeout("fresh", LONG)
+        });
+        let first = q.receive_timeout(LONG).unwrap();
+        assert_eq!(*first.payload(), "poison");
+        first.nack().unwrap();
+        wait_blocked("rdv-sender");
+        // The returned message (failing again), then the waiting sender's: turns, as the docs
+        // promise.
+        let mut order = Vec::new();
+        for _ in 0..2 {
+            let d = q.receive_timeout(LONG).unwrap();
+            order.push(*d.payload());
+            if *d.payload() == "poison" {
+                d.nack().unwrap();
+            } else {
+                d.ack().unwrap();
+            }
+        }
+        assert_eq!(order, ["poison", "fresh"]);
+        sender.join().unwrap().unwrap();
+        q.receive_timeout(LONG).unwrap().ack().unwrap();
+    });
+}
+
+/// A redrive leaves behind, expired, the letters past the dead-letter queue's own retention:
+/// an expired message never reaches a consumer (found by review: redrive moved them back).
+#[test]
+fn redrive_expires_the_letters_past_the_dead_letter_queues_retention() {
+    for to in [false, true] {
+        let clock = ManualClock::new();
+        let dlq: Queue<&str> = Queue::builder()
+            .clock(clock.clone())
+            .retention(Duration::from_secs(60))
+            .build();
+        let q: Queue<&str> = Queue::builder()
+            .clock(clock.clone())
+            .dead_letter(&dlq, 1)
+            .build();
+        q.send("old").unwrap();
+        q.receive().unwrap().nack().unwrap(); // the last attempt: to the dead-letter queue
+        clock.advance(Duration::from_secs(120));
+        q.send("young").unwrap();
+        q.receive().unwrap().nack().unwrap();
+        let moved = if to {
+            dlq.redrive_to(&q, 10)
+        } else {
+            dlq.redrive()
+        };
+        let back: Vec<_> = q.try_iter().map(Message::into_payload).collect();
+        assert_eq!((moved, back), (1, vec!["young"]), "redrive_to: {to}");
+        assert_eq!((dlq.stats().expired, dlq.len()), (1, 0), "redrive_to: {to}");
+    }
+}
+
 /// Bounds this binary in time: a hanging test fails the run (see `common::start_watchdog`).
 #[test]
 fn _watchdog() {

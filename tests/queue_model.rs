@@ -1274,6 +1274,16 @@ impl Lanes {
         // Oldest first: the letters put back after a lease in the dead-letter queue take their
         // place by arrival again, whether they move or stay.
         let mut lane: Vec<usize> = self.dlq.drain(..).collect();
+        // A letter past the dead-letter queue's retention expires there: it never moves.
+        lane.retain(|&i| {
+            if self.dlq_expired(i) {
+                self.dc.expired += 1;
+                self.msgs[i].st = Ls::Expired;
+                false
+            } else {
+                true
+            }
+        });
         lane.sort_by_key(|&i| self.msgs[i].arrival);
         if self.closed {
             self.dlq.extend(lane);

@@ -2051,7 +2051,7 @@ impl<T> Shared<T> {
                     break;
                 }
                 // Fresh and returned messages take turns (a FIFO queue's channel has no messages).
-                if fifo.is_none() && slow.prefer_main && !self.rx.is_empty() {
+                if fifo.is_none() && slow.prefer_main && self.main_may_hold() {
                     slow.prefer_main = false;
                     break;
                 }
@@ -2082,6 +2082,14 @@ impl<T> Shared<T> {
             self.wake_all_waiters();
         }
         result
+    }
+
+    /// Whether the main lane may hold a message for a receive: a rendezvous channel always
+    /// reads empty (its message waits with a blocked sender, seen only by a receive), so it
+    /// is tried rather than judged by its length.
+    #[inline]
+    fn main_may_hold(&self) -> bool {
+        !self.rx.is_empty() || self.rx.capacity() == Some(0)
     }
 
     /// Counts `n` messages popped from the main lane, the last of them enqueued at `enqueued`.
@@ -2155,7 +2163,7 @@ impl<T> Shared<T> {
             ended = slow.take_ended(into);
             while into.len() < target {
                 let from_ready =
-                    !slow.ready.is_empty() && (!slow.prefer_main || self.rx.is_empty());
+                    !slow.ready.is_empty() && (!slow.prefer_main || !self.main_may_hold());
                 let (entry, now) = if from_ready {
                     let entry = slow.ready.pop_front().expect("not empty");
                     slow.prefer_main = true;
@@ -2863,7 +2871,8 @@ impl<T> Shared<T> {
         {
             let mut slow = self.slow().lock();
             // Leases of dead letters that ran out put them back first: they are waiting too.
-            self.run_timers(&mut slow, self.now(), &mut out);
+            let now = self.now();
+            self.run_timers(&mut slow, now, &mut out);
             let mut waiting: VecDeque<Entry<T>> = std::mem::take(&mut slow.ready);
             if let Some(g) = slow.groups.as_mut() {
                 waiting.extend(g.drain());
@@ -2900,6 +2909,12 @@ impl<T> Shared<T> {
             // group go first).
             let mut held_groups: std::collections::HashSet<String> = Default::default();
             while let Some(e) = waiting.pop_front() {
+                // An expired message never reaches a consumer: a letter past this queue's
+                // retention expires here rather than move back to where consumers get it.
+                if e.is_dead() && self.ready_expired(&e, now) {
+                    self.expire(&mut slow, e, &mut out);
+                    continue;
+                }
                 // Only dead letters move: a message sent here directly, or one put back after a
                 // lease of this queue's own, stays.
                 let dead = e.is_dead();

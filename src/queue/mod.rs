@@ -868,7 +868,8 @@ impl<T> Queue<T> {
     /// lease (or backing off after a `nack_after`), or that come after a letter of their group
     /// that stays for another reason: moved, they would overtake it. So does a
     /// letter leased here whose lease ran out while its holder still has the [`Delivery`]: the
-    /// record in the message they share cannot be cleared until that holder lets go.
+    /// record in the message they share cannot be cleared until that holder lets go. Letters
+    /// past this queue's [retention](crate::QueueBuilder::retention) expire here instead.
     ///
     /// ```
     /// use switchboard::Queue;
@@ -890,8 +891,8 @@ impl<T> Queue<T> {
     /// queue directly stays, as does one put back after a lease of this queue's own. Nothing
     /// moves to a closed `target`, not even one that closes while the redrive runs (the letters
     /// it refuses stay here, and its receivers never get one after they saw it closed), and a
-    /// FIFO group with its head on lease here keeps its letters
-    /// (see [`redrive`](Queue::redrive)).
+    /// FIFO group with its head on lease here keeps its letters, and letters past this queue's
+    /// retention expire here (see [`redrive`](Queue::redrive)).
     ///
     /// ```
     /// use switchboard::Queue;
