@@ -33,6 +33,12 @@ impl<E> Group<E> {
 /// keeps up does not cost an allocation and a map insert and removal per message.
 const IDLE_KEPT: usize = 64;
 
+/// Capacity a structure may keep beyond what it holds before it gives memory back: memory
+/// follows what is in the queue, and a burst's is given back once it is over (found by review:
+/// a burst over 10,000 groups kept 1.6 MB, one of 10,000 dedup keys 1.3 MB, for the queue's
+/// life).
+const SPARE_KEPT: usize = 64;
+
 /// Per-group queues served round-robin, one message in flight per group.
 ///
 /// Groups live in a slab, found by key through `index`; the round-robin list holds slab slots,
@@ -136,6 +142,48 @@ impl<E> Groups<E> {
                 self.free.push(j);
             }
         }
+        if self.free.len() > 3 * self.index.len() + SPARE_KEPT {
+            self.compact();
+        }
+    }
+
+    /// Renumbers the live groups into the bottom of the slab and gives back the rest, with the
+    /// capacity of the lists of slots: the slab of a burst over many groups, mostly forgotten
+    /// since. Amortized: it runs once the free slots outnumber the live groups three to one,
+    /// and each free slot came from a group forgotten since the last compaction. A lease's
+    /// slot hint (`release_at`) may then name another group or none: it checks the key, and
+    /// falls back to the index.
+    fn compact(&mut self) {
+        let mut renumbered = vec![usize::MAX; self.slots.len()];
+        let mut slots = Vec::with_capacity(self.index.len());
+        for (old, slot) in std::mem::take(&mut self.slots).into_iter().enumerate() {
+            if let Some(g) = slot {
+                renumbered[old] = slots.len();
+                slots.push(Some(g));
+            }
+        }
+        self.slots = slots;
+        for i in self.index.values_mut() {
+            *i = renumbered[*i];
+        }
+        self.index.shrink_to_fit();
+        for i in self.available.iter_mut().chain(self.idle.iter_mut()) {
+            *i = renumbered[*i];
+        }
+        self.available.shrink_to_fit();
+        self.idle.shrink_to_fit();
+        self.free = Vec::new();
+        self.last_popped = renumbered
+            .get(self.last_popped)
+            .copied()
+            .unwrap_or(usize::MAX);
+    }
+
+    /// Gives back a group buffer that a burst left large, once it is empty.
+    fn shrink_queue(g: &mut Group<E>) {
+        if g.queue.is_empty() && g.queue.capacity() > SPARE_KEPT {
+            g.queue = VecDeque::new();
+        }
     }
 
     /// Appends a message to its group (a send, a due delayed message, a dead letter arriving).
@@ -195,6 +243,7 @@ impl<E> Groups<E> {
         let g = self.at(i);
         g.listed = false;
         let e = g.queue.pop_front().expect("listed groups have messages");
+        Self::shrink_queue(g);
         g.busy = lease;
         self.len -= 1;
         if !lease {
@@ -298,6 +347,14 @@ impl Dedup {
             let seen = &self.seen;
             self.order
                 .retain(|(at, key)| seen.get(key).is_some_and(|r| r.at == *at));
+        }
+        // A burst of keys aged out gives its memory back (amortized: only once the tables are
+        // four times larger than what they hold, and shrunk to twice it).
+        if self.seen.capacity() > 4 * self.seen.len() + SPARE_KEPT {
+            self.seen.shrink_to(2 * self.seen.len());
+        }
+        if self.order.capacity() > 4 * self.order.len() + SPARE_KEPT {
+            self.order.shrink_to(2 * self.order.len());
         }
     }
 
@@ -470,6 +527,52 @@ mod tests {
         assert_eq!(g.pop(false).as_deref(), Some("g199"));
         assert!(g.drain().is_empty());
         assert_eq!(g.index.len(), 0);
+    }
+
+    /// The slab of a burst over many groups is compacted as they are forgotten, while other
+    /// groups are busy, listed or idle: every group still hands out its messages in order, one
+    /// in flight, released by hints taken before the renumbering (checked by key).
+    #[test]
+    fn a_compacted_slab_keeps_every_groups_order_and_state() {
+        fn k(e: &(String, u32)) -> &str {
+            &e.0
+        }
+        const N: usize = 2_000;
+        let mut g = Groups::new();
+        for i in 0..N {
+            g.push_back((format!("g{i}"), 0), k);
+            g.push_back((format!("g{i}"), 1), k);
+        }
+        let mut hints = std::collections::HashMap::new();
+        while let Some((key, n)) = g.pop(true) {
+            assert_eq!(n, 0, "{key}: its first message first");
+            hints.insert(key, g.last_popped());
+        }
+        assert_eq!(hints.len(), N, "one in flight per group");
+        let mut seconds = 0;
+        for round in 0..2 {
+            for i in (0..N).filter(|i| i % 2 == round) {
+                let key = format!("g{i}");
+                g.release_at(hints[&key], &key);
+            }
+            // The released groups hand out their second message, and go idle once it is
+            // released in turn: most are forgotten, and the slab compacts meanwhile.
+            while let Some((key, n)) = g.pop(true) {
+                assert_eq!(n, 1, "{key}: its second message second");
+                seconds += 1;
+                g.release_at(hints[&key], &key);
+            }
+        }
+        assert_eq!((seconds, g.len()), (N, 0));
+        assert!(g.index.len() <= IDLE_KEPT, "bounded: {}", g.index.len());
+        assert!(
+            g.slots.len() <= 4 * g.index.len() + SPARE_KEPT,
+            "{}",
+            g.slots.len()
+        );
+        for (key, &i) in &g.index {
+            assert_eq!(g.slots[i].as_ref().map(|g| &*g.key), Some(&**key));
+        }
     }
 
     #[test]
