@@ -187,7 +187,9 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// `deadline`. Returns when every worker has ended, or at the deadline, after giving the
     /// messages of the handlers still running back to the queue unacked (their leases are
     /// released; a message on its last attempt goes to the dead-letter queue, as when a
-    /// `Delivery` is dropped). Those handlers' verdicts then change nothing.
+    /// `Delivery` is dropped). Those handlers' verdicts then change nothing. A message a worker
+    /// still in its receive takes after that goes back as if never received, its attempt
+    /// unspent (counted in `released` too, and in the queue's `abandoned`).
     ///
     /// Nothing is lost: every message the pool took was acked, is back in the queue (now or after
     /// its retry delay), or is in the dead-letter queue. Calling it again is harmless; an earlier
