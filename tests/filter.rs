@@ -1531,6 +1531,27 @@ fn equals_ignore_case_folds_each_letter_on_its_own() {
         assert_eq!(got, [100, 101, 102], "{m:?}");
     }
     assert!(!filters[0].matches(&msg(&[("k", s("ασα"))])));
+    // The capital sharp s and its lower case (found by review of the fold above: they no
+    // longer matched each other).
+    let sharp = [
+        Filter::builder()
+            .equals_ignore_case("k", "ß")
+            .build()
+            .unwrap(),
+        f(r#"{"k": [{"equals-ignore-case": "ẞ"}]}"#),
+    ];
+    let mut index = FilterIndex::new();
+    for (i, filter) in sharp.iter().enumerate() {
+        index.insert(i as u32, filter.clone());
+    }
+    index.compact();
+    for v in ["ß", "ẞ", "SS", "ss"] {
+        let m = msg(&[("k", s(v))]);
+        assert!(sharp.iter().all(|f| f.matches(&m)), "{v}");
+        let mut got = Vec::new();
+        index.snapshot().matching(&m, &mut got);
+        assert_eq!(got, [0, 1], "{v}");
+    }
 }
 
 /// A policy read through `Deserialize` from a format that has NaN and infinities refuses them,

@@ -93,12 +93,15 @@ pub(crate) fn eq_ignore_case(s: &str, lower: &str) -> bool {
     }
 }
 
-/// Case-folds each character on its own (its uppercase, lowercased), so that two strings whose
-/// letters are each other's upper or lower case fold alike: `str::to_lowercase` writes a
-/// word-final capital sigma as "ς", so "ΑΣ" would not equal "ασ" (nor "ας" equal "ΑΣ" if
-/// characters were only lowercased one by one).
+/// Case-folds each character on its own (lowercased, then uppercased, then lowercased), so that
+/// two strings whose letters are each other's upper or lower case fold alike: `str::to_lowercase`
+/// writes a word-final capital sigma as "ς", so "ΑΣ" would not equal "ασ" (nor "ας" equal "ΑΣ"
+/// if characters were only lowercased one by one). The first pass makes the capital sharp s
+/// "ẞ" fold as "ß" does, to "ss" (found by review: checked over every scalar value, it is the
+/// one letter whose fold, its lower case's and its upper case's differed).
 pub(crate) fn fold(s: &str) -> String {
     s.chars()
+        .flat_map(char::to_lowercase)
         .flat_map(char::to_uppercase)
         .flat_map(char::to_lowercase)
         .collect()
