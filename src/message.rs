@@ -572,7 +572,7 @@ impl DeadLetter {
 /// The rarely used metadata, kept out of line behind one pointer so that the common message (no
 /// attributes, no routing metadata) is its payload plus three words. Shared, never deep-copied,
 /// when a message is cloned for fan-out; copied on write.
-#[derive(Clone, Default)]
+#[derive(Default)]
 struct Ext {
     attributes: Attributes,
     correlation_id: Option<CorrelationId>,
@@ -583,6 +583,29 @@ struct Ext {
     dedup_id: Option<Box<str>>,
     ttl: Option<Duration>,
     dead_letter: Option<Box<DeadLetter>>,
+}
+
+impl Clone for Ext {
+    /// A copy on write keeps the return address as it was: a request's own address in its
+    /// metadata is uncounted, and its copy must be too (a counted copy kept the requester
+    /// waiting while the copied metadata lived).
+    fn clone(&self) -> Self {
+        Ext {
+            attributes: self.attributes.clone(),
+            correlation_id: self.correlation_id,
+            reply_to: self.reply_to.as_ref().map(|a| {
+                if a.counted {
+                    a.clone()
+                } else {
+                    a.share_uncounted()
+                }
+            }),
+            group: self.group.clone(),
+            dedup_id: self.dedup_id.clone(),
+            ttl: self.ttl,
+            dead_letter: self.dead_letter.clone(),
+        }
+    }
 }
 
 /// A request's reply metadata (a correlation id and a return address), made once and shared by
