@@ -6,6 +6,8 @@
 //! nothing blocks or drops and all three do the same work.
 //!
 //! - `single_thread`: publisher and subscribers on one thread: the cost of the data structures.
+//!   `crossbeam_per_sub` is the floor of a channel per subscriber (the payload alone in raw
+//!   crossbeam channels).
 //! - `threaded`: the publisher on one thread, one thread draining all subscribers round-robin
 //!   (this machine has two cores), each buffer holding `BATCH`; the publisher waits for room.
 //!   Throughput is per `BATCH` publishes, as in `single_thread`.
@@ -45,6 +47,28 @@ fn single_thread(c: &mut Criterion) {
                 for s in &subs {
                     for _ in 0..BATCH {
                         std::hint::black_box(s.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+
+        // The floor of a design with a channel per subscriber, as ours: the payload alone into
+        // one crossbeam channel per subscriber (no message, no counters). Beside bus's shared
+        // ring it says how much of the gap is the design and how much is ours.
+        g.bench_with_input(BenchmarkId::new("crossbeam_per_sub", n), &n, |b, &n| {
+            let chans: Vec<_> = (0..n)
+                .map(|_| crossbeam_channel::bounded::<Payload>(BATCH))
+                .collect();
+            let p = payload();
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    for (tx, _) in &chans {
+                        tx.try_send(Arc::clone(&p)).unwrap();
+                    }
+                }
+                for (_, rx) in &chans {
+                    for _ in 0..BATCH {
+                        std::hint::black_box(rx.try_recv().unwrap());
                     }
                 }
             });
