@@ -3279,6 +3279,58 @@ fn a_returned_message_does_not_starve_a_rendezvous_queues_waiting_sender() {
     });
 }
 
+/// Competing receivers of a rendezvous queue whose ready lane holds many returned messages and
+/// whose main lane no sender waits on never come back empty-handed while messages are ready
+/// (found by review of the fix above: a receive that found the main lane empty gave the turn
+/// back to it on its retry, and another receiver's take had handed the turn back meanwhile).
+#[test]
+fn competing_receivers_of_a_rendezvous_queue_get_the_returned_messages() {
+    const M: u32 = 20_000;
+    let q: Queue<u32> = Queue::bounded(0);
+    let mut held = Vec::new();
+    thread::scope(|s| {
+        let tx = q.clone();
+        s.spawn(move || {
+            for i in 0..M {
+                tx.send_timeout(i, LONG).unwrap();
+            }
+        });
+        for _ in 0..M {
+            held.push(q.receive_timeout(LONG).unwrap());
+        }
+    });
+    held.into_iter().for_each(|d| d.nack().unwrap());
+    let spurious = std::sync::Mutex::new(Vec::new());
+    let taken = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for _ in 0..2 {
+            let (q, spurious, taken) = (q.clone(), &spurious, &taken);
+            s.spawn(move || {
+                let mut kept = Vec::new();
+                loop {
+                    match q.try_receive() {
+                        Ok(d) => kept.push(d),
+                        // No sends: a queue still holding messages after an `Empty` held them
+                        // all through it.
+                        Err(TryRecvError::Empty) if q.is_empty() => break,
+                        Err(e) => spurious.lock().unwrap().push((e, q.len())),
+                    }
+                }
+                taken.fetch_add(kept.len(), Ordering::Relaxed);
+                assert!(q.ack_many(kept).is_empty());
+            });
+        }
+    });
+    let spurious = spurious.into_inner().unwrap();
+    assert!(
+        spurious.is_empty(),
+        "{} spurious, first: {:?}",
+        spurious.len(),
+        spurious.first()
+    );
+    assert_eq!(taken.into_inner(), M as usize);
+}
+
 /// A redrive leaves behind, expired, the letters past the dead-letter queue's own retention:
 /// an expired message never reaches a consumer (found by review: redrive moved them back).
 #[test]

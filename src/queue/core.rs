@@ -1876,21 +1876,22 @@ impl<T> Shared<T> {
             // A plain receive passes over the groups whose head is shared with an expired
             // lease's holder (it waits for the holder to let go, see Delivery's Drop) to the
             // next group in the round; each group once, so none gives out a later message.
-            let mut passed: Vec<(usize, Entry<T>)> = Vec::new();
+            // Passed groups are known by key: a pop(false) may compact the slab and renumber
+            // the slots.
+            let mut passed: Vec<Entry<T>> = Vec::new();
             let found = loop {
                 let Some(e) = g.pop(lease) else { break None };
-                let slot = g.last_popped();
-                if lease || e.body.ownable() && passed.iter().all(|&(s, _)| s != slot) {
+                let again = passed.iter().any(|p| p.group() == e.group());
+                if lease || e.body.ownable() && !again {
                     break Some(e);
                 }
-                let again = passed.iter().any(|&(s, _)| s == slot);
-                passed.push((slot, e));
+                passed.push(e);
                 if again {
                     break None; // round the whole round
                 }
             };
             // Back at their heads, in reverse: a group's later message first, its head last.
-            for (_, e) in passed.into_iter().rev() {
+            for e in passed.into_iter().rev() {
                 g.push_front_and_release(e, Entry::group);
             }
             if found.is_some() {
@@ -2034,7 +2035,7 @@ impl<T> Shared<T> {
 
     /// The slow path of a receive: timers, then the ready lane (alternating with the main lane).
     /// Returns `None` when the main lane should be tried.
-    fn take_slow(self: &Arc<Self>, how: How) -> Option<Out<T>> {
+    fn take_slow(self: &Arc<Self>, how: How, main_tried: bool) -> Option<Out<T>> {
         let mut out = Vec::new();
         let result = loop {
             let mut slow = self.slow().lock();
@@ -2051,7 +2052,10 @@ impl<T> Shared<T> {
                     break;
                 }
                 // Fresh and returned messages take turns (a FIFO queue's channel has no messages).
-                if fifo.is_none() && slow.prefer_main && self.main_may_hold() {
+                // (Not again once this receive found the main lane empty: another receiver
+                // may have handed the turn back meanwhile, and a rendezvous lane always looks
+                // as if it may hold one.)
+                if fifo.is_none() && slow.prefer_main && !main_tried && self.main_may_hold() {
                     slow.prefer_main = false;
                     break;
                 }
@@ -2393,7 +2397,7 @@ impl<T> Shared<T> {
             let mut now = None;
             let pending = self.slow_pending(&mut now);
             if pending {
-                if let Some(o) = self.take_slow(how) {
+                if let Some(o) = self.take_slow(how, retried) {
                     return Ok(o);
                 }
             }

@@ -279,6 +279,9 @@ impl<E> Groups<E> {
         for g in self.slots.iter_mut().flatten() {
             g.parked = false;
         }
+        if self.free.len() > 3 * self.index.len() + SPARE_KEPT {
+            self.compact();
+        }
         out
     }
 }
