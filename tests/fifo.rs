@@ -1234,7 +1234,6 @@ fn a_redrive_keeps_a_group_behind_a_letter_it_holds_back() {
 #[test]
 fn a_plain_receive_keeps_group_order_across_a_slab_compaction() {
     const FILLERS: u32 = 326; // one group short of compacting when `b` goes idle
-    let grouped = |group: &str, n: u32| Message::new((group.to_owned(), n)).with_group(group);
     let clock = ManualClock::new();
     let q: Queue<(String, u32)> = Queue::builder()
         .fifo()

@@ -37,6 +37,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Prints what a burst left behind (`--nocapture` shows it) and fails if it reaches `bound`:
+/// memory follows what is in the queue.
+fn assert_gives_back(what: &str, kept: isize, bound: isize) {
+    println!("kept after {what}: {kept} bytes");
+    assert!(kept < bound, "after {what}, the queue keeps {kept} bytes");
+}
+
 fn bytes_for<R>(f: impl FnOnce() -> R) -> (R, isize) {
     let before = LIVE.with(Cell::get);
     let r = f();
@@ -72,8 +79,7 @@ fn the_allocations_kept_for_later_leases_stay_within_4_kib() {
     let q = Queue::<[u64; 1024]>::unbounded();
     q.send([1; 1024]).unwrap();
     let ((), kept) = bytes_for(|| q.receive().unwrap().ack().unwrap());
-    println!("kept after a leased receive and ack of an 8 KiB payload: {kept} bytes");
-    assert!(kept < 4096, "the queue keeps {kept} bytes for later leases");
+    assert_gives_back("a leased receive and ack of an 8 KiB payload", kept, 4096);
 }
 
 /// Delayed messages wait outside the channel, in entries whose delivery history is out of
@@ -145,11 +151,7 @@ fn a_burst_of_leases_gives_its_memory_back() {
         assert_eq!(batch.len(), n);
         assert!(q.ack_many(batch).is_empty());
     });
-    println!("kept after a burst of leases: {kept} bytes");
-    assert!(
-        kept < 16 * 1024,
-        "the queue keeps {kept} bytes after the burst"
-    );
+    assert_gives_back("a burst of leases", kept, 16 * 1024);
 }
 
 /// A burst settled by single acks gives its memory back too, as the queue docs say ("given
@@ -163,11 +165,7 @@ fn a_burst_acked_one_by_one_gives_its_memory_back() {
             d.ack().unwrap();
         }
     });
-    println!("kept after a burst of leases acked one by one: {kept} bytes");
-    assert!(
-        kept < 16 * 1024,
-        "the queue keeps {kept} bytes after the burst"
-    );
+    assert_gives_back("a burst of leases acked one by one", kept, 16 * 1024);
 }
 
 /// A burst of delayed messages gives back its delay heap once they have all come due and been
@@ -190,11 +188,7 @@ fn a_burst_of_delays_gives_its_memory_back() {
         assert_eq!(q.try_iter().count() as u64, N);
         assert!(q.is_empty());
     });
-    println!("kept after a burst of {N} delayed messages: {kept} bytes");
-    assert!(
-        kept < 16 * 1024,
-        "the queue keeps {kept} bytes after the burst"
-    );
+    assert_gives_back(&format!("a burst of {N} delayed messages"), kept, 16 * 1024);
 }
 
 /// A FIFO queue gives back what a burst took: over many groups (the group slab, its index and
@@ -230,14 +224,11 @@ fn a_fifo_burst_gives_its_memory_back() {
             }
             assert!(q.is_empty() && q.stats().in_flight == 0);
         });
-        println!("kept after a FIFO burst of {N} (many groups: {many_groups}): {kept} bytes");
         // Many groups: the idle groups kept for reuse (64, each with its key and a small
         // buffer) and a slab of at most four times as many slots stay, whatever the burst.
         let bound = if many_groups { 64 * 1024 } else { 16 * 1024 };
-        assert!(
-            kept < bound,
-            "many groups: {many_groups}: the queue keeps {kept} bytes after the burst"
-        );
+        let what = format!("a FIFO burst of {N} (many groups: {many_groups})");
+        assert_gives_back(&what, kept, bound);
     }
 }
 
@@ -268,11 +259,7 @@ fn a_fifo_dead_letter_queue_gives_back_a_redriven_burst() {
         assert!(q.ack_many(batch).is_empty());
         assert!(q.is_empty() && dlq.is_empty() && q.stats().in_flight == 0);
     });
-    println!("kept after a redriven FIFO burst of {N}: {kept} bytes");
-    assert!(
-        kept < 64 * 1024,
-        "the queues keep {kept} bytes after the burst"
-    );
+    assert_gives_back(&format!("a redriven FIFO burst of {N}"), kept, 64 * 1024);
 }
 
 /// A burst of de-duplication keys gives its memory back once the keys aged out of the window
@@ -300,11 +287,7 @@ fn a_burst_of_dedup_keys_gives_its_memory_back_once_they_age_out() {
         q.send(Message::new(0).with_dedup_id("late")).unwrap(); // every older key aged out
         q.recv().unwrap();
     });
-    println!("kept after {N} dedup keys aged out: {kept} bytes");
-    assert!(
-        kept < 16 * 1024,
-        "the queue keeps {kept} bytes after the burst"
-    );
+    assert_gives_back(&format!("{N} dedup keys aged out"), kept, 16 * 1024);
 }
 
 /// A message back in the queue after a lease (nacked, or its delivery dropped without a
