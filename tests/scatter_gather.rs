@@ -232,6 +232,32 @@ fn refused_requests() {
     assert_eq!(err.to_string(), "recipient closed failed: closed");
 }
 
+/// A forwarded return address (a counted copy) stays counted through a copy on write of the
+/// metadata it rides in: the back responder marks a clone of the forwarded message and lets the
+/// original go, and the requester goes on waiting for the marked copy's reply. The other side
+/// of keeping a request's own address uncounted on a copy on write.
+#[test]
+fn a_forwarded_address_stays_counted_through_a_copy_on_write() {
+    let front: Queue<Request<u32, u32>> = Queue::unbounded();
+    let back: Queue<u32> = Queue::unbounded();
+    let requester = Requester::new(&front);
+    thread::scope(|s| {
+        let asking = spawn_named(s, "fwd-cow-req", || requester.request(5, LONG));
+        let m = front.recv_timeout(LONG).unwrap();
+        let forwarded = m.reply_to().cloned().unwrap();
+        drop(m);
+        back.send(Message::new(5).with_reply_to(forwarded)).unwrap();
+        let m = back.recv_timeout(LONG).unwrap();
+        let marked = m.clone().with_attr("seen", true); // the metadata is copied on write
+        drop(m);
+        wait_blocked("fwd-cow-req"); // still waiting: the marked copy may reply
+        let to = marked.reply_to().unwrap().get::<ReplyTo<u32>>().unwrap();
+        to.clone().send(marked.payload() + 1).unwrap();
+        drop(marked);
+        assert_eq!(asking.join().unwrap(), Ok(6));
+    });
+}
+
 /// The Return Address pattern across two hops: a front responder forwards the request's return
 /// address with a message of its own and drops the request; the back one replies. The requester
 /// waits for that reply (the forwarded address counts as a copy that may reply), and each of many
