@@ -20,6 +20,15 @@ fn grouped(group: &str, n: u32) -> Message<(String, u32)> {
     Message::new((group.to_owned(), n)).with_group(group)
 }
 
+/// A FIFO queue of [`grouped`] messages on `clock`, with leases of `visibility`.
+fn grouped_queue(clock: &ManualClock, visibility: Duration) -> Queue<(String, u32)> {
+    Queue::builder()
+        .fifo()
+        .clock(clock.clone())
+        .visibility_timeout(visibility)
+        .build()
+}
+
 #[test]
 fn order_within_a_group_under_competing_consumers_with_nacks_and_drops() {
     const GROUPS: u32 = 8;
@@ -169,11 +178,7 @@ fn groups_waiting_counts_groups_with_a_message_waiting_not_those_only_in_flight(
 #[test]
 fn returned_message_comes_back_first_in_its_group() {
     let clock = ManualClock::new();
-    let q: Queue<(String, u32)> = Queue::builder()
-        .fifo()
-        .clock(clock.clone())
-        .visibility_timeout(Duration::from_secs(10))
-        .build();
+    let q = grouped_queue(&clock, Duration::from_secs(10));
     for n in 0..3 {
         q.send(grouped("a", n)).unwrap();
     }
@@ -1086,11 +1091,7 @@ fn a_fifo_sends_dedup_window_starts_when_it_goes_in_after_waiting() {
 #[test]
 fn a_fifo_plain_receive_finds_a_ready_group_behind_groups_held_by_stale_holders() {
     let clock = ManualClock::new();
-    let q: Queue<(String, u32)> = Queue::builder()
-        .fifo()
-        .clock(clock.clone())
-        .visibility_timeout(Duration::from_secs(30))
-        .build();
+    let q = grouped_queue(&clock, Duration::from_secs(30));
     for (grp, n) in [("a", 1), ("b", 1), ("a", 2)] {
         q.send(grouped(grp, n)).unwrap();
     }
@@ -1235,11 +1236,7 @@ fn a_redrive_keeps_a_group_behind_a_letter_it_holds_back() {
 fn a_plain_receive_keeps_group_order_across_a_slab_compaction() {
     const FILLERS: u32 = 326; // one group short of compacting when `b` goes idle
     let clock = ManualClock::new();
-    let q: Queue<(String, u32)> = Queue::builder()
-        .fifo()
-        .clock(clock.clone())
-        .visibility_timeout(Duration::from_secs(10))
-        .build();
+    let q = grouped_queue(&clock, Duration::from_secs(10));
     for i in 0..FILLERS {
         q.send(grouped(&format!("f{i}"), 0)).unwrap();
     }
