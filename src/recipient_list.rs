@@ -1143,6 +1143,20 @@ pub struct RecipientListBuilder<T> {
     clock: Option<Clock>,
 }
 
+impl<T> Clone for RecipientListBuilder<T> {
+    /// Another builder with the same route, policies and recipients: each `build` makes its own
+    /// list, and lists built from clones send to the same recipient endpoints.
+    fn clone(&self) -> Self {
+        RecipientListBuilder {
+            route: self.route.clone(),
+            unknown: self.unknown,
+            on_failure: self.on_failure,
+            recipients: self.recipients.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
 impl<T> RecipientListBuilder<T> {
     /// The routing function ([`Route::all`] by default).
     pub fn route(mut self, route: Route<T>) -> Self {

@@ -1423,3 +1423,30 @@ fn a_message_sent_after_an_expired_shutdown_keeps_its_attempt() {
 fn _watchdog() {
     common::start_watchdog();
 }
+
+/// A cloned pool builder starts a pool alike on the same queue: the two compete for its
+/// messages, and each message is handled once.
+#[test]
+fn a_cloned_consumer_starts_a_competing_pool_alike() {
+    let queue: Queue<u32> = Queue::unbounded();
+    let builder = Consumer::new(&queue).workers(2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let handler = |seen: Arc<Mutex<Vec<u32>>>| {
+        move |m: &switchboard::Message<u32>| {
+            seen.lock().unwrap().push(*m.payload());
+            Ok::<(), Failure>(())
+        }
+    };
+    let one = builder.clone().start(handler(Arc::clone(&seen)));
+    let two = builder.start(handler(Arc::clone(&seen)));
+    assert_eq!((one.workers(), two.workers()), (2, 2));
+    for i in 0..100 {
+        queue.send(i).unwrap();
+    }
+    queue.close(); // the pools end once it is drained
+    let (a, b) = (one.join(), two.join());
+    let mut got = seen.lock().unwrap().clone();
+    got.sort_unstable();
+    assert_eq!(got, (0..100).collect::<Vec<_>>());
+    assert_eq!(a.processed + b.processed, 100);
+}

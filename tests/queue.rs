@@ -3415,3 +3415,31 @@ fn a_send_that_waited_for_room_counts_its_age_from_when_it_went_in() {
     let m = q.try_recv().unwrap();
     assert_eq!(m.into_payload(), 64);
 }
+
+/// A cloned builder makes a queue of its own with the same settings (a clone shares the
+/// dead-letter queue).
+#[test]
+fn a_cloned_builder_builds_an_independent_queue_alike() {
+    let dlq: Queue<u32> = Queue::unbounded();
+    let builder = Queue::builder()
+        .capacity(1)
+        .name("jobs")
+        .visibility_timeout(secs(7))
+        .dead_letter(&dlq, 1);
+    let (a, b) = (builder.clone().build(), builder.build());
+    for q in [&a, &b] {
+        assert_eq!(q.capacity(), Some(1));
+        assert_eq!(q.name(), Some("jobs"));
+        assert_eq!(q.visibility_timeout(), secs(7));
+        assert_eq!(q.max_attempts(), Some(1));
+    }
+    a.send(1).unwrap();
+    assert!(b.is_empty(), "the clone's queue is a queue of its own");
+    b.send(2).unwrap();
+    for q in [&a, &b] {
+        q.receive().unwrap().nack().unwrap();
+    }
+    let mut dead: Vec<u32> = dlq.try_iter().map(Message::into_payload).collect();
+    dead.sort_unstable();
+    assert_eq!(dead, [1, 2], "both dead-letter into the one queue");
+}

@@ -742,3 +742,30 @@ fn the_list_builder_defaults_are_its_default() {
     list.send(1).unwrap();
     assert_eq!(drain(&q), [1]);
 }
+
+/// A cloned builder makes a list of its own, routing alike to the same recipients.
+#[test]
+fn a_cloned_list_builder_builds_a_list_alike() {
+    let (a, b) = (Queue::<u32>::unbounded(), Queue::<u32>::unbounded());
+    let builder = RecipientList::builder()
+        .route(Route::from_fn(|m: &Message<u32>| {
+            if m.payload() % 2 == 0 {
+                vec!["even".to_string()]
+            } else {
+                vec!["odd".to_string()]
+            }
+        }))
+        .recipient("even", &a)
+        .recipient("odd", &b);
+    let (one, two) = (builder.clone().build(), builder.build());
+    one.send(2).unwrap();
+    two.send(3).unwrap();
+    two.remove("odd");
+    assert_eq!(
+        one.names().len(),
+        2,
+        "removing from one list leaves the other"
+    );
+    assert_eq!(a.try_recv().map(Message::into_payload), Ok(2));
+    assert_eq!(b.try_recv().map(Message::into_payload), Ok(3));
+}

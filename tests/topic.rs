@@ -1726,3 +1726,28 @@ fn a_publish_racing_a_subscription_drop_counts_only_the_live_subscription() {
         );
     }
 }
+
+/// A cloned builder makes a topic of its own, with the same name and validator.
+#[test]
+fn a_cloned_topic_builder_builds_an_independent_topic_alike() {
+    let builder = Topic::<u32>::builder()
+        .name("prices")
+        .validate(|m: &Message<u32>| {
+            if *m.payload() < 100 {
+                Ok(())
+            } else {
+                Err("too high")
+            }
+        });
+    let (a, b) = (builder.clone().build(), builder.build());
+    let (sa, sb) = (a.subscribe(), b.subscribe());
+    for t in [&a, &b] {
+        assert_eq!(t.name(), Some("prices"));
+        assert!(matches!(t.publish(100), Err(PublishError::Rejected { .. })));
+    }
+    a.publish(1).unwrap();
+    b.publish(2).unwrap();
+    assert_eq!(sa.try_recv().map(Message::into_payload), Ok(1));
+    assert_eq!(sb.try_recv().map(Message::into_payload), Ok(2));
+    assert!(sa.is_empty() && sb.is_empty());
+}

@@ -52,6 +52,18 @@ pub struct Consumer<T> {
     heartbeat_set: bool,
 }
 
+impl<T> Clone for Consumer<T> {
+    /// Another builder with the same settings, on the same queue: each start makes its own
+    /// pool, and pools started from clones compete for the queue's messages.
+    fn clone(&self) -> Self {
+        Consumer {
+            queue: self.queue.clone(),
+            settings: self.settings.clone(),
+            heartbeat_set: self.heartbeat_set,
+        }
+    }
+}
+
 impl<T: Send + Sync + 'static> Consumer<T> {
     /// A pool builder for `queue`, with the defaults above.
     pub fn new(queue: &Queue<T>) -> Consumer<T> {

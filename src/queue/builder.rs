@@ -52,6 +52,28 @@ pub struct QueueBuilder<T> {
     _t: PhantomData<fn() -> T>,
 }
 
+impl<T> Clone for QueueBuilder<T> {
+    /// Another builder with the same settings: each `build` makes its own queue (queues built
+    /// from clones share the dead-letter queue, if one was set).
+    fn clone(&self) -> Self {
+        QueueBuilder {
+            capacity: self.capacity,
+            visibility: self.visibility,
+            dead_letter: self.dead_letter.clone(),
+            max_attempts: self.max_attempts,
+            retention: self.retention,
+            dead_letter_expired: self.dead_letter_expired,
+            name: self.name.clone(),
+            clock: self.clock.clone(),
+            fifo: self.fifo,
+            dedup_window: self.dedup_window,
+            dedup_max: self.dedup_max,
+            dedup_key: self.dedup_key.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<T: Send + Sync + 'static> QueueBuilder<T> {
     /// The defaults: unbounded, 30-second visibility timeout (SQS's default), no dead-letter queue,
     /// no retention limit, the real clock.

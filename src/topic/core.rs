@@ -282,7 +282,7 @@ pub(crate) struct Shared<T> {
     dropped: AtomicU64,
     rejected: AtomicU64,
     filtered_out: AtomicU64,
-    pub(crate) validator: Option<Box<Validator<T>>>,
+    pub(crate) validator: Option<Arc<Validator<T>>>,
     pub(crate) clock: Clock,
     pub(crate) name: Option<String>,
 }
@@ -332,7 +332,7 @@ impl<T> Leftovers<'_, T> {
 
 impl<T> Shared<T> {
     pub(crate) fn new(
-        validator: Option<Box<Validator<T>>>,
+        validator: Option<Arc<Validator<T>>>,
         clock: Clock,
         name: Option<String>,
     ) -> Shared<T> {

@@ -602,10 +602,23 @@ impl<T> fmt::Debug for Topic<T> {
 /// ```
 #[must_use = "a TopicBuilder makes no topic until build()"]
 pub struct TopicBuilder<T> {
-    validator: Option<Box<Validator<T>>>,
+    validator: Option<Arc<Validator<T>>>,
     name: Option<String>,
     clock: Clock,
     _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for TopicBuilder<T> {
+    /// Another builder with the same settings (sharing the validator): each `build` makes its
+    /// own topic.
+    fn clone(&self) -> Self {
+        TopicBuilder {
+            validator: self.validator.clone(),
+            name: self.name.clone(),
+            clock: self.clock.clone(),
+            _t: PhantomData,
+        }
+    }
 }
 
 impl<T> TopicBuilder<T> {
@@ -626,7 +639,7 @@ impl<T> TopicBuilder<T> {
         F: Fn(&Message<T>) -> Result<(), E> + Send + Sync + 'static,
         E: Into<String>,
     {
-        self.validator = Some(Box::new(move |m| check(m).map_err(Into::into)));
+        self.validator = Some(Arc::new(move |m| check(m).map_err(Into::into)));
         self
     }
 
