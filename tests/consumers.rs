@@ -1450,3 +1450,121 @@ fn a_cloned_consumer_starts_a_competing_pool_alike() {
     assert_eq!(got, (0..100).collect::<Vec<_>>());
     assert_eq!(a.processed + b.processed, 100);
 }
+
+/// A shutdown deadline spends the attempt of a lease it ends, as an expired lease does: on a
+/// queue that limits attempts without a dead-letter queue, a message on its last attempt is
+/// discarded by the queue's rule, and counted there (the pool's docs say so).
+#[test]
+fn a_shutdown_deadline_on_a_last_attempt_follows_the_queues_limit() {
+    let queue: Queue<u32> = Queue::builder().max_attempts(1).build();
+    let (go, wait) = mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let started = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let started = Arc::clone(&started);
+        Consumer::new(&queue)
+            .shutdown_timeout(Duration::from_millis(10))
+            .start(move |_| {
+                started.fetch_add(1, Ordering::SeqCst);
+                let _ = wait.lock().unwrap().recv_timeout(LIMIT); // still at work at the deadline
+                Ok::<(), String>(())
+            })
+    };
+    queue.send(1).unwrap();
+    wait_until("the handler started", || {
+        started.load(Ordering::SeqCst) == 1
+    });
+    let report = pool.shutdown();
+    assert_eq!((report.still_running, report.released), (1, 1));
+    go.send(()).unwrap();
+    let stats = join_bounded(pool);
+    assert_eq!((stats.processed, stats.lease_lost), (0, 1));
+    let q = queue.stats();
+    assert_eq!((queue.len(), q.discarded, q.acked), (0, 1, 0), "{q:?}");
+}
+
+/// A handler sees its lease's deadline as the pool's heartbeat extended it, not as it was at
+/// the receive (found by review: it saw a deadline in the past while it held the lease).
+#[test]
+fn a_handler_sees_the_lease_deadline_the_heartbeat_extended() {
+    let clock = ManualClock::new();
+    let queue: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::from_secs(10))
+        .build();
+    let (go, wait) = mpsc::channel::<()>();
+    let wait = Mutex::new(wait);
+    let (seen_tx, seen) = mpsc::channel::<(Instant, Instant)>();
+    let seen_tx = Mutex::new(seen_tx);
+    let started = Arc::new(AtomicUsize::new(0));
+    let pool = {
+        let (clock, started) = (clock.clone(), Arc::clone(&started));
+        Consumer::new(&queue)
+            .heartbeat(Duration::from_millis(1))
+            .start_with_delivery(move |d| {
+                let received = d.lease_deadline();
+                started.fetch_add(1, Ordering::SeqCst);
+                wait.lock().unwrap().recv_timeout(LIMIT).unwrap();
+                assert!(d.lease_deadline() > received, "the heartbeat moved it on");
+                seen_tx
+                    .lock()
+                    .unwrap()
+                    .send((d.lease_deadline(), clock.now()))
+                    .unwrap();
+                Ok::<(), String>(())
+            })
+    };
+    queue.send(1).unwrap();
+    wait_until("the handler started", || {
+        started.load(Ordering::SeqCst) == 1
+    });
+    clock.advance(Duration::from_secs(6)); // 4 s left: the heartbeat extends it
+    wait_until("a heartbeat", || pool.stats().heartbeats >= 1);
+    clock.advance(Duration::from_secs(5)); // past the first deadline, within the new one
+    go.send(()).unwrap();
+    let (deadline, now) = seen.recv_timeout(LIMIT).unwrap();
+    assert!(
+        deadline > now,
+        "the lease runs on, yet it ended {:?} ago",
+        now - deadline
+    );
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!(
+        (stats.processed, stats.failed),
+        (1, 0),
+        "the lease was held all along"
+    );
+}
+
+/// `join` from one of the pool's own handlers would wait for its own worker for ever: it
+/// panics instead (found by review: it hung).
+#[test]
+fn join_from_a_handler_panics_instead_of_hanging() {
+    let queue: Queue<u32> = Queue::unbounded();
+    let slot: Arc<Mutex<Option<ConsumerHandle<u32>>>> = Arc::default();
+    let (joined_tx, joined) = mpsc::channel::<bool>();
+    let (go, wait) = mpsc::channel::<()>();
+    let (joined_tx, wait) = (Mutex::new(joined_tx), Mutex::new(wait));
+    let pool = {
+        let (slot, queue) = (Arc::clone(&slot), queue.clone());
+        Consumer::new(&queue).workers(2).start(move |_| {
+            if thread::current().name().is_some_and(|n| n.ends_with("-0")) {
+                // The worker `join` waits for first stays at work until the test is over.
+                let _ = wait.lock().unwrap().recv_timeout(LIMIT);
+                return Ok(());
+            }
+            let handle = slot.lock().unwrap().take().unwrap();
+            queue.close();
+            let ended =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.join())).is_ok();
+            joined_tx.lock().unwrap().send(ended).unwrap();
+            Ok::<(), String>(())
+        })
+    };
+    *slot.lock().unwrap() = Some(pool);
+    queue.send_batch([1, 2]).unwrap();
+    let result = joined.recv_timeout(Duration::from_secs(5));
+    go.send(()).unwrap();
+    assert_eq!(result, Ok(false), "join panicked at once");
+}

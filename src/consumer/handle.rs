@@ -12,8 +12,9 @@ use crate::endpoint::deadline_after;
 ///
 /// Every finished attempt is counted once, in `processed`, `retried`, `dead_lettered` or
 /// `lease_lost`; `failed` counts the failed ones among them (`Err` or panic), `panicked` the
-/// panics. `released` counts messages a shutdown deadline gave back to the queue: the verdicts
-/// of their handlers, if they ever come, land in `lease_lost`.
+/// panics. `released` counts the leases a shutdown deadline ended (their messages back in the
+/// queue, or, on their last attempt, dead-lettered or discarded by the queue's attempt limit):
+/// the verdicts of their handlers, if they ever come, land in `lease_lost`.
 ///
 /// ```
 /// use switchboard::Queue;
@@ -54,7 +55,9 @@ pub struct ConsumerStats {
     /// Verdicts that came after the lease had ended (it expired, or was released at a shutdown
     /// deadline): they changed nothing, the message had gone back to the queue.
     pub lease_lost: u64,
-    /// Messages given back to the queue unacked by a shutdown deadline.
+    /// Leases a shutdown deadline ended, their messages unacked: back in the queue, or, on their
+    /// last attempt, dead-lettered (or discarded by a queue that limits attempts without a
+    /// dead-letter queue).
     pub released: u64,
     /// Lease extensions made by the heartbeat.
     pub heartbeats: u64,
@@ -83,7 +86,8 @@ pub struct ShutdownReport {
     /// Handlers still running at the deadline: their messages went back to the queue and their
     /// verdicts will change nothing. Their threads end when the handlers return.
     pub still_running: usize,
-    /// Messages given back to the queue unacked at the deadline (in total for the pool).
+    /// Leases ended at the deadline, their messages unacked (in total for the pool; see
+    /// [`ConsumerStats::released`]).
     pub released: u64,
 }
 
@@ -186,13 +190,15 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// Stops the pool: no worker takes a new message, running handlers may finish until
     /// `deadline`. Returns when every worker has ended, or at the deadline, after giving the
     /// messages of the handlers still running back to the queue unacked (their leases are
-    /// released; a message on its last attempt goes to the dead-letter queue, as when a
-    /// `Delivery` is dropped). Those handlers' verdicts then change nothing. A message a worker
+    /// released; a message on its last attempt goes to the dead-letter queue, or is discarded by
+    /// a queue that limits attempts without one, as when a `Delivery` is dropped). Those
+    /// handlers' verdicts then change nothing. A message a worker
     /// still in its receive takes after that goes back as if never received, its attempt
     /// unspent (counted in `released` too, and in the queue's `abandoned`).
     ///
-    /// Nothing is lost: every message the pool took was acked, is back in the queue (now or after
-    /// its retry delay), or is in the dead-letter queue. Calling it again is harmless; an earlier
+    /// Nothing is lost but what the queue's attempt limit discards: every message the pool took
+    /// was acked, is back in the queue (now or after its retry delay), or is in the dead-letter
+    /// queue. Calling it again is harmless; an earlier
     /// deadline wins.
     ///
     /// Called from one of this pool's own handlers, it starts the shutdown and returns at once
@@ -235,6 +241,9 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     ///
     /// # Panics
     ///
+    /// Called from one of this pool's own handlers, which would wait for its own worker for
+    /// ever ([`shutdown`](Self::shutdown) is the way out from there).
+    ///
     /// A panic outside the handler's guard (a payload's drop at the ack, say) ends its worker
     /// (the others carry on), once every message of its batch has its verdict, counted; `join`
     /// hands the first such panic on once every worker has ended.
@@ -251,6 +260,13 @@ impl<T: Send + Sync + 'static> ConsumerHandle<T> {
     /// assert_eq!(queue.stats().acked, 5);
     /// ```
     pub fn join(mut self) -> ConsumerStats {
+        // A handler of this pool would wait for its own worker, which waits for it: for ever
+        // (found by review). Refused, as std refuses a thread joining itself.
+        let me = std::thread::current().id();
+        assert!(
+            !self.threads.iter().any(|t| t.thread().id() == me),
+            "ConsumerHandle::join called from one of the pool's own handlers (use shutdown)"
+        );
         // Every worker is waited for before a panic is handed on: handing it on at once left
         // the others running, with no handle left to stop them.
         let mut panic = None;

@@ -84,8 +84,12 @@
 //! [`shutdown`](ConsumerHandle::shutdown) stops the intake and waits for the running handlers,
 //! up to a deadline. At the deadline, the messages of handlers still running go back to the queue
 //! unacked (their leases are released) and those handlers' verdicts later change nothing.
-//! Nothing is lost: every message the pool took was acked, is back in the queue, or is in the
-//! dead-letter queue. Dropping the handle starts the same shutdown without waiting for it.
+//! A released lease spends its attempt, as an expired one does: a message on its last attempt
+//! goes to the dead-letter queue, or, on a queue that limits attempts without one, is discarded
+//! (counted in the queue's [`discarded`](crate::QueueStats::discarded)), as the queue's own rules
+//! say. Nothing is lost otherwise: every message the pool took was acked, is back in the queue,
+//! or is in the dead-letter queue. Dropping the handle starts the same shutdown without waiting
+//! for it.
 //!
 //! ```
 //! use switchboard::Queue;

@@ -2826,6 +2826,16 @@ impl<T> Shared<T> {
         ok.then_some(()).ok_or(AckError::LeaseExpired(id))
     }
 
+    /// The deadline lease `(slot, gen)` has now, if it is still out.
+    pub(crate) fn lease_deadline(&self, slot: u32, gen: u64) -> Option<Nanos> {
+        let slow = self.slow().lock();
+        slow.slots
+            .get(slot as usize)
+            .filter(|s| s.gen == gen)
+            .and_then(|s| s.lease.as_ref())
+            .map(|l| l.deadline)
+    }
+
     pub(crate) fn extend(
         self: &Arc<Self>,
         slot: u32,

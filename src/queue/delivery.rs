@@ -92,9 +92,14 @@ impl<T> Delivery<T> {
         clock::to_instant(self.info.enqueued)
     }
 
-    /// When the lease ends unless extended.
+    /// When the lease ends unless extended: as it stands now, with any extension made since the
+    /// receive (by [`extend`](Delivery::extend), or by a consumer pool's heartbeat through
+    /// another handle on the lease). Once the lease has ended, the deadline it last had here.
     pub fn lease_deadline(&self) -> Instant {
-        clock::to_instant(self.info.deadline)
+        // Asked of the queue (a lock, off the hot path): a pool's heartbeat extends the lease
+        // without this `Delivery`, whose copy then went stale (found by review).
+        let now = self.shared.lease_deadline(self.info.slot, self.info.gen);
+        clock::to_instant(now.unwrap_or(self.info.deadline))
     }
 
     /// Why and where the message was dead-lettered, for deliveries from a dead-letter queue.
