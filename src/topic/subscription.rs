@@ -310,7 +310,8 @@ impl<T> Subscription<T> {
     }
 
     /// Changes this subscription's filter (`None`: receive everything again), from the next
-    /// publish on. Returns false if the topic is gone or closed.
+    /// publish on. Returns false if the topic is gone or closed, or no longer has this
+    /// subscription ([`Topic::unsubscribe`](crate::Topic::unsubscribe) removed it).
     pub fn set_filter(&self, filter: Option<crate::Filter<T>>) -> bool {
         match self.topic.upgrade() {
             Some(topic) => topic.set_filter(self.key, filter),
