@@ -802,8 +802,9 @@ impl<T: Clone> RecipientList<T> {
     /// # Panics
     ///
     /// If dropping a copy that a recipient refused panics (a payload whose `Drop` panics).
-    /// Those drop only after every chosen recipient had its copy, so only the report is lost
-    /// with the unwind.
+    /// Those drop only after every chosen recipient had its copy, so what is lost with the
+    /// unwind is the result: the report, and the message a
+    /// [`RecipientListError::Undelivered`] would have handed back.
     ///
     /// # Examples
     ///

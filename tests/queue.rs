@@ -3443,3 +3443,35 @@ fn a_cloned_builder_builds_an_independent_queue_alike() {
     dead.sort_unstable();
     assert_eq!(dead, [1, 2], "both dead-letter into the one queue");
 }
+
+/// `ack_into_message` copies a message an expired lease's holder still shares before it acks:
+/// a clone that panics leaves the message in the queue, not acked and gone (found by review).
+#[test]
+fn ack_into_message_whose_clone_panics_keeps_the_message() {
+    struct CloneBomb(u32);
+    impl Clone for CloneBomb {
+        fn clone(&self) -> Self {
+            panic!("deliberate panic in a clone");
+        }
+    }
+    let clock = ManualClock::new();
+    let q: Queue<CloneBomb> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(1))
+        .build();
+    q.send(CloneBomb(7)).unwrap();
+    let stale = q.receive().unwrap();
+    clock.advance(secs(2));
+    let d = q.try_receive().unwrap();
+    assert_eq!(d.attempt(), 2);
+    assert!(panics(|| d.ack_into_message()), "the clone panicked");
+    drop(stale);
+    assert_eq!(q.stats().acked, 0);
+    let again = q.try_receive().unwrap();
+    assert_eq!(
+        (again.payload().0, again.attempt()),
+        (7, 3),
+        "back in the queue"
+    );
+    assert_eq!(again.ack_into_message().map(|m| m.into_payload().0), Ok(7));
+}

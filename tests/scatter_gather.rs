@@ -1578,3 +1578,40 @@ fn a_gather_does_not_count_a_subscription_dropped_while_the_scatter_waited_for_i
         );
     });
 }
+
+/// When the last responder goes, every queued request is dropped and its requester told at
+/// once, even past a request whose drop panics (found by review: the drain stopped there, and
+/// the requesters behind it waited out their deadlines).
+#[test]
+fn the_last_responder_going_drains_past_a_request_whose_drop_panics() {
+    let bombs = Bombs::new(3, 0);
+    let service: Service<Bomb, u32> = Service::unbounded();
+    let responder = service.responder();
+    let askers: Vec<_> = (0..3)
+        .map(|id| {
+            let (requester, body) = (service.requester(), bombs.make(id));
+            let asker = thread::spawn(move || {
+                let start = Instant::now();
+                (requester.request(body, LONG), start.elapsed())
+            });
+            // In order: the armed request first.
+            let deadline = Instant::now() + LONG;
+            while service.queue().len() < id + 1 {
+                assert!(Instant::now() < deadline, "request {id} never queued");
+                thread::yield_now();
+            }
+            asker
+        })
+        .collect();
+    assert!(
+        panics(|| drop(responder)),
+        "the first request's drop panicked"
+    );
+    for (id, asker) in askers.into_iter().enumerate() {
+        let (got, took) = asker.join().unwrap();
+        assert_eq!(got, Err(RequestError::NoResponder), "request {id}");
+        assert!(took < LONG, "request {id} waited out its deadline");
+    }
+    assert!(service.queue().is_empty());
+    assert!((0..3).all(|id| bombs.dropped(id) == 1));
+}

@@ -847,6 +847,21 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// The wake tokens a receive took, passed on when it leaves, however it leaves: a receive that
+/// unwound (an expired message's payload panicking in its drop) lost them, and a receiver
+/// waiting since before a new deadline then slept past it (found by review).
+struct PassOn<'a, T> {
+    shared: &'a Shared<T>,
+    taken: usize,
+}
+
+impl<T> Drop for PassOn<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        self.shared.pass_on(self.taken);
+    }
+}
+
 /// Drops the duplicate a locked send handed back (after the lock: a payload's drop is user code).
 fn drop_duplicate<T>((sent, duplicate): (Sent, Option<Message<T>>)) -> Sent {
     drop(duplicate);
@@ -2213,9 +2228,11 @@ impl<T> Shared<T> {
             }
             self.publish_next(&mut slow);
         }
+        // The tokens first: what follows drops payloads (user code, which may panic), and a
+        // token lost with the unwind left a waiting receiver asleep past a due message.
+        self.pass_on(tokens);
         drop(ended);
         self.forward(out, self);
-        self.pass_on(tokens);
         if self.is_closed() {
             self.wake_all_waiters();
         }
@@ -2371,10 +2388,11 @@ impl<T> Shared<T> {
 
     #[inline]
     pub(crate) fn try_take(self: &Arc<Self>, how: How) -> Result<Out<T>, TryRecvError> {
-        let mut tokens = 0;
-        let result = self.try_take_counting(how, &mut tokens);
-        self.pass_on(tokens);
-        result
+        let mut tokens = PassOn {
+            shared: self,
+            taken: 0,
+        };
+        self.try_take_counting(how, &mut tokens.taken)
     }
 
     /// A receive leaving with wake tokens it took: each was sent for a blocked receiver (a new,
@@ -2447,11 +2465,12 @@ impl<T> Shared<T> {
         stop: Option<&AtomicBool>,
     ) -> Result<Out<T>, RecvTimeoutError> {
         // Tokens taken while this receive stays are news it acts on itself (it recomputes its
-        // wait); when it leaves, they go on to the receivers still waiting.
-        let mut tokens = 0;
-        let result = self.take_counting(how, deadline, stop, &mut tokens);
-        self.pass_on(tokens);
-        result
+        // wait); when it leaves, however it leaves, they go on to the receivers still waiting.
+        let mut tokens = PassOn {
+            shared: self,
+            taken: 0,
+        };
+        self.take_counting(how, deadline, stop, &mut tokens.taken)
     }
 
     fn take_counting(
@@ -3200,6 +3219,59 @@ mod tests {
     use super::*;
 
     use std::sync::atomic::AtomicBool;
+
+    /// A receive that unwinds (an expired message's payload panics in its drop) still passes on
+    /// the wake tokens it took, or the receiver each was meant for sleeps past a due message
+    /// (found by review: they went with the unwind). Both ways of receiving, taking and leasing.
+    #[test]
+    fn a_receive_that_unwinds_passes_its_wake_tokens_on() {
+        use crate::{Message, Queue};
+        use std::panic::{catch_unwind, AssertUnwindSafe};
+
+        struct Bomb(bool);
+        impl Drop for Bomb {
+            fn drop(&mut self) {
+                if self.0 && !std::thread::panicking() {
+                    panic!("deliberate panic in a drop");
+                }
+            }
+        }
+        // A plain receive meets the expired message first; a batch, after a first message (the
+        // rest of a batch is leased in one go, apart from single receives).
+        type Receive = fn(&Queue<Bomb>);
+        let receives: [(bool, Receive); 2] = [
+            (false, |q| drop(q.try_recv())),
+            (true, |q| drop(q.receive_many(4, Duration::ZERO))),
+        ];
+        for (first, receive) in receives {
+            let q: Queue<Bomb> = Queue::unbounded();
+            // A message due later keeps receives off the fast path, which passes a token on
+            // at once.
+            q.send_after(Bomb(false), Duration::from_secs(3600))
+                .unwrap();
+            if first {
+                q.send(Bomb(false)).unwrap();
+            }
+            // Two receivers waiting, and a token sent for each (a new deadline, say).
+            let waiting = &q.shared.recv.0.waiters;
+            let _waiting = [Waiting::announce(waiting), Waiting::announce(waiting)];
+            for _ in 0..2 {
+                q.shared.tx.try_send(Slot::Wake).ok().unwrap();
+            }
+            q.send(Message::new(Bomb(true)).with_ttl(Duration::ZERO))
+                .unwrap();
+            // The send may have sent tokens of its own (its deadline).
+            let taken = q.shared.rx.len() - 1 - usize::from(first);
+            assert!(catch_unwind(AssertUnwindSafe(|| receive(&q))).is_err());
+            let left = std::iter::from_fn(|| q.shared.rx.try_recv().ok())
+                .filter(|s| matches!(s, Slot::Wake))
+                .count();
+            assert!(
+                left >= taken.min(2),
+                "the tokens went on to the receivers waiting: {taken} taken, {left} left"
+            );
+        }
+    }
 
     /// An undone lease (a stopping pool's worker gives back what it took after the deadline)
     /// puts the message back at the front as if never received: its attempt unspent (so not

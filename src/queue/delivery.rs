@@ -153,6 +153,15 @@ impl<T> Delivery<T> {
     where
         T: Clone,
     {
+        // Shared with an expired lease's holder (the queue's lease and this delivery hold the
+        // other two references): the copy is made before the ack, so that a clone that panics
+        // leaves the lease unsettled and the message goes back, rather than acked and gone
+        // (found by review). The count only falls while this lease is held.
+        let mut copy = self
+            .msg
+            .as_ref()
+            .filter(|m| Arc::strong_count(m) > 2)
+            .map(|m| m.message().clone());
         self.settled = true;
         let (slot, gen, id) = self.lease_key();
         let kept = self
@@ -162,9 +171,10 @@ impl<T> Delivery<T> {
             Some(Ok(Some(m))) => m,
             // Shared with an expired lease's holder, who may still read it (unless that
             // holder let go since the ack).
-            Some(Err(shared)) => {
-                Arc::try_unwrap(shared).map_or_else(|a| a.message().clone(), Held::into_message)
-            }
+            Some(Err(shared)) => match Arc::try_unwrap(shared) {
+                Ok(held) => held.into_message(),
+                Err(shared) => copy.take().unwrap_or_else(|| shared.message().clone()),
+            },
             Some(Ok(None)) | None => {
                 unreachable!("a successful ack that keeps its message hands it back")
             }

@@ -214,6 +214,12 @@ where
     /// See [`RequestError`]: `NoResponder` and `Unanswered` at once, `Timeout` and `Full` at the
     /// deadline, `Rejected` when the endpoint refused the request.
     ///
+    /// # Panics
+    ///
+    /// If dropping a reply that came but was not read panics (a reply whose `Drop` panics; over
+    /// a topic, the replies after the first): it is counted late and the request's reply
+    /// channel closed first; the reply already taken goes with the unwind.
+    ///
     /// # Examples
     ///
     /// ```

@@ -2,6 +2,7 @@
 //! nobody serves fails at once.
 
 use std::fmt;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,17 +27,27 @@ impl<Req, Rep> Gate<Req, Rep> {
 
     /// Drops every queued request (each requester then learns at once that no reply will come),
     /// while no responder is registered: one that registers meanwhile gets the rest.
+    ///
+    /// A request whose drop panics stops nothing: the rest are dropped all the same, then the
+    /// first panic goes on (found by review: the requesters queued behind it waited out their
+    /// deadlines).
     pub(crate) fn drain(&self) {
+        let mut panic = None;
         while !self.is_served() {
             match self.queue.try_recv() {
                 Ok(m) => {
                     // Before the drop that may release the last `ReplyTo`: its requester then
                     // reports no responder, not a responder that dropped it (found by review).
                     m.payload().reply_to.inbox().mark_unserved();
-                    drop(m);
+                    if let Err(p) = catch_unwind(AssertUnwindSafe(|| drop(m))) {
+                        panic.get_or_insert(p);
+                    }
                 }
                 Err(_) => break,
             }
+        }
+        if let Some(p) = panic {
+            resume_unwind(p);
         }
     }
 }

@@ -82,8 +82,9 @@ impl<T: Clone> Topic<T> {
     /// # Panics
     ///
     /// If dropping a copy that an overflow policy pushed out or refused panics (a payload whose
-    /// `Drop` panics). Those drop only after every subscription had its copy, so only the
-    /// report is lost with the unwind.
+    /// `Drop` panics). Those drop only after every subscription had its copy, so what is lost
+    /// with the unwind is the result: the report, and the message a [`PublishError::Full`]
+    /// would have handed back.
     ///
     /// # Examples
     ///
