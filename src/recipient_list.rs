@@ -455,7 +455,8 @@ pub enum RecipientListError<T> {
     Undelivered {
         /// Every chosen recipient's outcome.
         report: RecipientReport,
-        /// The first failing recipient's error, holding the message.
+        /// A failing recipient's error, holding the message: the first full one's if any
+        /// recipient was full (a retry may get through), else the first failure's.
         error: DeliverError<T>,
     },
 }
@@ -1061,14 +1062,19 @@ impl<T: Clone> RecipientList<T> {
                         reaching.push(Arc::clone(name));
                     }
                     *outcome = Outcome::of(&err);
-                    if back.is_none() {
+                    // The error handed back is the first full recipient's, else the first
+                    // failure's: a request that found no room is `Full`, whatever order the
+                    // route named a closed recipient in (found by review: it read as no
+                    // responder, or not, by the route's order).
+                    let full = |e: &DeliverError<T>| matches!(e, DeliverError::Full(_));
+                    if back.as_ref().is_none_or(|b| full(&err) && !full(b)) {
                         // Handed back as the caller sent it, not with the time-to-live this
                         // delivery gave it (found by review).
                         let mut err = err;
                         if let (true, Some(t)) = (expired, ttl) {
                             err.message_mut().set_ttl(t);
                         }
-                        back = Some(err);
+                        later.extend(back.replace(err).map(DeliverError::into_inner));
                     } else {
                         later.push(err.into_inner());
                     }

@@ -9,9 +9,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use switchboard::{
-    Completed, Completion, CorrelationId, Endpoint, GatherError, Message, OnFailure, Queue,
-    RecipientList, Reply, ReplyTo, Request, RequestError, Requester, Route, ScatterGather, Service,
-    Topic, UnknownRecipients,
+    Completed, Completion, CorrelationId, Endpoint, GatherError, Message, OnFailure, Overflow,
+    Queue, RecipientList, Reply, ReplyTo, Request, RequestError, Requester, Route, ScatterGather,
+    Service, SubscribeOptions, Topic, UnknownRecipients,
 };
 
 use common::{panics, spawn_named, wait_blocked, Bomb, Bombs};
@@ -1614,4 +1614,130 @@ fn the_last_responder_going_drains_past_a_request_whose_drop_panics() {
     }
     assert!(service.queue().is_empty());
     assert!((0..3).all(|id| bombs.dropped(id) == 1));
+}
+
+/// A gather ends at its deadline even while replies keep coming (found by review: a reply
+/// already there was taken without a look at the clock, so a responder streaming replies held
+/// a 100 ms gather for seconds).
+#[test]
+fn replies_that_keep_coming_do_not_hold_a_gather_past_its_deadline() {
+    let topic: Topic<Request<(), u32>> = Topic::new();
+    let sub = topic.subscribe();
+    let _silent = topic.subscribe(); // never replies: `All` cannot end the gather
+    let streamer = thread::spawn(move || {
+        let req = sub.recv().unwrap().into_payload();
+        // Replies until they are late; 10,000 at most.
+        (0..10_000u32)
+            .take_while(|&i| {
+                thread::sleep(Duration::from_micros(50));
+                req.reply_to().send(i).is_ok()
+            })
+            .count()
+    });
+    let sg = ScatterGather::new(&topic);
+    let start = Instant::now();
+    let got = sg
+        .scatter(
+            (),
+            Completion::within(Duration::from_millis(100)).when(|_| {
+                thread::sleep(Duration::from_micros(500)); // a check that takes a while
+                false
+            }),
+        )
+        .unwrap();
+    let took = start.elapsed();
+    let sent = streamer.join().unwrap();
+    assert_eq!(got.completed(), Completed::Deadline);
+    // Unbounded, it took the 10,000 replies half a millisecond apart: five seconds at least.
+    assert!(
+        took < Duration::from_secs(2),
+        "a 100 ms gather took {took:?}"
+    );
+    assert!(
+        sent < 10_000,
+        "the replies after the deadline were refused as late"
+    );
+    assert_eq!(sg.stats().replies + sg.stats().late, sent as u64 + 1);
+}
+
+/// A list scatter that found one recipient full (waiting out the deadline for room) and one
+/// closed failed for want of room, whatever order the route named them in, and is counted as
+/// timed out (found by review: the error and the counts followed the route's order, and a
+/// stopping list's full recipient was not counted).
+#[test]
+fn a_list_scatter_that_found_no_room_is_full_whatever_the_order() {
+    type R = Request<u32, u32>;
+    let patience = Duration::from_millis(50);
+    for (order, policy) in [
+        (["full", "closed"], OnFailure::Continue),
+        (["closed", "full"], OnFailure::Continue),
+        (["full", "closed"], OnFailure::Stop),
+    ] {
+        let full: Queue<R> = Queue::bounded(1);
+        let closed: Queue<R> = Queue::unbounded();
+        closed.close();
+        let list = RecipientList::builder()
+            .route(Route::to(order))
+            .on_failure(policy)
+            .recipient("full", &full)
+            .recipient("closed", &closed)
+            .build();
+        // Another conversation's request fills it.
+        let filler = Requester::new(&full);
+        assert_eq!(
+            filler.request(0, Duration::ZERO),
+            Err(RequestError::Timeout)
+        );
+        assert_eq!(full.len(), 1);
+
+        let sg = ScatterGather::new(&list);
+        let err = sg.scatter(1, Completion::within(patience)).unwrap_err();
+        let why = format!("{order:?} {policy:?}: {err:?}");
+        match policy {
+            OnFailure::Continue => assert_eq!(err, GatherError::Full, "{why}"),
+            _ => assert_eq!(
+                err,
+                GatherError::RecipientFailed {
+                    name: "full".into(),
+                    outcome: "full".into()
+                }
+            ),
+        }
+        let s = sg.stats();
+        assert_eq!((s.timed_out, s.no_responder), (1, 0), "{why}");
+
+        if policy == OnFailure::Continue {
+            let requester = Requester::new(&list);
+            assert_eq!(
+                requester.request(2, patience),
+                Err(RequestError::Full),
+                "{why}"
+            );
+            assert_eq!(requester.stats().no_responder, 0);
+        }
+    }
+}
+
+/// A topic whose only subscription is full under `DropNewest` took nothing: the request reached
+/// nobody (as the docs of `NoResponder` say), and no time-out is counted.
+#[test]
+fn a_request_every_subscription_dropped_reached_nobody() {
+    let topic: Topic<Request<u32, u32>> = Topic::new();
+    let sub = topic.subscribe_with(
+        SubscribeOptions::new()
+            .capacity(1)
+            .overflow(Overflow::DropNewest),
+    );
+    let sg = ScatterGather::new(&topic);
+    let first = sg.scatter(1, Completion::within(Duration::from_millis(1)));
+    assert_eq!(first.map(|g| g.expected()), Ok(1), "the first fills it");
+    let err = sg.scatter(2, Completion::within(LONG)).unwrap_err();
+    assert_eq!(err, GatherError::NoResponder, "at once");
+    let requester = Requester::new(&topic);
+    assert_eq!(requester.request(3, LONG), Err(RequestError::NoResponder));
+    let (s, r) = (sg.stats(), requester.stats());
+    assert_eq!((s.no_responder, s.timed_out), (1, 1), "the first timed out");
+    assert_eq!((r.no_responder, r.timed_out), (1, 0));
+    assert_eq!(sub.dropped(), 2);
+    assert_eq!(sub.try_recv().map(|m| *m.payload().body()), Ok(1));
 }

@@ -98,8 +98,10 @@ impl ConversationStats {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// The request reached nobody: the endpoint is closed, a topic has no subscriber, a recipient
-    /// list chose nobody. Reported at once.
+    /// The request reached nobody: the endpoint is closed, a topic has no subscriber (or none
+    /// took it: each filtered it out or, full under
+    /// [`Overflow::DropNewest`](crate::Overflow::DropNewest), dropped it), a recipient list
+    /// chose nobody. Reported at once.
     #[error("no responder: the request reached nobody")]
     NoResponder,
     /// Every responder that got the request dropped it without replying. Reported at once.
@@ -109,7 +111,8 @@ pub enum RequestError {
     #[error("timed out waiting for a reply")]
     Timeout,
     /// The endpoint had no room for the request before the deadline (over a topic: no
-    /// subscription had room; when some had, the request waits for their reply).
+    /// subscription took it and one was full under `Block` or `Error`; when some had room, the
+    /// request waits for their reply).
     #[error("no room for the request before the deadline")]
     Full,
     /// The endpoint refused the request (a validator, a closure, an unknown recipient).

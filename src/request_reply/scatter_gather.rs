@@ -10,7 +10,7 @@ use super::request::{Reply, Request};
 use super::requester::{stamp, undelivered, ConversationStats, RequestError};
 use crate::endpoint::{deadline_after, Endpoint, Wait};
 use crate::message::{CorrelationId, Message};
-use crate::recipient_list::RecipientListError;
+use crate::recipient_list::{Outcome, RecipientListError};
 use crate::small_set::{SmallSet, LINEAR_MAX};
 
 type Predicate<Rep> = dyn Fn(&[Reply<Rep>]) -> bool + Send;
@@ -309,13 +309,16 @@ impl<Rep> fmt::Debug for Gathered<Rep> {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum GatherError {
-    /// The request reached nobody (a closed endpoint, a topic without subscribers, a route that
-    /// chose nobody).
+    /// The request reached nobody (a closed endpoint, a topic without subscribers or none of
+    /// whose subscriptions took it, a route that chose nobody). A subscription that filters the
+    /// request out, or is full under [`Overflow::DropNewest`](crate::Overflow::DropNewest) and
+    /// drops it, took nothing: that is its policy, not a failure of the publish.
     #[error("no responder: the request reached nobody")]
     NoResponder,
     /// The endpoint had no room for the request before the deadline. Over a topic, only when no
-    /// subscription had room: subscriptions that had room are gathered from, the full ones are
-    /// left out of [`Gathered::expected`].
+    /// subscription took it and one was full under [`Overflow::Block`](crate::Overflow::Block)
+    /// or [`Overflow::Error`](crate::Overflow::Error): subscriptions that had room are gathered
+    /// from, the full ones are left out of [`Gathered::expected`].
     #[error("no room for the request before the deadline")]
     Full,
     /// The endpoint refused the request.
@@ -432,6 +435,8 @@ where
         let (inbox, meta, msg) = stamp(req.into(), &self.stats);
         let closing = inbox::Closing(&inbox);
         let correlation_id = inbox.correlation_id;
+        // Whether the scatter failed for want of room (and so, at the deadline, timed out).
+        let mut no_room = false;
         let reached = match self.endpoint.as_recipient_list() {
             Some(list) => {
                 let mut later = Vec::new();
@@ -472,10 +477,13 @@ where
                         | RecipientListError::Undelivered { report, error },
                         _,
                     )) => match report.iter().find(|(_, o)| o.is_failure()) {
-                        Some((name, outcome)) => Err(GatherError::RecipientFailed {
-                            name: name.to_owned(),
-                            outcome: outcome.to_string(),
-                        }),
+                        Some((name, outcome)) => {
+                            no_room = *outcome == Outcome::Full;
+                            Err(GatherError::RecipientFailed {
+                                name: name.to_owned(),
+                                outcome: outcome.to_string(),
+                            })
+                        }
                         // No recipient failed: the list refused the request itself (a
                         // delivery loop), with an empty report. Found by review: this named
                         // an empty recipient with an empty outcome.
@@ -497,9 +505,10 @@ where
             Ok(r) => r,
             Err(e) => {
                 drop(closing);
-                if e == GatherError::Full && Instant::now() >= deadline {
+                if (no_room || e == GatherError::Full) && Instant::now() >= deadline {
                     // It waited for room until the deadline (an `Overflow::Error` subscription
-                    // refuses at once: not a time-out).
+                    // refuses at once: not a time-out); a list stopped at a full recipient
+                    // too (found by review: not counted).
                     Stats::bump(&self.stats.timed_out);
                 }
                 return Err(e);
@@ -529,6 +538,13 @@ where
             }
             if completion.when.as_ref().is_some_and(|done| done(&replies)) {
                 break Completed::Predicate;
+            }
+            // `wait` hands over a reply already there without a look at the clock: replies that
+            // kept coming held a gather past its deadline for as long as they came (found by
+            // review). The gather ends at its deadline; replies still unread are late.
+            if Instant::now() >= deadline {
+                Stats::bump(&self.stats.timed_out);
+                break Completed::Deadline;
             }
             match inbox.wait(deadline) {
                 Next::Reply(r) => {
