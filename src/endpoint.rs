@@ -189,7 +189,8 @@ impl<T: Clone> Endpoint<T> {
     /// not take it: the others did), [`DeliverError::Closed`] when the queue or topic is closed,
     /// [`DeliverError::Rejected`] when a topic's validator or the closure refused it. Each hands
     /// the message back. A recipient list fails as its [`send`](RecipientList::send) does:
-    /// with the error of its first failing recipient when no recipient took the message (or,
+    /// with the error of a failing recipient (the first full one, else the first to fail)
+    /// when no recipient took the message (or,
     /// under [`OnFailure::Stop`](crate::OnFailure::Stop), when one failed), and not at all
     /// when some took it and the others failed under `Continue` (the message is delivered; a
     /// retry would give those a duplicate). Its report is the list's `send`'s.
@@ -579,7 +580,7 @@ impl<T> From<PublishError<T>> for DeliverError<T> {
 }
 
 impl<T> From<RecipientListError<T>> for DeliverError<T> {
-    /// The first failing recipient's error (`Stopped`, `Undelivered`); an unknown recipient
+    /// The failing recipient's error that `Stopped` or `Undelivered` holds; an unknown recipient
     /// as `Rejected`, with the message and "unknown recipient NAME".
     fn from(e: RecipientListError<T>) -> Self {
         match e {

@@ -513,7 +513,7 @@ struct Set<T> {
     fixed: Option<Box<[Chosen]>>,
 }
 
-/// What a send did: its report, the first failure's error under `Continue` (with its copy), how
+/// What a send did: its report, a failure's error under `Continue` (with its copy; see `back`), how
 /// many final receivers got a copy, and the recipients that reached at least one of them (which
 /// leaves out a topic with no subscribers, and takes in a topic whose delivery failed on some
 /// full subscriptions but reached the others).
@@ -903,11 +903,11 @@ impl<T: Clone> RecipientList<T> {
     }
 
     /// The send: resolves the route against the current set, then delivers a copy to each chosen
-    /// recipient after `prepare` saw it. Under `Continue`, the first failure's error (with its
-    /// copy) comes back beside the report. It also says how many final receivers got a copy: 1 for a
+    /// recipient after `prepare` saw it. Under `Continue`, a failure's error (with its copy)
+    /// comes back beside the report: the first full recipient's, else the first failure's. It also says how many final receivers got a copy: 1 for a
     /// queue or a closure recipient, the subscriptions a topic recipient reached, and so on down
     /// a nested list (what a scatter-gather waits for). The copies it could not deliver, past
-    /// the first failure's, go in `later`: they drop (user code, which may panic) only once
+    /// the one handed back, go in `later`: they drop (user code, which may panic) only once
     /// the caller's fan-out is over, so that a panicking drop keeps no copy from a recipient
     /// after them (found by an audit of payload drops).
     pub(crate) fn dispatch_reach(
