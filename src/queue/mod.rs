@@ -871,6 +871,11 @@ impl<T> Queue<T> {
     /// record in the message they share cannot be cleared until that holder lets go. Letters
     /// past this queue's [retention](crate::QueueBuilder::retention) expire here instead.
     ///
+    /// A letter's time-to-live keeps running (a dead-letter queue does not apply it, but a
+    /// redrive does not restart it either): one whose time ran out moves, and counts as moved,
+    /// then expires at its source's next receive (back here if the source dead-letters expired
+    /// messages). Retention restarts with the move.
+    ///
     /// ```
     /// use switchboard::Queue;
     ///
