@@ -3475,3 +3475,28 @@ fn ack_into_message_whose_clone_panics_keeps_the_message() {
     );
     assert_eq!(again.ack_into_message().map(|m| m.into_payload().0), Ok(7));
 }
+
+/// A redrive does not restart a letter's time-to-live: one whose time ran out in the dead-letter
+/// queue moves, counted as moved, and expires at its source's next receive.
+#[test]
+fn a_redriven_letter_keeps_its_time_to_live() {
+    let clock = ManualClock::new();
+    let dlq: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(Message::new(1).with_ttl(secs(5))).unwrap();
+    q.send(Message::new(2).with_ttl(secs(60))).unwrap();
+    for _ in 0..2 {
+        q.receive().unwrap().nack().unwrap();
+    }
+    clock.advance(secs(10)); // the dead-letter queue keeps the first past its time
+    assert_eq!(dlq.len(), 2);
+    assert_eq!(dlq.redrive(), 2);
+    assert_eq!(dlq.stats().redriven, 2);
+    let d = q.try_receive().unwrap();
+    assert_eq!((*d.payload(), d.attempt()), (2, 1));
+    assert_eq!(q.try_receive().err(), Some(TryRecvError::Empty));
+    assert_eq!(q.stats().expired, 1, "the first expired on the way");
+}
