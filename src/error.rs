@@ -32,6 +32,33 @@ macro_rules! payload_free_debug {
 #[error("sending on a closed queue")]
 pub struct SendError<T>(pub Message<T>);
 
+/// A send's error that holds the message it hands back.
+pub(crate) trait Refused<T> {
+    fn message_mut(&mut self) -> &mut Message<T>;
+}
+
+impl<T> Refused<T> for SendError<T> {
+    fn message_mut(&mut self) -> &mut Message<T> {
+        &mut self.0
+    }
+}
+
+impl<T> Refused<T> for TrySendError<T> {
+    fn message_mut(&mut self) -> &mut Message<T> {
+        match self {
+            TrySendError::Full(m) | TrySendError::Closed(m) => m,
+        }
+    }
+}
+
+impl<T> Refused<T> for SendTimeoutError<T> {
+    fn message_mut(&mut self) -> &mut Message<T> {
+        match self {
+            SendTimeoutError::Timeout(m) | SendTimeoutError::Closed(m) => m,
+        }
+    }
+}
+
 impl<T> SendError<T> {
     /// The message that was not sent.
     pub fn into_inner(self) -> Message<T> {

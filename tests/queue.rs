@@ -14,8 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use switchboard::{
-    AckError, Delivery, ManualClock, Message, Queue, QueueStats, RecvError, RecvTimeoutError,
-    TryRecvError,
+    AckError, Delivery, Endpoint, ManualClock, Message, Outcome, Queue, QueueStats, RecipientList,
+    RecvError, RecvTimeoutError, TryRecvError,
 };
 
 const LONG: Duration = Duration::from_secs(10);
@@ -3499,4 +3499,63 @@ fn a_redriven_letter_keeps_its_time_to_live() {
     assert_eq!((*d.payload(), d.attempt()), (2, 1));
     assert_eq!(q.try_receive().err(), Some(TryRecvError::Empty));
     assert_eq!(q.stats().expired, 1, "the first expired on the way");
+}
+
+/// A refused send hands the message back as it came, with no timestamp of the queue that
+/// refused it (found by review: a refused message read as sent, and a list with a clock then
+/// judged it expired by a time-to-live that had never started).
+#[test]
+fn a_refused_send_hands_the_message_back_unstamped() {
+    let full: Queue<u32> = Queue::bounded(1);
+    full.send(0).unwrap();
+    let fifo: Queue<u32> = Queue::builder().fifo().build();
+    fifo.close();
+    let refusals: [(&str, Message<u32>); 4] = [
+        ("try_send", full.try_send(1).unwrap_err().into_inner()),
+        (
+            "send_timeout",
+            full.send_timeout(2, ms(1)).unwrap_err().into_inner(),
+        ),
+        (
+            "send to a closed FIFO queue",
+            fifo.send(4).unwrap_err().into_inner(),
+        ),
+        (
+            "delivery through an endpoint",
+            Endpoint::from(&full)
+                .try_deliver(Message::new(5))
+                .unwrap_err()
+                .into_inner(),
+        ),
+    ];
+    for (how, back) in refusals {
+        assert_eq!(back.timestamp(), None, "{how}");
+    }
+
+    // Routed elsewhere later, its time-to-live has not run.
+    let clock = ManualClock::new();
+    let full: Queue<u32> = Queue::builder().clock(clock.clone()).capacity(1).build();
+    full.send(0).unwrap();
+    let back = full
+        .try_send(Message::new(1).with_ttl(secs(10)))
+        .unwrap_err()
+        .into_inner();
+    clock.advance(secs(11));
+    let got = Arc::new(AtomicUsize::new(0));
+    let sink = {
+        let got = Arc::clone(&got);
+        Endpoint::from_fn(move |_: Message<u32>| {
+            got.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    };
+    let list = RecipientList::builder()
+        .clock(clock.clone())
+        .recipient("sink", sink)
+        .build();
+    assert_eq!(
+        list.send(back).unwrap().get("sink"),
+        Some(&Outcome::Delivered)
+    );
+    assert_eq!(got.load(Ordering::SeqCst), 1);
 }

@@ -143,8 +143,8 @@ use self::core::{How, Out, Shared, Wait};
 use crate::clock;
 use crate::endpoint::deadline_after;
 use crate::error::{
-    RecvError, RecvTimeoutError, SendBatchError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
+    RecvError, RecvTimeoutError, Refused, SendBatchError, SendError, SendTimeoutError,
+    TryRecvError, TrySendError,
 };
 use crate::message::{Message, MessageId};
 
@@ -315,7 +315,9 @@ impl<T> Queue<T> {
     /// ```
     #[inline]
     pub fn try_send(&self, msg: impl Into<Message<T>>) -> Result<Sent, TrySendError<T>> {
-        self.shared.try_send(msg.into())
+        let msg = msg.into();
+        let came = msg.timestamp_nanos();
+        self.shared.try_send(msg).map_err(as_it_came(came))
     }
 
     /// Sends a message, waiting for room in a full bounded queue.
@@ -336,7 +338,9 @@ impl<T> Queue<T> {
     /// ```
     #[inline]
     pub fn send(&self, msg: impl Into<Message<T>>) -> Result<Sent, SendError<T>> {
-        self.shared.send_forever(msg.into())
+        let msg = msg.into();
+        let came = msg.timestamp_nanos();
+        self.shared.send_forever(msg).map_err(as_it_came(came))
     }
 
     /// Sends a message, waiting at most `timeout` for room.
@@ -374,7 +378,11 @@ impl<T> Queue<T> {
         msg: impl Into<Message<T>>,
         deadline: Instant,
     ) -> Result<Sent, SendTimeoutError<T>> {
-        self.shared.send(msg.into(), Some(deadline))
+        let msg = msg.into();
+        let came = msg.timestamp_nanos();
+        self.shared
+            .send(msg, Some(deadline))
+            .map_err(as_it_came(came))
     }
 
     /// Sends a message that becomes visible after `delay` (SQS's `DelaySeconds`), without waiting.
@@ -410,7 +418,9 @@ impl<T> Queue<T> {
         delay: Duration,
     ) -> Result<Sent, TrySendError<T>> {
         let due = clock::add(self.shared.now(), delay);
-        self.shared.send_at(msg.into(), due)
+        let msg = msg.into();
+        let came = msg.timestamp_nanos();
+        self.shared.send_at(msg, due).map_err(as_it_came(came))
     }
 
     /// Sends a message that becomes visible at `at` on the queue's clock, without waiting. A
@@ -428,8 +438,11 @@ impl<T> Queue<T> {
         msg: impl Into<Message<T>>,
         at: Instant,
     ) -> Result<Sent, TrySendError<T>> {
+        let msg = msg.into();
+        let came = msg.timestamp_nanos();
         self.shared
-            .send_at(msg.into(), self.shared.config.clock.nanos_at(at))
+            .send_at(msg, self.shared.config.clock.nanos_at(at))
+            .map_err(as_it_came(came))
     }
 
     /// Sends every message of `batch` in order, waiting for room as [`send`](Queue::send) does.
@@ -494,7 +507,10 @@ impl<T> Queue<T> {
             crate::endpoint::Wait::Until(d) => Wait::Until(Some(d)),
             crate::endpoint::Wait::Forever => Wait::Until(None),
         };
-        self.shared.send_keeping(msg, wait, later)
+        let came = msg.timestamp_nanos();
+        self.shared
+            .send_keeping(msg, wait, later)
+            .map_err(as_it_came(came))
     }
 
     // ----- plain receiving --------------------------------------------------------------------
@@ -1438,6 +1454,18 @@ impl<T> IntoIterator for Queue<T> {
             queue: self,
             done: false,
         }
+    }
+}
+
+/// Hands a refused message back as it came, with the timestamp it had before the send (none,
+/// for one never sent): a queue stamps a message before it knows whether it will take it, and
+/// a refused one came back looking sent to it (found by review: a list with a clock then judged
+/// it expired by a time-to-live that had never started).
+#[inline]
+fn as_it_came<T, E: Refused<T>>(timestamp: clock::Nanos) -> impl FnOnce(E) -> E {
+    move |mut e| {
+        e.message_mut().stamp(timestamp);
+        e
     }
 }
 
