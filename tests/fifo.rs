@@ -1265,3 +1265,37 @@ fn a_plain_receive_keeps_group_order_across_a_slab_compaction() {
 fn _watchdog() {
     common::start_watchdog();
 }
+
+/// A delayed message joins its group when it comes due, ahead of what arrives after that,
+/// whether or not anything looked at the queue in between (found by review: it joined only
+/// when timers next ran, so a send after it came due overtook it). Three ways in after it: a
+/// send, a send with no delay left, and a dead letter arriving in a FIFO dead-letter queue.
+#[test]
+fn a_due_delayed_message_joins_its_group_before_later_arrivals() {
+    type Grouped = Queue<(String, u32)>;
+    // What arrives after the delayed message came due, in the queue or (a letter) from the
+    // queue it is the dead-letter queue of.
+    let arrivals: [fn(&Grouped, &Grouped); 3] = [
+        |q, _| assert!(q.send(grouped("g", 2)).is_ok()),
+        |q, _| assert!(q.send_after(grouped("g", 2), Duration::ZERO).is_ok()),
+        |_, source| {
+            source.send(grouped("g", 2)).unwrap();
+            source.receive().unwrap().nack().unwrap(); // its only attempt
+        },
+    ];
+    let clock = ManualClock::new();
+    for (way, arrive) in arrivals.into_iter().enumerate() {
+        let q: Grouped = Queue::builder().fifo().clock(clock.clone()).build();
+        let source = Queue::builder()
+            .fifo()
+            .clock(clock.clone())
+            .dead_letter(&q, 1)
+            .build();
+        q.send_after(grouped("g", 1), Duration::from_secs(10))
+            .unwrap();
+        clock.advance(Duration::from_secs(10)); // due now; nothing looks
+        arrive(&q, &source);
+        let order: Vec<u32> = q.try_iter().map(|m| m.into_payload().1).collect();
+        assert_eq!(order, [1, 2], "way {way}");
+    }
+}

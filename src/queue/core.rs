@@ -1560,6 +1560,8 @@ impl<T> Shared<T> {
         }
         slow.c.sent_slow += 1;
         let entry = Entry::fresh(Fresh { msg });
+        // Delayed messages that came due before this send joined their groups then: ahead of it.
+        self.admit_due(&mut slow, now);
         slow.groups
             .as_mut()
             .expect("fifo")
@@ -1658,6 +1660,10 @@ impl<T> Shared<T> {
         }
         slow.c.sent_slow += 1;
         let entry = Entry::fresh(Fresh { msg });
+        if slow.groups.is_some() {
+            // Delayed messages that came due before this one joined their groups then.
+            self.admit_due(&mut slow, now);
+        }
         self.put_back(&mut slow, entry, Some(due), false);
         self.publish_next(&mut slow);
         Ok(Sent::Enqueued(id))
@@ -1676,6 +1682,10 @@ impl<T> Shared<T> {
     /// Puts entries from elsewhere in the ready lane, counted as sent.
     fn take_in(&self, slow: &mut Slow<T>, entries: Vec<Entry<T>>) {
         slow.c.sent_slow += entries.len() as u64;
+        if slow.groups.is_some() {
+            // Delayed messages that came due before these arrived joined their groups then.
+            self.admit_due(slow, self.now());
+        }
         for mut e in entries {
             // Arrival times strictly increase (a nanosecond apart at most, on a coarse clock),
             // so that a redrive, oldest first, keeps the order the letters came in.
@@ -1853,13 +1863,19 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Moves due delayed messages to the ready lane and expires leases past their deadline.
-    fn run_timers(&self, slow: &mut Slow<T>, now: Nanos, out: &mut Outgoing<T>) {
+    /// Moves the delayed messages due by `now` into the ready lane (their groups), as they came
+    /// due: before a message that arrives now.
+    fn admit_due(&self, slow: &mut Slow<T>, now: Nanos) {
         while slow.delayed.peek().is_some_and(|d| d.due <= now) {
             let d = slow.delayed.pop().expect("peeked");
             let front = d.front();
             self.make_ready(slow, d.entry, front);
         }
+    }
+
+    /// Moves due delayed messages to the ready lane and expires leases past their deadline.
+    fn run_timers(&self, slow: &mut Slow<T>, now: Nanos, out: &mut Outgoing<T>) {
+        self.admit_due(slow, now);
         loop {
             let from_fifo = slow.fifo.front().copied().filter(|t| t.0 <= now);
             let t = match from_fifo {
