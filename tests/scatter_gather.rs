@@ -1741,3 +1741,36 @@ fn a_request_every_subscription_dropped_reached_nobody() {
     assert_eq!(sub.dropped(), 2);
     assert_eq!(sub.try_recv().map(|m| *m.payload().body()), Ok(1));
 }
+
+/// Replies that came while the scatter waited (until its deadline) for room in a full `Block`
+/// subscription came in time: they are gathered, not refused as late by the deadline that the
+/// wait spent (found by review of the deadline check before each wait).
+#[test]
+fn replies_that_came_while_the_scatter_waited_for_room_are_gathered() {
+    let topic: Topic<Request<u32, u32>> = Topic::new();
+    topic.subscribe_endpoint(Endpoint::from_fn(|m: Message<Request<u32, u32>>| {
+        let _ = m.into_payload().reply(7); // at once, during the scatter's delivery
+        Ok(())
+    }));
+    let _stalled = topic.subscribe_with(SubscribeOptions::new().capacity(1));
+    let sg = ScatterGather::new(&topic);
+    let first = sg.scatter(0, Completion::within(Duration::from_millis(1)));
+    assert_eq!(
+        first.map(|g| g.replies().len()),
+        Ok(1),
+        "and fills `_stalled`"
+    );
+    let g = sg
+        .scatter(1, Completion::within(Duration::from_millis(20)))
+        .unwrap();
+    assert_eq!(
+        g.expected(),
+        1,
+        "the closure; the stalled subscription was full"
+    );
+    assert_eq!(g.completed(), Completed::All);
+    assert_eq!(
+        g.replies().iter().map(|r| *r.body()).collect::<Vec<_>>(),
+        [7]
+    );
+}

@@ -1751,3 +1751,42 @@ fn a_cloned_topic_builder_builds_an_independent_topic_alike() {
     assert_eq!(sb.try_recv().map(Message::into_payload), Ok(2));
     assert!(sa.is_empty() && sb.is_empty());
 }
+
+/// A publish under way holds the subscriber set it started with: one waiting on a stalled
+/// `Block` subscription holds off `Closed` for the others after `close` until it ends, as
+/// `Subscription::is_closed` says; `is_closed` tells a drained subscriber it is done meanwhile.
+#[test]
+fn a_publish_stalled_on_one_subscription_holds_off_closed_for_the_others() {
+    let topic: Topic<u32> = Topic::new();
+    let read = topic.subscribe_with(SubscribeOptions::new().capacity(4));
+    let stalled = topic.subscribe_with(SubscribeOptions::new().capacity(1));
+    topic.publish(1).unwrap(); // fills `stalled`
+    let publisher = {
+        let topic = topic.clone();
+        thread::spawn(move || topic.publish(2).map(|r| r.delivered))
+    };
+    assert_eq!(
+        read.recv_timeout(PATIENCE).map(Message::into_payload),
+        Ok(1)
+    );
+    assert_eq!(
+        read.recv_timeout(PATIENCE).map(Message::into_payload),
+        Ok(2)
+    );
+    assert!(topic.close());
+    assert!(
+        read.is_closed() && read.is_empty(),
+        "done, as far as it can tell"
+    );
+    assert_eq!(
+        read.recv_timeout(Duration::from_millis(20)).err(),
+        Some(RecvTimeoutError::Timeout),
+        "the stalled publish still holds its set"
+    );
+    drop(stalled); // the publish ends
+    assert_eq!(publisher.join().unwrap().ok(), Some(1));
+    assert_eq!(
+        read.recv_timeout(PATIENCE).err(),
+        Some(RecvTimeoutError::Closed)
+    );
+}

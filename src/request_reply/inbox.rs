@@ -264,6 +264,12 @@ impl<Rep> Inbox<Rep> {
         self.state.lock().open
     }
 
+    /// How many replies are queued, unread.
+    pub(crate) fn queued(&self) -> usize {
+        let st = self.state.lock();
+        usize::from(st.first.is_some()) + st.rest.len()
+    }
+
     /// Waits for the next reply until `deadline`.
     pub(crate) fn wait(&self, deadline: Instant) -> Next<Rep> {
         let mut step = 0u32;

@@ -437,7 +437,8 @@ impl<T> Topic<T> {
     }
 
     /// Removes a subscription (a chained endpoint, or a [`Subscription`], which then sees
-    /// `Closed` once drained). Returns whether it was subscribed.
+    /// `Closed` once drained and the publishes under way have ended: see
+    /// [`Subscription::is_closed`]). Returns whether it was subscribed.
     ///
     /// Publishes that start after it returns never reach the subscription. A publish already
     /// under way on another thread may still deliver its message to it (a chained queue can
@@ -474,8 +475,9 @@ impl<T> Topic<T> {
     /// room in a full [`Overflow::Block`](crate::Overflow::Block) subscription: that publish
     /// was under way, and its message still goes in once the subscriber reads (so a subscriber
     /// reads until `recv` says `Closed`, not until `is_closed`), or is counted nowhere if the
-    /// subscriber drops its [`Subscription`]. A publisher that must not wait for a stalled
-    /// subscriber bounds its wait ([`publish_timeout`](Topic::publish_timeout)).
+    /// subscriber drops its [`Subscription`]. Until it ends, the other subscriptions too see
+    /// `Closed` only once it has (see [`Subscription::is_closed`]). A publisher that must not
+    /// wait for a stalled subscriber bounds its wait ([`publish_timeout`](Topic::publish_timeout)).
     ///
     /// # Examples
     ///

@@ -323,7 +323,11 @@ impl<T> Subscription<T> {
     /// was removed with [`Topic::unsubscribe`](crate::Topic::unsubscribe). What is buffered can
     /// still be received, and so can the message of a publish that was already under way on
     /// another thread when the topic closed (as [`Topic::close`](crate::Topic::close) says);
-    /// once that is drained, receives fail with `Closed`. The same question as
+    /// once that is drained, and every publish that was under way has ended, receives fail
+    /// with `Closed`. A publish under way holds the subscriber set it started with, so one
+    /// waiting on another, stalled `Block` subscription holds off `Closed` here too, until that
+    /// subscriber reads or drops its subscription: a receive with a timeout, or `is_closed`
+    /// after draining, does not wait for it. The same question as
     /// [`Queue::is_closed`](crate::Queue::is_closed), for a subscriber.
     ///
     /// ```
