@@ -3559,3 +3559,48 @@ fn a_refused_send_hands_the_message_back_unstamped() {
     );
     assert_eq!(got.load(Ordering::SeqCst), 1);
 }
+
+/// The copy `ack_into_message` makes for an expired lease's holder is not needed when that
+/// holder lets go before the ack; its drop, user code, then must not take the acked message
+/// down with it (found by review). The payload's clone lets the holder go, deterministically.
+#[test]
+fn ack_into_message_survives_a_panicking_drop_of_its_spare_copy() {
+    static STALE: std::sync::Mutex<Option<Delivery<Spare>>> = std::sync::Mutex::new(None);
+    struct Spare {
+        id: u32,
+        copy: bool,
+    }
+    impl Clone for Spare {
+        fn clone(&self) -> Spare {
+            drop(STALE.lock().unwrap().take()); // the stale holder lets go now
+            Spare {
+                id: self.id,
+                copy: true,
+            }
+        }
+    }
+    impl Drop for Spare {
+        fn drop(&mut self) {
+            if self.copy && !std::thread::panicking() {
+                panic!("deliberate panic in a copy's drop");
+            }
+        }
+    }
+    let clock = ManualClock::new();
+    let q: Queue<Spare> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(1))
+        .build();
+    q.send(Spare { id: 7, copy: false }).unwrap();
+    *STALE.lock().unwrap() = Some(q.receive().unwrap());
+    clock.advance(secs(2));
+    let d = q.try_receive().unwrap();
+    assert_eq!(d.attempt(), 2);
+    let m = d.ack_into_message().unwrap();
+    assert_eq!(
+        (m.payload().id, m.payload().copy),
+        (7, false),
+        "the original"
+    );
+    assert_eq!(q.stats().acked, 1);
+}

@@ -1774,3 +1774,42 @@ fn replies_that_came_while_the_scatter_waited_for_room_are_gathered() {
         [7]
     );
 }
+
+/// Responders that answer inline (closures) answer during the delivery, before any deadline:
+/// a gather with no time at all still gathers them, and one whose responders all dropped the
+/// request inline ends as `NoMoreReplies`, not at its deadline (found by review of the
+/// deadline check before each wait).
+#[test]
+fn inline_answers_count_before_a_deadline_already_past() {
+    type R = Request<u32, u32>;
+    let replier = |n: u32| {
+        Endpoint::from_fn(move |m: Message<R>| {
+            let _ = m.into_payload().reply(n);
+            Ok(())
+        })
+    };
+    let dropper = || {
+        Endpoint::from_fn(|m: Message<R>| {
+            drop(m);
+            Ok(())
+        })
+    };
+    let answering = RecipientList::builder()
+        .recipient("a", replier(1))
+        .recipient("b", replier(2))
+        .build();
+    let silent = RecipientList::builder()
+        .recipient("a", dropper())
+        .recipient("b", dropper())
+        .build();
+    for (list, completed, replies) in [
+        (answering, Completed::All, 2),
+        (silent, Completed::NoMoreReplies, 0),
+    ] {
+        let sg = ScatterGather::new(&list);
+        let got = sg.scatter(0, Completion::within(Duration::ZERO)).unwrap();
+        assert_eq!((got.completed(), got.replies().len()), (completed, replies));
+        let s = sg.stats();
+        assert_eq!((s.timed_out, s.late), (0, 0), "{s:?}");
+    }
+}

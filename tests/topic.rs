@@ -1790,3 +1790,43 @@ fn a_publish_stalled_on_one_subscription_holds_off_closed_for_the_others() {
         Some(RecvTimeoutError::Closed)
     );
 }
+
+/// A publish that hands its message back (`Full`) hands it back as it came, without the
+/// topic's publish time, as a queue's refusal does (found by review: a list with a clock then
+/// judged it expired by a time-to-live that had never started).
+#[test]
+fn a_publish_handed_back_full_is_unstamped() {
+    let clock = ManualClock::new();
+    let topic: Topic<u32> = Topic::builder().clock(clock.clone()).build();
+    let _full = topic.subscribe_with(
+        SubscribeOptions::new()
+            .capacity(1)
+            .overflow(Overflow::Error),
+    );
+    topic.publish(0).unwrap();
+    let ttl = Duration::from_secs(10);
+    let back = topic
+        .try_publish(Message::new(1).with_ttl(ttl))
+        .unwrap_err()
+        .into_inner();
+    assert_eq!(back.timestamp(), None);
+    let via_list = RecipientList::new(Route::all());
+    via_list.add("t", &topic);
+    let back = via_list
+        .send(Message::new(2).with_ttl(ttl))
+        .unwrap_err()
+        .into_inner();
+    assert_eq!(back.timestamp(), None, "through a list");
+    clock.advance(ttl * 2);
+    let sink: Queue<u32> = Queue::unbounded();
+    let list = RecipientList::builder()
+        .clock(clock.clone())
+        .recipient("sink", &sink)
+        .build();
+    list.send(back).unwrap();
+    assert_eq!(
+        sink.try_recv().map(Message::into_payload),
+        Ok(2),
+        "its time still to come"
+    );
+}

@@ -179,6 +179,12 @@ impl<T> Delivery<T> {
                 unreachable!("a successful ack that keeps its message hands it back")
             }
         };
+        // A copy made for a holder who let go before the ack is not needed: its drop (user
+        // code) must not take the acked message down with it (found by review), so a panic
+        // there is caught and goes no further.
+        if let Some(spare) = copy {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(spare)));
+        }
         // A dead letter's record that could not be written into a shared message (see `lease`).
         if let Some(d) = self.dead.take() {
             if msg.dead_letter() != Some(&*d) {

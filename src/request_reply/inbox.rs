@@ -264,6 +264,11 @@ impl<Rep> Inbox<Rep> {
         self.state.lock().open
     }
 
+    /// Whether a responder may still reply (a `ReplyTo` is alive).
+    pub(crate) fn has_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst) > 0
+    }
+
     /// How many replies are queued, unread.
     pub(crate) fn queued(&self) -> usize {
         let st = self.state.lock();

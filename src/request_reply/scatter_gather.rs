@@ -529,8 +529,11 @@ where
         // request, which clones it) cannot stand in for a recipient that did not reply.
         let reached: SmallSet<&str> = names.iter().map(String::as_str).collect();
         let (mut named, mut named_replied) = (SmallSet::<Arc<str>>::new(), 0usize);
-        // Replies that came while the request was delivered (a delivery may wait for room until
-        // the deadline) came in time: they are read whatever the clock says by then.
+        // Replies that came while the request was delivered (responders that answer inline, or
+        // while the delivery waited for room until the deadline) came in time: they are read
+        // whatever the clock says by then. So are replies queued once no responder can reply
+        // any more (a bounded number), and a gather whose responders all let go unanswered ends
+        // as `NoMoreReplies`, not at the deadline (both found by review).
         let mut in_time = inbox.queued();
         let completed = loop {
             if answered >= expected && named_replied >= names.len() {
@@ -545,7 +548,7 @@ where
             // `wait` hands over a reply already there without a look at the clock: replies that
             // kept coming held a gather past its deadline for as long as they came (found by
             // review). The gather ends at its deadline; replies still unread are late.
-            if in_time == 0 && Instant::now() >= deadline {
+            if in_time == 0 && inbox.has_live() && Instant::now() >= deadline {
                 Stats::bump(&self.stats.timed_out);
                 break Completed::Deadline;
             }

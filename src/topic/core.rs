@@ -570,6 +570,8 @@ impl<T: Clone> Shared<T> {
             });
         }
         let _visit = (set.chained > 0).then(|| Visit::enter(at, msg.id()));
+        // A message handed back (`Full`) goes back as it came, as a queue's refusal does.
+        let came = msg.timestamp_nanos();
         msg.stamp(self.clock.nanos());
         self.hot.0.published.fetch_add(1, Ordering::Relaxed);
 
@@ -627,7 +629,10 @@ impl<T: Clone> Shared<T> {
         }
         match left.back.take() {
             None => Ok(report),
-            Some(message) => Err(PublishError::Full { message, report }),
+            Some(mut message) => {
+                message.stamp(came);
+                Err(PublishError::Full { message, report })
+            }
         }
     }
 }
