@@ -41,3 +41,16 @@ pub(crate) fn poll(mut ready: impl FnMut() -> bool) {
         std::hint::spin_loop();
     }
 }
+
+/// The largest thread-local scratch buffer (in elements) kept between uses: a thread that once
+/// published to a huge topic does not keep buffers of that size for its life.
+const SCRATCH_KEPT: usize = 4096;
+
+/// `v`, to keep as a thread's scratch; a new, empty one if `v` grew past [`SCRATCH_KEPT`].
+pub(crate) fn scratch_kept<V>(v: Vec<V>) -> Vec<V> {
+    if v.capacity() > SCRATCH_KEPT {
+        Vec::new()
+    } else {
+        v
+    }
+}

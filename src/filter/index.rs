@@ -580,7 +580,7 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
                 emit(pos);
             }
         }
-        SCRATCH.with(|s| s.set(cands));
+        SCRATCH.with(|s| s.set(crate::spin::scratch_kept(cands)));
     }
 }
 
@@ -745,7 +745,7 @@ impl<K: Copy + Eq + Hash, T> FilterSnapshot<K, T> {
             }
         }
         s.put_in_order(&mut hits, out);
-        HITS.with(|h| h.set(hits));
+        HITS.with(|h| h.set(crate::spin::scratch_kept(hits)));
     }
 
     /// Appends to `out` the keys whose filters match `msg`, in insertion order, checking every
@@ -1035,6 +1035,10 @@ impl<K: Copy + Eq + Hash, T> FilterIndex<K, T> {
         self.cached = None;
         self.retire(l);
         let old = self.slots.remove(&l.seq).map(|e| e.filter);
+        // A burst of filters removed gives its key map back (amortized, as a queue's tables).
+        if self.live.capacity() > 4 * self.live.len() + 64 {
+            self.live.shrink_to(2 * self.live.len());
+        }
         self.settle();
         old
     }

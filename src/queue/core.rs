@@ -576,9 +576,13 @@ impl<T> Slow<T> {
         }
         if self.ready.is_empty() && self.ready.capacity() > KEEP_ENTRIES {
             self.ready = VecDeque::new();
+        } else if self.ready.capacity() > 4 * self.ready.len() + KEEP_ENTRIES {
+            self.ready.shrink_to(2 * self.ready.len());
         }
         if self.delayed.is_empty() && self.delayed.capacity() > KEEP_ENTRIES {
             self.delayed = BinaryHeap::new();
+        } else if self.delayed.capacity() > 4 * self.delayed.len() + KEEP_ENTRIES {
+            self.delayed.shrink_to(2 * self.delayed.len());
         }
     }
 
@@ -1055,6 +1059,7 @@ impl<T> Shared<T> {
     /// Publishes the slow state's next event; wakes a receiver when it moved earlier.
     fn publish_next(&self, slow: &mut Slow<T>) {
         slow.shrink_idle();
+        self.age_dedup(slow);
         let fifo_ready = slow.groups.as_deref().is_some_and(Groups::has_available);
         let next = if slow.ready.is_empty() && !fifo_ready {
             slow.next_timer()
@@ -1442,6 +1447,15 @@ impl<T> Shared<T> {
     fn look_dedup(&self, slow: &mut Slow<T>, key: &str, now: Nanos) -> Seen {
         let window = u64::try_from(self.config.dedup_window.as_nanos()).unwrap_or(u64::MAX);
         Self::dedup(slow).look(key, now, window, self.config.dedup_max)
+    }
+
+    /// Forgets the de-duplication keys that aged out, whatever the traffic: not only at the next
+    /// de-duplicated send (a burst of keys followed by plain sends kept them for ever).
+    fn age_dedup(&self, slow: &mut Slow<T>) {
+        if let Some(d) = slow.dedup.as_deref_mut() {
+            let window = u64::try_from(self.config.dedup_window.as_nanos()).unwrap_or(u64::MAX);
+            d.age(self.now(), window, self.config.dedup_max);
+        }
     }
 
     /// The de-duplication window, made on the first de-duplicated send.
@@ -3147,7 +3161,8 @@ impl<T> Shared<T> {
 
     pub(crate) fn stats(self: &Arc<Self>) -> QueueStats {
         self.run_due_timers();
-        let slow = self.slow().lock();
+        let mut slow = self.slow().lock();
+        self.age_dedup(&mut slow);
         let now = self.now();
         let accepted = self.accepted();
         let popped = self.recv.0.popped.load(Ordering::Acquire);

@@ -183,6 +183,9 @@ impl<E> Groups<E> {
     fn shrink_queue(g: &mut Group<E>) {
         if g.queue.is_empty() && g.queue.capacity() > SPARE_KEPT {
             g.queue = VecDeque::new();
+        } else if g.queue.capacity() > 4 * g.queue.len() + SPARE_KEPT {
+            // Amortized: a burst's buffer is given back while the group still holds a few.
+            g.queue.shrink_to(2 * g.queue.len());
         }
     }
 
@@ -323,6 +326,20 @@ impl Dedup {
             seen: HashMap::new(),
             order: VecDeque::new(),
             duplicates: 0,
+        }
+    }
+
+    /// `prune`, when the oldest entry has aged out: what a queue does outside de-duplicated
+    /// sends, so that a burst of keys followed by other traffic is forgotten all the same
+    /// (found by review: the keys were kept until the next de-duplicated send). One look at the
+    /// front while nothing is due.
+    pub(crate) fn age(&mut self, now: Nanos, window: Nanos, max: usize) {
+        if self
+            .order
+            .front()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) >= window || self.seen.len() > max)
+        {
+            self.prune(now, window, max);
         }
     }
 

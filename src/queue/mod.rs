@@ -65,11 +65,12 @@
 //! being woken.
 //!
 //! Memory follows what is in the queue: a new queue takes under 1 KiB; the lease table, the lane
-//! of returned messages and the delay heap grow with a burst and are given back once it is over
-//! (the lane or heap empty; the lease table once no lease is out, or, while some are, down to
-//! the highest slot still leased, soon after three quarters of it are free), keeping only small
-//! ones. A queue that has leased keeps up to about 4 KiB of acked messages' allocations for
-//! later leases.
+//! of returned messages, the delay heap, a FIFO group's messages and the de-duplication window
+//! grow with a burst and are given back as it ends (each down to about twice what it still
+//! holds once it holds under a quarter of its room; the lease table down to the highest slot
+//! still leased; aged-out de-duplication keys at the queue's next operation past the plain
+//! fast path, or `stats`), keeping only small ones. A queue that has leased keeps up to about
+//! 4 KiB of acked messages' allocations for later leases.
 //!
 //! # Dead letters
 //!

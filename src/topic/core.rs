@@ -617,7 +617,7 @@ impl<T: Clone> Shared<T> {
                         deliver(sub, msg, wait, report, left);
                     }
                 }
-                TARGETS.with(|t| t.set(targets));
+                TARGETS.with(|t| t.set(crate::spin::scratch_kept(targets)));
             }
         }
         // Release the set before touching shared counters: a writer may be waiting to free it.
@@ -698,7 +698,7 @@ impl<T> Filters<T> {
             targets.push(i);
         }
         targets.extend(matched.map(|(_, t)| t));
-        KEYS.with(|k| k.set(keys));
+        KEYS.with(|k| k.set(crate::spin::scratch_kept(keys)));
         targets
     }
 }
