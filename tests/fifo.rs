@@ -1299,3 +1299,31 @@ fn a_due_delayed_message_joins_its_group_before_later_arrivals() {
         assert_eq!(order, [1, 2], "way {way}");
     }
 }
+
+/// A FIFO send looks for room with the delayed messages that came due in their groups, as if
+/// the timers had run: the same send is refused whether or not anything looked at the queue in
+/// between, and the queue never goes over its capacity (found by review).
+#[test]
+fn a_fifo_send_counts_a_due_delayed_message_against_the_capacity() {
+    let clock = ManualClock::new();
+    let run = |look: bool| {
+        let q: Queue<(String, u32)> = Queue::builder()
+            .fifo()
+            .capacity(1)
+            .clock(clock.clone())
+            .build();
+        q.send_after(grouped("g", 1), Duration::from_secs(10))
+            .unwrap();
+        clock.advance(Duration::from_secs(10));
+        if look {
+            let _ = q.len(); // runs the timers
+        }
+        (q.try_send(grouped("g", 2)).is_ok(), q.len())
+    };
+    assert_eq!(
+        run(true),
+        (false, 1),
+        "full once the due message joined its group"
+    );
+    assert_eq!(run(false), (false, 1), "the same when nothing looked");
+}

@@ -3604,3 +3604,46 @@ fn ack_into_message_survives_a_panicking_drop_of_its_spare_copy() {
     );
     assert_eq!(q.stats().acked, 1);
 }
+
+/// `ack_into_message` whose ack fails (its lease ran out too) returns `LeaseExpired`, also when
+/// dropping the copy it made for the stale holder panics (found by review: the panic went out
+/// in place of the error).
+#[test]
+fn ack_into_message_that_fails_returns_lease_expired_despite_a_panicking_copy() {
+    use std::sync::atomic::AtomicBool;
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    struct Spare {
+        copy: bool,
+    }
+    impl Clone for Spare {
+        fn clone(&self) -> Spare {
+            Spare { copy: true }
+        }
+    }
+    impl Drop for Spare {
+        fn drop(&mut self) {
+            if self.copy && ARMED.load(Ordering::SeqCst) && !std::thread::panicking() {
+                panic!("deliberate panic in a copy's drop");
+            }
+        }
+    }
+    let clock = ManualClock::new();
+    let q: Queue<Spare> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(1))
+        .build();
+    q.send(Spare { copy: false }).unwrap();
+    let stale = q.receive().unwrap();
+    clock.advance(secs(2));
+    let d = q.try_receive().unwrap(); // shares the message with `stale`
+    assert_eq!(d.attempt(), 2);
+    clock.advance(secs(2)); // this lease runs out too
+    ARMED.store(true, Ordering::SeqCst);
+    let got = std::panic::catch_unwind(AssertUnwindSafe(|| d.ack_into_message().err()));
+    ARMED.store(false, Ordering::SeqCst);
+    drop(stale);
+    assert!(
+        matches!(got, Ok(Some(AckError::LeaseExpired(_)))),
+        "an error, not a panic"
+    );
+}

@@ -1813,3 +1813,37 @@ fn inline_answers_count_before_a_deadline_already_past() {
         assert_eq!((s.timed_out, s.late), (0, 0), "{s:?}");
     }
 }
+
+/// A reply that comes after the deadline is late, also when it was the last responder's (its
+/// reply releases the last return address): the gather ends at its deadline (found by review
+/// of the check that lets a gather whose responders all let go end as `NoMoreReplies`).
+#[test]
+fn a_reply_after_the_deadline_is_late_even_from_the_last_responder() {
+    let topic: Topic<Request<u32, u32>> = Topic::new();
+    let sub = topic.subscribe();
+    let (replied, replied_rx) = mpsc::channel::<()>();
+    let deadline = Instant::now() + Duration::from_millis(20);
+    let responder = thread::spawn(move || {
+        let req = sub.recv_timeout(LONG).unwrap().into_payload();
+        while Instant::now() < deadline + Duration::from_millis(30) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        req.reply(7).unwrap(); // after the deadline
+        replied.send(()).unwrap();
+    });
+    let sg = ScatterGather::new(&topic);
+    // A check that is busy until the reply came, past the deadline.
+    let slow_check = move |_: &[Reply<u32>]| {
+        let _ = replied_rx.recv_timeout(LONG);
+        false
+    };
+    let g = sg
+        .scatter(1, Completion::until(deadline).when(slow_check))
+        .unwrap();
+    responder.join().unwrap();
+    let s = sg.stats();
+    assert_eq!(
+        (g.completed(), g.replies().len(), s.timed_out, s.late),
+        (Completed::Deadline, 0, 1, 1)
+    );
+}

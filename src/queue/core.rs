@@ -1557,6 +1557,13 @@ impl<T> Shared<T> {
         // sender of the same key may have gone in meanwhile) and enqueue, all under the lock.
         let mut waited = false;
         loop {
+            // Delayed messages that came due joined their groups then: they take room as if
+            // the timers had run, before this send looks for it.
+            let fresh = slow.new_ready;
+            self.admit_due(&mut slow, self.now());
+            if slow.new_ready != fresh {
+                self.publish_next(&mut slow);
+            }
             let len = slow.groups.as_deref().map_or(0, Groups::len);
             if self.config.capacity.is_none_or(|c| len < c) {
                 if let Some(k) = &key {

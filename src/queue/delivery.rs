@@ -164,9 +164,22 @@ impl<T> Delivery<T> {
             .map(|m| m.message().clone());
         self.settled = true;
         let (slot, gen, id) = self.lease_key();
-        let kept = self
+        // A spare copy is dropped quietly however the ack ends (see below).
+        let quiet = |spare: Option<Message<T>>| {
+            if let Some(spare) = spare {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(spare)));
+            }
+        };
+        let kept = match self
             .shared
-            .ack_with(slot, gen, id, &mut self.msg, None, true)?;
+            .ack_with(slot, gen, id, &mut self.msg, None, true)
+        {
+            Ok(kept) => kept,
+            Err(e) => {
+                quiet(copy);
+                return Err(e);
+            }
+        };
         let mut msg = match kept {
             Some(Ok(Some(m))) => m,
             // Shared with an expired lease's holder, who may still read it (unless that
@@ -182,9 +195,7 @@ impl<T> Delivery<T> {
         // A copy made for a holder who let go before the ack is not needed: its drop (user
         // code) must not take the acked message down with it (found by review), so a panic
         // there is caught and goes no further.
-        if let Some(spare) = copy {
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(spare)));
-        }
+        quiet(copy);
         // A dead letter's record that could not be written into a shared message (see `lease`).
         if let Some(d) = self.dead.take() {
             if msg.dead_letter() != Some(&*d) {

@@ -531,9 +531,12 @@ where
         let (mut named, mut named_replied) = (SmallSet::<Arc<str>>::new(), 0usize);
         // Replies that came while the request was delivered (responders that answer inline, or
         // while the delivery waited for room until the deadline) came in time: they are read
-        // whatever the clock says by then. So are replies queued once no responder can reply
-        // any more (a bounded number), and a gather whose responders all let go unanswered ends
-        // as `NoMoreReplies`, not at the deadline (both found by review).
+        // whatever the clock says by then. If every responder had let go by then (read before
+        // the queue: a reply is queued before its release), no reply can come after them, and
+        // a gather whose responders all let go unanswered ends as `NoMoreReplies`, not at the
+        // deadline. Read once, not at each look: a reply that comes after the deadline
+        // releases its responder too, and must not count as in time (all found by review).
+        let gone_in_time = !inbox.has_live();
         let mut in_time = inbox.queued();
         let completed = loop {
             if answered >= expected && named_replied >= names.len() {
@@ -548,7 +551,7 @@ where
             // `wait` hands over a reply already there without a look at the clock: replies that
             // kept coming held a gather past its deadline for as long as they came (found by
             // review). The gather ends at its deadline; replies still unread are late.
-            if in_time == 0 && inbox.has_live() && Instant::now() >= deadline {
+            if in_time == 0 && !gone_in_time && Instant::now() >= deadline {
                 Stats::bump(&self.stats.timed_out);
                 break Completed::Deadline;
             }
