@@ -3444,6 +3444,24 @@ fn a_cloned_builder_builds_an_independent_queue_alike() {
     assert_eq!(dead, [1, 2], "both dead-letter into the one queue");
 }
 
+/// A queue on a manual clock whose message, sent with `payload`, is shared by two deliveries:
+/// `stale`, whose lease ran out, and `d`, its second attempt.
+fn shared_with_a_stale_holder<P: Send + Sync + 'static>(
+    payload: P,
+) -> (ManualClock, Queue<P>, Delivery<P>, Delivery<P>) {
+    let clock = ManualClock::new();
+    let q: Queue<P> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(secs(1))
+        .build();
+    q.send(payload).unwrap();
+    let stale = q.receive().unwrap();
+    clock.advance(secs(2));
+    let d = q.try_receive().unwrap();
+    assert_eq!(d.attempt(), 2);
+    (clock, q, stale, d)
+}
+
 /// `ack_into_message` copies a message an expired lease's holder still shares before it acks:
 /// a clone that panics leaves the message in the queue, not acked and gone (found by review).
 #[test]
@@ -3454,16 +3472,7 @@ fn ack_into_message_whose_clone_panics_keeps_the_message() {
             panic!("deliberate panic in a clone");
         }
     }
-    let clock = ManualClock::new();
-    let q: Queue<CloneBomb> = Queue::builder()
-        .clock(clock.clone())
-        .visibility_timeout(secs(1))
-        .build();
-    q.send(CloneBomb(7)).unwrap();
-    let stale = q.receive().unwrap();
-    clock.advance(secs(2));
-    let d = q.try_receive().unwrap();
-    assert_eq!(d.attempt(), 2);
+    let (_clock, q, stale, d) = shared_with_a_stale_holder(CloneBomb(7));
     assert!(panics(|| d.ack_into_message()), "the clone panicked");
     drop(stale);
     assert_eq!(q.stats().acked, 0);
@@ -3586,16 +3595,8 @@ fn ack_into_message_survives_a_panicking_drop_of_its_spare_copy() {
             }
         }
     }
-    let clock = ManualClock::new();
-    let q: Queue<Spare> = Queue::builder()
-        .clock(clock.clone())
-        .visibility_timeout(secs(1))
-        .build();
-    q.send(Spare { id: 7, copy: false }).unwrap();
-    *STALE.lock().unwrap() = Some(q.receive().unwrap());
-    clock.advance(secs(2));
-    let d = q.try_receive().unwrap();
-    assert_eq!(d.attempt(), 2);
+    let (_clock, q, stale, d) = shared_with_a_stale_holder(Spare { id: 7, copy: false });
+    *STALE.lock().unwrap() = Some(stale);
     let m = d.ack_into_message().unwrap();
     assert_eq!(
         (m.payload().id, m.payload().copy),
@@ -3627,16 +3628,7 @@ fn ack_into_message_that_fails_returns_lease_expired_despite_a_panicking_copy() 
             }
         }
     }
-    let clock = ManualClock::new();
-    let q: Queue<Spare> = Queue::builder()
-        .clock(clock.clone())
-        .visibility_timeout(secs(1))
-        .build();
-    q.send(Spare { copy: false }).unwrap();
-    let stale = q.receive().unwrap();
-    clock.advance(secs(2));
-    let d = q.try_receive().unwrap(); // shares the message with `stale`
-    assert_eq!(d.attempt(), 2);
+    let (clock, _q, stale, d) = shared_with_a_stale_holder(Spare { copy: false });
     clock.advance(secs(2)); // this lease runs out too
     ARMED.store(true, Ordering::SeqCst);
     let got = std::panic::catch_unwind(AssertUnwindSafe(|| d.ack_into_message().err()));
