@@ -3266,6 +3266,17 @@ mod tests {
 
     use std::sync::atomic::AtomicBool;
 
+    /// A payload whose drop panics when armed (a payload's drop is user code, which may).
+    struct Bomb(bool);
+
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if self.0 && !std::thread::panicking() {
+                panic!("deliberate panic in a drop");
+            }
+        }
+    }
+
     /// A wait for room that begins past its deadline (spent on the earlier targets of a
     /// fan-out) tries at once: no spin, no yield, not even a look for room (found by review:
     /// each full target after the deadline cost a whole backoff, seconds for a 10 ms publish to
@@ -3292,14 +3303,6 @@ mod tests {
         use crate::{Message, Queue};
         use std::panic::{catch_unwind, AssertUnwindSafe};
 
-        struct Bomb(bool);
-        impl Drop for Bomb {
-            fn drop(&mut self) {
-                if self.0 && !std::thread::panicking() {
-                    panic!("deliberate panic in a drop");
-                }
-            }
-        }
         // A plain receive meets the expired message first; a batch, after a first message (the
         // rest of a batch is leased in one go, apart from single receives).
         type Receive = fn(&Queue<Bomb>);
@@ -3515,14 +3518,6 @@ mod tests {
         use crate::queue::Queue;
         use crate::ManualClock;
 
-        struct Bomb(bool);
-        impl Drop for Bomb {
-            fn drop(&mut self) {
-                if self.0 && !std::thread::panicking() {
-                    panic!("deliberate panic in drop");
-                }
-            }
-        }
         let clock = ManualClock::new();
         let dlq = Queue::builder()
             .clock(clock.clone())
