@@ -557,7 +557,22 @@ impl<T> Slow<T> {
 
     /// Gives back the memory of large bookkeeping that has emptied: the lease table once no
     /// lease is out (every timer is stale then), the ready lane and the delay heap once empty.
+    #[inline]
     fn shrink_idle(&mut self) {
+        // Every ack comes here: a queue whose tables are all small (the usual case) leaves after
+        // three comparisons, before the branches below, each of which needs one of them large.
+        if self.slots.len() <= KEEP_ENTRIES
+            && self.ready.capacity() <= KEEP_ENTRIES
+            && self.delayed.capacity() <= KEEP_ENTRIES
+        {
+            return;
+        }
+        self.shrink_large();
+    }
+
+    /// `shrink_idle` past its quick look.
+    #[cold]
+    fn shrink_large(&mut self) {
         if self.live == 0 && self.slots.len() > KEEP_ENTRIES {
             self.slots = Vec::new();
             self.free = Vec::new();
