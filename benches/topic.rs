@@ -7,13 +7,15 @@
 //!
 //! - `single_thread`: publisher and subscribers on one thread: the cost of the data structures.
 //!   `crossbeam_per_sub` is the floor of a channel per subscriber (the payload alone in raw
-//!   crossbeam channels).
+//!   crossbeam channels), `safe_log` the floor of the other design, one log that every
+//!   subscriber reads (as tokio's and bus's rings are), written in safe Rust (see `safe_log`).
 //! - `threaded`: the publisher on one thread, one thread draining all subscribers round-robin
 //!   (this machine has two cores), each buffer holding `BATCH`; the publisher waits for room.
 //!   Throughput is per `BATCH` publishes, as in `single_thread`.
 //! - `subscribe_churn`: one subscribe and its unsubscribe, beside 100 and 10,000 subscriptions.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -74,6 +76,22 @@ fn single_thread(c: &mut Criterion) {
             });
         });
 
+        g.bench_with_input(BenchmarkId::new("safe_log", n), &n, |b, &n| {
+            let log = safe_log::Log::<Payload>::default();
+            let readers: Vec<_> = (0..n).map(|_| log.reader(BATCH as u64)).collect();
+            let p = payload();
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    log.publish(Arc::clone(&p)).unwrap();
+                }
+                for r in &readers {
+                    for _ in 0..BATCH {
+                        std::hint::black_box(r.try_recv().unwrap());
+                    }
+                }
+            });
+        });
+
         g.bench_with_input(BenchmarkId::new("tokio_broadcast", n), &n, |b, &n| {
             let (tx, _) = tokio::sync::broadcast::channel::<Payload>(BATCH);
             let mut rxs: Vec<_> = (0..n).map(|_| tx.subscribe()).collect();
@@ -108,6 +126,127 @@ fn single_thread(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// The floor of a shared-log topic in safe Rust, to weigh a redesign against: one log that every
+/// subscriber reads at its own cursor, as tokio's broadcast and bus do, where our topic pushes a
+/// copy into each subscription's channel. The log is a list of segments of write-once slots
+/// (`OnceLock`), which safe code can share without a lock per slot; a subscriber's cursor sits
+/// behind a mutex, since a `Subscription` receives through `&self` and is `Sync`. It carries the
+/// bare payload and keeps none of a topic's semantics (no `Message`, counters, filters, overflow
+/// policies or wake-ups): only the lossless `Block` room check a subscriber's capacity needs.
+mod safe_log {
+    use super::*;
+    use parking_lot::Mutex;
+
+    const SEGMENT: usize = 64;
+
+    struct Segment<T> {
+        start: u64,
+        slots: Box<[OnceLock<T>]>,
+        next: OnceLock<Arc<Segment<T>>>,
+    }
+
+    fn segment<T>(start: u64) -> Arc<Segment<T>> {
+        Arc::new(Segment {
+            start,
+            slots: (0..SEGMENT).map(|_| OnceLock::new()).collect(),
+            next: OnceLock::new(),
+        })
+    }
+
+    /// A reader's progress, as the publisher sees it.
+    struct Cursor {
+        read: AtomicU64,
+        capacity: u64,
+    }
+
+    struct Tail<T> {
+        segment: Arc<Segment<T>>,
+        seq: u64,
+        /// No reader is full before `seq` reaches this (a cached minimum of their room).
+        limit: u64,
+        readers: Vec<Arc<Cursor>>,
+    }
+
+    pub struct Log<T> {
+        tail: Mutex<Tail<T>>,
+    }
+
+    impl<T> Default for Log<T> {
+        fn default() -> Self {
+            Log {
+                tail: Mutex::new(Tail {
+                    segment: segment(0),
+                    seq: 0,
+                    limit: 0,
+                    readers: Vec::new(),
+                }),
+            }
+        }
+    }
+
+    pub struct Reader<T> {
+        at: Mutex<(Arc<Segment<T>>, u64)>,
+        cursor: Arc<Cursor>,
+    }
+
+    impl<T: Clone> Log<T> {
+        pub fn reader(&self, capacity: u64) -> Reader<T> {
+            let mut tail = self.tail.lock();
+            let cursor = Arc::new(Cursor {
+                read: AtomicU64::new(tail.seq),
+                capacity,
+            });
+            tail.readers.push(Arc::clone(&cursor));
+            tail.limit = tail.seq;
+            Reader {
+                at: Mutex::new((Arc::clone(&tail.segment), tail.seq)),
+                cursor,
+            }
+        }
+
+        /// Appends `v`, or hands it back when a reader is full.
+        pub fn publish(&self, v: T) -> Result<(), T> {
+            let mut tail = self.tail.lock();
+            if tail.seq >= tail.limit {
+                let limit = tail
+                    .readers
+                    .iter()
+                    .map(|c| c.read.load(Ordering::Acquire) + c.capacity);
+                tail.limit = limit.min().unwrap_or(u64::MAX);
+                if tail.seq >= tail.limit {
+                    return Err(v);
+                }
+            }
+            if tail.seq - tail.segment.start == SEGMENT as u64 {
+                let next = segment(tail.seq);
+                let _ = tail.segment.next.set(Arc::clone(&next));
+                tail.segment = next;
+            }
+            let i = (tail.seq - tail.segment.start) as usize;
+            let _ = tail.segment.slots[i].set(v);
+            tail.seq += 1;
+            Ok(())
+        }
+    }
+
+    impl<T: Clone> Reader<T> {
+        pub fn try_recv(&self) -> Option<T> {
+            let mut at = self.at.lock();
+            let (segment, seq) = &mut *at;
+            if *seq - segment.start == SEGMENT as u64 {
+                let next = Arc::clone(segment.next.get()?);
+                *segment = next;
+            }
+            let v = segment.slots[(*seq - segment.start) as usize]
+                .get()?
+                .clone();
+            *seq += 1;
+            self.cursor.read.store(*seq, Ordering::Release);
+            Some(v)
+        }
+    }
 }
 
 /// Publishes `iters * BATCH` messages on this thread while a second thread drains every
