@@ -2,9 +2,10 @@
 //! checking each.
 
 use std::cell::Cell;
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -21,65 +22,18 @@ const LINEAR_BELOW: usize = 16;
 /// Masked (removed or changed) entries past `max(MIN_DELTA, n / 4)` make the index rebuild.
 const MIN_DELTA: usize = 32;
 
-/// A small multiplicative hasher (the rustc "Fx" hash) for the index's own maps. Index keys come
-/// from policies, not from messages, so the map contents are not chosen by a message sender.
-#[derive(Default, Clone, Copy)]
-struct Fx(u64);
-
-impl Fx {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for Fx {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(c);
-            self.add(u64::from_le_bytes(b));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_u128(&mut self, i: u128) {
-        self.add(i as u64);
-        self.add((i >> 64) as u64);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0.rotate_left(26)
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// The index's maps hash with std's keyed SipHash (a random key per map), not a fast unkeyed
+/// hash: their keys come from filter policies, which may come from untrusted parties, and with an
+/// unkeyed multiplicative hash (rustc's Fx, used here before) anyone can compute keys that all
+/// land in one bucket. 15,000 such values in 100 policies took the index from 0.16 s to build to
+/// more than 3 s, quadratic in their number, paid again at each compile, and made matching a
+/// message that carries one of them 32 times slower (found by review). The keyed hash costs
+/// matching about 15% (callgrind, the per-tenant workload at 10,000 filters: 13,800 to 15,900
+/// instructions a message), well inside the design's goals against a linear scan.
+type Map<K, V> = HashMap<K, V, RandomState>;
 
 /// Maps from a length (prefix length, mask length) to the ids filed under each value of it.
-type ByLen<L, K> = Vec<(L, FxMap<K, Vec<u32>>)>;
+type ByLen<L, K> = Vec<(L, Map<K, Vec<u32>>)>;
 
 fn admits_lo(lo: (f64, bool), q: f64) -> bool {
     if lo.1 {
@@ -260,10 +214,10 @@ impl IntervalTree {
 /// Everything filed under one attribute key.
 #[derive(Default)]
 struct AttrIndex {
-    strs: FxMap<Box<str>, Vec<u32>>,
-    nums: FxMap<u64, Vec<u32>>,
+    strs: Map<Box<str>, Vec<u32>>,
+    nums: Map<u64, Vec<u32>>,
     bools: [Vec<u32>; 2],
-    ignore_case: FxMap<Box<str>, Vec<u32>>,
+    ignore_case: Map<Box<str>, Vec<u32>>,
     /// Prefix maps by prefix length (in bytes), shortest first.
     prefixes: ByLen<usize, Box<str>>,
     suffixes: ByLen<usize, Box<str>>,
@@ -276,17 +230,17 @@ struct AttrIndex {
     /// Filters that are one anything-but on this key (known matches, unless excluded).
     but_all: Vec<u32>,
     /// For each string, the filters in `but_all` that exclude it.
-    but_excl: FxMap<Box<str>, Vec<u32>>,
+    but_excl: Map<Box<str>, Vec<u32>>,
 }
 
 fn by_len<K: Eq + Hash, L: Copy + Ord>(
-    levels: &mut Vec<(L, FxMap<K, Vec<u32>>)>,
+    levels: &mut Vec<(L, Map<K, Vec<u32>>)>,
     len: L,
-) -> &mut FxMap<K, Vec<u32>> {
+) -> &mut Map<K, Vec<u32>> {
     let i = match levels.binary_search_by(|(l, _)| l.cmp(&len)) {
         Ok(i) => i,
         Err(i) => {
-            levels.insert(i, (len, FxMap::default()));
+            levels.insert(i, (len, Map::default()));
             i
         }
     };
@@ -294,7 +248,7 @@ fn by_len<K: Eq + Hash, L: Copy + Ord>(
 }
 
 /// Files `id` under `key`, allocating the key only when it is new.
-fn file_str(map: &mut FxMap<Box<str>, Vec<u32>>, key: &str, id: u32) {
+fn file_str(map: &mut Map<Box<str>, Vec<u32>>, key: &str, id: u32) {
     match map.get_mut(key) {
         Some(ids) => push_unique(ids, id),
         None => {
@@ -472,7 +426,7 @@ impl<K: Clone, T> Clone for Entry<K, T> {
 struct Base<K, T> {
     entries: Vec<Entry<K, T>>,
     /// `None`: too few filters to be worth indexing; check each.
-    attrs: Option<FxMap<Box<str>, AttrIndex>>,
+    attrs: Option<Map<Box<str>, AttrIndex>>,
     /// Filters with no positive condition to file them under, ascending (tagged ids).
     residual: Vec<u32>,
     /// Filters that are one `exists: false` on a key, by key (tagged ids).
@@ -502,10 +456,10 @@ impl<K: Copy + Eq + Hash, T> Base<K, T> {
                 absent: Vec::new(),
             };
         }
-        let mut attrs: FxMap<Box<str>, AttrIndex> = FxMap::default();
-        let mut absent: FxMap<Box<str>, Vec<u32>> = FxMap::default();
+        let mut attrs: Map<Box<str>, AttrIndex> = Map::default();
+        let mut absent: Map<Box<str>, Vec<u32>> = Map::default();
         let mut residual = Vec::new();
-        fn attr<'a>(attrs: &'a mut FxMap<Box<str>, AttrIndex>, key: &str) -> &'a mut AttrIndex {
+        fn attr<'a>(attrs: &'a mut Map<Box<str>, AttrIndex>, key: &str) -> &'a mut AttrIndex {
             if !attrs.contains_key(key) {
                 attrs.insert(key.into(), AttrIndex::default());
             }
@@ -1145,6 +1099,49 @@ mod tests {
             .map(|c| depth(t, c))
             .max();
         below.map_or(0, |d| d + 1)
+    }
+
+    /// Keys a policy author can compute to share one bucket of an unkeyed multiplicative hash
+    /// (rustc's Fx, which the index used before): 8 printable bytes each whose Fx hash has the
+    /// same low 32 and top 7 bits. Fx is a bijection on one word, so it runs backwards.
+    fn fx_colliding(n: usize) -> Vec<String> {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut inv = K; // K's inverse mod 2^64, by Newton's iteration
+        for _ in 0..6 {
+            inv = inv.wrapping_mul(2u64.wrapping_sub(K.wrapping_mul(inv)));
+        }
+        let (mut out, mut mid) = (Vec::new(), 0u64);
+        while out.len() < n {
+            let h = mid << 32;
+            mid += 1;
+            let w =
+                ((h.rotate_right(26).wrapping_mul(inv) ^ 0xff).rotate_right(5)).wrapping_mul(inv);
+            let b = w.to_le_bytes();
+            if b.iter().all(|c| (0x20..0x7f).contains(c)) {
+                out.push(String::from_utf8(b.to_vec()).unwrap());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn keys_chosen_to_collide_spread_over_the_buckets() {
+        use std::hash::BuildHasher;
+        let keys = fx_colliding(1000);
+        let map: Map<Box<str>, Vec<u32>> = Map::default();
+        let buckets = |bits: fn(u64) -> u64| {
+            let mut seen: Vec<u64> = keys
+                .iter()
+                .map(|k| bits(map.hasher().hash_one(&**k)))
+                .collect();
+            seen.sort_unstable();
+            seen.dedup();
+            seen.len()
+        };
+        // With a keyed hash, 1,000 keys over 65,536 buckets land in about 992 (fewer than 900
+        // has a chance far below 1e-100); with Fx, every one of them in the same bucket.
+        assert!(buckets(|h| h & 0xffff) > 900);
+        assert!(buckets(|h| h >> 48) > 900);
     }
 
     fn stabbed(t: &IntervalTree, x: f64) -> Vec<u32> {
