@@ -110,6 +110,31 @@ fn a_queue_named_with_a_nul_still_gets_its_pool() {
 }
 
 #[test]
+fn a_worker_count_beyond_memory_is_the_documented_panic() {
+    // Found by review: the pool's per-worker table was allocated up front, so a huge count
+    // panicked with "capacity overflow" (or, at 2^40, aborted the process) before any thread.
+    let q: Queue<u32> = Queue::unbounded();
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Consumer::new(&q)
+            .workers(usize::MAX)
+            .start(|_| Ok::<(), String>(()))
+    }));
+    let p = started.expect_err("usize::MAX workers cannot start");
+    let msg = p
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| p.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    assert!(
+        msg.starts_with("failed to start a consumer worker thread"),
+        "{msg}"
+    );
+    // The queue is untouched and still usable.
+    q.send(1).unwrap();
+    assert_eq!(q.recv().unwrap().into_payload(), 1);
+}
+
+#[test]
 fn smoke() {
     let queue = Queue::unbounded();
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -81,7 +81,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
         }
     }
 
-    /// How many worker threads receive and handle messages (default 1; 0 is taken as 1).
+    /// How many worker threads receive and handle messages (default 1; 0 is taken as 1). A
+    /// count beyond what the machine can start makes `start` panic (see its `# Panics`).
     pub fn workers(mut self, workers: usize) -> Self {
         self.settings.workers = workers.max(1);
         self
@@ -157,7 +158,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     ///
     /// # Panics
     ///
-    /// If the operating system cannot start a thread.
+    /// If the operating system cannot start a thread (or the memory for the pool's
+    /// [`workers`](Consumer::workers) cannot be had).
     pub fn start<H, E>(self, handler: H) -> ConsumerHandle<T>
     where
         H: Fn(&Message<T>) -> Result<(), E> + Send + Sync + 'static,
@@ -172,7 +174,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     ///
     /// # Panics
     ///
-    /// If the operating system cannot start a thread.
+    /// If the operating system cannot start a thread (or the memory for the pool's
+    /// [`workers`](Consumer::workers) cannot be had).
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -213,7 +216,8 @@ impl<T: Send + Sync + 'static> Consumer<T> {
     ///
     /// # Panics
     ///
-    /// If the operating system cannot start a thread.
+    /// If the operating system cannot start a thread (or the memory for the pool's
+    /// [`workers`](Consumer::workers) cannot be had).
     pub fn start_batch<H, E>(self, max_batch: usize, handler: H) -> ConsumerHandle<T>
     where
         H: Fn(&[&Message<T>]) -> Vec<Result<(), E>> + Send + Sync + 'static,
@@ -239,7 +243,7 @@ impl<T: Send + Sync + 'static> Consumer<T> {
             .chars()
             .filter(|&c| c != '\0')
             .collect();
-        let mut threads = Vec::with_capacity(pool.settings.workers + 1);
+        let mut threads = Vec::new();
         let workers = pool.settings.workers;
         for w in 0..workers {
             let (p, run) = (Arc::clone(&pool), Arc::clone(&run));
@@ -292,7 +296,8 @@ impl<T: Send + Sync + 'static> Queue<T> {
     ///
     /// # Panics
     ///
-    /// If the operating system cannot start a thread.
+    /// If the operating system cannot start a thread (or the memory for the pool's
+    /// [`workers`](Consumer::workers) cannot be had).
     ///
     /// # Examples
     ///
@@ -329,7 +334,8 @@ impl<T: Send + Sync + 'static> Queue<T> {
     ///
     /// # Panics
     ///
-    /// If the operating system cannot start a thread.
+    /// If the operating system cannot start a thread (or the memory for the pool's
+    /// [`workers`](Consumer::workers) cannot be had).
     ///
     /// # Examples
     ///

@@ -192,15 +192,22 @@ impl<T> Pool<T> {
     pub(crate) fn new(queue: Queue<T>, settings: Settings) -> Pool<T> {
         let visibility = queue.visibility_timeout();
         let max_attempts = queue.max_attempts();
-        let slots = (0..settings.workers)
-            .map(|_| Slot {
-                held: Mutex::new(Held {
-                    leases: Vec::new(),
-                    closed: false,
-                }),
-                c: Counters::default(),
-            })
-            .collect();
+        // Reserved fallibly: a worker count beyond memory is the documented "cannot start a
+        // thread" panic, not a capacity-overflow panic or an allocation-failure abort.
+        let mut slots = Vec::new();
+        if let Err(e) = slots.try_reserve_exact(settings.workers) {
+            panic!(
+                "failed to start a consumer worker thread: no memory for {} workers: {e}",
+                settings.workers
+            );
+        }
+        slots.extend((0..settings.workers).map(|_| Slot {
+            held: Mutex::new(Held {
+                leases: Vec::new(),
+                closed: false,
+            }),
+            c: Counters::default(),
+        }));
         let permits = settings.max_in_flight.map(|n| Permits {
             free: Mutex::new(n.max(1)),
             cv: Condvar::new(),
