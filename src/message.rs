@@ -263,8 +263,7 @@ impl fmt::Debug for ReturnAddress {
 /// assert_eq!(AttrValue::from(3), AttrValue::Number(3.0));
 /// assert_eq!(AttrValue::from(["a", "b"]), AttrValue::StringList(vec!["a".into(), "b".into()]));
 /// ```
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(untagged)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AttrValue {
     /// A string.
     String(String),
@@ -995,6 +994,64 @@ impl Serialize for AttrValue {
     }
 }
 
+/// Reads the bare value [`Serialize`] writes. A number may also come as serde_json's
+/// `arbitrary_precision` map (a feature any crate in the build can turn on).
+impl<'de> Deserialize<'de> for AttrValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = AttrValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, number, boolean or list of strings")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<AttrValue, E> {
+                Ok(AttrValue::String(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<AttrValue, E> {
+                Ok(AttrValue::String(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<AttrValue, E> {
+                Ok(AttrValue::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<AttrValue, E> {
+                Ok(AttrValue::Number(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<AttrValue, E> {
+                Ok(AttrValue::Number(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<AttrValue, E> {
+                Ok(AttrValue::Number(v))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<AttrValue, A::Error> {
+                let mut l = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    l.push(s);
+                }
+                Ok(AttrValue::StringList(l))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AttrValue, A::Error> {
+                use serde::de::Error;
+                match map.next_key::<String>()? {
+                    Some(k) if k == "$serde_json::private::Number" => {
+                        let text: String = map.next_value()?;
+                        text.parse::<f64>()
+                            .map(AttrValue::Number)
+                            .map_err(A::Error::custom)
+                    }
+                    _ => Err(A::Error::invalid_type(serde::de::Unexpected::Map, &self)),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Converts a monotonic instant to wall-clock nanoseconds since the Unix epoch (best effort).
 fn unix_nanos(at: Instant) -> u128 {
     let now_sys = std::time::SystemTime::now()
@@ -1113,6 +1170,34 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(sorted.len(), ids.len());
+    }
+
+    #[test]
+    fn an_attribute_reads_back_from_each_form_json_gives_it() {
+        let read = |j: &str| serde_json::from_str::<AttrValue>(j);
+        assert_eq!(read(r#""eu""#).unwrap(), AttrValue::from("eu"));
+        assert_eq!(read("true").unwrap(), AttrValue::Bool(true));
+        assert_eq!(read("-3").unwrap(), AttrValue::Number(-3.0));
+        assert_eq!(
+            read("18446744073709551615").unwrap(),
+            AttrValue::Number(u64::MAX as f64)
+        );
+        assert_eq!(read("2.5").unwrap(), AttrValue::Number(2.5));
+        assert_eq!(read(r#"["a","b"]"#).unwrap(), AttrValue::from(["a", "b"]));
+        // A number as serde_json writes it when a crate in the build turns on its
+        // `arbitrary_precision` feature (found by review: a message with any number attribute
+        // failed to read back then).
+        let text = r#"{"$serde_json::private::Number":"100"}"#;
+        assert_eq!(read(text).unwrap(), AttrValue::Number(100.0));
+        for bad in [
+            "null",
+            "{}",
+            r#"{"k":"v"}"#,
+            r#"[1]"#,
+            r#"{"$serde_json::private::Number":"x"}"#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
