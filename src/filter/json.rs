@@ -286,6 +286,10 @@ fn string_arg(op: &str, v: &Value) -> Result<String, FilterError> {
 
 fn parse_item(v: &Value) -> Result<Cond, FilterError> {
     let Value::Object(m) = v else {
+        if matches!(v, Value::Number(n) if n.as_f64().is_none()) {
+            // Past f64's range (read as text under serde_json's `arbitrary_precision`).
+            return Err(err(FilterErrorKind::InvalidNumber, "number out of range"));
+        }
         return scalar(v).map(Cond::Exact).ok_or_else(|| {
             err(
                 FilterErrorKind::WrongValueType,
