@@ -1586,3 +1586,28 @@ fn a_policy_nested_past_the_parsers_limit_is_too_deep() {
         );
     }
 }
+
+/// `*` matches any run of characters, and each literal part between stars consumes what it
+/// matched: `*/*/*` needs two slashes.
+#[test]
+fn wildcard_parts_between_stars_are_consumed_in_order() {
+    let three = f(r#"{"path": [{"wildcard": "*/*/*"}]}"#);
+    assert!(three.matches(&msg(&[("path", s("a/b/c"))])));
+    assert!(three.matches(&msg(&[("path", s("//"))])));
+    assert!(!three.matches(&msg(&[("path", s("a/b"))])));
+    let abb = f(r#"{"k": [{"wildcard": "a*b*b"}]}"#);
+    assert!(abb.matches(&msg(&[("k", s("abb"))])));
+    assert!(!abb.matches(&msg(&[("k", s("ab"))])));
+    let not_three = f(r#"{"path": [{"anything-but": {"wildcard": "*/*/*"}}]}"#);
+    assert!(not_three.matches(&msg(&[("path", s("a/b"))])));
+}
+
+/// `anything-but` on numbers compares at 6 decimal digits, as `=` does: 0.1 + 0.2 is 0.3.
+#[test]
+fn anything_but_numbers_compare_at_six_decimals() {
+    let not_03 = f(r#"{"k": [{"anything-but": [0.3]}]}"#);
+    assert!(!not_03.matches(&msg(&[("k", n(0.1 + 0.2))])));
+    assert!(not_03.matches(&msg(&[("k", n(0.31))])));
+    let not_one = f(r#"{"k": [{"anything-but": 100.123456789}]}"#);
+    assert!(!not_one.matches(&msg(&[("k", n(100.1234567))])));
+}

@@ -345,3 +345,25 @@ fn a_filtered_publish_reaches_subscriptions_in_subscription_order() {
         (want_eu.len(), 300 - want_eu.len())
     );
 }
+
+/// A message that hits one indexed filter twice (two elements of a string list under one
+/// `prefix`) reaches its subscription once. Needs enough filtered subscriptions for the topic
+/// to compile them into an index; a few are checked one by one.
+#[test]
+fn a_message_hitting_one_indexed_filter_twice_is_delivered_once() {
+    let topic: Topic<u32> = Topic::new();
+    let eu = topic.subscribe_filtered(Filter::builder().prefix("region", "eu-").build().unwrap());
+    let _others: Vec<_> = (0..40)
+        .map(|i| {
+            let f = Filter::builder()
+                .eq("tenant", format!("t{i}"))
+                .build()
+                .unwrap();
+            topic.subscribe_filtered(f)
+        })
+        .collect();
+    let m = Message::new(1).with_attr("region", vec!["eu-west", "eu-north"]);
+    let report = topic.publish(m).unwrap();
+    assert_eq!((report.delivered, report.filtered_out), (1, 40));
+    assert_eq!(eu.try_iter().count(), 1);
+}

@@ -769,3 +769,17 @@ fn a_cloned_list_builder_builds_a_list_alike() {
     assert_eq!(a.try_recv().map(Message::into_payload), Ok(2));
     assert_eq!(b.try_recv().map(Message::into_payload), Ok(3));
 }
+
+/// Two recipients of one name on the builder: the later replaces the earlier (as `add` does).
+#[test]
+fn a_later_builder_recipient_of_the_same_name_replaces_the_earlier() {
+    let (old, new) = (Queue::unbounded(), Queue::unbounded());
+    let list = RecipientList::builder()
+        .recipient("a", &old)
+        .recipient("a", &new)
+        .build();
+    assert_eq!(list.names(), ["a"]);
+    assert!(list.send(1).unwrap().is_complete());
+    assert!(old.is_empty());
+    assert_eq!(new.try_recv().unwrap().into_payload(), 1);
+}
