@@ -414,7 +414,10 @@ fn max_lease_bounds_the_heartbeat() {
     wait_until("the heartbeat extended the lease to the maximum", || {
         pool.stats().heartbeats == 1
     });
-    clock.advance(Duration::from_secs(10)); // 16 s: past the 15 s maximum lease
+    // 15.5 s after the receipt: past the 15 s maximum counted from the receipt, and short of
+    // a maximum counted from the lease's deadline when the heartbeat ran (found by mutation
+    // testing: at 16 s the check passed either way).
+    clock.advance(Duration::from_millis(9_500));
     let again = queue
         .try_receive()
         .expect("the lease expired at the maximum");
@@ -1592,4 +1595,115 @@ fn join_from_a_handler_panics_instead_of_hanging() {
     let result = joined.recv_timeout(Duration::from_secs(5));
     go.send(()).unwrap();
     assert_eq!(result, Ok(false), "join panicked at once");
+}
+
+// ----- mutation-testing additions -------------------------------------------------------------
+
+/// `rejected` counts only the failures the handler rejected: a retried failure that used up the
+/// queue's attempts is dead-lettered, not rejected.
+#[test]
+fn an_exhausted_retry_is_dead_lettered_but_not_counted_as_rejected() {
+    let dlq = Queue::unbounded();
+    let queue = Queue::builder().dead_letter(&dlq, 1).build();
+    let pool = Consumer::new(&queue).start(|_m| Err::<(), _>("transient"));
+    queue.send(1u32).unwrap();
+    queue.close();
+    let stats = join_bounded(pool);
+    assert_eq!(
+        (stats.failed, stats.dead_lettered, stats.rejected),
+        (1, 1, 0)
+    );
+    assert_eq!(dlq.len(), 1);
+}
+
+/// "Calling it again is harmless; an earlier deadline wins": a second shutdown with a later
+/// deadline returns at the first one's.
+#[test]
+fn a_later_shutdown_deadline_does_not_replace_an_earlier_one() {
+    let queue = Queue::unbounded();
+    let gate = Gate::default();
+    let pool = {
+        let gate = gate.clone();
+        queue.consume(1, move |_m| {
+            gate.wait();
+            Ok::<(), String>(())
+        })
+    };
+    queue.send(1u32).unwrap();
+    wait_until("the handler started", || gate.entered() == 1);
+    thread::scope(|s| {
+        let early = common::spawn_named(s, "early-shutdown", || {
+            pool.shutdown_timeout(Duration::from_millis(200))
+        });
+        common::wait_blocked("early-shutdown"); // its deadline is registered
+        let t0 = Instant::now();
+        let late = pool.shutdown_timeout(LIMIT);
+        assert!(t0.elapsed() < LIMIT / 2, "waited for the later deadline");
+        assert_eq!((late.still_running, late.released), (1, 1));
+        assert_eq!(early.join().unwrap().still_running, 1);
+    });
+    gate.open();
+    assert_eq!(join_bounded(pool).lease_lost, 1);
+}
+
+/// A payload whose drop (user code) blocks until the test opens it, and tells when it started.
+struct GatedDrop(Option<Arc<(std::sync::atomic::AtomicBool, std::sync::atomic::AtomicBool)>>);
+
+impl Drop for GatedDrop {
+    fn drop(&mut self) {
+        if let Some(g) = &self.0 {
+            g.0.store(true, Ordering::SeqCst);
+            let t0 = Instant::now();
+            while !g.1.load(Ordering::SeqCst) && t0.elapsed() < LIMIT {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// A worker whose receive is still under way at the shutdown deadline (here: held up dropping
+/// an expired message it stepped over) gives the message it then takes back "as if never
+/// received, its attempt unspent": on a queue of one attempt, it is not discarded.
+#[test]
+fn a_message_taken_after_the_shutdown_deadline_goes_back_with_its_attempt_unspent() {
+    use std::sync::atomic::AtomicBool;
+    let clock = ManualClock::new();
+    let queue: Queue<GatedDrop> = Queue::builder()
+        .clock(clock.clone())
+        .max_attempts(1)
+        .build();
+    let gate = Arc::new((AtomicBool::new(false), AtomicBool::new(false)));
+    let expiring = switchboard::Message::new(GatedDrop(Some(Arc::clone(&gate))));
+    queue
+        .send(expiring.with_ttl(Duration::from_secs(1)))
+        .unwrap();
+    queue.send(GatedDrop(None)).unwrap();
+    clock.advance(Duration::from_secs(2)); // the first expired: a receive drops it, takes the next
+    let pool = queue.consume(1, |_m| Ok::<(), String>(()));
+    wait_until("the receive drops the expired message", || {
+        gate.0.load(Ordering::SeqCst)
+    });
+    let report = pool.shutdown_timeout(Duration::from_millis(10));
+    assert_eq!(report.still_running, 0);
+    gate.1.store(true, Ordering::SeqCst);
+    let stats = join_bounded(pool);
+    assert_eq!((stats.processed, stats.released), (0, 1));
+    let s = queue.stats();
+    assert_eq!((s.expired, s.discarded, s.abandoned), (1, 0, 1));
+    let d = queue
+        .try_receive()
+        .expect("the message is back in the queue");
+    assert_eq!(d.attempt(), 1);
+    d.ack().unwrap();
+}
+
+#[test]
+fn a_shutdown_report_is_clean_only_with_nothing_running_and_nothing_released() {
+    let mut r = ShutdownReport::default();
+    assert!(r.is_clean());
+    r.still_running = 1;
+    assert!(!r.is_clean());
+    r.still_running = 0;
+    r.released = 1;
+    assert!(!r.is_clean());
 }
