@@ -830,9 +830,11 @@ impl<T> Message<T> {
     /// Sets the time-to-live: the message expires `ttl` after it is sent to a queue (or published
     /// to a topic), and an expired message never reaches a consumer: a queue counts it in
     /// `expired` (and dead-letters it if configured), a topic subscription in its own
-    /// [`expired`](crate::Subscription::expired) count (a topic's chained endpoint is never
-    /// handed it, and its subscription counts it in
-    /// [`SubscriptionStats::expired`](crate::SubscriptionStats::expired)).
+    /// [`expired`](crate::Subscription::expired) count. A topic's chained closure is never
+    /// handed it (its subscription counts it in
+    /// [`SubscriptionStats::expired`](crate::SubscriptionStats::expired)); a chained queue, topic
+    /// or recipient list is handed it and expires it by its own rules (see
+    /// [`PublishReport::expired`](crate::PublishReport::expired)).
     pub fn with_ttl(mut self, ttl: Duration) -> Self {
         self.ext_mut().ttl = Some(ttl);
         self

@@ -767,6 +767,30 @@ fn ack_after_expiry_without_another_receive() {
 }
 
 #[test]
+fn a_zero_visibility_timeout_lets_no_ack_through_and_dead_letters_after_max_attempts() {
+    // Documented on `QueueBuilder::visibility_timeout`: unlike SQS, a zero lease ends before any
+    // verdict, so each ack fails and the attempts run out into the dead-letter queue.
+    let clock = ManualClock::new();
+    let dlq = Queue::builder().clock(clock.clone()).build();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .visibility_timeout(Duration::ZERO)
+        .dead_letter(&dlq, 3)
+        .build();
+    q.send(7).unwrap();
+    for attempt in 1..=3 {
+        let d = q.try_receive().unwrap();
+        assert_eq!(d.attempt(), attempt);
+        assert!(matches!(d.ack(), Err(AckError::LeaseExpired(_))));
+    }
+    assert_eq!(q.try_receive().unwrap_err(), TryRecvError::Empty);
+    let letter = dlq.try_recv().unwrap();
+    assert_eq!(*letter.payload(), 7);
+    let s = q.stats();
+    assert_eq!((s.acked, s.dead_lettered, s.in_flight), (0, 1, 0));
+}
+
+#[test]
 fn nack() {
     let (clock, q) = manual();
     q.send(1).unwrap();

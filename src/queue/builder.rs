@@ -109,6 +109,13 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
 
     /// How long a lease lasts unless extended (default 30 s). On the real clock it is kept to
     /// the clock's tick, a few milliseconds (see [`Clock`]).
+    ///
+    /// A lease that runs out before its verdict gives the message back: the late
+    /// [`ack`](crate::Delivery::ack) fails with [`AckError::LeaseExpired`](crate::AckError::LeaseExpired) and
+    /// the message is delivered again, its attempt counted toward `max_attempts`. So a timeout
+    /// shorter than the handling, or zero (unlike SQS, where a zero timeout still lets a delete
+    /// through), makes no ack succeed; a leased consumer that cannot bound its handling time
+    /// extends its lease (or runs in a consumer pool, whose heartbeat does).
     pub fn visibility_timeout(mut self, timeout: Duration) -> Self {
         self.visibility = timeout;
         self
@@ -267,8 +274,8 @@ impl<T: Send + Sync + 'static> QueueBuilder<T> {
         self
     }
 
-    /// The most keys the window remembers (default 2^20); beyond it the oldest are forgotten
-    /// early, so the window's memory stays bounded whatever the send rate.
+    /// The most keys the window remembers (default 2^20; 0 is taken as 1); beyond it the oldest
+    /// are forgotten early, so the window's memory stays bounded whatever the send rate.
     pub fn dedup_max_keys(mut self, max: usize) -> Self {
         self.dedup_max = max.max(1);
         self

@@ -790,7 +790,9 @@ impl<T> Queue<T> {
             .receive_many(max, wait)
     }
 
-    /// Leased receives with another visibility timeout than the queue's default.
+    /// Leased receives with another visibility timeout than the queue's default (what a timeout
+    /// too short for the handling does: see
+    /// [`QueueBuilder::visibility_timeout`](crate::QueueBuilder::visibility_timeout)).
     ///
     /// ```
     /// use std::time::Duration;

@@ -304,6 +304,11 @@ impl<T> Topic<T> {
     ///
     /// The chain lasts until [`unsubscribe`](Topic::unsubscribe) or [`close`](Topic::close); the
     /// topic holds a handle to the queue meanwhile. Closing the topic does not close the queue.
+    /// Closing the queue does not end the chain, and does not make publishes fail (the other
+    /// subscribers took the message): each later publish counts the queue's copy in
+    /// [`PublishReport::closed`](crate::PublishReport::closed) and in the subscription's
+    /// [`dropped`](crate::SubscriptionStats::dropped), whatever the overflow policy (which is
+    /// about a full queue). Unsubscribe a queue that is closed for good.
     ///
     /// # Examples
     ///

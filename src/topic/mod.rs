@@ -50,6 +50,13 @@
 //! assert!(got.iter().all(|p| Arc::ptr_eq(p, &big))); // one megabyte, never copied
 //! ```
 //!
+//! # Threads
+//!
+//! A `Topic<T>` is built for any `T: Clone`, but [`Topic`] and [`Subscription`] are `Send` and
+//! `Sync` only when `T` is `Send + Sync`: a topic can hold chained queues, whose messages are
+//! shared between a lease's old holder and the next receiver. (tokio's broadcast asks only
+//! `T: Send`.) A payload that is `Send` but not `Sync` goes in a `Mutex`, or stays on one thread.
+//!
 //! # Overflow
 //!
 //! Each subscription has a capacity and an [`Overflow`] policy for when it is full: `Block` (the
