@@ -790,6 +790,44 @@ fn a_zero_visibility_timeout_lets_no_ack_through_and_dead_letters_after_max_atte
     assert_eq!((s.acked, s.dead_lettered, s.in_flight), (0, 1, 0));
 }
 
+/// Review: a batch whose first lease ran out while it waited ended that lease and leased its
+/// message again (or, on a last attempt, dead-lettered it) without handing the first delivery
+/// out: attempts spent on deliveries nobody saw. It now hands it out, as `receive` does.
+#[test]
+fn a_batch_hands_out_a_first_lease_that_ran_out_instead_of_spending_it_unseen() {
+    // No dead-letter queue: one delivery, the first attempt, not the second.
+    let clock = ManualClock::new();
+    let q: Queue<u32> = Queue::builder().clock(clock.clone()).build();
+    q.send(7).unwrap();
+    let batch = q
+        .with_visibility(Duration::ZERO)
+        .receive_many(10, Duration::ZERO)
+        .unwrap();
+    let seen: Vec<_> = batch.iter().map(|d| (*d.payload(), d.attempt())).collect();
+    assert_eq!(seen, [(7, 1)]);
+    assert_eq!(q.stats().received, 1);
+    drop(batch);
+    assert_eq!(q.try_receive().unwrap().attempt(), 2);
+
+    // The last attempt: the message is dead-lettered, but only after someone saw it.
+    let dlq: Queue<u32> = Queue::unbounded();
+    let q: Queue<u32> = Queue::builder()
+        .clock(clock.clone())
+        .dead_letter(&dlq, 1)
+        .build();
+    q.send(8).unwrap();
+    let batch = q
+        .with_visibility(Duration::ZERO)
+        .receive_many(10, Duration::ZERO)
+        .unwrap();
+    let seen: Vec<_> = batch.iter().map(|d| (*d.payload(), d.attempt())).collect();
+    assert_eq!(seen, [(8, 1)]);
+    assert!(batch.into_iter().all(|d| d.ack().is_err()));
+    assert_eq!(dlq.try_recv().unwrap().into_payload(), 8);
+    let s = q.stats();
+    assert_eq!((s.received, s.dead_lettered, s.in_flight), (1, 1, 0));
+}
+
 #[test]
 fn nack() {
     let (clock, q) = manual();
@@ -1300,9 +1338,10 @@ fn a_send_that_waited_for_room_is_enqueued_when_it_gets_in() {
 #[test]
 fn a_batch_never_holds_one_message_twice() {
     // A lease that runs out while its batch is being filled (here at once: a zero visibility
-    // timeout on a clock that stands still) puts its message back, and the batch may lease it
-    // again: the ended delivery leaves the batch, so each message is in it once, on a live
-    // lease. Found by review (a batch held attempts 1 and 2 of one message).
+    // timeout on a clock that stands still) would put its message back for the batch to lease
+    // again. Found by review (a batch held attempts 1 and 2 of one message); the batch now
+    // stops at a lease that is due, and hands it out (see
+    // `a_batch_hands_out_a_first_lease_that_ran_out_instead_of_spending_it_unseen`).
     for fifo in [false, true] {
         let clock = ManualClock::new();
         let b = Queue::builder()
@@ -1316,10 +1355,8 @@ fn a_batch_never_holds_one_message_twice() {
         let ids: Vec<_> = batch.iter().map(|d| d.id()).collect();
         let unique: HashSet<_> = ids.iter().collect();
         assert_eq!(unique.len(), ids.len(), "fifo {fifo}: {ids:?}");
-        // A standard queue's batch ends the first lease and leases its message again with the
-        // rest; a FIFO queue's stops at the first lease due (its receives run the timers one by
-        // one, and would go round leasing the same messages).
-        assert_eq!(ids.len(), if fifo { 1 } else { 3 }, "fifo {fifo}");
+        // Both kinds stop at the first lease, due at once.
+        assert_eq!(ids.len(), 1, "fifo {fifo}");
         // Each message in the batch is out once, on a lease the next look at the timers ends
         // (the ack's own, with the timeout zero): each comes back once.
         let lost: HashSet<_> = q.ack_many(batch).into_iter().collect();
@@ -3228,11 +3265,11 @@ fn a_panicking_drop_as_the_last_handle_goes_drops_every_other_message() {
     }
 }
 
-/// A lease that ends as its batch is filled leaves the batch; with nothing else there, the
-/// batch waits on instead of coming back empty at once, which reads as a timeout (found by a
-/// review of the fix that made the batch drop it).
+/// A batch whose one lease is due by the time it would take more comes back with it at once,
+/// on its last attempt too, rather than ending it unseen and waiting out its time (it used to:
+/// first empty at once, which read as a timeout, then, as mended by review, after the wait).
 #[test]
-fn a_batch_whose_only_lease_ended_waits_out_its_time() {
+fn a_batch_whose_only_lease_is_due_comes_back_with_it() {
     let clock = ManualClock::new();
     let dlq: Queue<u32> = Queue::builder().clock(clock.clone()).build();
     let q: Queue<u32> = Queue::builder()
@@ -3241,13 +3278,13 @@ fn a_batch_whose_only_lease_ended_waits_out_its_time() {
         .dead_letter(&dlq, 1)
         .build();
     q.send(1).unwrap();
-    let wait = ms(100);
-    let t0 = Instant::now();
-    let batch = q.receive_many(5, wait).unwrap();
-    // Its one lease ended at once (zero visibility, last attempt): the letter is in the
-    // dead-letter queue, and the batch found nothing more within its wait.
-    assert!(batch.is_empty());
-    assert!(t0.elapsed() >= wait, "back after {:?}", t0.elapsed());
+    // The wait is bounded: a batch that ended the lease unseen would come back empty after it.
+    let batch = q.receive_many(5, LONG).unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!((*batch[0].payload(), batch[0].attempt()), (1, 1));
+    // Its lease ended (zero visibility, last attempt): the ack fails, and the letter is in the
+    // dead-letter queue.
+    assert_eq!(q.ack_many(batch).len(), 1);
     assert_eq!((dlq.len(), q.stats().dead_lettered), (1, 1));
 }
 

@@ -633,20 +633,26 @@ impl<T> Slow<T> {
     }
 
     /// Moves out of `batch` the deliveries whose lease has ended (run out while the batch was
-    /// being filled), keeping the order of the rest; the caller drops them after the lock.
+    /// being filled) and whose message the batch leased again, keeping the order of the rest; the
+    /// caller drops them after the lock (the batch would otherwise hold that message twice). An
+    /// ended delivery whose message the batch did not take again stays: it is handed out as
+    /// `receive` hands out a lease that ran out, so that the attempt it spent (perhaps the last,
+    /// its message now dead-lettered) was spent on a delivery someone saw (found by review: a
+    /// batch dropped it unseen).
     fn take_ended(&self, batch: &mut Vec<Delivery<T>>) -> Vec<Delivery<T>> {
-        if batch.iter().all(|d| {
+        let held = |d: &Delivery<T>| {
             let (slot, gen, _) = d.lease_key();
             self.holds(slot, gen)
-        }) {
+        };
+        if batch.iter().all(held) {
             return Vec::new();
         }
-        let (live, ended) = std::mem::take(batch).into_iter().partition(|d| {
-            let (slot, gen, _) = d.lease_key();
-            self.holds(slot, gen)
-        });
-        *batch = live;
-        ended
+        let again: Vec<MessageId> = batch.iter().filter(|d| held(d)).map(|d| d.id()).collect();
+        let (keep, twice) = std::mem::take(batch)
+            .into_iter()
+            .partition(|d| held(d) || !again.contains(&d.id()));
+        *batch = keep;
+        twice
     }
 
     fn take_lease(&mut self, slot: u32, gen: u64) -> Option<Lease<T>> {
@@ -2234,12 +2240,17 @@ impl<T> Shared<T> {
             // more than a tenth of a batch receive.
             into.reserve(max.min(slow.ready.len() + self.rx.len()));
             let now = self.now();
-            self.run_timers(&mut slow, now, &mut out);
-            // A lease already in the batch may have just run out (a visibility timeout shorter
-            // than the wait for the first message), its message back in the ready lane: out of
-            // the batch with it, or the batch could hold that message twice (found by review).
-            // The timers do not run again under this lock, so no later lease of the batch ends.
-            ended = slow.take_ended(into);
+            // A lease already in the batch that is due (a visibility timeout shorter than the
+            // wait for the first message) ends the batch as it is, as in the FIFO path, and is
+            // handed out as `receive` hands out a lease that ran out. Running the timers would
+            // end it and put its message back for the batch to lease again: an attempt spent
+            // (perhaps the last, dead-lettering the message) on a delivery nobody saw (found by
+            // review). The timers do not run again under this lock, so no later lease ends.
+            let due = into.iter().any(|d| d.deadline_nanos() <= now);
+            let target = if due { into.len() } else { target };
+            if !due {
+                self.run_timers(&mut slow, now, &mut out);
+            }
             while into.len() < target {
                 let from_ready =
                     !slow.ready.is_empty() && (!slow.prefer_main || !self.main_may_hold());
@@ -2281,6 +2292,7 @@ impl<T> Shared<T> {
                 };
                 into.push(self.lease(&mut slow, entry, vis, now, u32::MAX));
             }
+            ended = slow.take_ended(into);
             // Under the lock, as `take_fresh` counts: a closing receiver finds each message in
             // the main lane or in the slow state, never in neither.
             if popped > 0 {

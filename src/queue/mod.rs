@@ -755,8 +755,9 @@ impl<T> Queue<T> {
     /// the `leased_batch` lane). Each delivery still has a lease of its own.
     ///
     /// A batch holds each message once. With a visibility timeout shorter than the wait, the
-    /// first lease may run out before the rest are taken: its message went back, and the batch
-    /// holds it on a new lease (a FIFO queue's batch stops there instead), never the ended one.
+    /// first lease may run out before the rest are taken: the batch stops there and comes back
+    /// with that delivery alone, as [`receive`](Queue::receive) hands out a lease that ran out
+    /// (its ack fails with `LeaseExpired`), so that no attempt is spent on a delivery nobody saw.
     ///
     /// On a FIFO queue a batch holds at most one message per group, as any lease does: the next
     /// message of a group goes out only once the one before is settled. (SQS can return several
@@ -1081,9 +1082,9 @@ impl<T> Queue<T> {
                 Err(RecvTimeoutError::Closed) => return Err(RecvError),
             }
             self.shared.lease_many(vis, max - 1, &mut out);
-            // The first lease may have ended as the rest were taken, and left the batch (see
-            // `lease_many`) with nothing after it: wait again rather than return an empty
-            // batch, which reads as a timeout, before the wait is up (found by review).
+            // The batch keeps its first delivery (see `lease_many` and `take_ended`), so it is
+            // not empty; were it ever, waiting on beats an empty batch before the wait is up,
+            // which reads as a timeout (found by review when batches dropped an ended lease).
             if !out.is_empty() {
                 return Ok(out);
             }
