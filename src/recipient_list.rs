@@ -23,7 +23,8 @@
 //!   recipient gets the message.
 //! - [`OnFailure`]: a recipient that is full, closed or refuses the message either does not stop
 //!   the others (`Continue`, the default; the report says who failed) or stops the send at once
-//!   (`Stop`): the rest are reported [`Outcome::Skipped`] and the error hands the message back.
+//!   (`Stop`): the rest are reported [`Outcome::Skipped`] (chosen names the list does not hold
+//!   stay [`Outcome::Unknown`]) and the error hands the message back.
 //!
 //! # Time-to-live
 //!
@@ -246,8 +247,9 @@ pub enum OnFailure {
     /// Deliver to the other recipients; the report says who failed (the default).
     #[default]
     Continue,
-    /// Stop at the first failure: later recipients are [`Outcome::Skipped`] and the send fails
-    /// with [`RecipientListError::Stopped`], handing the message back.
+    /// Stop at the first failure: later recipients are [`Outcome::Skipped`] (chosen names the
+    /// list does not hold stay [`Outcome::Unknown`]) and the send fails with
+    /// [`RecipientListError::Stopped`], handing the message back.
     Stop,
 }
 

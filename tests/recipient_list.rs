@@ -222,7 +222,7 @@ fn stop_or_continue_on_failure() {
     closed.close();
     let build = |policy| {
         RecipientList::builder()
-            .route(Route::to(["a", "b", "c"]))
+            .route(Route::to(["a", "b", "c", "ghost"]))
             .on_failure(policy)
             .recipient("a", &a)
             .recipient("b", &closed)
@@ -239,6 +239,8 @@ fn stop_or_continue_on_failure() {
     assert_eq!(report.get("a"), Some(&Outcome::Delivered));
     assert_eq!(report.get("b"), Some(&Outcome::Closed));
     assert_eq!(report.get("c"), Some(&Outcome::Skipped));
+    // A chosen name the list does not hold stays unknown, past the stop too (documented).
+    assert_eq!(report.get("ghost"), Some(&Outcome::Unknown));
     assert!(err
         .to_string()
         .starts_with("send stopped at a failing recipient"));
