@@ -2233,7 +2233,6 @@ impl<T> Shared<T> {
             return;
         }
         let (mut out, mut tokens, mut popped, mut last_enqueued) = (Vec::new(), 0, 0, 0);
-        let ended;
         {
             let mut slow = self.slow().lock();
             // Room for what is there now, at once: growing a batch one doubling at a time cost
@@ -2245,7 +2244,8 @@ impl<T> Shared<T> {
             // handed out as `receive` hands out a lease that ran out. Running the timers would
             // end it and put its message back for the batch to lease again: an attempt spent
             // (perhaps the last, dead-lettering the message) on a delivery nobody saw (found by
-            // review). The timers do not run again under this lock, so no later lease ends.
+            // review). The timers run only when no lease in the batch is due, and not again
+            // under this lock, so no lease of the batch ends: no `take_ended` walk here.
             let due = into.iter().any(|d| d.deadline_nanos() <= now);
             let target = if due { into.len() } else { target };
             if !due {
@@ -2292,7 +2292,6 @@ impl<T> Shared<T> {
                 };
                 into.push(self.lease(&mut slow, entry, vis, now, u32::MAX));
             }
-            ended = slow.take_ended(into);
             // Under the lock, as `take_fresh` counts: a closing receiver finds each message in
             // the main lane or in the slow state, never in neither.
             if popped > 0 {
@@ -2303,7 +2302,6 @@ impl<T> Shared<T> {
         // The tokens first: what follows drops payloads (user code, which may panic), and a
         // token lost with the unwind left a waiting receiver asleep past a due message.
         self.pass_on(tokens);
-        drop(ended);
         self.forward(out, self);
         if self.is_closed() {
             self.wake_all_waiters();
