@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use switchboard::{
     Completed, Completion, CorrelationId, Endpoint, GatherError, Message, OnFailure, Overflow,
-    Queue, RecipientList, Reply, ReplyTo, Request, RequestError, Requester, Route, ScatterGather,
-    Service, SubscribeOptions, Topic, UnknownRecipients,
+    Queue, RecipientList, RecvError, Reply, ReplyTo, Request, RequestError, Requester, Route,
+    ScatterGather, Service, SubscribeOptions, Topic, UnknownRecipients,
 };
 
 use common::{panics, spawn_named, wait_blocked, Bomb, Bombs};
@@ -702,6 +702,64 @@ fn service_knows_its_responders() {
     assert_eq!(served, 300);
     assert_eq!(service.responder_count(), 0);
     assert!(started.elapsed() < LONG / 2);
+}
+
+/// A responder takes requests in batches: at most `max`, an empty batch when none came within
+/// the wait, every request of a batch answerable, and `RecvError` once the service is closed and
+/// drained (not before: what was queued at the close is still handed out).
+#[test]
+fn a_responder_answers_in_batches() {
+    let service: Service<u32, u32> = Service::default();
+    let responder = service.responder();
+    let requester = service.requester();
+    assert!(responder.recv_many(4, Duration::ZERO).unwrap().is_empty());
+    thread::scope(|s| {
+        let asking: Vec<_> = (0..6)
+            .map(|x| {
+                let requester = requester.clone();
+                s.spawn(move || requester.request(x, LONG))
+            })
+            .collect();
+        let until = Instant::now() + LONG;
+        while responder.len() < 6 {
+            assert!(Instant::now() < until, "the requests never arrived");
+            thread::yield_now();
+        }
+        let first = responder.recv_many(4, LONG).unwrap();
+        assert_eq!(first.len(), 4, "at most max");
+        let second = responder.recv_many(4, LONG).unwrap();
+        assert_eq!(second.len(), 2, "what was left, without waiting for more");
+        let mut asked: Vec<u32> = first.iter().chain(&second).map(|r| *r.body()).collect();
+        asked.sort_unstable();
+        assert_eq!(asked, [0, 1, 2, 3, 4, 5]);
+        for r in first.into_iter().chain(second) {
+            let x = *r.body();
+            r.reply(x + 100).unwrap();
+        }
+        let mut replies: Vec<u32> = asking
+            .into_iter()
+            .map(|a| a.join().unwrap().unwrap())
+            .collect();
+        replies.sort_unstable();
+        assert_eq!(replies, [100, 101, 102, 103, 104, 105]);
+    });
+    // Queued before the close: still handed out; then the end.
+    let late = thread::spawn({
+        let requester = requester.clone();
+        move || requester.request(7, LONG)
+    });
+    let until = Instant::now() + LONG;
+    while responder.is_empty() {
+        assert!(Instant::now() < until, "the request never arrived");
+        thread::yield_now();
+    }
+    service.close();
+    let batch = responder.recv_many(4, LONG).unwrap();
+    assert_eq!(batch.iter().map(|r| *r.body()).collect::<Vec<_>>(), [7]);
+    drop(batch);
+    assert_eq!(late.join().unwrap(), Err(RequestError::Unanswered));
+    assert_eq!(responder.recv_many(4, LONG).unwrap_err(), RecvError);
+    assert_eq!(requester.stats().replies, 6);
 }
 
 /// A request that reached a responder, which dropped it unanswered after the service's last

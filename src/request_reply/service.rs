@@ -106,6 +106,20 @@ impl<Req: Send + Sync + 'static, Rep: Send + 'static> Service<Req, Rep> {
     }
 }
 
+impl<Req: Send + Sync + 'static, Rep: Send + 'static> Default for Service<Req, Rep> {
+    /// A service over an unbounded queue, as [`Service::unbounded`].
+    ///
+    /// ```
+    /// use switchboard::Service;
+    ///
+    /// let service: Service<u8, u8> = Service::default();
+    /// assert_eq!((service.responder_count(), service.queue().capacity()), (0, None));
+    /// ```
+    fn default() -> Self {
+        Service::unbounded()
+    }
+}
+
 impl<Req, Rep> Service<Req, Rep> {
     /// A service over `queue` (built with any options). Requests should reach the queue only
     /// through the service's requesters, and leave it only through its responders.
@@ -269,6 +283,52 @@ impl<Req, Rep> Responder<Req, Rep> {
             .queue
             .recv_deadline(deadline)
             .map(|m| m.into_payload())
+    }
+
+    /// Waits up to `wait` for a first request, then takes up to `max` in all without waiting
+    /// more, as [`Queue::recv_many`](crate::Queue::recv_many): a responder that answers in
+    /// batches. An empty vector means nothing came within `wait`; with `max == 0` it comes at
+    /// once, taking nothing and telling nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the service is closed and drained.
+    ///
+    /// ```
+    /// use std::thread;
+    /// use std::time::Duration;
+    /// use switchboard::Service;
+    ///
+    /// let service: Service<u32, u32> = Service::unbounded();
+    /// let responder = service.responder();
+    /// let requester = service.requester();
+    /// let asking: Vec<_> = (0..3)
+    ///     .map(|x| {
+    ///         let requester = requester.clone();
+    ///         thread::spawn(move || requester.request(x, Duration::from_secs(10)))
+    ///     })
+    ///     .collect();
+    /// let mut answered = 0;
+    /// while answered < 3 {
+    ///     for request in responder.recv_many(8, Duration::from_secs(10)).unwrap() {
+    ///         let doubled = request.body() * 2;
+    ///         request.reply(doubled).unwrap();
+    ///         answered += 1;
+    ///     }
+    /// }
+    /// let mut replies: Vec<u32> = asking.into_iter().map(|a| a.join().unwrap().unwrap()).collect();
+    /// replies.sort();
+    /// assert_eq!(replies, [0, 2, 4]);
+    /// ```
+    pub fn recv_many(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Request<Req, Rep>>, RecvError> {
+        self.gate
+            .queue
+            .recv_many(max, wait)
+            .map(|batch| batch.into_iter().map(Message::into_payload).collect())
     }
 
     /// A blocking iterator over the requests; it ends once the service is closed and drained.
