@@ -595,6 +595,47 @@ mod tests {
         }
     }
 
+    /// A lease's slot hint that names another busy group releases the group the key names,
+    /// not the one in the hinted slot (found by mutation testing: a hint trusted without its
+    /// key check freed the wrong group, which then handed out a second message while its
+    /// first was still in flight, and left the right one stuck).
+    #[test]
+    fn a_hint_naming_another_group_releases_the_keyed_group() {
+        fn k<'a>(e: &'a (&'static str, i32)) -> &'a str {
+            e.0
+        }
+        let mut g = Groups::new();
+        for i in 0..2 {
+            g.push_back(("a", i), k);
+            g.push_back(("b", i), k);
+        }
+        assert_eq!(g.pop(true), Some(("a", 0)));
+        assert_eq!(g.pop(true), Some(("b", 0)));
+        let b_slot = g.last_popped();
+        g.release_at(b_slot, "a");
+        assert_eq!(g.pop(true), Some(("a", 1)), "a released, by key");
+        assert_eq!(g.pop(true), None, "b still has its first message in flight");
+    }
+
+    /// Aging (what a queue does outside de-duplicated sends) forgets a key once exactly the
+    /// window has passed, and the oldest keys beyond the bound, without a `look` (found by
+    /// mutation testing: both could be dropped from `age` with no test noticing; the keys then
+    /// stayed until the next de-duplicated send).
+    #[test]
+    fn aging_forgets_keys_at_the_window_and_beyond_the_bound() {
+        let mut d = Dedup::new();
+        d.record("k".into(), MessageId::next(), 0, false);
+        d.age(9, 10, 100);
+        assert_eq!(d.len(), 1, "within the window");
+        d.age(10, 10, 100);
+        assert_eq!(d.len(), 0, "the window has passed");
+        for i in 0..3 {
+            d.record(format!("x{i}"), MessageId::next(), 20, false);
+        }
+        d.age(20, 10, 2);
+        assert_eq!(d.len(), 2, "the oldest key beyond the bound goes");
+    }
+
     #[test]
     fn dedup_window_ages_out_and_is_bounded() {
         let mut d = Dedup::new();
