@@ -647,10 +647,12 @@ impl<T> Slow<T> {
         if batch.iter().all(held) {
             return Vec::new();
         }
-        let again: Vec<MessageId> = batch.iter().filter(|d| held(d)).map(|d| d.id()).collect();
+        // Sorted, so that a large batch is not walked once per delivery.
+        let mut again: Vec<MessageId> = batch.iter().filter(|d| held(d)).map(|d| d.id()).collect();
+        again.sort_unstable();
         let (keep, twice) = std::mem::take(batch)
             .into_iter()
-            .partition(|d| held(d) || !again.contains(&d.id()));
+            .partition(|d| held(d) || again.binary_search(&d.id()).is_err());
         *batch = keep;
         twice
     }
