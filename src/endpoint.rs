@@ -294,9 +294,9 @@ impl<T: Clone> Endpoint<T> {
         match &self.kind {
             Kind::Queue(q) => {
                 let mut later = Vec::new();
-                let result = q.send_keeping(msg, wait, &mut later);
+                let result = to_queue(q, msg, wait, &mut later);
                 drop(later);
-                return result.map(|_| 1).map_err(DeliverError::from);
+                return result;
             }
             Kind::Fn(f) => return f(msg).map(|()| 1),
             Kind::Topic(_) | Kind::List(_) => {}
@@ -339,10 +339,7 @@ impl<T: Clone> Endpoint<T> {
             reached: 0,
         };
         match &self.kind {
-            Kind::Queue(q) => q
-                .send_keeping(msg, wait, later)
-                .map(|_| 1)
-                .map_err(|e| none(e.into())),
+            Kind::Queue(q) => to_queue(q, msg, wait, later).map_err(none),
             Kind::Topic(t) => topic_reach(t.publish_into(msg, wait, later)),
             Kind::List(l) => match l.dispatch_reach(msg, wait, |_, _| {}, later) {
                 Ok((_, None, reach, _)) => Ok(reach),
@@ -551,6 +548,19 @@ impl<T> DeliverError<T> {
 /// assert!(err.is_full());
 /// assert_eq!(err.into_inner().into_payload(), 2);
 /// ```
+/// A delivery to a queue: its one receiver reached, or none (a duplicate that
+/// de-duplication turns away counts as reached, and is left in `later`).
+fn to_queue<T>(
+    q: &Queue<T>,
+    msg: Message<T>,
+    wait: Wait,
+    later: &mut Vec<Message<T>>,
+) -> Result<usize, DeliverError<T>> {
+    q.send_keeping(msg, wait, later)
+        .map(|_| 1)
+        .map_err(DeliverError::from)
+}
+
 impl<T> From<TrySendError<T>> for DeliverError<T> {
     /// `Full` as `Full`, `Closed` as `Closed`.
     fn from(e: TrySendError<T>) -> Self {
